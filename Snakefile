@@ -1,0 +1,30 @@
+# facevoice: raw talking-face videos -> aligned faces, filtered speech, features, Parquet shards.
+#
+#   snakemake --cores all                         # the demo corpus (config.yaml)
+#   snakemake --cores all --configfile my.yaml    # your data
+#
+# Each stage is one rule file in workflow/rules/ and one module of src/facevoice/ of the
+# same name. The config is validated against workflow/schemas/config.schema.yaml first.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/frames.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/speech.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/shards.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        rules.manifest.output,
+        rules.data_report.output,
+    default_target: True

@@ -1,0 +1,56 @@
+"""The ``facevoice`` command: a thin dispatcher to each module's ``main(argv)``.
+
+Modules are imported only when their command runs, so ``facevoice --help`` stays fast and
+a command never pays for another's imports (torch, librosa).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("facevoice.demo", "build the embedded demo corpus from registry packages"),
+    "check-config": ("facevoice.config", "validate a config file against the schema"),
+    "frames": ("facevoice.frames", "decode one clip's frames (a pipeline stage)"),
+    "faces": ("facevoice.faces", "detect and align one clip's faces (a pipeline stage)"),
+    "speech": ("facevoice.speech", "decode and speech-filter one clip's audio (a pipeline stage)"),
+    "features": ("facevoice.features", "compute one clip's voice features (a pipeline stage)"),
+    "shards": ("facevoice.shards", "write Parquet shards and the manifest (a pipeline stage)"),
+    "report": ("facevoice.report", "write the data report (a pipeline stage)"),
+    "trials": ("facevoice.trials", "generate or import evaluation trial lists"),
+    "evaluate": ("facevoice.evaluate", "score embeddings on trial lists"),
+    "compare": ("facevoice.compare", "write comparison tables and plots"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: facevoice COMMAND [ARGS...]", "", "commands:"]
+    for name, (_, text) in COMMANDS.items():
+        lines.append(f"  {name:<13} {text}")
+    lines.append("")
+    lines.append("Run 'facevoice COMMAND --help' for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from facevoice import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"facevoice: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

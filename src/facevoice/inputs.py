@@ -1,0 +1,223 @@
+"""Find the clips of a dataset and check its metadata before any job runs.
+
+Two input layouts are understood (config ``input.layout``):
+
+``videos``
+    ``<input.videos>/<identity>/<video>/<clip>.mp4``: a tree of talking-face clips (the
+    demo corpus has this shape). Frames and speech both come from the clip file.
+
+``voxceleb1``
+    The VoxCeleb1 release: speech in ``<input.wav>/idXXXXX/<video>/NNNNN.wav`` and face
+    frames in ``<input.face_frames>/<Name>/1.6/<video>/<N>/NNNN.jpg`` (``N`` is the clip
+    number without leading zeros). ``Name`` comes from the metadata's ``VGGFace1 ID``.
+
+Both use VoxCeleb1's ``vox1_meta.csv`` (tab-separated ``VoxCeleb1 ID, VGGFace1 ID, Gender,
+Nationality, Set``; an optional ``Age`` column is read when present) and an
+``identity_splits.txt`` of ``Name set`` lines (1 train, 2 val, 3 seen-heard test,
+4 unseen-unheard test).
+
+Problems that make a run meaningless stop it here, naming what to fix: a missing input
+path, an identity without a metadata row or without a split, an identity listed twice, an
+identity in two splits. Problems with single clips (corrupt media, no face, no speech) are
+not errors: the stages reject those clips with a reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SPLIT_CODES = {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}
+CLIP_COLUMNS = [
+    "clip", "identity", "video", "clip_name", "name", "split", "gender", "nationality", "age",
+    "frames_source", "speech_source",
+]
+
+
+class InputError(ValueError):
+    """The dataset cannot be used as configured; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    identity: str
+    name: str
+    gender: str | None
+    nationality: str | None
+    age: float | None
+
+
+def _require(path: str | None, key: str, what: str) -> Path:
+    if not path:
+        raise InputError(f"config key '{key}' is not set: give the path of {what}")
+    p = Path(path)
+    if not p.exists():
+        hint = " (build the demo corpus first: `facevoice demo`)" if "demo" in str(p) else ""
+        raise InputError(f"{what} not found: '{p}' (config key '{key}'){hint}")
+    return p
+
+
+def _clean(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+def read_meta(path: str | Path) -> dict[str, Identity]:
+    """Parse vox1_meta.csv; raise on duplicated identities or names."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several types for malformed files
+        raise InputError(f"cannot read metadata {path}: {exc}") from exc
+    df.columns = [c.strip() for c in df.columns]
+    needed = ["VoxCeleb1 ID", "VGGFace1 ID", "Gender"]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"metadata {path} lacks column(s) {missing}; expected a tab-separated VoxCeleb1 "
+            f"vox1_meta.csv with header 'VoxCeleb1 ID, VGGFace1 ID, Gender, Nationality, Set'"
+        )
+    df = df.apply(lambda col: col.str.strip())
+    for col, what in [("VoxCeleb1 ID", "identity"), ("VGGFace1 ID", "name")]:
+        dup = df[col][df[col].duplicated()].unique().tolist()
+        if dup:
+            raise InputError(f"metadata {path}: duplicated {what} {dup[:5]}: each identity must have one row")
+    out: dict[str, Identity] = {}
+    for row in df.to_dict("records"):
+        gender = _clean(row.get("Gender"))
+        gender = gender.lower() if gender else None
+        if gender not in (None, "m", "f"):
+            raise InputError(f"metadata {path}: identity {row['VoxCeleb1 ID']} has gender {gender!r}; use m, f or leave empty")
+        age = _clean(row.get("Age"))
+        try:
+            age_val = float(age) if age is not None else None
+        except ValueError as exc:
+            raise InputError(f"metadata {path}: identity {row['VoxCeleb1 ID']} has age {age!r}, not a number") from exc
+        out[row["VoxCeleb1 ID"]] = Identity(
+            identity=row["VoxCeleb1 ID"],
+            name=row["VGGFace1 ID"],
+            gender=gender,
+            nationality=_clean(row.get("Nationality")),
+            age=age_val,
+        )
+    return out
+
+
+def read_splits(path: str | Path) -> dict[str, str]:
+    """Parse identity_splits.txt (``Name set``); raise on an identity listed twice."""
+    path = Path(path)
+    splits: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in SPLIT_CODES:
+            raise InputError(
+                f"{path}:{lineno}: expected 'Name set' with set in 1 (train), 2 (val), "
+                f"3 (seen-heard test), 4 (unseen-unheard test); found {line!r}"
+            )
+        name, code = parts
+        split = SPLIT_CODES[code]
+        if name in splits:
+            if splits[name] != split:
+                raise InputError(
+                    f"{path}:{lineno}: identity {name} is in two splits ({splits[name]} and {split}): "
+                    f"splits must be identity-disjoint"
+                )
+            raise InputError(f"{path}:{lineno}: identity {name} is listed twice")
+        splits[name] = split
+    return splits
+
+
+def _scan_videos(root: Path, extensions: list[str]) -> list[tuple[str, str, str, str]]:
+    found = []
+    for ident in sorted(os.scandir(root), key=lambda e: e.name):
+        if not ident.is_dir() or ident.name.startswith("."):
+            continue
+        for video in sorted(os.scandir(ident.path), key=lambda e: e.name):
+            if not video.is_dir() or video.name.startswith("."):
+                continue
+            for f in sorted(os.scandir(video.path), key=lambda e: e.name):
+                stem, ext = os.path.splitext(f.name)
+                if f.is_file() and ext.lower() in extensions and not f.name.startswith("."):
+                    found.append((ident.name, video.name, stem, f.path))
+    return found
+
+
+def list_clips(config: dict[str, Any]) -> pd.DataFrame:
+    """Return one row per clip (columns :data:`CLIP_COLUMNS`), after checking the metadata."""
+    inp = config["input"]
+    meta = read_meta(_require(inp.get("meta"), "input.meta", "the metadata file (vox1_meta.csv)"))
+    splits = read_splits(_require(inp.get("splits"), "input.splits", "the identity splits file"))
+
+    rows = []
+    if inp["layout"] == "videos":
+        root = _require(inp.get("videos"), "input.videos", "the videos folder")
+        exts = [e.lower() for e in inp.get("video_extensions", [".mp4"])]
+        for ident, video, clip, path in _scan_videos(root, exts):
+            rows.append((ident, video, clip, path, path))
+    else:
+        wav_root = _require(inp.get("wav"), "input.wav", "the VoxCeleb1 wav folder")
+        faces_root = _require(inp.get("face_frames"), "input.face_frames", "the VoxCeleb1 face frames folder")
+        for ident, video, clip, path in _scan_videos(wav_root, [".wav"]):
+            name = meta[ident].name if ident in meta else ident
+            try:
+                track = str(int(clip))
+            except ValueError:
+                track = clip
+            frames_dir = faces_root / name / "1.6" / video / track
+            rows.append((ident, video, clip, str(frames_dir), path))
+    if not rows:
+        where = inp.get("videos") if inp["layout"] == "videos" else inp.get("wav")
+        raise InputError(f"no clips found under '{where}' (layout {inp['layout']!r})")
+
+    idents = sorted({r[0] for r in rows})
+    no_meta = [i for i in idents if i not in meta]
+    if no_meta:
+        raise InputError(
+            f"{len(no_meta)} identit{'y has' if len(no_meta) == 1 else 'ies have'} clips but no row in "
+            f"{inp['meta']}: {no_meta[:10]}; add their rows (VoxCeleb1 ID, VGGFace1 ID, Gender, "
+            f"Nationality, Set) or remove their folders"
+        )
+    no_split = [meta[i].name for i in idents if meta[i].name not in splits]
+    if no_split:
+        raise InputError(
+            f"{len(no_split)} identit{'y is' if len(no_split) == 1 else 'ies are'} in no split of "
+            f"{inp['splits']}: {no_split[:10]}; add a 'Name set' line for each"
+        )
+
+    records = []
+    for ident, video, clip, frames_src, speech_src in rows:
+        m = meta[ident]
+        records.append({
+            "clip": f"{ident}/{video}/{clip}", "identity": ident, "video": video, "clip_name": clip,
+            "name": m.name, "split": splits[m.name], "gender": m.gender,
+            "nationality": m.nationality, "age": m.age,
+            "frames_source": frames_src, "speech_source": speech_src,
+        })
+    df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
+    _check_disjoint(df)
+    return df
+
+
+def _check_disjoint(df: pd.DataFrame) -> None:
+    per = df.groupby("identity")["split"].nunique()
+    bad = per[per > 1].index.tolist()
+    if bad:
+        raise InputError(f"identities in more than one split: {bad[:10]}; splits must be identity-disjoint")
+
+
+def identity_attributes(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """identity -> {name, split, gender, nationality, age} (metadata carried into shards)."""
+    cols = ["name", "split", "gender", "nationality", "age"]
+    first = df.drop_duplicates("identity").set_index("identity")[cols]
+    out = {}
+    for ident, row in first.iterrows():
+        out[ident] = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+    return out

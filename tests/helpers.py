@@ -1,0 +1,70 @@
+"""Small media makers for the tests: real files made with the real ffmpeg binary."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def sample_face() -> str:
+    """A real photograph of one face shipped with matplotlib."""
+    import matplotlib.cbook as cb
+
+    return str(cb.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def image_video(path: Path, image: str | None, seconds: float = 3.0, audio: str | None = "sine",
+                size: str = "320:272", extra_vf: str = "") -> Path:
+    """An H.264 mp4 of a still image (or black frames when image is None) with optional audio."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [ffmpeg(), "-y", "-loglevel", "error"]
+    if image:
+        cmd += ["-loop", "1", "-i", image]
+    else:
+        cmd += ["-f", "lavfi", "-i", f"color=c=gray:s=320x272:r=25:d={seconds}"]
+    if audio == "sine":
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=220:duration={seconds}"]
+    elif audio:
+        cmd += ["-i", audio]
+    vf = f"scale={size}" + (f",{extra_vf}" if extra_vf else "")
+    cmd += ["-t", str(seconds), "-r", "25", "-vf", vf, "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    cmd += ["-c:a", "aac", "-ar", "16000"] if audio else ["-an"]
+    subprocess.run(cmd + [str(path)], check=True)
+    return path
+
+
+def two_faces_image(out: Path) -> Path:
+    """Two copies of the sample face side by side: a frame with several faces."""
+    from PIL import Image
+
+    im = Image.open(sample_face()).convert("RGB")
+    both = Image.new("RGB", (im.width * 2, im.height))
+    both.paste(im, (0, 0))
+    both.paste(im, (im.width, 0))
+    both.save(out)
+    return out
+
+
+def write_meta(root: Path, rows: list[tuple[str, str, str, str, str]], splits: list[tuple[str, int]]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"] + ["\t".join(r) for r in rows]
+    (root / "vox1_meta.csv").write_text("\n".join(lines) + "\n")
+    (root / "identity_splits.txt").write_text("".join(f"{n} {s}\n" for n, s in splits))
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe) if exe.exists() else shutil.which("snakemake"), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,65 @@
+import copy
+
+import pytest
+import yaml
+
+from facevoice.config import ConfigError, load, validate
+from helpers import REPO, snakemake
+
+
+@pytest.fixture()
+def cfg():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid(cfg):
+    assert validate(copy.deepcopy(cfg)) == cfg
+
+
+def test_unknown_key_is_named_with_allowed_keys(cfg):
+    cfg["faces"]["marign"] = 10
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg)
+    msg = str(exc.value)
+    assert "faces.marign" in msg and "margin" in msg
+
+
+def test_bad_enum_value_lists_allowed(cfg):
+    cfg["faces"]["multiple"] = "biggest"
+    with pytest.raises(ConfigError, match=r"faces.multiple.*'biggest'.*reject, largest, central, probable"):
+        validate(cfg)
+
+
+def test_wrong_type_and_missing_key(cfg):
+    cfg["frames"]["fps"] = "fast"
+    del cfg["speech"]["method"]
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg)
+    assert "frames.fps" in str(exc.value) and "speech.method" in str(exc.value)
+
+
+def test_layout_needs_its_paths(cfg):
+    cfg["input"]["layout"] = "voxceleb1"
+    with pytest.raises(ConfigError, match="input.wav"):
+        validate(cfg)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faces: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(bad)
+
+
+def test_snakemake_stops_before_any_job_on_bad_config(tmp_path, cfg):
+    cfg["speech"]["method"] = "silero"
+    cfg["results"] = str(tmp_path / "results")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--configfile", str(path))
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "speech.method" in out and "webrtcvad, energy" in out
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,95 @@
+import pytest
+import yaml
+
+from facevoice.inputs import InputError, list_clips, read_meta, read_splits
+from helpers import REPO, snakemake, write_meta
+
+
+def make_tree(root, idents):
+    for ident in idents:
+        d = root / "videos" / ident / "vid0000000A"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "00001.mp4").write_bytes(b"")  # the listing only looks at names
+
+
+def config_for(root, layout="videos"):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["input"].update(layout=layout, videos=str(root / "videos"), meta=str(root / "vox1_meta.csv"),
+                        splits=str(root / "identity_splits.txt"))
+    cfg["results"] = str(root / "results")
+    return cfg
+
+
+META = [("id00001", "Ann_A", "f", "USA", "dev"), ("id00002", "Bob_B", "m", "", "test")]
+
+
+def test_lists_clips_with_metadata(tmp_path):
+    make_tree(tmp_path, ["id00001", "id00002"])
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4)])
+    df = list_clips(config_for(tmp_path))
+    assert df["clip"].tolist() == ["id00001/vid0000000A/00001", "id00002/vid0000000A/00001"]
+    assert df["split"].tolist() == ["train", "test"]
+    assert df["nationality"].isna().tolist() == [False, True]  # missing stays missing
+    assert df["age"].isna().all()
+
+
+def test_identity_without_metadata_row(tmp_path):
+    make_tree(tmp_path, ["id00001", "id00002", "id00003"])
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4)])
+    with pytest.raises(InputError, match=r"no row in .*id00003"):
+        list_clips(config_for(tmp_path))
+
+
+def test_duplicated_identity(tmp_path):
+    write_meta(tmp_path, META + [("id00002", "Bob_C", "m", "", "test")], [])
+    with pytest.raises(InputError, match=r"duplicated identity \['id00002'\]"):
+        read_meta(tmp_path / "vox1_meta.csv")
+
+
+def test_identity_in_two_splits(tmp_path):
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4), ("Ann_A", 2)])
+    with pytest.raises(InputError, match=r"Ann_A is in two splits \(train and val\)"):
+        read_splits(tmp_path / "identity_splits.txt")
+
+
+def test_identity_without_split(tmp_path):
+    make_tree(tmp_path, ["id00001", "id00002"])
+    write_meta(tmp_path, META, [("Ann_A", 1)])
+    with pytest.raises(InputError, match=r"no split.*Bob_B"):
+        list_clips(config_for(tmp_path))
+
+
+def test_missing_input_path(tmp_path):
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4)])
+    with pytest.raises(InputError, match=r"videos folder not found.*input.videos"):
+        list_clips(config_for(tmp_path))
+
+
+def test_voxceleb1_layout_pairs_wav_and_face_track(tmp_path):
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4)])
+    wav = tmp_path / "wav" / "id00001" / "abcdefghijk"
+    wav.mkdir(parents=True)
+    (wav / "00002.wav").write_bytes(b"")
+    cfg = config_for(tmp_path, "voxceleb1")
+    cfg["input"].update(wav=str(tmp_path / "wav"), face_frames=str(tmp_path / "faces"))
+    (tmp_path / "faces").mkdir()
+    df = list_clips(cfg)
+    assert df.loc[0, "frames_source"].endswith("faces/Ann_A/1.6/abcdefghijk/2")
+    assert df.loc[0, "speech_source"].endswith("00002.wav")
+
+
+@pytest.mark.parametrize("case", ["no_row", "two_splits", "missing_path"])
+def test_snakemake_stops_before_any_job(tmp_path, case):
+    make_tree(tmp_path, ["id00001", "id00002"])
+    splits = [("Ann_A", 1), ("Bob_B", 4)] + ([("Bob_B", 1)] if case == "two_splits" else [])
+    write_meta(tmp_path, META[:1] if case == "no_row" else META, splits)
+    cfg = config_for(tmp_path)
+    if case == "missing_path":
+        cfg["input"]["videos"] = str(tmp_path / "elsewhere")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--configfile", str(tmp_path / "c.yaml"))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    expect = {"no_row": "no row in", "two_splits": "two splits", "missing_path": "not found"}[case]
+    assert expect in out
+    assert not (tmp_path / "results").exists()
