@@ -89,7 +89,8 @@ def plot(per_split: pd.DataFrame, rejects: pd.DataFrame, speech: pd.DataFrame, m
         labels = [f"{s}: {r[:40]}" for s, r in counts.index]
         ax[0, 1].barh(labels, counts.values, color="tab:red")
         ax[0, 1].set_title("Rejected items by reason")
-    dur = speech.groupby("split")[["kept_s", "dropped_s"]].sum() / 60.0
+    dur = speech.groupby("split")[["kept_s", "dropped_s"]].sum().reindex(per_split["split"]).fillna(0) / 60.0
+    dur.columns = ["kept", "dropped"]
     dur.plot.bar(stacked=True, ax=ax[1, 0], rot=0, color=["tab:green", "tab:gray"])
     ax[1, 0].set_ylabel("minutes")
     ax[1, 0].set_title("Speech kept vs dropped")
