@@ -101,3 +101,14 @@ def test_reject_reasons_are_traced_to_their_stage():
     assert report._origin("features", "speech: no audio track") == ("speech", "no audio track")
     assert report._origin("faces", "frames: corrupt or truncated video: x") == ("frames", "corrupt or truncated video: x")
     assert report._origin("faces", "no face in any frame") == ("faces", "no face in any frame")
+
+
+def test_atomic_path_sweeps_a_killed_writers_temp_file(tmp_path):
+    target = tmp_path / "clip.parquet"
+    stale = tmp_path / ".clip.parquet.abc123.tmp.parquet"
+    stale.write_bytes(b"half")
+    other = tmp_path / ".other.parquet.abc123.tmp.parquet"
+    other.write_bytes(b"someone else's")
+    with atomic_path(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole" and not stale.exists() and other.exists()

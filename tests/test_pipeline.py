@@ -1,0 +1,295 @@
+"""Snakemake end to end on miniature trees of both input layouts, built from demo media.
+
+Checks the outputs, the rejection of bad input, incremental re-runs (from Snakemake's own
+plan, `--summary`, after each edit) and resuming a killed run.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from facevoice.demo import copy_videos_subset, export_voxceleb1_layout
+from facevoice.inputs import read_splits
+from helpers import REPO, ffmpeg, snakemake, two_faces_image
+
+pytestmark = pytest.mark.slow
+
+
+def pick_identities(corpus: Path, per_split=None):
+    """The first identities of each split (sorted by name), as VoxCeleb ids."""
+    per_split = per_split or {"train": 1, "val": 1, "test": 1}
+    splits = read_splits(corpus / "identity_splits.txt")
+    meta = pd.read_csv(corpus / "vox1_meta.csv", sep="\t", dtype=str)
+    by_name = dict(zip(meta["VGGFace1 ID"], meta["VoxCeleb1 ID"]))
+    chosen = []
+    for split, n in per_split.items():
+        chosen += [by_name[name] for name in sorted(splits) if splits[name] == split][:n]
+    return chosen
+
+
+def write_config(root: Path, data: Path, layout: str = "videos", **overrides) -> Path:
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["dataset"] = "mini"
+    cfg["results"] = "results"  # relative to the run folder (snakemake -d): short paths in --summary
+    cfg["input"].update(layout=layout, meta=str(data / "vox1_meta.csv"), splits=str(data / "identity_splits.txt"))
+    if layout == "videos":
+        cfg["input"].update(videos=str(data / "videos"), wav=None, face_frames=None)
+    else:
+        cfg["input"].update(videos=None, wav=str(data / "wav"),
+                            face_frames=str(data / "unzippedIntervalFaces" / "data"))
+    cfg["frames"]["max_per_clip"] = 3
+    cfg["shards"]["clips_per_shard"] = 2
+    for dotted, value in overrides.items():
+        node = cfg
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run(root: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "--configfile", str(root / "config.yaml"),
+                    "--cores", "2", *extra, timeout=timeout)
+    if res.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def plan(root: Path) -> dict[str, str]:
+    """Snakemake's plan per output file (`--summary`): 'no update' or 'update pending'/'...'."""
+    out = run(root, "--summary").stdout
+    lines = [ln.split("\t") for ln in out.splitlines() if "\t" in ln]
+    header = lines[0]
+    i_file, i_plan = header.index("output_file"), header.index("plan")
+    return {row[i_file]: row[i_plan] for row in lines[1:]}
+
+
+def pending(p: dict[str, str]) -> set[str]:
+    return {f for f, what in p.items() if what != "no update"}
+
+
+def stage_of(path: str) -> str:
+    return Path(path).relative_to("results/mini").parts[0] if path.startswith("results/mini") else path
+
+
+@pytest.fixture(scope="module")
+def videos_run(demo_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    ids = pick_identities(demo_corpus)
+    copy_videos_subset(demo_corpus, root / "data", ids)
+    write_config(root, root / "data")
+    run(root)
+    return root, ids
+
+
+def test_videos_layout_end_to_end(videos_run):
+    root, ids = videos_run
+    out = root / "results" / "mini"
+    manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
+    assert set(manifest["identity"]) == set(ids)
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    for modality in ("face", "voice"):
+        sub = manifest[manifest.modality == modality]
+        assert sub["clip"].nunique() == 9, modality  # 3 identities x 3 clips, none rejected
+    # every manifest row points at its item, and the features have the configured shapes
+    for rec in manifest.groupby("modality").head(2).to_dict("records"):
+        row = pq.read_table(out / "shards" / rec["shard"]).slice(rec["row"], 1).to_pylist()[0]
+        assert row["item"] == rec["item"]
+        if rec["modality"] == "voice":
+            assert row["logmel_bins"] == 64 and len(row["logmel"]) == 64 * row["logmel_frames"]
+            assert row["logmel_frames"] > 100  # over a second of speech at 10 ms hops
+    # shards of 2 clips each: 3 splits x 3 clips -> 2 shards per split and modality
+    assert len(list((out / "shards").glob("*/face-*.parquet"))) == 6
+    report = (out / "report" / "report.md").read_text()
+    assert "Counts per split" in report and (out / "report" / "report.png").stat().st_size > 10_000
+    assert pd.read_csv(out / "report" / "rejects.csv").empty
+
+
+def test_voxceleb1_layout_end_to_end(demo_corpus, tmp_path):
+    ids = pick_identities(demo_corpus)
+    export_voxceleb1_layout(demo_corpus, tmp_path / "vox", identities=ids, fps=1.0)
+    write_config(tmp_path, tmp_path / "vox", layout="voxceleb1")
+    run(tmp_path)
+    manifest = pq.read_table(tmp_path / "results" / "mini" / "shards" / "manifest.parquet").to_pandas()
+    assert set(manifest["identity"]) == set(ids)
+    counts = manifest.groupby("modality")["clip"].nunique()
+    assert counts["face"] == counts["voice"] == 9
+
+
+def test_touching_one_clip_reruns_only_its_jobs_and_shards(videos_run):
+    root, ids = videos_run
+    clip = sorted((root / "data" / "videos" / ids[0]).glob("*/*.mp4"))[0]
+    key = clip.relative_to(root / "data" / "videos").with_suffix("").as_posix()
+    os.utime(clip, None)
+    todo = pending(plan(root))
+    per_clip = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
+    assert per_clip == {f"results/mini/{s}/{key}.parquet" for s in ("frames", "faces", "speech", "features")}
+    shards = {f for f in todo if stage_of(f) == "shards" and not f.endswith("manifest.parquet")}
+    assert len(shards) == 2 and all("/train/" in f or "/val/" in f or "/test/" in f for f in shards)
+    assert {Path(f).name.split("-")[0] for f in shards} == {"face", "voice"}
+    run(root)  # bring it up to date again for the next test
+    assert not pending(plan(root))
+
+
+def test_feature_parameter_reruns_features_and_shards_only(videos_run):
+    root, _ = videos_run
+    cfg_path = root / "config.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["features"]["logmel"]["n_mels"] = 40
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    try:
+        stages = {stage_of(f) for f in pending(plan(root))}
+        assert "features" in stages and "shards" in stages
+        assert not stages & {"frames", "faces", "speech"}
+    finally:
+        cfg_path.write_text(original)
+    assert not pending(plan(root))
+
+
+def test_adding_an_identity_leaves_other_clips_alone(videos_run, demo_corpus, tmp_path):
+    root, ids = videos_run
+    extra = pick_identities(demo_corpus, {"train": 2})[1]
+    assert extra not in ids
+    added = tmp_path / "added"
+    copy_videos_subset(demo_corpus, added, ids + [extra])
+    data = root / "data"
+    backup = {n: (data / n).read_text() for n in ("vox1_meta.csv", "identity_splits.txt")}
+    shutil.copytree(added / "videos" / extra, data / "videos" / extra)
+    for n in backup:
+        shutil.copy(added / n, data / n)
+    try:
+        todo = pending(plan(root))
+        per_clip = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
+        assert per_clip and all(f"/{extra}/" in f for f in per_clip)
+        assert len(per_clip) == 4 * len(list((data / "videos" / extra).glob("*/*.mp4")))
+    finally:
+        shutil.rmtree(data / "videos" / extra)
+        for n, text in backup.items():
+            (data / n).write_text(text)
+
+
+def make_bad_clips(corpus: Path, ident_dir: Path) -> dict[str, str]:
+    """Bad variants of a demo clip, each in its own video folder; returns clip -> expected reason."""
+    src = sorted(corpus.glob("videos/*/*/*.mp4"))[0]
+    ff = ffmpeg()
+    expect = {}
+
+    def put(name: str) -> Path:
+        p = ident_dir / name / "00001.mp4"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    data = src.read_bytes()
+    put("corruptAAAA").write_bytes(os.urandom(20_000))
+    expect["corruptAAAA"] = "corrupt or truncated video"
+    put("truncatedAA").write_bytes(data[: len(data) // 3])
+    expect["truncatedAA"] = "corrupt or truncated video"
+    subprocess.run([ff, "-y", "-loglevel", "error", "-i", str(src), "-c:v", "copy", "-an", str(put("noaudioAAAA"))], check=True)
+    expect["noaudioAAAA"] = "no audio track"
+    subprocess.run([ff, "-y", "-loglevel", "error", "-i", str(src), "-c:v", "copy", "-af", "volume=0",
+                    "-c:a", "aac", str(put("silentAAAAA"))], check=True)
+    expect["silentAAAAA"] = "speech filtered away"
+    subprocess.run([ff, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=gray:s=320x320:r=25:d=3",
+                    "-i", str(src), "-map", "0:v", "-map", "1:a", "-shortest", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "copy", str(put("nofaceAAAAA"))], check=True)
+    expect["nofaceAAAAA"] = "no face in any frame"
+    frame = ident_dir.parent / "frame.png"
+    subprocess.run([ff, "-y", "-loglevel", "error", "-ss", "1", "-i", str(src), "-frames:v", "1", str(frame)], check=True)
+    two = two_faces_image_from(frame, ident_dir.parent / "two.png")
+    subprocess.run([ff, "-y", "-loglevel", "error", "-loop", "1", "-i", str(two), "-i", str(src), "-map", "0:v",
+                    "-map", "1:a", "-shortest", "-r", "25", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:a", "copy", str(put("twofacesAAA"))], check=True)
+    expect["twofacesAAA"] = "several faces"
+    frame.unlink()
+    return expect
+
+
+def two_faces_image_from(frame: Path, out: Path) -> Path:
+    from PIL import Image
+
+    im = Image.open(frame).convert("RGB")
+    both = Image.new("RGB", (im.width * 2, im.height))
+    both.paste(im, (0, 0))
+    both.paste(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (im.width, 0))
+    both.save(out)
+    return out
+
+
+def test_bad_input_is_rejected_with_reasons_and_the_run_goes_on(demo_corpus, tmp_path):
+    ids = pick_identities(demo_corpus, {"train": 1, "test": 1})
+    data = tmp_path / "data"
+    copy_videos_subset(demo_corpus, data, ids)
+    expect = make_bad_clips(demo_corpus, data / "videos" / ids[0])
+    write_config(tmp_path, data)
+    run(tmp_path)
+    out = tmp_path / "results" / "mini"
+    rejects = pd.read_csv(out / "report" / "rejects.csv")
+    for video, reason in expect.items():
+        got = rejects[rejects["clip"].str.contains(f"/{video}/")]
+        assert len(got), f"{video} was not rejected"
+        assert got["reason"].str.contains(reason).any(), (video, got.to_dict("records"))
+    # modality-level: a clip without audio still gives faces; a gray clip still gives speech
+    manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
+    face_clips = set(manifest.loc[manifest.modality == "face", "clip"])
+    voice_clips = set(manifest.loc[manifest.modality == "voice", "clip"])
+    assert any("/noaudioAAAA/" in c for c in face_clips)
+    assert any("/nofaceAAAAA/" in c for c in voice_clips)
+    assert not any(v in c for c in face_clips | voice_clips for v in ("corruptAAAA", "truncatedAA"))
+    assert "several faces" in (out / "report" / "report.md").read_text()
+
+
+def test_voxceleb1_audio_problems_are_rejected(demo_corpus, tmp_path):
+    ids = pick_identities(demo_corpus, {"train": 1})
+    vox = tmp_path / "vox"
+    export_voxceleb1_layout(demo_corpus, vox, identities=ids, fps=1.0)
+    wavs = sorted((vox / "wav").glob("*/*/*.wav"))
+    wavs[0].write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(3000))
+    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-i", str(wavs[1]), "-ar", "4000", str(wavs[1]) + ".tmp.wav"],
+                   check=True)
+    os.replace(str(wavs[1]) + ".tmp.wav", wavs[1])
+    write_config(tmp_path, vox, layout="voxceleb1")
+    run(tmp_path)
+    rejects = pd.read_csv(tmp_path / "results" / "mini" / "report" / "rejects.csv")
+    reasons = dict(zip(rejects["clip"], rejects["reason"]))
+    key = lambda w: w.relative_to(vox / "wav").with_suffix("").as_posix()  # noqa: E731
+    assert "unreadable" in reasons[key(wavs[0])]
+    assert "below the minimum" in reasons[key(wavs[1])]
+
+
+def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path):
+    ids = pick_identities(demo_corpus, {"train": 1, "test": 1})
+    copy_videos_subset(demo_corpus, tmp_path / "data", ids)
+    write_config(tmp_path, tmp_path / "data")
+    exe = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.Popen([str(exe), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                             str(tmp_path / "config.yaml"), "--cores", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "results" / "mini"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(out.glob("frames/*/*/*.parquet"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, its running job included
+    proc.wait()
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/*.parquet")}
+    assert len(before) >= 3
+    for p in before:  # whatever is at a final path is a whole file
+        pq.read_metadata(p)
+    run(tmp_path)
+    redone = [p for p, t in before.items() if p.stat().st_mtime_ns != t]
+    assert len(redone) <= 1, redone  # at most the job that was running when killed (one core)
+    assert not list(out.rglob(".*.tmp*")), "a killed job's temporary file was left behind"
+    manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
+    assert manifest["clip"].nunique() == 6
