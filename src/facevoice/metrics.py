@@ -1,0 +1,349 @@
+"""Pure metric functions for face-voice association (no I/O, no state).
+
+Every definition used in the project's tables is here, stated once.
+
+Verification (one face, one voice: same person?)
+    Labels are 1 (same person) and 0 (different people); a higher score means "more
+    likely the same person". The ROC is :func:`sklearn.metrics.roc_curve` with
+    ``drop_intermediate=False``: point ``i`` is the classifier "accept when
+    score >= thresholds[i]", for thresholds[0] = +inf > thresholds[1] > ... (every
+    distinct score). FPR is the false-accept rate, FNR = 1 - TPR the false-reject rate.
+
+    AUC is the area under that ROC by the trapezoidal rule, which equals the
+    Mann-Whitney probability that a positive outscores a negative with ties counted as
+    one half (the same number :func:`sklearn.metrics.roc_auc_score` gives).
+
+    EER is the point where the FPR and FNR curves, each interpolated linearly between
+    consecutive ROC points, cross. With d_i = FNR_i - FPR_i, d_0 = 1 and d_K = -1 and d
+    is strictly decreasing (each ROC point changes FPR or TPR), so there is exactly one
+    segment [i, i+1] with d_i > 0 >= d_{i+1}; with t = d_i / (d_i - d_{i+1}) in (0, 1],
+    EER = FPR_i + t (FPR_{i+1} - FPR_i) (= FNR there). Geometrically, it is where the
+    piecewise-linear ROC meets the line TPR = 1 - FPR, the value that
+    ``brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)`` finds. The EER threshold
+    is the score threshold interpolated the same way, thresholds[i] + t (thresholds[i+1]
+    - thresholds[i]), except on the first segment, whose upper end is +inf, where the
+    segment's finite threshold thresholds[1] is reported. When the crossing falls on an
+    ROC point (t = 1) the threshold is that point's score, which achieves the EER
+    exactly; inside a segment no single threshold does (only a random choice between
+    the segment's two thresholds would), and the interpolated value is a summary.
+
+Matching (one probe, N candidates of the other modality, one of them true)
+    A trial is correct when the true candidate's score is strictly higher than every
+    other candidate's: ties count as wrong. Accuracy is the fraction of correct trials.
+
+Retrieval (each probe against the whole gallery of the other modality)
+    The gallery is ranked by descending score; ties are broken against the probe
+    (irrelevant items before relevant ones of the same score), the same rule as
+    matching. With R relevant items (same identity) at ranks r_1 < ... < r_R,
+    AP = (1/R) sum_k k / r_k, and mAP is the mean AP over probes with R >= 1.
+
+    The chance level is the exact expected AP of a uniformly random ranking of N items
+    of which R are relevant. Writing AP = (1/R) sum_n rel(n) P@n and taking
+    expectations (P(rel(n)) = R/N, P(rel(n) rel(m)) = R(R-1)/(N(N-1)) for m != n):
+
+        E[AP] = ( H_N + (R - 1)/(N - 1) * (N - H_N) ) / N,   H_N = sum_{n=1}^N 1/n,
+
+    (E[AP] = 1 when N = 1). The chance mAP is the mean of E[AP] over the same probes.
+
+Confidence intervals
+    Percentile bootstrap over identities (a cluster bootstrap): each replicate draws
+    the identities of the evaluated split with replacement, and every trial counts as
+    many times as its owning identity was drawn (verification: the face's identity;
+    matching and retrieval: the probe's identity). See
+    :func:`identity_bootstrap_weights`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as _sk_roc_curve
+
+__all__ = [
+    "roc_curve",
+    "roc_points",
+    "eer_from_roc",
+    "auc_score",
+    "eer",
+    "verification_metrics",
+    "matching_correct",
+    "matching_accuracy",
+    "average_precision",
+    "average_precisions",
+    "expected_random_ap",
+    "harmonic",
+    "identity_bootstrap_weights",
+    "bootstrap_auc_eer",
+    "bootstrap_ratio",
+    "percentile_ci",
+]
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _check_binary(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be equal 1-D")
+    if not np.all(np.isin(labels, (0, 1))):
+        raise ValueError("labels must be 0 or 1")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite")
+    labels = labels.astype(np.int8)
+    n_pos = int(labels.sum())
+    if n_pos == 0 or n_pos == len(labels):
+        raise ValueError("verification needs both positive and negative trials")
+    return labels, scores
+
+
+def roc_curve(labels, scores, sample_weight=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The full ROC (every distinct score a point): (fpr, tpr, thresholds).
+
+    :func:`sklearn.metrics.roc_curve` with ``drop_intermediate=False``; thresholds[0] is
+    +inf (the point (0, 0)).
+    """
+    labels, scores = _check_binary(labels, scores)
+    fpr, tpr, thr = _sk_roc_curve(labels, scores, sample_weight=sample_weight,
+                                  drop_intermediate=False)
+    thr = np.asarray(thr, dtype=np.float64).copy()
+    thr[0] = np.inf  # older scikit-learn wrote max(score) + 1 here
+    return fpr, tpr, thr
+
+
+def _crossing(fpr: np.ndarray, fnr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised EER crossing over the last axis: (eer, i, t) as in the module docstring.
+
+    ``fpr`` non-decreasing from 0 to 1 and ``fnr`` non-increasing from 1 to 0 along the
+    last axis. Repeated points (a zero-weight trial in a bootstrap replicate) are harmless:
+    the first index j with d_j <= 0 is used, and d_{j-1} > 0 there.
+    """
+    d = fnr - fpr
+    j = np.argmax(d <= 0, axis=-1)  # d[..., -1] = -1, so some index qualifies
+    j = np.maximum(j, 1)
+    i = j - 1
+    take = lambda a, k: np.take_along_axis(a, k[..., None], axis=-1)[..., 0]  # noqa: E731
+    di, dj = take(d, i), take(d, j)
+    t = di / (di - dj)
+    e = take(fpr, i) + t * (take(fpr, j) - take(fpr, i))
+    return e, i, t
+
+
+def roc_points(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A compact ROC for plotting: sklearn's ``drop_intermediate=True`` points (the same
+    curve: only points on straight runs are left out); thresholds[0] is +inf."""
+    labels, scores = _check_binary(labels, scores)
+    fpr, tpr, thr = _sk_roc_curve(labels, scores, drop_intermediate=True)
+    thr = np.asarray(thr, dtype=np.float64).copy()
+    thr[0] = np.inf
+    return fpr, tpr, thr
+
+
+def eer_from_roc(fpr, tpr, thresholds) -> tuple[float, float]:
+    """(EER, threshold) from a full ROC (see the module docstring for the definition)."""
+    fpr = np.asarray(fpr, dtype=np.float64)
+    fnr = 1.0 - np.asarray(tpr, dtype=np.float64)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    e, i, t = _crossing(fpr, fnr)
+    i, t = int(i), float(t)
+    if i == 0:
+        threshold = float(thr[1])
+    else:
+        threshold = float(thr[i] + t * (thr[i + 1] - thr[i]))
+    return float(e), threshold
+
+
+def auc_score(labels, scores) -> float:
+    """ROC AUC (ties count one half)."""
+    labels, scores = _check_binary(labels, scores)
+    return float(roc_auc_score(labels, scores))
+
+
+def eer(labels, scores) -> tuple[float, float]:
+    """(EER, threshold) of scores for binary labels."""
+    return eer_from_roc(*roc_curve(labels, scores))
+
+
+def verification_metrics(labels, scores) -> dict:
+    """{"auc", "eer", "eer_threshold", "n_trials", "n_positive", "n_negative"}."""
+    labels, scores = _check_binary(labels, scores)
+    fpr, tpr, thr = roc_curve(labels, scores)
+    e, th = eer_from_roc(fpr, tpr, thr)
+    return {
+        "auc": float(roc_auc_score(labels, scores)),
+        "eer": e,
+        "eer_threshold": th,
+        "n_trials": int(len(labels)),
+        "n_positive": int(labels.sum()),
+        "n_negative": int(len(labels) - labels.sum()),
+    }
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def matching_correct(scores, target) -> np.ndarray:
+    """Per trial: is the true candidate's score strictly above all others (ties wrong)?
+
+    ``scores`` (trials, N) candidate scores; ``target`` (trials,) index of the true one.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    target = np.asarray(target, dtype=np.int64)
+    if scores.ndim != 2 or scores.shape[1] < 2 or target.shape != (scores.shape[0],):
+        raise ValueError("scores must be (trials, N >= 2) and target (trials,)")
+    rows = np.arange(scores.shape[0])
+    true = scores[rows, target]
+    others = scores.copy()
+    others[rows, target] = -np.inf
+    return true > others.max(axis=1)
+
+
+def matching_accuracy(scores, target) -> float:
+    return float(np.mean(matching_correct(scores, target)))
+
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def average_precision(scores, relevant) -> float:
+    """AP of one ranking; ties are broken against the probe (see the module docstring)."""
+    ap = average_precisions(np.asarray(scores, dtype=np.float64)[None, :],
+                            np.asarray(relevant, dtype=bool)[None, :])
+    return float(ap[0])
+
+
+def average_precisions(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """AP of each row of a (probes, gallery) score block; NaN for a row with no relevant item.
+
+    Only the relevant items' ranks are needed: with the row sorted once, the pessimistic
+    rank of the k-th best relevant item (score s) is k + #(irrelevant items scoring >= s).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if scores.shape != relevant.shape or scores.ndim != 2:
+        raise ValueError("scores and relevant must be equal 2-D arrays")
+    n = scores.shape[1]
+    sorted_rows = np.sort(scores, axis=1)
+    out = np.full(scores.shape[0], np.nan)
+    for r in range(scores.shape[0]):
+        rel = np.sort(scores[r, relevant[r]])  # ascending
+        n_rel = rel.size
+        if n_rel == 0:
+            continue
+        desc = rel[::-1]
+        k = np.arange(1, n_rel + 1)
+        ge_all = n - np.searchsorted(sorted_rows[r], desc, side="left")
+        ge_rel = n_rel - np.searchsorted(rel, desc, side="left")
+        rank = ge_all - ge_rel + k
+        out[r] = float(np.mean(k / rank))
+    return out
+
+
+def harmonic(n) -> np.ndarray:
+    """H_n = sum_{k=1}^n 1/k, exact summation for n up to 10^6, asymptotic beyond."""
+    n = np.asarray(n, dtype=np.int64)
+    flat = n.ravel()
+    out = np.empty(flat.shape, dtype=np.float64)
+    top = int(flat.max(initial=0))
+    if top <= 1_000_000:
+        table = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, top + 1))])
+        out[:] = table[flat]
+    else:
+        x = flat.astype(np.float64)
+        out[:] = np.log(x) + np.euler_gamma + 1 / (2 * x) - 1 / (12 * x**2) + 1 / (120 * x**4)
+    return out.reshape(n.shape)
+
+
+def expected_random_ap(n_gallery, n_relevant) -> np.ndarray:
+    """Exact E[AP] of a uniformly random ranking of N items, R relevant (1 <= R <= N)."""
+    N = np.asarray(n_gallery, dtype=np.int64)
+    R = np.asarray(n_relevant, dtype=np.int64)
+    if np.any(R < 1) or np.any(R > N):
+        raise ValueError("need 1 <= n_relevant <= n_gallery")
+    H = harmonic(N)
+    Nf, Rf = N.astype(np.float64), R.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(N > 1, (Rf - 1) / np.maximum(Nf - 1, 1), 0.0)
+        ap = (H + frac * (Nf - H)) / Nf
+    return np.where(N == 1, 1.0, ap)
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def identity_bootstrap_weights(n_identities: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_identities) multiplicities: identities drawn with replacement.
+
+    Row b says how many times each identity (in a fixed sorted order) was drawn in
+    replicate b; a trial's weight is its owning identity's multiplicity.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    if n_identities == 0 or n_boot == 0:
+        return np.zeros((n_boot, n_identities), dtype=np.int64)
+    p = np.full(n_identities, 1.0 / n_identities)
+    return rng.multinomial(n_identities, p, size=n_boot).astype(np.int64)
+
+
+def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int = 64
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """AUC and EER of each bootstrap replicate.
+
+    ``owner`` (trials,) indexes each trial's identity into the columns of ``id_weights``
+    (B, identities), as made by :func:`identity_bootstrap_weights`; trial t weighs
+    ``id_weights[b, owner[t]]`` in replicate b. The weighted ROC is sklearn's
+    ``roc_curve(..., sample_weight=w)`` (repeated points aside, which change neither
+    number); NaN where a replicate draws no positive or no negative.
+    """
+    labels, scores = _check_binary(labels, scores)
+    owner = np.asarray(owner, dtype=np.int64)
+    id_weights = np.asarray(id_weights, dtype=np.float64)
+    if owner.shape != labels.shape or id_weights.ndim != 2:
+        raise ValueError("owner must be (trials,) and id_weights (B, identities)")
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    y = labels[order].astype(np.float64)
+    own = owner[order]
+    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # last index of each distinct score
+    B = id_weights.shape[0]
+    aucs = np.full(B, np.nan)
+    eers = np.full(B, np.nan)
+    for lo in range(0, B, chunk):
+        w = id_weights[lo:lo + chunk][:, own]
+        tps = np.cumsum(w * y, axis=1)[:, ends]
+        fps = np.cumsum(w * (1 - y), axis=1)[:, ends]
+        P, N = tps[:, -1:], fps[:, -1:]
+        ok = (P[:, 0] > 0) & (N[:, 0] > 0)
+        if not ok.any():
+            continue
+        zeros = np.zeros((int(ok.sum()), 1))
+        tpr = np.hstack([zeros, tps[ok] / P[ok]])
+        fpr = np.hstack([zeros, fps[ok] / N[ok]])
+        idx = np.arange(lo, lo + w.shape[0])[ok]
+        aucs[idx] = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1)
+        eers[idx] = _crossing(fpr, 1.0 - tpr)[0]
+    return aucs, eers
+
+
+def bootstrap_ratio(numerator_by_id, denominator_by_id, weights: np.ndarray) -> np.ndarray:
+    """Replicates of sum(num) / sum(den) when each identity's sums are reweighted.
+
+    Accuracy: numerator = correct trials per owning identity, denominator = trials.
+    mAP: numerator = sum of AP per probe identity, denominator = probes. NaN where a
+    replicate draws no trial.
+    """
+    num = weights @ np.asarray(numerator_by_id, dtype=np.float64)
+    den = weights @ np.asarray(denominator_by_id, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def percentile_ci(replicates, level: float = 0.95) -> list[float] | None:
+    """[lo, hi] percentile interval of the finite replicates (None when there are none)."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return None
+    a = (1 - level) / 2 * 100
+    lo, hi = np.percentile(r, [a, 100 - a])
+    return [float(lo), float(hi)]

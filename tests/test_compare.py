@@ -1,0 +1,118 @@
+"""``facevoice compare`` writes the tables (with reference rows) and the plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from facevoice import compare as C
+from facevoice import evaluate as E
+from facevoice import trials as T
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cmp")
+    man = T.synthetic_manifest({"test": 12}, videos=1, clips=2, frames=2, seed=4)
+    T.write_trials(T.generate(man, "test", 1, {"verification": {"n_trials": 120},
+                                              "matching": {"n_trials": 40}}), d / "trials")
+    out = []
+    for name, signal in (("alpha", 0.4), ("beta", 1.0)):
+        df = E.synthetic_embeddings(man, "test", dim=8, signal=signal, seed=len(name))
+        E.write_embeddings(d / f"{name}.parquet", df["id"], df["identity"], df["modality"],
+                           list(df["embedding"]))
+        E.run(str(d / f"{name}.parquet"), str(d / "trials"), str(d / f"{name}.json"),
+              str(d / f"{name}_roc.parquet"), n_boot=30, verbose=False)
+        out.append(name)
+    return d, out
+
+
+def test_writes_every_table_and_plot(results, tmp_path):
+    d, names = results
+    args = ["--results"] + [str(d / f"{n}.json") for n in names] + \
+           ["--roc"] + [str(d / f"{n}_roc.parquet") for n in reversed(names)] + ["--out", str(tmp_path)]
+    assert C.main(args) == 0
+    for f in C.OUTPUTS:
+        p = tmp_path / f
+        assert p.exists() and p.stat().st_size > 0, f
+        if f.endswith(".png"):
+            assert p.read_bytes()[:8] == PNG
+    md = (tmp_path / "verification.md").read_text()
+    assert "**alpha**" in md and "**beta**" in md and "chance" in md
+    # the papers' figures, marked as reported, with their table
+    assert "85.03" in md and "reported: Wang et al. 2020, Table 2" in md
+    assert "82.50" in md and "25.60" in md
+    # stratum A has no age metadata: a dash and the reason, never a number
+    row = next(line for line in md.splitlines() if line.startswith("| **alpha**"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2 + 3] == C.DASH  # AUC A
+    assert "alpha, A: unavailable (no age metadata" in md
+    assert "\\begin{tabular}" in (tmp_path / "matching_1v2.tex").read_text()
+    ret = (tmp_path / "retrieval.md").read_text()
+    assert "0.73" in ret and "chance (exact E[AP], our gallery)" in ret
+    tables = (tmp_path / "tables.md").read_text()
+    assert all(C.TITLES[t] in tables for t in C.TABLES)
+
+
+def test_csv_values_are_the_json_in_percent(results, tmp_path):
+    d, names = results
+    C.compare([d / f"{n}.json" for n in names], tmp_path, [d / f"{n}_roc.parquet" for n in names])
+    res = {n: json.loads((d / f"{n}.json").read_text()) for n in names}
+    with open(tmp_path / "verification.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    for n in names:
+        v = res[n]["verification"]["U"]
+        assert float(rows[n]["auc_U"]) == pytest.approx(100 * v["auc"], rel=1e-5)
+        assert float(rows[n]["eer_U_lo"]) == pytest.approx(100 * v["ci95"]["eer"][0], rel=1e-5)
+        assert rows[n]["auc_A"] == "" and rows[n]["kind"] == "ours"
+    assert rows["chance"]["auc_U"] == "50"
+    assert rows["DJE [dje]"]["auc_GNA"] == "65.07" and rows["DJE [dje]"]["kind"] == "reported"
+    with open(tmp_path / "matching_1vN.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert float(rows["beta"]["V-F_N6"]) == pytest.approx(100 * res["beta"]["matching"]["V-F"]["U"]["6"], rel=1e-5)
+    assert float(rows["chance"]["F-V_N4"]) == pytest.approx(25.0)
+    assert rows["SSNet+FOP [ssnet_fop]"]["V-F_N10"] == "37"
+
+
+def test_no_reference_and_no_ci(results, tmp_path):
+    d, names = results
+    C.main(["--results", str(d / "alpha.json"), "--out", str(tmp_path), "--no-reference", "--no-ci"])
+    md = (tmp_path / "verification.md").read_text()
+    assert "reported" not in md.split("Ours:")[0] and "[" not in md.split("|---")[1].split("Ours:")[0]
+    assert (tmp_path / "roc_U.png").read_bytes()[:8] == PNG  # drawn even without ROC files
+
+
+def test_without_methods_writes_chance_and_reported_rows(tmp_path):
+    assert C.main(["--out", str(tmp_path), "--params", '{"compare": {"decimals": 1}}']) == 0
+    assert all((tmp_path / f).exists() for f in C.OUTPUTS)
+    md = (tmp_path / "verification.md").read_text()
+    assert "| 50.0 |" in md
+    assert "85.03" in md  # a reported figure keeps its own digits
+
+
+def test_reference_yaml_matches_methods_md():
+    papers = {p["key"]: p for p in C.load_reference()}
+    assert set(papers) == {"ssnet_fop", "dje", "biq_mwrn"}
+    for p in papers.values():
+        for f in p["figures"]:
+            assert f["table"].startswith("Table ") and f["protocol"] in ("verification", "matching", "retrieval")
+    methods = Path(__file__).resolve().parents[2] / "shared" / "methods.md"
+    if not methods.exists():
+        pytest.skip("shared/methods.md is not beside the repository")
+    text = methods.read_text()
+    for key, p in papers.items():
+        section = text.split(f"### `{key}`")[1].split("###")[0]
+        line = next(ln for ln in section.splitlines() if ln.startswith("- Paper results"))
+        stated = {float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)}
+        ours = set()
+        for f in p["figures"]:
+            ours |= {float(f[k]) for k in ("auc", "eer", "map") if f.get(k) is not None}
+            ours |= {float(v) for v in (f.get("n") or {}).values()}
+        assert ours <= stated, (key, sorted(ours - stated))
+        assert {float(x) for x in re.findall(r"\d+\.\d+", line)} <= ours, key

@@ -1,0 +1,155 @@
+"""``facevoice evaluate`` on small embeddings files: JSON shape and independent checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from facevoice import evaluate as E
+from facevoice import trials as T
+from facevoice.io import read_parquet
+
+SIZES = {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """8 test identities, no age; trial lists on disk; a hand-written embeddings file."""
+    d = tmp_path_factory.mktemp("eval")
+    man = T.synthetic_manifest({"train": 2, "test": 8}, videos=1, clips=2, frames=2, seed=2)
+    T.write_trials(T.generate(man, "test", 3, SIZES), d / "trials")
+    test = man[man["split"] == "test"].reset_index(drop=True)
+    idents = sorted(test["identity"].unique())
+    # hand-written: each identity owns one axis; items differ slightly along a ninth axis
+    rows = []
+    for k, r in test.iterrows():
+        v = [0.0] * 9
+        v[idents.index(r["identity"])] = 1.0
+        v[8] = 0.01 * (k % 5)
+        rows.append((r["item"], r["identity"], r["modality"], v))
+    table = pa.table({"id": [r[0] for r in rows], "identity": [r[1] for r in rows],
+                      "modality": [r[2] for r in rows],
+                      "embedding": pa.array([r[3] for r in rows], pa.list_(pa.float64()))})
+    pq.write_table(table, d / "perfect.parquet")
+    return d, man
+
+
+def test_json_shape_and_perfect_scores(setup, tmp_path):
+    d, _ = setup
+    out = tmp_path / "perfect.json"
+    assert E.main(["--embeddings", str(d / "perfect.parquet"), "--trials", str(d / "trials"),
+                   "--out", str(out), "--roc-out", str(tmp_path / "roc.parquet"),
+                   "--bootstrap", "50", "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"verification", "matching", "retrieval", "meta"}
+    v = res["verification"]
+    assert set(v) == {"U", "G", "N", "A", "GNA"}
+    for s in ("U", "G", "N"):
+        e = v[s]
+        assert {"auc", "eer", "eer_threshold", "n_trials", "ci95", "reason"} <= set(e)
+        assert e["auc"] == 1.0 and e["eer"] == 0.0 and e["reason"] is None
+        assert e["n_trials"] > 0 and set(e["ci95"]) == {"auc", "eer"}
+        assert e["ci95"]["auc"] == pytest.approx([1.0, 1.0])
+    for s in ("A", "GNA"):  # no age on this manifest
+        assert v[s]["auc"] is None and v[s]["eer"] is None and v[s]["n_trials"] == 0
+        assert "age" in v[s]["reason"]
+    m = res["matching"]
+    assert set(m) == {"F-V", "V-F"}
+    for dname in ("F-V", "V-F"):
+        assert set(m[dname]) == {"U", "G", "N", "GN"}
+        u = m[dname]["U"]
+        assert {str(n) for n in range(2, 11)} <= set(u)
+        assert all(u[str(n)] == 1.0 for n in range(2, 9))
+        assert u["9"] is None and u["10"] is None and "9" in u["reason"]
+        assert set(u["ci95"]) == {str(n) for n in range(2, 11)}
+        for s in ("G", "N", "GN"):
+            assert set(k for k in m[dname][s] if k.isdigit()) == {"2"}
+        r = res["retrieval"][dname]
+        assert {"map", "chance"} <= set(r)
+        assert r["map"] == 1.0 and 0 < r["chance"] < 1
+    meta = res["meta"]
+    assert meta["method"] == "perfect" and meta["scorer"] == "cosine"
+    assert meta["bootstrap"]["n"] == 50 and meta["trials"]["verification"]["seed"] == 3
+    roc, rmeta = read_parquet(tmp_path / "roc.parquet")
+    roc = roc.to_pandas()
+    assert set(roc["stratum"]) == {"U", "G", "N"} and rmeta["method"] == "perfect"
+    assert ((roc["fpr"] >= 0) & (roc["fpr"] <= 1)).all()
+
+
+@pytest.fixture(scope="module")
+def noisy(setup):
+    d, man = setup
+    df = E.synthetic_embeddings(man, "test", dim=6, signal=0.6, seed=9)
+    emb = E.embeddings_from_table(df)
+    return emb, T.read_trials(d / "trials")
+
+
+def test_against_brute_force(noisy):
+    emb, lists = noisy
+    res, roc = E.evaluate(emb, lists, n_boot=0, block_size=3)
+    face = {k: emb.face[i] / np.linalg.norm(emb.face[i]) for i, k in enumerate(emb.face_ids)}
+    voice = {k: emb.voice[i] / np.linalg.norm(emb.voice[i]) for i, k in enumerate(emb.voice_ids)}
+    cos = lambda f, v: float(face[f] @ voice[v])  # noqa: E731
+    v = lists["verification"][0]
+    u = v[v["stratum"] == "U"]
+    s = [cos(f, vv) for f, vv in zip(u["face"], u["voice"])]
+    assert res["verification"]["U"]["auc"] == pytest.approx(roc_auc_score(u["label"], s))
+    m = lists["matching"][0]
+    for direction in ("F-V", "V-F"):
+        sub = m[(m["direction"] == direction) & (m["stratum"] == "U") & (m["n_candidates"] == 4)]
+        ok = 0
+        for _, r in sub.iterrows():
+            sc = [cos(r["probe"], c) if direction == "F-V" else cos(c, r["probe"]) for c in r["candidates"]]
+            ok += all(sc[r["target"]] > x for j, x in enumerate(sc) if j != r["target"])
+        assert res["matching"][direction]["U"]["4"] == pytest.approx(ok / len(sub))
+    ret = lists["retrieval"][0]
+    faces, voices = ret[ret["modality"] == "face"], ret[ret["modality"] == "voice"]
+    aps = []
+    for f, fid in zip(faces["item"], faces["identity"]):
+        sc = [cos(f, x) for x in voices["item"]]
+        aps.append(average_precision_score(voices["identity"] == fid, sc))
+    assert res["retrieval"]["F-V"]["map"] == pytest.approx(np.mean(aps))
+    assert res["retrieval"]["F-V"]["ci95"] is None
+
+
+def test_custom_scorer_and_bootstrap(noisy):
+    emb, lists = noisy
+    base, _ = E.evaluate(emb, lists, n_boot=200, boot_seed=1)
+    again, _ = E.evaluate(emb, lists, n_boot=200, boot_seed=1)
+    assert base == again
+    ci = base["verification"]["U"]["ci95"]["auc"]
+    assert ci[0] < base["verification"]["U"]["auc"] < ci[1]
+    neg = lambda f, v: -np.sum(f * v, axis=1)  # noqa: E731  (raw, unnormalised dot product)
+    res, _ = E.evaluate(emb, lists, scorer=neg, n_boot=0)
+    dot = E.evaluate(emb, lists, scorer=lambda f, v: np.sum(f * v, axis=1), n_boot=0)[0]
+    assert res["verification"]["U"]["auc"] == pytest.approx(1 - dot["verification"]["U"]["auc"])
+    # the broadcast matrix of a pairwise scorer agrees with its pairs
+    sc = E.as_scorer(neg)
+    F, V = emb.face[:5], emb.voice[:4]
+    assert np.allclose(sc.matrix(F, V), -(F @ V.T))
+
+
+def test_missing_and_mismatched_embeddings(setup, noisy):
+    d, man = setup
+    emb, lists = noisy
+    df = E.synthetic_embeddings(man, "test", dim=4, seed=1)
+    with pytest.raises(KeyError, match="no embedding"):
+        E.evaluate(E.embeddings_from_table(df.iloc[1:]), lists, n_boot=0)
+    wrong = df.copy()
+    wrong.loc[0, "identity"] = "id19999"
+    with pytest.raises(ValueError, match="identity"):
+        E.evaluate(E.embeddings_from_table(wrong), lists, n_boot=0)
+
+
+def test_write_and_load_embeddings_roundtrip(tmp_path):
+    ids = ["a/v/1/face/0000", "a/v/1/voice"]
+    E.write_embeddings(tmp_path / "e.parquet", ids, ["a", "a"], ["face", "voice"],
+                       np.array([[1.0, 2.0], [3.0, 4.0]]))
+    emb = E.load_embeddings(tmp_path / "e.parquet")
+    assert emb.face.tolist() == [[1.0, 2.0]] and emb.voice.tolist() == [[3.0, 4.0]]
+    assert list(emb.face_ids) == ids[:1]
