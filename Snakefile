@@ -21,10 +21,15 @@ include: "workflow/rules/speech.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/trials.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:
     input:
         rules.manifest.output,
         rules.data_report.output,
+        expand(rules.trials.output, split=["val", "test"]),
+        rules.compare.output,
     default_target: True
