@@ -10,7 +10,8 @@ When more frames than the cap are available, the kept ones are spread evenly ove
 
 Output Parquet: one row per kept frame with ``frame_index`` (index among the frames sampled
 at ``fps``), ``time_s``, ``width``, ``height`` and ``image`` (JPEG, quality 95). A corrupt or
-truncated video, or one with no decodable frame, is rejected with ffmpeg's reason.
+truncated video (one whose frames stop more than a frame short of the duration in its
+header), or one with no decodable frame, is rejected with the reason.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def _ffmpeg_error(exc: BaseException) -> str:
     return (useful or text or [type(exc).__name__])[-1].strip()[:300]
 
 
+class TruncatedVideo(RuntimeError):
+    """The video decodes, but stops early."""
+
+
 def _video_frames(path: str, fps: float, cap: int) -> Iterator[tuple[int, float, np.ndarray]]:
     import imageio_ffmpeg
 
@@ -69,8 +74,10 @@ def _video_frames(path: str, fps: float, cap: int) -> Iterator[tuple[int, float,
     duration = float(meta.get("duration") or 0.0)
     n_expected = max(1, int(math.floor(duration * fps + 1e-6))) if duration > 0 else None
     keep = set(select_indices(n_expected, cap)) if n_expected else None
+    last = -1
     try:
         for i, raw in enumerate(reader):
+            last = i
             if keep is not None and i not in keep:
                 if i > max(keep):
                     break
@@ -81,6 +88,10 @@ def _video_frames(path: str, fps: float, cap: int) -> Iterator[tuple[int, float,
                 break
     finally:
         reader.close()
+    # A truncated file often decodes without an error, just short: its frames stop well
+    # before the duration its header announces (one frame of slack for rounding).
+    if n_expected and last < n_expected - 2:
+        raise TruncatedVideo(f"frames end at {max(last, 0) / fps:.1f} s of the {duration:.1f} s announced")
 
 
 def _folder_frames(path: Path, fps: float, cap: int) -> Iterator[tuple[int, float, np.ndarray]]:
