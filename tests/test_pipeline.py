@@ -87,7 +87,7 @@ def stage_of(path: str) -> str:
 @pytest.fixture(scope="module")
 def videos_run(demo_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
-    ids = pick_identities(demo_corpus)
+    ids = pick_identities(demo_corpus, {"train": 1, "val": 1, "test": 2})
     copy_videos_subset(demo_corpus, root / "data", ids)
     write_config(root, root / "data")
     run(root)
@@ -102,7 +102,7 @@ def test_videos_layout_end_to_end(videos_run):
     assert set(manifest["split"]) == {"train", "val", "test"}
     for modality in ("face", "voice"):
         sub = manifest[manifest.modality == modality]
-        assert sub["clip"].nunique() == 9, modality  # 3 identities x 3 clips, none rejected
+        assert sub["clip"].nunique() == 12, modality  # 4 identities x 3 clips, none rejected
     # every manifest row points at its item, and the features have the configured shapes
     for rec in manifest.groupby("modality").head(2).to_dict("records"):
         row = pq.read_table(out / "shards" / rec["shard"]).slice(rec["row"], 1).to_pylist()[0]
@@ -110,8 +110,8 @@ def test_videos_layout_end_to_end(videos_run):
         if rec["modality"] == "voice":
             assert row["logmel_bins"] == 64 and len(row["logmel"]) == 64 * row["logmel_frames"]
             assert row["logmel_frames"] > 100  # over a second of speech at 10 ms hops
-    # shards of 2 clips each: 3 splits x 3 clips -> 2 shards per split and modality
-    assert len(list((out / "shards").glob("*/face-*.parquet"))) == 6
+    # shards of 2 clips each: train 3, val 3, test 6 clips -> 2 + 2 + 3 shards per modality
+    assert len(list((out / "shards").glob("*/face-*.parquet"))) == 7
     report = (out / "report" / "report.md").read_text()
     assert "Counts per split" in report and (out / "report" / "report.png").stat().st_size > 10_000
     assert pd.read_csv(out / "report" / "rejects.csv").empty
@@ -130,9 +130,10 @@ def test_voxceleb1_layout_end_to_end(demo_corpus, tmp_path):
 
 def test_touching_one_clip_reruns_only_its_jobs_and_shards(videos_run):
     root, ids = videos_run
-    clip = sorted((root / "data" / "videos" / ids[0]).glob("*/*.mp4"))[0]
+    clip, other = sorted((root / "data" / "videos" / ids[0]).glob("*/*.mp4"))[:2]
     key = clip.relative_to(root / "data" / "videos").with_suffix("").as_posix()
-    os.utime(clip, None)
+    # An edit: new content (Snakemake ignores a newer mtime when the checksum is unchanged).
+    shutil.copy(other, clip)
     todo = pending(plan(root))
     per_clip = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
     assert per_clip == {f"results/mini/{s}/{key}.parquet" for s in ("frames", "faces", "speech", "features")}
@@ -287,9 +288,65 @@ def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path)
     assert len(before) >= 3
     for p in before:  # whatever is at a final path is a whole file
         pq.read_metadata(p)
+    # kill -9 leaves Snakemake's lock behind; its message says to unlock, as a user would
+    locked = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                       str(tmp_path / "config.yaml"), "--cores", "2")
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    run(tmp_path, "--unlock")
     run(tmp_path)
     redone = [p for p, t in before.items() if p.stat().st_mtime_ns != t]
     assert len(redone) <= 1, redone  # at most the job that was running when killed (one core)
     assert not list(out.rglob(".*.tmp*")), "a killed job's temporary file was left behind"
     manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
     assert manifest["clip"].nunique() == 6
+
+
+def synthetic_embeddings(manifest: pd.DataFrame, path: Path, signal: float, seed: int) -> Path:
+    """Embeddings written by hand: an identity vector plus noise, for faces and voices alike."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    idents = {i: rng.normal(size=16) for i in sorted(manifest["identity"].unique())}
+    emb = [(signal * idents[i] + rng.normal(size=16)).astype("float32").tolist() for i in manifest["identity"]]
+    table = pa.table({"id": manifest["item"].tolist(), "identity": manifest["identity"].tolist(),
+                      "modality": manifest["modality"].tolist(), "embedding": emb})
+    pq.write_table(table, path)
+    return path
+
+
+def test_evaluation_of_any_models_embeddings_and_what_reruns(videos_run):
+    root, _ = videos_run
+    out = root / "results" / "mini"
+    manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
+    cfg_path = root / "config.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    paths = {}
+    for name, signal in (("handmade", 3.0), ("noise", 0.0)):
+        paths[name] = {split: str(synthetic_embeddings(manifest[manifest.split == split],
+                                                       root / f"{name}_{split}.parquet", signal, 7))
+                       for split in ("val", "test")}
+    cfg.setdefault("evaluation", {})["embeddings"] = {"handmade": paths["handmade"]}
+    cfg["evaluation"]["bootstrap"] = {"n": 50, "seed": 0}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    try:
+        run(root)
+        res = __import__("json").loads((out / "evaluation" / "test" / "handmade.json").read_text())
+        assert set(res) >= {"verification", "matching", "retrieval"}
+        assert res["verification"]["U"]["auc"] > 0.9  # a strong identity signal, written by hand
+        assert res["verification"]["A"]["auc"] is None and res["verification"]["A"]["reason"]
+        tables = (out / "comparison" / "verification.md").read_text()
+        assert "handmade" in tables and "reported" in tables
+        # a table option changed: only the comparison is redone
+        cfg["evaluation"]["compare"] = {"decimals": 1}
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        assert {stage_of(f) for f in pending(plan(root))} == {"comparison"}
+        # a method added: its evaluation and the comparison, not the other method's
+        cfg["evaluation"]["embeddings"]["noise"] = paths["noise"]
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        todo = pending(plan(root))
+        assert {stage_of(f) for f in todo} == {"comparison", "evaluation"}
+        assert not any("handmade" in f for f in todo)
+    finally:
+        cfg_path.write_text(original)

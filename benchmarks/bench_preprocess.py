@@ -1,0 +1,209 @@
+"""Preprocessing benchmarks: prints figures as tables; asserts nothing, times no test.
+
+    .venv/bin/python benchmarks/bench_preprocess.py [--corpus data/demo] [--clips 12]
+
+1. MTCNN frames per second, batched vs one image per call (same frames, same detector).
+2. Real-time factor of speech filtering + features (in-process, and per job with the
+   Python start-up a Snakemake job pays).
+3. Parquet shard read throughput vs reading the same items from individual files.
+4. Peak memory (max RSS) of each stage's job, and of the shard writer at two corpus sizes
+   (a writer that streams stays flat).
+
+Needs the demo corpus (`facevoice demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import yaml  # noqa: E402
+
+from facevoice import faces, features, frames, shards, speech  # noqa: E402
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        print("| " + " | ".join(f"{x:,.2f}" if isinstance(x, float) else str(x) for x in r) + " |")
+
+
+def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 2) -> None:
+    from PIL import Image
+
+    images = []
+    for f in frame_files:
+        for row in pq.read_table(f).to_pylist():
+            images.append(Image.open(io.BytesIO(row["image"])).convert("RGB"))
+    size = images[0].size
+    images = [im for im in images if im.size == size][:32]
+    det = faces.make_detector(cfg)
+    rows = []
+    for bs in (1, 8, 16, len(images)):
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            if bs == 1:
+                for im in images:
+                    det.detect(im, landmarks=True)
+            else:
+                faces.detect(det, images, bs)
+            best = min(best, time.perf_counter() - t)
+        rows.append(["one image per call" if bs == 1 else f"batch of {bs}", len(images), len(images) / best])
+    table(f"MTCNN on {size[0]}x{size[1]} frames (torch threads: {__import__('torch').get_num_threads()})",
+          ["mode", "frames", "frames/s"], rows)
+
+
+def bench_speech(videos: list[Path], cfg: dict, work: Path) -> None:
+    audio_s, t_speech, t_feat = 0.0, 0.0, 0.0
+    for i, v in enumerate(videos):
+        sp, ft = work / f"s{i}.parquet", work / f"f{i}.parquet"
+        t = time.perf_counter()
+        meta = speech.run(str(v), str(sp), cfg["speech"])
+        t_speech += time.perf_counter() - t
+        t = time.perf_counter()
+        features.run(str(sp), str(ft), cfg["features"])
+        t_feat += time.perf_counter() - t
+        if meta.get("status") == "ok":
+            audio_s += pq.read_table(sp, columns=["total_s"]).column(0)[0].as_py()
+    t = time.perf_counter()
+    py = [sys.executable, "-m"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    subprocess.run(py + ["facevoice.speech", "--input", str(videos[0]), "--output", str(work / "j.parquet"),
+                         "--params", json.dumps(cfg["speech"])], check=True, env=env, capture_output=True)
+    subprocess.run(py + ["facevoice.features", "--input", str(work / "j.parquet"), "--output", str(work / "k.parquet"),
+                         "--params", json.dumps(cfg["features"])], check=True, env=env, capture_output=True)
+    per_job = time.perf_counter() - t
+    n = len(videos)
+    table(f"Speech filtering ({cfg['speech']['method']}) + features ({', '.join(cfg['features']['kinds'])})",
+          ["measure", "value"],
+          [["clips", n], ["audio seconds", audio_s],
+           ["real-time factor, in process (speech + features)", (t_speech + t_feat) / audio_s],
+           ["  of which speech", t_speech / audio_s], ["  of which features", t_feat / audio_s],
+           ["seconds per clip as two jobs (with Python start-up)", per_job]])
+
+
+def bench_shard_read(face_files: list[Path], feat_files: list[Path], work: Path) -> None:
+    recs = [{"clip": f"id/v/{i:05d}", "identity": "id", "split": "train"} for i in range(len(face_files))]
+    shard = work / "face-00000.parquet"
+    shards.write_shard([str(f) for f in face_files], recs, str(shard), "face", "train")
+    kinds = ["spectrogram", "logmel", "mfcc"]
+    vshard = work / "voice-00000.parquet"
+    shards.write_shard([str(f) for f in feat_files], recs, str(vshard), "voice", "train", kinds)
+    single = work / "single"
+    single.mkdir()
+    n_face = 0
+    for row in pq.read_table(shard).to_pylist():
+        (single / f"face{n_face:05d}.png").write_bytes(row["image"])
+        n_face += 1
+    n_voice = 0
+    for row in pq.read_table(vshard).to_pylist():
+        np.save(single / f"voice{n_voice:05d}.npy",
+                np.asarray(row["logmel"], np.float32).reshape(row["logmel_bins"], row["logmel_frames"]))
+        n_voice += 1
+    os.sync()
+
+    def timed(fn):
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    rows = []
+    t_shard = timed(lambda: pq.read_table(shard, columns=["item", "image"]).to_pylist())
+    t_files = timed(lambda: [p.read_bytes() for p in sorted(single.glob("face*.png"))])
+    rows += [["faces (PNG bytes)", n_face, n_face / t_shard, n_face / t_files]]
+    t_shard = timed(lambda: [np.asarray(r["logmel"], np.float32).reshape(r["logmel_bins"], -1)
+                             for r in pq.read_table(vshard, columns=["logmel", "logmel_bins"]).to_pylist()])
+    t_files = timed(lambda: [np.load(p) for p in sorted(single.glob("voice*.npy"))])
+    rows += [["voices (log-mel arrays)", n_voice, n_voice / t_shard, n_voice / t_files]]
+    table("Read throughput (warm page cache)", ["items", "n", "shard items/s", "single files items/s"], rows)
+
+
+def peak_rss_mb(module: str, args: list[str]) -> float:
+    code = (
+        "import resource, runpy, sys\n"
+        f"sys.argv = ['x'] + {args!r}\n"
+        "try:\n"
+        f"    runpy.run_module({module!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    line = [ln for ln in res.stderr.splitlines() if ln.startswith("MAXRSS")]
+    if not line:
+        raise RuntimeError(f"{module} failed: {res.stderr[-2000:]}")
+    return int(line[-1].split()[1]) / 1024.0
+
+
+def bench_memory(video: Path, cfg: dict, work: Path, face_files: list[Path]) -> None:
+    j = lambda d: json.dumps(d)  # noqa: E731
+    rows = []
+    steps = [
+        ("frames", "facevoice.frames", ["--input", str(video), "--output", str(work / "m_fr.parquet"), "--params", j(cfg["frames"])]),
+        ("faces", "facevoice.faces", ["--input", str(work / "m_fr.parquet"), "--output", str(work / "m_fa.parquet"), "--params", j(cfg["faces"])]),
+        ("speech", "facevoice.speech", ["--input", str(video), "--output", str(work / "m_sp.parquet"), "--params", j(cfg["speech"])]),
+        ("features", "facevoice.features", ["--input", str(work / "m_sp.parquet"), "--output", str(work / "m_ft.parquet"), "--params", j(cfg["features"])]),
+    ]
+    for name, mod, args in steps:
+        rows.append([name, "1 clip", peak_rss_mb(mod, args)])
+    for n in (len(face_files) // 4 or 1, len(face_files)):
+        recs = [{"clip": f"id/v/{i:05d}", "identity": "id", "split": "train"} for i in range(n)]
+        args = ["write", "--modality", "face", "--split", "train", "--clips", j(recs),
+                "--output", str(work / f"m_sh{n}.parquet"), *[str(f) for f in face_files[:n]]]
+        rows.append(["shard writer", f"{n} clips", peak_rss_mb("facevoice.shards", args)])
+    table("Peak memory per job (max RSS, MB)", ["stage", "input", "MB"], rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "config.yaml"))
+    ap.add_argument("--corpus", default=None, help="demo corpus folder (default: the config's demo.out)")
+    ap.add_argument("--clips", type=int, default=12)
+    args = ap.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    corpus = Path(args.corpus or cfg["demo"]["out"])
+    videos = sorted(corpus.glob("videos/*/*/*.mp4"))
+    if not videos:
+        print(f"no demo corpus at {corpus}: run `facevoice demo` first", file=sys.stderr)
+        return 1
+    random.Random(0).shuffle(videos)
+    videos = videos[: args.clips]
+    print(f"# facevoice preprocessing benchmarks\n\n{len(videos)} demo clips from {corpus}; "
+          f"{os.cpu_count()} CPUs; torch threads default")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        frame_files, face_files, feat_files = [], [], []
+        for i, v in enumerate(videos):
+            fr, fa = work / f"fr{i}.parquet", work / f"fa{i}.parquet"
+            frames.run(str(v), str(fr), cfg["frames"])
+            faces.run(str(fr), str(fa), cfg["faces"])
+            frame_files.append(fr)
+            face_files.append(fa)
+        bench_mtcnn(frame_files, cfg["faces"])
+        bench_speech(videos, cfg, work)
+        feat_files = sorted(work.glob("f[0-9]*.parquet"), key=lambda p: int(p.stem[1:]))
+        bench_shard_read(face_files, feat_files, work)
+        bench_memory(videos[0], cfg, work, face_files)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
