@@ -21,6 +21,8 @@ test: venv
 ## bench: print the preprocessing benchmarks
 bench: venv
 	$(VENV)/bin/python benchmarks/bench_preprocess.py
+	$(VENV)/bin/python benchmarks/bench_train.py
+	$(VENV)/bin/python benchmarks/bench_evaluate.py
 
 clean-demo:
 	rm -rf results/demo

@@ -1,4 +1,5 @@
-# facevoice: raw talking-face videos -> aligned faces, filtered speech, features, Parquet shards.
+# facevoice: raw talking-face videos -> aligned faces, filtered speech, features, Parquet
+# shards -> trained methods, embeddings -> trial lists, evaluation, comparison tables.
 #
 #   snakemake --cores all                         # the demo corpus (config.yaml)
 #   snakemake --cores all --configfile my.yaml    # your data
@@ -21,6 +22,7 @@ include: "workflow/rules/speech.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/trials.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/compare.smk"
@@ -30,6 +32,7 @@ rule all:
     input:
         rules.manifest.output,
         rules.data_report.output,
+        TRAIN_TARGETS,
         expand(rules.trials.output, split=["val", "test"]),
         rules.compare.output,
     default_target: True

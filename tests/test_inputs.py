@@ -17,6 +17,7 @@ def config_for(root, layout="videos"):
     cfg["input"].update(layout=layout, videos=str(root / "videos"), meta=str(root / "vox1_meta.csv"),
                         splits=str(root / "identity_splits.txt"))
     cfg["results"] = str(root / "results")
+    cfg["train"]["methods"] = []
     return cfg
 
 

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("facevoice.features", "compute one clip's voice features (a pipeline stage)"),
     "shards": ("facevoice.shards", "write Parquet shards and the manifest (a pipeline stage)"),
     "report": ("facevoice.report", "write the data report (a pipeline stage)"),
+    "train": ("facevoice.train", "train one method on the shards"),
+    "embed": ("facevoice.embed", "embed a split's faces and voices with a trained model"),
     "trials": ("facevoice.trials", "generate or import evaluation trial lists"),
     "evaluate": ("facevoice.evaluate", "score embeddings on trial lists"),
     "compare": ("facevoice.compare", "write comparison tables and plots"),

@@ -1,0 +1,259 @@
+"""Method plug-ins: found by name, each a module with its model, loss and hyperparameters.
+
+A method module defines
+
+``NAME``
+    its name (``ssnet_fop``, ``dje``, ``biq_mwrn``);
+``PROFILES``
+    ``{"paper": hp, "demo": hp, "debug": hp}``: the paper's settings; a small profile that
+    runs the same code on a CPU in minutes (the demo corpus); tiny encoders for the tests;
+``VARIANTS``
+    ``{variant: {"description": str, "overrides": {...}}}``: the paper's ablations, run on
+    request as ``<method>-<variant>`` (e.g. ``dje-rank_only``, ``biq_mwrn-sfc``);
+``build(hp, n_classes, face_weights=None) -> FaceVoiceModel``.
+
+Hyperparameters (``hp``) are one nested dict. Keys every method has:
+
+``stages``
+    ``{stage: {epochs, P, K, batches_per_epoch, optimizer: {name, lr, lr_end, gamma,
+    schedule, momentum, weight_decay}, cache}}`` in training order. A batch holds ``P``
+    identities x ``K`` faces x ``K`` voices; ``batches_per_epoch`` null means
+    ceil(train faces / (P K)). ``schedule``: ``const``; ``exp`` (lr x gamma^epoch);
+    ``log`` (lr to lr_end, evenly on a log scale over the stage's epochs). ``cache``: the
+    stage trains heads on frozen encoder features computed once (methods that allow it).
+``face_size``
+    side the faces are resized to (null: as stored in the shards).
+``face_aug``
+    ``{flip, crop_scale, jitter}``: horizontal flip, random square crop of side
+    ``[crop_scale, 1]`` x the image, brightness/contrast jitter of +-``jitter``.
+``voice_feature``
+    the feature kind read from the voice shards (``logmel``, ``spectrogram``, ``mfcc``).
+``crop_frames``
+    ``[min, max]``: each training batch crops every voice to one random length in this
+    range (frames); shorter utterances are tiled.
+``eval_max_frames``
+    embeddings use the whole utterance, centre-cropped to at most this many frames.
+
+:func:`resolve` merges, in order: the profile, the variant, config overrides, ``--set``
+pairs; a key the method does not have is an error naming the known keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+MODULES = {
+    "ssnet_fop": "facevoice.methods.ssnet_fop",
+    "dje": "facevoice.methods.dje",
+    "biq_mwrn": "facevoice.methods.biq_mwrn",
+}
+PROFILE_NAMES = ("demo", "paper", "debug")
+VARIANT_SEP = "-"
+NET_KEYS = {"type", "dim", "dropout", "channels", "width"}
+OPEN_KEYS = {"face_net", "voice_net", "encoder"}  # replaced as a whole when the type changes
+
+
+class MethodError(ValueError):
+    """An unknown method, variant, profile or hyperparameter."""
+
+
+def method_names() -> list[str]:
+    return list(MODULES)
+
+
+def get_method(name: str):
+    """The plug-in module of a method (``dje``) or of a run name (``dje-rank_only``)."""
+    base, _ = split_name(name)
+    if base not in MODULES:
+        raise MethodError(f"unknown method {base!r}; known: {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[base])
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``dje-rank_only`` -> (``dje``, ``rank_only``); ``dje`` -> (``dje``, None)."""
+    base, sep, variant = name.partition(VARIANT_SEP)
+    return base, (variant if sep else None)
+
+
+def run_names(include_variants: bool = True) -> list[str]:
+    """Every method and, optionally, every ``method-variant`` name."""
+    out = []
+    for m in MODULES:
+        out.append(m)
+        if include_variants:
+            out += [f"{m}{VARIANT_SEP}{v}" for v in get_method(m).VARIANTS]
+    return out
+
+
+def _merge(base: dict, over: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if k not in out:
+            known = ", ".join(sorted(map(str, out)))
+            raise MethodError(f"unknown hyperparameter '{where}{k}'; known here: {known}")
+        if k in OPEN_KEYS and isinstance(v, dict):
+            bad = set(v) - NET_KEYS
+            if bad:
+                raise MethodError(f"unknown key(s) {sorted(bad)} in '{where}{k}'; known: {sorted(NET_KEYS)}")
+            same = v.get("type", out[k].get("type")) == out[k].get("type")
+            # another network type starts from its own defaults (only the dim carries over)
+            out[k] = {**out[k], **copy.deepcopy(v)} if same else {"dim": out[k].get("dim"), **copy.deepcopy(v)}
+        elif isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = _merge(out[k], v, f"{where}{k}.")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _dotted(pairs: dict[str, Any]) -> dict:
+    nested: dict = {}
+    for key, value in pairs.items():
+        node = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _apply_globals(hp: dict, over: dict) -> dict:
+    """``epochs``, ``P``, ``K``, ``batches_per_epoch`` given at the top level apply to every stage."""
+    over = dict(over or {})
+    glob = {k: over.pop(k) for k in ("epochs", "P", "K", "batches_per_epoch") if k in over}
+    glob = {k: v for k, v in glob.items() if v is not None}
+    if glob:
+        over.setdefault("stages", {})
+        for stage in hp["stages"]:
+            over["stages"][stage] = {**glob, **over["stages"].get(stage, {})}
+    return over
+
+
+def resolve(name: str, profile: str = "demo", overrides: dict | None = None,
+            sets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The hyperparameters of run ``name`` (``method`` or ``method-variant``)."""
+    mod = get_method(name)
+    base, variant = split_name(name)
+    if profile not in mod.PROFILES:
+        raise MethodError(f"unknown profile {profile!r}; known: {', '.join(mod.PROFILES)}")
+    hp = copy.deepcopy(mod.PROFILES[profile])
+    if variant is not None:
+        if variant not in mod.VARIANTS:
+            raise MethodError(f"method {base} has no variant {variant!r}; known: {', '.join(mod.VARIANTS)}")
+        hp = _merge(hp, mod.VARIANTS[variant]["overrides"], "")
+    hp = _merge(hp, _apply_globals(hp, overrides), "")
+    hp = _merge(hp, _apply_globals(hp, _dotted(sets or {})), "")
+    check_common(hp, name)
+    return hp
+
+
+def check_common(hp: dict, name: str) -> None:
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise MethodError(f"{name}: {msg}")
+
+    for sname, st in hp["stages"].items():
+        need(int(st["epochs"]) >= 0, f"stages.{sname}.epochs must be >= 0")
+        need(int(st["P"]) >= 2, f"stages.{sname}.P must be >= 2 (identities per batch)")
+        need(int(st["K"]) >= 1, f"stages.{sname}.K must be >= 1")
+        opt = st["optimizer"]
+        need(opt["name"] in ("sgd", "adam"), f"stages.{sname}.optimizer.name must be sgd or adam")
+        need(opt["schedule"] in ("const", "exp", "log"), f"stages.{sname}.optimizer.schedule: const, exp or log")
+    lo, hi = hp["crop_frames"]
+    need(1 <= int(lo) <= int(hi), "crop_frames must be [min, max] with 1 <= min <= max")
+    need(hp["voice_feature"] in ("logmel", "spectrogram", "mfcc"), "voice_feature: logmel, spectrogram or mfcc")
+
+
+def optimizer(name: str = "sgd", lr: float = 1e-3, lr_end: float | None = None, gamma: float = 1.0,
+              schedule: str = "const", momentum: float = 0.9, weight_decay: float = 0.0) -> dict:
+    return {"name": name, "lr": lr, "lr_end": lr_end, "gamma": gamma, "schedule": schedule,
+            "momentum": momentum, "weight_decay": weight_decay}
+
+
+def stage(epochs: int, P: int, K: int, opt: dict, batches_per_epoch: int | None = None, cache: bool = False) -> dict:
+    return {"epochs": epochs, "P": P, "K": K, "batches_per_epoch": batches_per_epoch, "optimizer": opt,
+            "cache": cache}
+
+
+COMMON_DEFAULTS = {
+    "face_size": None,
+    "face_aug": {"flip": True, "crop_scale": 0.85, "jitter": 0.1},
+    "voice_feature": "logmel",
+    "crop_frames": [300, 600],
+    "eval_max_frames": 1000,
+}
+
+
+@dataclass
+class Stage:
+    name: str
+    epochs: int
+    P: int
+    K: int
+    batches_per_epoch: int | None
+    optimizer: dict
+    cache: bool
+
+
+class FaceVoiceModel(nn.Module):
+    """What the trainer and the embedder call. Subclasses implement the method.
+
+    Inputs: faces ``(B, 3, H, W)`` in [0, 1]; voices ``(B, bins, T)``; labels ``(B,)``.
+    In a training batch, face i and voice i belong to identity ``labels[i]`` (P identities
+    x K pairs, identity-major).
+    """
+
+    name = "base"
+    cacheable: tuple[str, ...] = ()  # stages that may train on cached encoder features
+
+    def __init__(self, hp: dict, n_classes: int):
+        super().__init__()
+        self.hp = copy.deepcopy(hp)
+        self.n_classes = int(n_classes)
+        self.stage_index = 0
+
+    # --- stages
+    def stages(self) -> list[Stage]:
+        out = []
+        for sname, st in self.hp["stages"].items():
+            out.append(Stage(sname, int(st["epochs"]), int(st["P"]), int(st["K"]), st.get("batches_per_epoch"),
+                             dict(st["optimizer"]), bool(st.get("cache", False)) and sname in self.cacheable))
+        return out
+
+    def set_stage(self, index: int) -> None:
+        self.stage_index = index
+
+    @property
+    def stage_name(self) -> str:
+        return list(self.hp["stages"])[self.stage_index]
+
+    def stage_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # --- training
+    def loss(self, faces: torch.Tensor, voices: torch.Tensor, labels: torch.Tensor):
+        raise NotImplementedError
+
+    def backbone_face(self, faces: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backbone_voice(self, voices: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_from_features(self, face_feats: torch.Tensor, voice_feats: torch.Tensor, labels: torch.Tensor):
+        raise NotImplementedError
+
+    # --- embeddings for evaluation (the current stage's)
+    def embed_face(self, faces: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed_voice(self, voices: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weights_source(self) -> str:
+        return "scratch"

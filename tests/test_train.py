@@ -1,0 +1,326 @@
+"""The trainer and the methods: gradients, MWRN's scale, learning, resume, outputs, CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from facevoice import embed as embed_mod
+from facevoice import train as tr
+from facevoice.methods import MethodError, get_method, resolve, run_names
+from facevoice.nets import InceptionResnetEncoder
+
+METHODS = ["ssnet_fop", "dje", "biq_mwrn"]
+RUN = {"seed": 0, "threads": 1, "progress": False}  # tiny networks: one thread is fastest
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    manifest = tr.synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
+                                   image_size=32, frames=(60, 120), seed=0)
+    return manifest, root / "shards"
+
+
+def batch(n_bins, P=4, K=2, size=32, frames=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    faces = torch.rand(P * K, 3, size, size, generator=g)
+    voices = torch.randn(P * K, n_bins, frames, generator=g)
+    labels = torch.arange(P).repeat_interleave(K)
+    return faces, voices, labels
+
+
+def n_bins_of(hp):
+    return {"logmel": 64, "spectrogram": 257, "mfcc": 13}[hp["voice_feature"]]
+
+
+def grads_of(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("profile", ["debug", "demo"])
+@pytest.mark.parametrize("method", METHODS)
+def test_gradients_reach_every_trainable_parameter(method, profile):
+    hp = resolve(method, profile)
+    torch.manual_seed(0)
+    model = get_method(method).build(hp, 4, n_bins_of(hp))
+    size = hp["face_size"]
+    for s, st in enumerate(model.stages()):
+        model.set_stage(s)
+        model.train()
+        f, v, y = batch(n_bins_of(hp), size=size, frames=int(hp["crop_frames"][0]))
+        loss, terms = model.loss(f, v, y)
+        assert torch.isfinite(loss) and all(torch.isfinite(torch.as_tensor(t)) for t in terms.values())
+        grads = grads_of(model, loss)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable == {n for n, _ in model.named_parameters() if n in trainable} and trainable
+        zero_at_start = {n for n in grads if n.startswith("top.w")} if method == "biq_mwrn" else set()
+        for n, g in grads.items():
+            assert g is not None, f"{method} stage {st.name}: no gradient reaches {n}"
+            assert torch.isfinite(g).all(), n
+            if n in zero_at_start:
+                assert g.abs().max() == 0, f"{n} gets a gradient although eta = 0"
+            else:
+                assert g.abs().max() > 0, f"{method} stage {st.name}: zero gradient at {n}"
+        if method == "biq_mwrn":  # once eta has moved, W1 and W2 learn too
+            with torch.no_grad():
+                model.top.eta.fill_(0.1)
+            grads = grads_of(model, model.loss(f, v, y)[0])
+            assert all(grads[n].abs().max() > 0 for n in zero_at_start)
+        if st.cache:  # the cached path: heads on frozen features
+            with torch.no_grad():
+                ff, fv = model.backbone_face(f), model.backbone_voice(v)
+            grads = grads_of(model, model.loss_from_features(ff, fv, y)[0])
+            assert all(g is not None and g.abs().max() > 0 for g in grads.values())
+        if s > 0 and method == "ssnet_fop":  # stage 2 trains the heads only
+            assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_paper_networks_get_gradients_everywhere(method):
+    hp = resolve(method, "paper")
+    hp["face_size"] = 96  # smaller than the paper's inputs, same networks
+    hp["crop_frames"] = [48, 48]
+    torch.manual_seed(0)
+    model = get_method(method).build(hp, 3, n_bins_of(hp))
+    model.train()
+    if method == "biq_mwrn":
+        with torch.no_grad():
+            model.top.eta.fill_(0.1)
+    f, v, y = batch(n_bins_of(hp), P=3, K=2, size=96, frames=48)
+    for s in range(len(model.stages())):
+        model.set_stage(s)
+        model.train()
+        grads = grads_of(model, model.loss(f, v, y)[0])
+        missing = [n for n, g in grads.items() if g is None or g.abs().max() == 0]
+        assert not missing, f"{method} stage {s}: no gradient at {missing[:5]}"
+
+
+def test_mwrn_scale_starts_at_zero_and_moves():
+    hp = resolve("biq_mwrn", "debug")
+    torch.manual_seed(0)
+    model = get_method("biq_mwrn").build(hp, 4, 64)
+    assert model.top.eta.item() == 0.0
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for step in range(3):
+        f, v, y = batch(64, seed=step)
+        loss, terms = model.loss(f, v, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert model.top.eta.item() != 0.0
+    assert terms["eta"].item() == pytest.approx(model.top.eta.item(), abs=0.1)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_batches_are_identity_balanced_and_reproducible(corpus):
+    manifest, _ = corpus
+    items = tr.split_items(pd.read_parquet(manifest), "train")
+    plan = tr.plan_epoch(items, P=8, K=3, n_batches=10, seed=5, epoch=2)
+    again = tr.plan_epoch(items, P=8, K=3, n_batches=10, seed=5, epoch=2)
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip(plan, again) for k in a)
+    seen = np.zeros(len(items.identities), int)
+    for b in plan:
+        ids = b["labels"].reshape(8, 3)
+        assert len(set(ids[:, 0])) == 8 and (ids == ids[:, :1]).all()  # P distinct identities x K
+        faces = items.items.iloc[b["faces"]]
+        voices = items.items.iloc[b["voices"]]
+        assert (faces["modality"] == "face").all() and (voices["modality"] == "voice").all()
+        labels = np.array([items.identities.index(i) for i in faces["identity"]])
+        assert (labels == b["labels"]).all()
+        assert (np.array([items.identities.index(i) for i in voices["identity"]]) == b["labels"]).all()
+        seen[ids[:, 0]] += 1
+    assert seen.max() - seen.min() <= 1  # identities cycled evenly: 80 draws over 32 identities
+    other = tr.plan_epoch(items, P=8, K=3, n_batches=10, seed=5, epoch=3)
+    assert not all(np.array_equal(a["faces"], b["faces"]) for a, b in zip(plan, other))
+
+
+def test_reader_streams_row_groups_and_returns_the_manifest_items(corpus):
+    manifest, root = corpus
+    m = pd.read_parquet(manifest)
+    reader = embed_mod.ShardReader(root, cache_groups=2)
+    for rec in m.sample(12, random_state=0).to_dict("records"):
+        if rec["modality"] == "face":
+            img = reader.face(rec["shard"], rec["row"])
+            assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+        else:
+            x = reader.voice(rec["shard"], rec["row"], "logmel")
+            assert x.shape[0] == 64 and 60 <= x.shape[1] <= 120
+        # the row the reader decodes is the manifest's item
+        table, i = reader._row(rec["shard"], rec["row"], ("item",))
+        assert table.column("item")[i].as_py() == rec["item"]
+    assert len(reader._groups) <= 2
+    with pytest.raises(KeyError, match="features.kinds"):
+        reader.n_bins(m[m["modality"] == "voice"]["shard"].iloc[0], "mfcc")
+
+
+# --------------------------------------------------------------------------- learning
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_learns_a_shared_identity_signal(method, corpus, tmp_path):
+    manifest, root = corpus
+    out = tmp_path / method
+    summary = tr.train(method, manifest, root, out, resolve(method, "debug"), RUN)
+    log = pd.read_csv(out / "log.csv")
+    assert summary["best"]["val_auc"] >= 0.75, log[["epoch", "stage", "loss", "val_auc"]].to_string()
+    # outputs: checkpoint, log with every loss term, curve, run record
+    assert {"epoch", "stage", "loss", "val_auc", "lr", "seconds"} <= set(log.columns)
+    term = {"ssnet_fop": ["ce", "center", "opl"], "dje": ["rank", "id", "center"], "biq_mwrn": ["cth_fv", "mth_v", "id"]}
+    assert set(term[method]) <= set(log.columns)
+    assert len(log) == sum(s["epochs"] for s in resolve(method, "debug")["stages"].values())
+    assert (out / "curve.png").stat().st_size > 1000
+    info = json.loads((out / "run.json").read_text())
+    assert info["seed"] == 0 and info["face_weights"] == "scratch" and info["device"] == "cpu"
+    assert info["best"]["val_auc"] == pytest.approx(log["val_auc"][log["best"]].iloc[-1])
+    # the best checkpoint is the best validation epoch of the last stage (test never read)
+    last_stage = log[log["stage"] == log["stage"].iloc[-1]]
+    assert info["best"]["epoch"] == int(last_stage.loc[last_stage["val_auc"].idxmax(), "epoch"])
+    # embeddings of the test split in the evaluation's schema
+    emb = tmp_path / "test.parquet"
+    meta = embed_mod.embed(str(out / "model.pt"), str(manifest), str(root), "test", str(emb), threads=2)
+    t = pq.read_table(emb)
+    assert t.column_names == ["id", "identity", "modality", "embedding"]
+    m = pd.read_parquet(manifest)
+    assert t.num_rows == (m["split"] == "test").sum() and meta["method"] == method
+    vec = np.stack(t.column("embedding").to_pylist())
+    assert np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+class Kill(tr.StopTraining):
+    pass
+
+
+@pytest.mark.parametrize("method,kill_epoch", [("ssnet_fop", 2), ("ssnet_fop", 4), ("dje", 2), ("biq_mwrn", 2)])
+def test_a_killed_run_resumes_to_the_same_weights(method, kill_epoch, corpus, tmp_path):
+    manifest, root = corpus
+    hp = resolve(method, "debug", {"batches_per_epoch": 4, "epochs": 2} if method == "ssnet_fop"
+                 else {"batches_per_epoch": 4, "epochs": 3})
+    full = tr.train(method, manifest, root, tmp_path / "full", hp, RUN)
+
+    def kill(event, info):  # dies in the middle of an epoch, after the previous epoch's checkpoint
+        if event == "step" and info["epoch"] == kill_epoch and info["step"] == 2:
+            raise Kill()
+
+    with pytest.raises(Kill):
+        tr.train(method, manifest, root, tmp_path / "killed", hp, RUN, callbacks=[kill])
+    ck = torch.load(tmp_path / "killed" / "work" / "last.pt", weights_only=False)
+    assert ck["epoch"] == kill_epoch - 1
+    resumed = tr.train(method, manifest, root, tmp_path / "killed", hp, RUN)
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    la = torch.load(tmp_path / "full" / "work" / "last.pt", weights_only=False)
+    lb = torch.load(tmp_path / "killed" / "work" / "last.pt", weights_only=False)
+    for k in la["model"]:
+        assert torch.equal(la["model"][k], lb["model"][k]), k
+    ha, hb = pd.read_csv(tmp_path / "full" / "log.csv"), pd.read_csv(tmp_path / "killed" / "log.csv")
+    assert ha.drop(columns="seconds").equals(hb.drop(columns="seconds"))
+    assert full["best"] == resumed["best"]
+
+
+def test_changed_settings_start_afresh(corpus, tmp_path):
+    manifest, root = corpus
+    hp = resolve("dje", "debug", {"epochs": 1, "batches_per_epoch": 2})
+    tr.train("dje", manifest, root, tmp_path, hp, RUN)
+    hp2 = resolve("dje", "debug", {"epochs": 1, "batches_per_epoch": 2, "alpha1": 0.3})
+    s = tr.train("dje", manifest, root, tmp_path, hp2, RUN)
+    assert s["hp"]["alpha1"] == 0.3 and len(pd.read_csv(tmp_path / "log.csv")) == 1
+    # the same settings again: nothing left to train, outputs rewritten from the checkpoint
+    s2 = tr.train("dje", manifest, root, tmp_path, hp2, RUN)
+    assert s2["best"] == s["best"]
+
+
+# --------------------------------------------------------------------------- config, CLI, weights
+
+
+def test_settings_from_the_config_section():
+    section = {"profile": "paper", "seed": 7, "epochs": 3, "batch": {"P": 6, "K": 2}, "face_weights": None,
+               "overrides": {"ssnet_fop": {"stages": {"fop": {"epochs": 9}}, "fop_dim": 64},
+                             "dje-rank_only": {"embedding_dim": 128}}}
+    hp, run = tr.settings("ssnet_fop", section)
+    assert hp["stages"]["center"]["epochs"] == 3 and hp["stages"]["fop"]["epochs"] == 9
+    assert hp["stages"]["fop"]["P"] == 6 and hp["fop_dim"] == 64 and run["seed"] == 7
+    hp, _ = tr.settings("dje-rank_only", section, sets={"alpha1": 0.5})
+    assert hp["lambda1"] == 0 and hp["lambda2"] == 0 and hp["embedding_dim"] == 128 and hp["alpha1"] == 0.5
+    with pytest.raises(MethodError, match="unknown hyperparameter 'stages.main.epoch'"):
+        tr.settings("dje", {"overrides": {"dje": {"stages": {"main": {"epoch": 3}}}}})
+    with pytest.raises(MethodError, match="no variant"):
+        resolve("dje-nope")
+    with pytest.raises(MethodError, match="unknown method"):
+        get_method("svhf")
+    assert "biq_mwrn-margin_0.2" in run_names() and "ssnet_fop-fusion_cos" in run_names()
+
+
+def test_cli_trains_and_embeds(corpus, tmp_path, capsys):
+    manifest, root = corpus
+    out = tmp_path / "biq"
+    assert tr.main(["--list"]) == 0
+    assert "dje-rank_only" in capsys.readouterr().out
+    args = ["--method", "biq_mwrn-sfc", "--manifest", str(manifest), "--shards-root", str(root), "--out", str(out),
+            "--profile", "debug", "--set", "epochs=1", "--set", "batches_per_epoch=3", "--seed", "3",
+            "--threads", "2", "--no-progress", "--params", json.dumps({"val": {"items_per_identity": 2}})]
+    assert tr.main(args) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["hp"]["top"] == "sfc" and info["seed"] == 3 and info["data"]["val_items"] == 8 * 2 * 2
+    emb = tmp_path / "val.parquet"
+    assert embed_mod.main(["--checkpoint", str(out / "model.pt"), "--method", "biq_mwrn-sfc", "--manifest",
+                           str(manifest), "--shards-root", str(root), "--split", "val", "--out", str(emb)]) == 0
+    meta = json.loads(pq.read_schema(emb).metadata[b"facevoice"])
+    assert meta["split"] == "val" and meta["n_voice"] == 16 and meta["n_face"] == 64
+
+
+def test_face_weights_load_from_a_local_file_only(tmp_path):
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(1)
+    ref = InceptionResnetV1(pretrained=None, classify=True, num_classes=10)  # a file with a classifier
+    path = tmp_path / "20180402-114759-vggface2.pt"
+    torch.save(ref.state_dict(), path)
+    enc = InceptionResnetEncoder(dim=512, weights=str(path))
+    assert enc.weights_source == f"vggface2:{path}"
+    assert torch.equal(enc.net.conv2d_1a.conv.weight, ref.conv2d_1a.conv.weight)
+    assert InceptionResnetEncoder(dim=512).weights_source == "scratch"
+    with pytest.raises(FileNotFoundError, match="train.face_weights"):
+        InceptionResnetEncoder(weights=str(tmp_path / "missing.pt"))
+
+
+def test_training_never_reads_the_test_split(corpus, tmp_path, monkeypatch):
+    manifest, root = corpus
+    opened = []
+    real = embed_mod.ShardReader._file
+
+    def spy(self, shard):
+        opened.append(shard)
+        return real(self, shard)
+
+    monkeypatch.setattr(embed_mod.ShardReader, "_file", spy)
+    tr.train("dje", manifest, root, tmp_path, resolve("dje", "debug", {"epochs": 1, "batches_per_epoch": 2}), RUN)
+    splits = {s.split("/")[0] for s in opened}
+    assert splits == {"train", "val"}
+
+
+def test_dataloader_workers_give_the_same_run(corpus, tmp_path):
+    manifest, root = corpus
+    hp = resolve("dje", "debug", {"epochs": 1, "batches_per_epoch": 3})
+    tr.train("dje", manifest, root, tmp_path / "w0", hp, {**RUN, "num_workers": 0})
+    tr.train("dje", manifest, root, tmp_path / "w2", hp, {**RUN, "num_workers": 2})
+    a = torch.load(tmp_path / "w0" / "model.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "w2" / "model.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
