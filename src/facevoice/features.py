@@ -314,36 +314,10 @@ def load_feature(path: str | Path, kind: str) -> np.ndarray:
     return values.copy().reshape(n_bins, n_frames)
 
 
-def load_params(text: str) -> dict[str, Any]:
-    """Parse a ``--params`` value: a JSON object, or ``@file.json``."""
-    if text.startswith("@"):
-        text = Path(text[1:]).read_text(encoding="utf-8")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--params is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError("--params must be a JSON object")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="facevoice features",
-        description="Compute one clip's voice features (spectrogram, log-mel, MFCC).",
-    )
-    parser.add_argument("--input", required=True, help="the speech stage's .parquet")
-    parser.add_argument("--output", required=True, help="output .parquet")
-    parser.add_argument("--params", required=True,
-                        help="config's features: section as JSON, or @file.json")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        run(args.input, args.output, params)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"facevoice features: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    from facevoice.stage import stage_main
+
+    return stage_main(STAGE, run, argv, __doc__, announce=False)
 
 
 if __name__ == "__main__":

@@ -437,36 +437,10 @@ def run(input_path: str | Path, output_path: str | Path, params: dict[str, Any])
     return meta
 
 
-def load_params(text: str) -> dict[str, Any]:
-    """Parse a ``--params`` value: a JSON object, or ``@file.json``."""
-    if text.startswith("@"):
-        text = Path(text[1:]).read_text(encoding="utf-8")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--params is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError("--params must be a JSON object")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="facevoice speech",
-        description="Decode one clip's audio to mono, keep its speech, write Parquet.",
-    )
-    parser.add_argument("--input", required=True, help="media file (.mp4, .wav, .flac, .m4a, ...)")
-    parser.add_argument("--output", required=True, help="output .parquet")
-    parser.add_argument("--params", required=True,
-                        help="config's speech: section as JSON, or @file.json")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        run(args.input, args.output, params)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"facevoice speech: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    from facevoice.stage import stage_main
+
+    return stage_main(STAGE, run, argv, __doc__, announce=False)
 
 
 if __name__ == "__main__":

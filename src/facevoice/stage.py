@@ -22,17 +22,21 @@ log = logging.getLogger("facevoice")
 
 
 def load_params(text: str) -> dict[str, Any]:
-    """Params from a JSON string, or ``@file.json``."""
+    """Parse a ``--params`` value: a JSON object, or ``@file.json``."""
     if text.startswith("@"):
         text = Path(text[1:]).read_text(encoding="utf-8")
-    params = json.loads(text)
-    if not isinstance(params, dict):
-        raise SystemExit(f"--params must be a JSON object, got {type(params).__name__}")
-    return params
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--params is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("--params must be a JSON object")
+    return value
 
 
 def stage_main(
-    name: str, run: Callable[[str, str, dict], dict], argv: list[str] | None, doc: str | None
+    name: str, run: Callable[[str, str, dict], dict], argv: list[str] | None, doc: str | None,
+    announce: bool = True,
 ) -> int:
     """The CLI of a per-clip stage: ``--input PATH --output OUT.parquet --params JSON``."""
     ap = argparse.ArgumentParser(prog=f"facevoice {name}", description=(doc or "").splitlines()[0])
@@ -41,9 +45,14 @@ def stage_main(
     ap.add_argument("--params", default="{}", help="JSON object (or @file.json): the stage's config section")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    meta = run(args.input, args.output, load_params(args.params))
+    try:
+        meta = run(args.input, args.output, load_params(args.params))
+    except (ValueError, FileNotFoundError) as exc:  # bad usage; bad media is a reject, not this
+        print(f"facevoice {name}: error: {exc}", file=sys.stderr)
+        return 2
     status = meta.get("status")
-    log.info("%s: %s%s", args.output, status, f" ({meta.get('reason')})" if meta.get("reason") else "")
+    if announce:  # stages that print their own one-line summary pass False
+        log.info("%s: %s%s", args.output, status, f" ({meta.get('reason')})" if meta.get("reason") else "")
     return 0
 
 
