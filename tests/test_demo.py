@@ -242,3 +242,16 @@ def test_cli_reports_up_to_date(demo_corpus, capsys):
                     "--cache", str(DEMO_CACHE), "--no-progress"])
     assert rc == 0
     assert "up to date" in capsys.readouterr().err
+
+
+def test_relative_cache_and_out_paths_work(tmp_path, monkeypatch):
+    """`facevoice demo` takes config's relative paths; the package clients run elsewhere."""
+    from facevoice import demo
+
+    catalog = demo.load_catalog()
+    key = next(k for k, p in catalog["packages"].items() if p.get("registry", "pypi") == "pypi"
+               and "speakerbox" in k)
+    monkeypatch.chdir(tmp_path)
+    archive = demo.fetch_package(catalog, key, ".cache/rel")
+    assert archive.is_absolute() and archive.is_file()
+    assert archive.is_relative_to(tmp_path / ".cache" / "rel")

@@ -427,7 +427,7 @@ def fetch_package(catalog: Mapping[str, Any], key: str, cache: str | os.PathLike
     :class:`VerificationError`.
     """
     pkg = catalog["packages"][key]
-    dest = archive_path(Path(cache), pkg)
+    dest = archive_path(Path(cache).resolve(), pkg)
     label = f"{pkg['registry']} package {pkg['name']}=={pkg['version']} ({pkg['archive']})"
     if dest.is_file():
         got = sha256_file(dest)
@@ -511,7 +511,7 @@ def extract_files(catalog: Mapping[str, Any], key: str, archive: Path, cache: st
     that verify are reused. A file whose sha256 differs from the catalog raises
     :class:`VerificationError`.
     """
-    cache = Path(cache)
+    cache = Path(cache).resolve()
     pkg = catalog["packages"][key]
     out: dict[str, Path] = {}
     todo: dict[str, str] = {}
@@ -555,7 +555,7 @@ def extract_files(catalog: Mapping[str, Any], key: str, archive: Path, cache: st
 
 def package_licence(catalog: Mapping[str, Any], key: str, archive: Path, cache: str | os.PathLike) -> str:
     """The licence as the package's own metadata states it (cached as text)."""
-    cache = Path(cache)
+    cache = Path(cache).resolve()
     pkg = catalog["packages"][key]
     tag = hashlib.sha256(f"{BUILDER_VERSION}|{pkg['sha256']}|{pkg.get('licence_note', '')}".encode()).hexdigest()[:16]
     memo = cache / "files" / key / f"_licence-{tag}.txt"
@@ -1180,7 +1180,8 @@ def build_demo(
     when a file does not match the catalog.
     """
     t0 = time.monotonic()
-    out, cache = Path(out), Path(cache)
+    # Absolute: the package clients run in temporary folders, so relative paths would land there.
+    out, cache = Path(out).resolve(), Path(cache).resolve()
     if not isinstance(catalog, Mapping):
         catalog = load_catalog(catalog)
     clients = set(available_clients() if clients is None else clients)
