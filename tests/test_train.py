@@ -218,7 +218,7 @@ def test_a_killed_run_resumes_to_the_same_weights(method, kill_epoch, corpus, tm
 
     with pytest.raises(Kill):
         tr.train(method, manifest, root, tmp_path / "killed", hp, RUN, callbacks=[kill])
-    ck = torch.load(tmp_path / "killed" / "work" / "last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=False)
     assert ck["epoch"] == kill_epoch - 1
     resumed = tr.train(method, manifest, root, tmp_path / "killed", hp, RUN)
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=False)
@@ -226,8 +226,8 @@ def test_a_killed_run_resumes_to_the_same_weights(method, kill_epoch, corpus, tm
     assert a["epoch"] == b["epoch"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    la = torch.load(tmp_path / "full" / "work" / "last.pt", weights_only=False)
-    lb = torch.load(tmp_path / "killed" / "work" / "last.pt", weights_only=False)
+    la = torch.load(tmp_path / "full" / "state" / "last.pt", weights_only=False)
+    lb = torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=False)
     for k in la["model"]:
         assert torch.equal(la["model"][k], lb["model"][k]), k
     ha, hb = pd.read_csv(tmp_path / "full" / "log.csv"), pd.read_csv(tmp_path / "killed" / "log.csv")

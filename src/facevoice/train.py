@@ -27,11 +27,11 @@ Seeds
     augmentation come from ``numpy.random.default_rng([seed, epoch, batch])`` and torch's
     generator is re-seeded at every epoch, so a resumed run repeats an uninterrupted one.
 Checkpoints and resume
-    ``<out>/work/last.pt`` is written (atomically) after every epoch; a new run with the same
+    ``<out>/state/last.pt`` is written (atomically) after every epoch; a new run with the same
     method, hyperparameters, seed and data resumes from it (another one starts afresh).
     After every epoch the validation identities' verification AUC (cosine scores of every
     face against every voice of a fixed subset: ``val_items_per_identity`` faces and
-    voices per identity) decides the best epoch of each stage (``work/best-<stage>.pt``);
+    voices per identity) decides the best epoch of each stage (``state/best-<stage>.pt``);
     the test split is never read. A later stage starts from the best weights of the stage
     before it. ``<out>/model.pt`` is the best checkpoint of the last stage.
 Outputs (``<out>/``)
@@ -39,7 +39,7 @@ Outputs (``<out>/``)
     seconds, ...); ``curve.png`` (loss terms and validation AUC; redrawn at the end of each
     stage and at most once a minute); ``run.json`` (method,
     hyperparameters, seed, device, precision, face weights: ``scratch`` or
-    ``vggface2:<path>``, data counts, best epoch, code version); ``work/``.
+    ``vggface2:<path>``, data counts, best epoch, code version); ``state/``.
 """
 
 from __future__ import annotations
@@ -502,11 +502,11 @@ def _to_float(v) -> float:
 def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | Path, hp: dict | None = None,
           run: dict | None = None, *, profile: str = "demo", overrides: dict | None = None,
           sets: dict | None = None, callbacks: Iterable[Callable[[str, dict], None]] = ()) -> dict[str, Any]:
-    """Train run ``name``; resume from ``<out>/work/last.pt`` when it matches. Returns the summary."""
+    """Train run ``name``; resume from ``<out>/state/last.pt`` when it matches. Returns the summary."""
     hp = copy.deepcopy(hp) if hp is not None else resolve(name, profile, overrides, sets)
     run = {**RUN_DEFAULTS, **(run or {})}
     out = Path(out)
-    work = out / "work"
+    work = out / "state"
     work.mkdir(parents=True, exist_ok=True)
     if run["threads"]:
         torch.set_num_threads(int(run["threads"]))
