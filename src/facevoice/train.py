@@ -69,7 +69,7 @@ from facevoice import __version__
 from facevoice.embed import (ShardReader, autocast_dtype, choose_device, embed_items,
                              resize_face, tile_to)
 from facevoice.io import atomic_path, write_json, write_text
-from facevoice.methods import PROFILE_NAMES, get_method, resolve, run_names, split_name
+from facevoice.methods import PROFILE_NAMES, get_method, make_optimizer, resolve, run_names, split_name  # noqa: F401
 
 CHECKPOINT_FORMAT = "facevoice-checkpoint/1"
 PLOT_EVERY_S = 60.0  # the curve is redrawn at the end of each stage, and at most once a minute between
@@ -429,13 +429,11 @@ def _lr(opt_cfg: dict, epoch_in_stage: int, stage_epochs: int) -> float:
     return lr
 
 
-def make_optimizer(params: list, cfg: dict) -> torch.optim.Optimizer:
-    if not params:
-        raise ValueError("this stage has no trainable parameters")
-    if cfg["name"] == "sgd":
-        return torch.optim.SGD(params, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
-                               weight_decay=float(cfg["weight_decay"]))
-    return torch.optim.Adam(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+def _autocast(dtype: torch.dtype | None):
+    """CUDA autocast at ``dtype``, or nothing (CPU, float32)."""
+    import contextlib
+
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _save(obj: dict, path: Path) -> None:
@@ -585,7 +583,8 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
 
     nw = _num_workers(run, device)
     last_plot = time.time()
-    opt = None
+    opts: dict[str, torch.optim.Optimizer] = {}
+    custom = False
     cur = None
     cache = None
     for epoch in range(done + 1, total + 1):
@@ -601,10 +600,13 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
                     log(f"stage {st.name}: starting from the best epoch of stage {prev[-1]} "
                         f"({stage_best[prev[-1]]['epoch']}, val AUC {stage_best[prev[-1]]['val_auc']:.4f})")
             model.set_stage(s)
-            opt = make_optimizer(model.stage_parameters(), st.optimizer)
-            scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+            opts = model.stage_optimizers(st.optimizer)
+            custom = st.name in model.custom_steps
+            scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and not custom)
             if not first and state is not None:
-                opt.load_state_dict(state["optimizer"])
+                saved = state["optimizer"]
+                for key, o in opts.items():
+                    o.load_state_dict(saved[key])
                 if state.get("scaler"):
                     scaler.load_state_dict(state["scaler"])
             cache = None
@@ -618,11 +620,13 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
             cur = s
         e_in = epoch - int(starts[s]) - 1
         lr = _lr(st.optimizer, e_in, st.epochs)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        for o in opts.values():
+            for g in o.param_groups:
+                g["lr"] = lr * g.get("lr_scale", 1.0)
         torch.manual_seed(seed * 1_000_003 + epoch)
         n_batches = int(st.batches_per_epoch or max(1, math.ceil(tr.n_faces / (min(st.P, len(tr.identities)) * st.K))))
-        plan = plan_epoch(tr, st.P, st.K, n_batches, seed, epoch)
+        # a stage with nothing to train (the chance scorer) only evaluates
+        plan = plan_epoch(tr, st.P, st.K, n_batches, seed, epoch) if opts else []
         t0 = time.time()
         model.train()
         sums: dict[str, float] = {}
@@ -642,18 +646,24 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
             f = f.to(device, non_blocking=True)
             v = v.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
-            if amp_dtype is not None:
-                with torch.autocast("cuda", dtype=amp_dtype):
-                    loss, terms = (model.loss_from_features(f, v, y) if cache is not None else model.loss(f, v, y))
+            if custom:  # the model makes its own updates (adversarial stages)
+                terms = model.train_step(f, v, y, opts, _autocast(amp_dtype))
+                loss = terms.pop("loss")
+                if not torch.isfinite(loss.detach()):
+                    skipped += 1
+                    continue
             else:
-                loss, terms = model.loss_from_features(f, v, y) if cache is not None else model.loss(f, v, y)
-            opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss.detach()):
-                skipped += 1
-                continue
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+                with _autocast(amp_dtype):
+                    loss, terms = (model.loss_from_features(f, v, y) if cache is not None else model.loss(f, v, y))
+                for o in opts.values():
+                    o.zero_grad(set_to_none=True)
+                if not torch.isfinite(loss.detach()):
+                    skipped += 1
+                    continue
+                scaler.scale(loss).backward()
+                for o in opts.values():
+                    scaler.step(o)
+                scaler.update()
             steps += 1
             samples += len(f) + len(v)
             sums["loss"] = sums.get("loss", 0.0) + _to_float(loss)
@@ -681,7 +691,7 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
             _save({**ckpt_base, "model": model.state_dict(), "epoch": epoch, "stage": st.name, "stage_index": s,
                    "val_auc": auc}, work / f"best-{st.name}.pt")
         history.append(row)
-        _save({**ckpt_base, "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        _save({**ckpt_base, "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": {k: o.state_dict() for k, o in opts.items()},
                "scaler": scaler.state_dict(), "epoch": epoch, "stage": st.name, "stage_index": s,
                "history": history, "stage_best": stage_best, "val_auc": auc}, last)
         write_log(history, out)

@@ -15,7 +15,7 @@ A method module defines
 Hyperparameters (``hp``) are one nested dict. Keys every method has:
 
 ``stages``
-    ``{stage: {epochs, P, K, batches_per_epoch, optimizer: {name, lr, lr_end, gamma,
+    ``{stage: {epochs, P, K, batches_per_epoch, optimizer: {name, lr, lr_end, gamma, betas,
     schedule, momentum, weight_decay}, cache}}`` in training order. A batch holds ``P``
     identities x ``K`` faces x ``K`` voices; ``batches_per_epoch`` null means
     ceil(train faces / (P K)). ``schedule``: ``const``; ``exp`` (lr x gamma^epoch);
@@ -48,11 +48,18 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-MODULES = {
-    "ssnet_fop": "facevoice.methods.ssnet_fop",
-    "dje": "facevoice.methods.dje",
-    "biq_mwrn": "facevoice.methods.biq_mwrn",
-}
+def _discover() -> dict[str, str]:
+    """Every module of this package not starting with ``_`` is a method plug-in, found by its
+    name; the seeds' methods first (in paper order), then the rest alphabetically."""
+    import pkgutil
+
+    first = ["ssnet_fop", "avgatn", "dje", "biq_mwrn", "voice2face"]
+    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    order = [n for n in first if n in names] + sorted(n for n in names if n not in first)
+    return {n: f"{__name__}.{n}" for n in order}
+
+
+MODULES = _discover()
 PROFILE_NAMES = ("demo", "paper", "debug")
 VARIANT_SEP = "-"
 NET_KEYS = {"type", "dim", "dropout", "channels", "width"}
@@ -170,9 +177,22 @@ def check_common(hp: dict, name: str) -> None:
 
 
 def optimizer(name: str = "sgd", lr: float = 1e-3, lr_end: float | None = None, gamma: float = 1.0,
-              schedule: str = "const", momentum: float = 0.9, weight_decay: float = 0.0) -> dict:
+              schedule: str = "const", momentum: float = 0.9, weight_decay: float = 0.0,
+              betas: list[float] | None = None) -> dict:
+    """An optimizer setting; ``betas`` (Adam) null means torch's (0.9, 0.999)."""
     return {"name": name, "lr": lr, "lr_end": lr_end, "gamma": gamma, "schedule": schedule,
-            "momentum": momentum, "weight_decay": weight_decay}
+            "momentum": momentum, "weight_decay": weight_decay, "betas": betas}
+
+
+def make_optimizer(params: list, cfg: dict) -> torch.optim.Optimizer:
+    """SGD (momentum, weight decay) or Adam (``betas``, default (0.9, 0.999)) from an ``optimizer()`` dict."""
+    if not params:
+        raise ValueError("this stage has no trainable parameters")
+    if cfg["name"] == "sgd":
+        return torch.optim.SGD(params, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
+                               weight_decay=float(cfg["weight_decay"]))
+    betas = tuple(float(b) for b in (cfg.get("betas") or (0.9, 0.999)))
+    return torch.optim.Adam(params, lr=float(cfg["lr"]), betas=betas, weight_decay=float(cfg["weight_decay"]))
 
 
 def stage(epochs: int, P: int, K: int, opt: dict, batches_per_epoch: int | None = None, cache: bool = False) -> dict:
@@ -210,6 +230,7 @@ class FaceVoiceModel(nn.Module):
 
     name = "base"
     cacheable: tuple[str, ...] = ()  # stages that may train on cached encoder features
+    custom_steps: tuple[str, ...] = ()  # stages whose updates the model makes itself (train_step)
 
     def __init__(self, hp: dict, n_classes: int):
         super().__init__()
@@ -234,6 +255,22 @@ class FaceVoiceModel(nn.Module):
 
     def stage_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def stage_optimizers(self, cfg: dict) -> dict[str, torch.optim.Optimizer]:
+        """The current stage's optimizers by name; one (``main``) over :meth:`stage_parameters`
+        by default, none when nothing is trainable. The trainer sets every param group's lr
+        to the stage's scheduled lr times the group's ``lr_scale`` (default 1) each epoch."""
+        params = self.stage_parameters()
+        return {"main": make_optimizer(params, cfg)} if params else {}
+
+    def train_step(self, faces: torch.Tensor, voices: torch.Tensor, labels: torch.Tensor,
+                   opts: dict[str, torch.optim.Optimizer], autocast) -> dict[str, torch.Tensor]:
+        """One batch of a stage in ``custom_steps``: the model zeroes, back-propagates and steps
+        its ``opts`` itself (e.g. one discriminator update, then generator updates) and returns
+        its loss terms, with the one to report as ``loss``. ``autocast`` is a context manager
+        (CUDA mixed precision or nothing). Counters a schedule needs belong in buffers, so
+        that they are saved in checkpoints and survive a resume."""
+        raise NotImplementedError
 
     # --- training
     def loss(self, faces: torch.Tensor, voices: torch.Tensor, labels: torch.Tensor):
