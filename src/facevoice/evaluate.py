@@ -20,7 +20,8 @@ Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.
 
     {"verification": {S: {"auc", "eer", "eer_threshold", "n_trials", "n_positive",
                           "n_negative", "n_identities",
-                          "ci95": {"auc": [lo, hi], "eer": [lo, hi]}, "reason"}}
+                          "ci95": {"auc": [lo, hi], "eer": [lo, hi]}, "reason",
+                          "accuracy_at_threshold": {"threshold", "accuracy"}}}
                       for S in U, G, N, A, GNA,
      "matching": {D: {S: {"2": acc, ..., "10": acc,        # U: 2..10; G, N, GN: 2
                           "n_trials": {"2": n, ...}, "ci95": {"2": [lo, hi], ...},
@@ -28,6 +29,9 @@ Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.
      "retrieval": {D: {"map", "chance", "n_probes", "gallery_size", "n_identities",
                        "ci95": {"map": [lo, hi]}, "reason"}},
      "meta": {method, code_version, embeddings, scorer, trials, bootstrap, definitions}}
+
+``accuracy_at_threshold`` is there only for a method with its own decision threshold (named
+as ``score_threshold`` in its embeddings' metadata; avgatn's cosine > 0.5).
 
 An unavailable stratum keeps its keys with ``null`` values (``n_trials`` 0, ``ci95``
 null) and ``reason`` says why; ``reason`` is null otherwise. In matching, ``reason``
@@ -60,7 +64,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facevoice import metrics
-from facevoice.io import write_json, write_parquet
+from facevoice.io import read_parquet_meta, write_json, write_parquet
 from facevoice.trials import (DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, code_version,
                               load_config, read_trials)
 
@@ -294,8 +298,11 @@ def _unavailable_verification(reason: str) -> dict:
 
 def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], scorer=None,
              n_boot: int = 1000, boot_seed: int = 0, block_size: int = 512,
-             progress: Callable[[str], None] | None = None) -> tuple[dict, pd.DataFrame]:
-    """(results dict without ``meta``, ROC table) for one method."""
+             progress: Callable[[str], None] | None = None,
+             threshold: float | None = None) -> tuple[dict, pd.DataFrame]:
+    """(results dict without ``meta``, ROC table) for one method. ``threshold``: a method's
+    decision threshold on its score; each verification stratum then also reports
+    ``accuracy_at_threshold`` (score > threshold means "same person")."""
     scorer = as_scorer(scorer)
     say = progress or (lambda s: None)
     F = _prepare(scorer, "face", emb.face)
@@ -343,6 +350,9 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
             else:
                 m[CI_KEY] = None
             m["reason"] = None
+            if threshold is not None:  # the method's own decision rule (avgatn: cosine > 0.5)
+                m["accuracy_at_threshold"] = {"threshold": float(threshold),
+                                              "accuracy": float(np.mean((scores > threshold) == (labels == 1)))}
             out[s] = m
             fpr, tpr, thr = metrics.roc_points(labels, scores)
             roc_frames.append(pd.DataFrame({"stratum": s, "fpr": fpr, "tpr": tpr, "threshold": thr}))
@@ -462,7 +472,9 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
     lists = read_trials(trials)
     scorer = load_scorer(scorer_spec)
     say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
-    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say)
+    # a method with its own decision threshold names it in its embeddings' metadata
+    threshold = read_parquet_meta(embeddings).get("score_threshold") if scorer_spec is None else None
+    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold)
     n_ids = result.pop("_bootstrap_identities")
     method = method or Path(out).stem
     result["meta"] = {

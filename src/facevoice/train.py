@@ -32,14 +32,16 @@ Checkpoints and resume
     After every epoch the validation identities' verification AUC (cosine scores of every
     face against every voice of a fixed subset: ``val_items_per_identity`` faces and
     voices per identity) decides the best epoch of each stage (``state/best-<stage>.pt``);
-    the test split is never read. A later stage starts from the best weights of the stage
+    the test split is never read. Stages a method lists in ``select_last`` (pre-training
+    stages whose cross-modal AUC means nothing yet) keep their last epoch. A later stage starts from the best weights of the stage
     before it. ``<out>/model.pt`` is the best checkpoint of the last stage.
 Outputs (``<out>/``)
     ``model.pt``; ``log.csv`` (one row per epoch: stage, every loss term, val_auc, lr,
     seconds, ...); ``curve.png`` (loss terms and validation AUC; redrawn at the end of each
     stage and at most once a minute); ``run.json`` (method,
     hyperparameters, seed, device, precision, face weights: ``scratch`` or
-    ``vggface2:<path>``, data counts, best epoch, code version); ``state/``.
+    ``vggface2:<path>``, data counts, best epoch with its mean training loss terms, e.g.
+    avgatn's identity accuracy ``id_acc``, code version); ``state/``.
 """
 
 from __future__ import annotations
@@ -682,7 +684,7 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
                "val_auc": auc, "lr": lr, "seconds": round(time.time() - t0, 3), "skipped": skipped, "best": False}
         prev_best = stage_best.get(st.name)
         if prev_best is None or (math.isfinite(auc) and not (auc <= prev_best["val_auc"])) or \
-                (not math.isfinite(auc)):
+                (not math.isfinite(auc)) or st.name in model.select_last:
             row["best"] = True
             stage_best[st.name] = {"epoch": epoch, "val_auc": auc}
             for h in history:
@@ -711,7 +713,10 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
     _save(best, out / "model.pt")
     write_log(history, out)
     plot_curve(history, out / "curve.png", f"{name} ({run.get('profile')})")
-    summary = {**run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"]},
+    best_row = next((h for h in history if h["epoch"] == best["epoch"]), {})
+    terms = {k: v for k, v in best_row.items() if k not in ("epoch", "stage", "best", "lr", "seconds")}
+    summary = {**run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"],
+                                    "train_terms": terms},
                "stage_best": stage_best, "epochs": total,
                "seconds": round(float(sum(h["seconds"] for h in history)), 2)}
     write_json(out / "run.json", summary)

@@ -1,0 +1,266 @@
+"""avgatn (seed 001): its losses by hand, the update schedule, what each stage trains, learning, resume."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from facevoice import embed as embed_mod
+from facevoice import evaluate as ev
+from facevoice import train as tr
+from facevoice.methods import avgatn, get_method, resolve
+
+RUN = {"seed": 0, "threads": 1, "progress": False}
+N_BINS = 64
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    manifest = tr.synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
+                                   image_size=32, frames=(60, 120), seed=0)
+    return manifest, root / "shards"
+
+
+def batch(P=4, K=2, size=32, frames=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(P * K, 3, size, size, generator=g), torch.randn(P * K, N_BINS, frames, generator=g),
+            torch.arange(P).repeat_interleave(K))
+
+
+def model_at(stage_name, hp=None, n_classes=4):
+    hp = hp or resolve("avgatn", "debug")
+    torch.manual_seed(0)
+    model = avgatn.build(hp, n_classes, N_BINS)
+    model.set_stage([s.name for s in model.stages()].index(stage_name))
+    model.train()
+    return model
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+# --------------------------------------------------------------------------- losses by hand
+
+
+def test_discriminator_and_generator_losses_by_hand():
+    # logits 0 -> D = 0.5; logit ln 3 -> D = 0.75
+    real_f = torch.tensor([0.0, math.log(3.0)])
+    fake_f = torch.tensor([math.log(3.0), 0.0])
+    real_a = torch.tensor([0.0])
+    fake_a = torch.tensor([0.0])
+    l_f, l_a = avgatn.discriminator_losses(real_f, fake_f, real_a, fake_a)
+    # eq. 6: mean[log D(real) + log(1 - D(fake))] = ((ln .5 + ln .25) + (ln .75 + ln .5)) / 2
+    assert l_f.item() == pytest.approx(((math.log(0.5) + math.log(0.25)) + (math.log(0.75) + math.log(0.5))) / 2)
+    assert l_a.item() == pytest.approx(math.log(0.5) + math.log(0.5))
+    g_f, g_a = avgatn.generator_losses(real_f, real_a)
+    # eq. 8-9: mean[log(1 - D(real pair))] = (ln .5 + ln .25) / 2 and ln .5
+    assert g_f.item() == pytest.approx((math.log(0.5) + math.log(0.25)) / 2)
+    assert g_a.item() == pytest.approx(math.log(0.5))
+
+
+def test_triplet_loss_on_absolute_cosine_by_hand():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    p = torch.tensor([[1.0, 1.0], [0.0, 1.0]])     # |cos| = 0.7071, 0
+    n = torch.tensor([[-1.0, 0.0], [1.0, 1.0]])    # |cos| = 1 (a negative cosine counts as close), 0.7071
+    loss = avgatn.abs_cos_triplet_loss(a, p, n, 0.2)
+    r = 1 / math.sqrt(2)
+    assert loss.item() == pytest.approx((max(1 - r + 0.2, 0) + max(r - 0 + 0.2, 0)) / 2)
+    # well separated triplets cost nothing
+    assert avgatn.abs_cos_triplet_loss(a, a, torch.tensor([[0.0, 1.0]] * 2), 0.2).item() == 0.0
+
+
+def test_negatives_are_other_identities():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        neg = avgatn.random_negatives(labels, g)
+        assert (labels[neg] != labels).all()
+    with pytest.raises(ValueError):
+        avgatn.random_negatives(torch.tensor([3, 3]))
+
+
+# --------------------------------------------------------------------------- schedule and freezing
+
+
+def test_five_generator_updates_per_discriminator_update():
+    model = model_at("gan")
+    opts = model.stage_optimizers(resolve("avgatn", "debug")["stages"]["gan"]["optimizer"])
+    assert set(opts) == {"d", "g"}
+    calls = []
+    for name, o in opts.items():
+        o.step = (lambda orig, n: (lambda *a, **k: (calls.append(n), orig(*a, **k))[1]))(o.step, name)
+    import contextlib
+
+    for b in range(3):
+        f, v, y = batch(seed=b)
+        terms = model.train_step(f, v, y, opts, contextlib.nullcontext())
+        assert {"loss", "d", "g"} <= set(terms) and torch.isfinite(terms["loss"])
+    assert calls == (["d"] + ["g"] * 5) * 3
+    assert int(model.d_updates) == 3 and int(model.g_updates) == 15
+    assert "d_updates" in model.state_dict()  # the counts travel with checkpoints
+
+
+def test_each_stage_trains_its_parts_and_nothing_else():
+    import contextlib
+
+    hp = resolve("avgatn", "debug")
+    f, v, y = batch()
+    # stage 1: the face CNN and its classifier
+    model = model_at("face_features", hp)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"face_net", "face_classifier"}
+    loss, _ = model.loss(f, v, y)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in model.face_net.parameters())
+    # stage 2: generators, common layer, discriminators; the face CNN stays as it is
+    model = model_at("gan", hp)
+    opts = model.stage_optimizers(hp["stages"]["gan"]["optimizer"])
+    before = {m: snapshot(getattr(model, m)) for m in ("face_net", "gen_f", "gen_a", "common", "disc_f", "disc_a",
+                                                     "matcher", "identity")}
+    model.train_step(f, v, y, opts, contextlib.nullcontext())
+    for m in ("gen_f", "gen_a", "common", "disc_f", "disc_a"):
+        assert changed(before[m], getattr(model, m)), f"{m} did not train in the gan stage"
+    for m in ("face_net", "matcher", "identity"):  # weights and batch-norm statistics unchanged
+        assert not changed(before[m], getattr(model, m)), f"{m} changed in the gan stage"
+    # stage 3: matching and identity networks; the GAN is frozen
+    model = model_at("match", hp)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"matcher", "identity"}
+    opt = model.stage_optimizers(hp["stages"]["match"]["optimizer"])["main"]
+    before = {m: snapshot(getattr(model, m)) for m in ("face_net", "gen_f", "gen_a", "common", "matcher", "identity")}
+    loss, terms = model.loss(f, v, y)
+    assert {"triplet", "id", "id_acc"} <= set(terms)
+    opt.zero_grad()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in model.matcher.parameters())
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in model.identity.parameters())
+    opt.step()
+    for m in ("matcher", "identity"):
+        assert changed(before[m], getattr(model, m))
+    for m in ("face_net", "gen_f", "gen_a", "common"):
+        assert not changed(before[m], getattr(model, m)), f"{m} changed in the match stage"
+
+
+@pytest.mark.parametrize("variant", ["no_common", "no_matching", "id_face", "id_voice"])
+def test_ablations(variant):
+    hp = resolve(f"avgatn-{variant}", "debug")
+    model = model_at("match", hp)
+    f, v, y = batch()
+    loss, terms = model.loss(f, v, y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    if variant == "no_common":
+        assert model.common.fc_a is not model.common.fc_f
+    else:
+        assert model.common.fc_a is model.common.fc_f
+    if variant == "no_matching":  # scores are the common features' cosine; no triplet term
+        assert "triplet" not in terms and not any(p.requires_grad for p in model.matcher.parameters())
+        model.eval()
+        _, s = model.face_hs(model.face_features(f))
+        assert torch.allclose(model.embed_face(f), torch.nn.functional.normalize(s, dim=1))
+    else:
+        assert "triplet" in terms
+    width = {"id_face": 16, "id_voice": 16}.get(variant, 32)
+    assert model.identity[0][0].in_features == width
+
+
+def test_paper_networks_get_gradients_in_every_stage():
+    hp = resolve("avgatn", "paper")
+    hp["face_size"] = 96
+    f, _, y = batch(P=3, size=96, frames=49)
+    v = torch.randn(6, 13, 49)  # MFCC, 13 coefficients
+    model = avgatn.build(hp, 3, 13)
+    for s, st in enumerate(model.stages()):
+        model.set_stage(s)
+        model.train()
+        if st.name == "gan":
+            import contextlib
+
+            opts = model.stage_optimizers(hp["stages"]["gan"]["optimizer"])
+            before = snapshot(model.gen_a)
+            model.train_step(f, v, y, opts, contextlib.nullcontext())
+            assert changed(before, model.gen_a)
+            continue
+        model.zero_grad(set_to_none=True)
+        model.loss(f, v, y)[0].backward()
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or
+                                                                                    p.grad.abs().max() == 0)]
+        assert not missing, f"stage {st.name}: no gradient at {missing[:5]}"
+
+
+# --------------------------------------------------------------------------- learning, resume, evaluation
+
+
+def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
+    manifest, root = corpus
+    out = tmp_path / "avgatn"
+    summary = tr.train("avgatn", manifest, root, out, resolve("avgatn", "debug"), RUN)
+    log = pd.read_csv(out / "log.csv")
+    assert summary["best"]["val_auc"] >= 0.75, log.to_string()
+    assert list(log["stage"].unique()) == ["face_features", "gan", "match"]
+    assert {"d", "g", "triplet", "id", "id_acc", "face_acc"} <= set(log.columns)
+    # the face CNN learns its training identities in the first stage (32 classes: chance 0.03)
+    assert log.loc[log["stage"] == "face_features", "face_acc"].iloc[-1] > 0.1
+    info = json.loads((out / "run.json").read_text())
+    assert 0 <= info["best"]["train_terms"]["id_acc"] <= 1
+    # the checkpoint keeps the update counts: 16 batches x 3 epochs in the gan stage
+    ck = torch.load(out / "model.pt", weights_only=False)
+    n_gan = int(log.loc[log["stage"] == "gan", "steps"].sum())
+    assert int(ck["model"]["d_updates"]) == n_gan and int(ck["model"]["g_updates"]) == 5 * n_gan
+    # test embeddings, then the evaluation reports the paper's threshold accuracy beside AUC
+    emb = tmp_path / "test.parquet"
+    meta = embed_mod.embed(str(out / "model.pt"), str(manifest), str(root), "test", str(emb), threads=1)
+    assert meta["score_threshold"] == 0.5
+    t = pq.read_table(emb)
+    vec = np.stack(t.column("embedding").to_pylist())
+    assert np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-4)
+    from facevoice import trials as trials_mod
+
+    lists_dir = tmp_path / "trials"
+    assert trials_mod.main(["--manifest", str(manifest), "--split", "test", "--out", str(lists_dir),
+                            "--seed", "0"]) == 0
+    res = ev.run(str(emb), str(lists_dir), str(tmp_path / "eval.json"), n_boot=0, verbose=False)
+    u = res["verification"]["U"]
+    acc = u["accuracy_at_threshold"]
+    assert acc["threshold"] == 0.5 and 0 <= acc["accuracy"] <= 1
+    # the accuracy is the fraction of trials on the right side of 0.5
+    emb_t = ev.load_embeddings(emb)
+    lists = trials_mod.read_trials(lists_dir)
+    df = lists["verification"][0]
+    df = df[df["stratum"] == "U"]
+    fi = emb_t.rows("face", df["face"], df["face_identity"])
+    vi = emb_t.rows("voice", df["voice"], df["voice_identity"])
+    scores = np.sum(emb_t.face[fi] * emb_t.voice[vi], axis=1)
+    assert acc["accuracy"] == pytest.approx(np.mean((scores > 0.5) == (df["label"].to_numpy() == 1)), abs=1e-6)
+
+
+def test_a_killed_gan_stage_resumes_to_the_same_weights(corpus, tmp_path):
+    manifest, root = corpus
+    hp = resolve("avgatn", "debug", {"batches_per_epoch": 3, "epochs": 2})
+    full = tr.train("avgatn", manifest, root, tmp_path / "full", hp, RUN)
+
+    class Kill(tr.StopTraining):
+        pass
+
+    def kill(event, info):  # epoch 4 is the second epoch of the gan stage
+        if event == "step" and info["epoch"] == 4 and info["step"] == 2:
+            raise Kill()
+
+    with pytest.raises(Kill):
+        tr.train("avgatn", manifest, root, tmp_path / "killed", hp, RUN, callbacks=[kill])
+    resumed = tr.train("avgatn", manifest, root, tmp_path / "killed", hp, RUN)
+    a = torch.load(tmp_path / "full" / "state" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert full["best"] == resumed["best"]
