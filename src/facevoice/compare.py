@@ -76,14 +76,17 @@ def load_results(paths: list[str | os.PathLike]) -> list[dict]:
     return out
 
 
-def load_reference(path: str | os.PathLike | None = None) -> list[dict]:
+def load_reference(path: str | os.PathLike | None = None, baselines: bool = False) -> list[dict]:
+    """The seeds' figures for their own methods (``papers``), then, with ``baselines``, the
+    figures they report for the older methods they compare against (``baselines``)."""
     import yaml
 
     if path is None:
         text = resources.files("facevoice").joinpath("data/reference_results.yaml").read_text("utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
-    return (yaml.safe_load(text) or {}).get("papers") or []
+    data = yaml.safe_load(text) or {}
+    return (data.get("papers") or []) + ((data.get("baselines") or []) if baselines else [])
 
 
 def load_rocs(paths: list[str | os.PathLike]) -> dict[str, Any]:
@@ -478,7 +481,7 @@ def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None 
     cfg = {**COMPARE_DEFAULTS, **(config or {})}
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
-    papers = load_reference(reference_path) if cfg["reference"] else []
+    papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
     rocs = load_rocs(roc_paths or [])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

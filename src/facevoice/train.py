@@ -483,7 +483,8 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
                 ax.text(e - 0.4, ax.get_ylim()[1], s, va="top", fontsize=8, color="0.4")
     a1.set_xlabel("epoch")
     a1.set_title("training loss terms (epoch means)")
-    a1.legend(fontsize=7)
+    if a1.get_legend_handles_labels()[0]:  # a method with nothing to train has no loss terms
+        a1.legend(fontsize=7)
     a2.axhline(0.5, color="0.7", lw=1)
     a2.set_xlabel("epoch")
     a2.set_title("verification AUC, validation identities")
