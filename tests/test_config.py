@@ -63,3 +63,14 @@ def test_snakemake_stops_before_any_job_on_bad_config(tmp_path, cfg):
     out = res.stdout + res.stderr
     assert "speech.method" in out and "webrtcvad, energy" in out
     assert not (tmp_path / "results").exists()
+
+
+def test_unknown_method_names_the_known_ones(tmp_path):
+    from facevoice import config as cfg_mod
+
+    cfg = cfg_mod.load_yaml(REPO / "config.yaml")
+    cfg["train"]["methods"] = ["dje", "nosuch-variant"]
+    with pytest.raises(cfg_mod.ConfigError, match=r"unknown method\(s\) nosuch-variant; known: .*avgatn.*voice2face"):
+        cfg_mod.validate(cfg)
+    cfg["train"]["methods"] = ["avgatn-no_common", "chance"]
+    cfg_mod.validate(cfg)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("facevoice.report", "write the data report (a pipeline stage)"),
     "train": ("facevoice.train", "train one method on the shards"),
     "embed": ("facevoice.embed", "embed a split's faces and voices with a trained model"),
+    "generate": ("facevoice.generate", "draw and judge faces generated from voices (voice2face)"),
     "trials": ("facevoice.trials", "generate or import evaluation trial lists"),
     "evaluate": ("facevoice.evaluate", "score embeddings on trial lists"),
     "compare": ("facevoice.compare", "write comparison tables and plots"),

@@ -86,7 +86,24 @@ def validate(config: dict[str, Any], schema_path: str | Path | None = None) -> d
         lines = [_describe(e) for e in errors]
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
     _check_layout(config)
+    _check_methods(config)
     return config
+
+
+def method_names() -> list[str]:
+    """The method plug-ins' names, read from the package's files (no torch import)."""
+    folder = Path(__file__).resolve().parent / "methods"
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def _check_methods(config: dict[str, Any]) -> None:
+    known = method_names()
+    for key, names in (("train.methods", (config.get("train") or {}).get("methods") or []),
+                       ("generate.methods", (config.get("generate") or {}).get("methods") or [])):
+        bad = [n for n in names if n.split("-", 1)[0] not in known]
+        if bad:
+            raise ConfigError(f"invalid configuration:\n  - {key}: unknown method(s) {', '.join(bad)}; "
+                              f"known: {', '.join(known)} (`facevoice train --list` lists their variants)")
 
 
 def _check_layout(config: dict[str, Any]) -> None:
