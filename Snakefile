@@ -23,6 +23,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
 include: "workflow/rules/trials.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/compare.smk"
@@ -33,6 +34,7 @@ rule all:
         rules.manifest.output,
         rules.data_report.output,
         TRAIN_TARGETS,
+        GENERATE_TARGETS,
         expand(rules.trials.output, split=["val", "test"]),
         rules.compare.output,
     default_target: True

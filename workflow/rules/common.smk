@@ -2,6 +2,7 @@
 # Everything here runs when Snakemake parses the workflow, before any job.
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -26,11 +27,21 @@ OUT = f"{config.get('results', 'results')}/{config['dataset']}"
 CLIP_INDEX = CLIPS.set_index("clip")
 IDENTITIES = identity_attributes(CLIPS)
 
-# Per-clip jobs run the stage modules with this interpreter: the one running Snakemake, or
-# the rule's conda environment's under --use-conda. PYTHONPATH makes src/ importable in both.
+# Every job runs its stage module as `"$FACEVOICE_PYTHON" -m facevoice.<module> ...`.
+# FACEVOICE_PYTHON is the interpreter running Snakemake (the project's venv) or, under
+# --use-conda, the `python` of the rule's conda environment; PYTHONPATH makes src/
+# importable in both. Both are exported by the shell prefix of every job, on whichever
+# machine runs it (a SLURM job step parses this file again), and inside the conda
+# environment (Snakemake removes an inherited PYTHONPATH from a conda job's environment).
+# Neither is a parameter of the rules, so switching between the venv and conda re-runs nothing.
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-PYTHON = "python" if _conda else shlex.quote(sys.executable)
-STAGE = f"env PYTHONPATH={shlex.quote(SRC)} {PYTHON} -m"
+_bash = (shell.get_executable() or "").endswith("bash")
+shell.prefix(
+    ("set -euo pipefail; " if _bash else "")
+    + "export PYTHONPATH={} FACEVOICE_PYTHON={}; ".format(
+        shlex.quote(SRC), "python" if _conda else shlex.quote(sys.executable)
+    ).replace("{", "{{").replace("}", "}}")
+)
 
 
 wildcard_constraints:
@@ -105,3 +116,87 @@ def shard_records(wildcards):
         ident = c.split("/", 1)[0]
         recs.append({"clip": c, "identity": ident, **IDENTITIES[ident]})
     return json.dumps(recs, sort_keys=True)
+
+
+def shard_inputs(wildcards):
+    """Input function of the shard rule (the per-clip outputs of the shard's clips)."""
+    stage = "faces" if wildcards.modality == "face" else "features"
+    return per_clip(stage, shard_clips(wildcards))
+
+
+# --- training (train.smk): the train: section --------------------------------------------
+TRAIN = config.get("train") or {}
+_TRAIN_CHECKED = {}
+
+
+def train_params(wildcards):
+    """This method's part of the train: section, as JSON (also the rule's re-run trigger).
+
+    The method, its variant and its overrides are checked when the job is planned, before
+    any job runs (this imports torch, so it happens only when a train job is in the plan).
+    """
+    name = wildcards.method
+    base = name.split("-", 1)[0]
+    section = {k: v for k, v in TRAIN.items() if k not in ("methods", "overrides")}
+    over = TRAIN.get("overrides") or {}
+    section["overrides"] = {k: over[k] for k in (base, name) if k in over}
+    if name not in _TRAIN_CHECKED:
+        from facevoice.methods import MethodError
+        from facevoice.train import settings
+
+        try:
+            settings(name, section)
+        except MethodError as exc:
+            raise WorkflowError(f"config train: {exc}") from None
+        _TRAIN_CHECKED[name] = True
+    return json.dumps(section, sort_keys=True)
+
+
+# --- evaluation (trials.smk, evaluate.smk, compare.smk): the evaluation: section ---------
+EVAL = config.get("evaluation", {})
+# Methods evaluated: those trained here (rule embed) and any model's embeddings named in
+# evaluation.embeddings.
+EXTERNAL = EVAL.get("embeddings") or {}
+
+
+def eval_params(*keys):
+    """Some keys of the evaluation: section, as the JSON a stage reads."""
+    return json.dumps({k: EVAL[k] for k in keys if k in EVAL}, sort_keys=True)
+
+
+def pins_args(wildcards):
+    """--import-pins arguments of the trials rule (test split, when evaluation.pins.dir is set)."""
+    pins = EVAL.get("pins") or {}
+    if wildcards.split != "test" or not pins.get("dir"):
+        return ""
+    return f"--import-pins {shlex.quote(pins['dir'])} --pins-set {pins.get('set', 'unseenunheard')}"
+
+
+def embeddings_of(wildcards):
+    """Input function of the evaluate rule (our embeddings of a method, or the named file)."""
+    if wildcards.method in EXTERNAL:
+        path = EXTERNAL[wildcards.method].get(wildcards.split)
+        if not path:
+            raise WorkflowError(
+                f"evaluation.embeddings.{wildcards.method} has no '{wildcards.split}' file: "
+                f"add {wildcards.split}: path/to/embeddings.parquet"
+            )
+        return path
+    return f"{OUT}/embeddings/{wildcards.method}/{wildcards.split}.parquet"
+
+
+def parent_of(kind, name=0):
+    """A params function: the folder of the rule's input or output `name` (its first file).
+
+    Path prefixes are derived from the files a job reads or writes, never spelled out a
+    second time (`snakemake --lint`), so they stay right when paths change.
+    """
+
+    def folder(wildcards, input, output):
+        files = {"input": input, "output": output}[kind]
+        f = files[name] if isinstance(name, int) else getattr(files, name)
+        if not isinstance(f, str):  # a named list of files
+            f = f[0]
+        return os.path.dirname(f)
+
+    return folder

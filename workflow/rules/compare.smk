@@ -12,8 +12,8 @@ rule compare:
             for name in COMPARE_OUTPUTS
         ],
     params:
-        out=f"{OUT}/comparison",
-        cfg=_eval_params("compare"),
+        out=parent_of("output"),
+        cfg=eval_params("compare"),
         results=lambda w, input: f"--results {' '.join(shlex.quote(p) for p in input.results)}" if input.results else "",
         rocs=lambda w, input: f"--roc {' '.join(shlex.quote(p) for p in input.rocs)}" if input.rocs else "",
     log:
@@ -21,5 +21,5 @@ rule compare:
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "{STAGE} facevoice.compare {params.results} {params.rocs} --out {params.out:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.compare {params.results} {params.rocs} --out {params.out:q}"
         " --params {params.cfg:q} 2> {log:q}"

@@ -1,20 +1,7 @@
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
-# evaluation.embeddings.
-EXTERNAL = EVAL.get("embeddings") or {}
+# evaluation.embeddings (EXTERNAL, common.smk).
 TRAINED = list(config.get("train", {}).get("methods", []))
 METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED]
-
-
-def embeddings_of(wildcards):
-    if wildcards.method in EXTERNAL:
-        path = EXTERNAL[wildcards.method].get(wildcards.split)
-        if not path:
-            raise WorkflowError(
-                f"evaluation.embeddings.{wildcards.method} has no '{wildcards.split}' file: "
-                f"add {wildcards.split}: path/to/embeddings.parquet"
-            )
-        return path
-    return f"{OUT}/embeddings/{wildcards.method}/{wildcards.split}.parquet"
 
 
 rule evaluate:
@@ -29,13 +16,13 @@ rule evaluate:
         split="val|test",
         method=r"[A-Za-z0-9_.-]+",
     params:
-        trials=lambda w: f"{OUT}/trials/{w.split}",
-        cfg=_eval_params("bootstrap"),
+        trials=parent_of("input", "trials"),
+        cfg=eval_params("bootstrap"),
     log:
         f"{OUT}/logs/evaluate/{{split}}/{{method}}.log",
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "{STAGE} facevoice.evaluate --embeddings {input.embeddings:q} --trials {params.trials:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluate --embeddings {input.embeddings:q} --trials {params.trials:q}"
         " --out {output.json:q} --roc-out {output.roc:q} --method {wildcards.method}"
         " --params {params.cfg:q} 2> {log:q}"

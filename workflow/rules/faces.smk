@@ -14,4 +14,4 @@ rule faces:
     resources:
         mem_mb=2000,
     shell:
-        "OMP_NUM_THREADS={threads} {STAGE} facevoice.faces --input {input:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.faces --input {input:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"

@@ -14,4 +14,4 @@ rule features:
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} {STAGE} facevoice.features --input {input:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.features --input {input:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"

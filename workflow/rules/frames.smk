@@ -15,4 +15,4 @@ rule frames:
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} {STAGE} facevoice.frames --input {params.source:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.frames --input {params.source:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"

@@ -6,7 +6,8 @@ rule clip_table:
     output:
         f"{OUT}/clips.parquet",
     params:
-        digest=hashlib.sha256(CLIPS.to_csv(index=False).encode()).hexdigest(),
+        # computed for this job only (not at every parse of the workflow)
+        digest=lambda w: hashlib.sha256(CLIPS.to_csv(index=False).encode()).hexdigest(),
     log:
         f"{OUT}/logs/clip_table.log",
     conda:
@@ -22,9 +23,11 @@ rule data_report:
     input:
         clips=rules.clip_table.output,
         manifest=rules.manifest.output,
-        faces=per_clip("faces"),
-        features=per_clip("features"),
-        speech=per_clip("speech"),
+        # functions, not lists: a job's own Snakemake (a cluster job step) parses the workflow
+        # again, and three lists of every clip's file cost seconds there at VoxCeleb size
+        faces=lambda w: per_clip("faces"),
+        features=lambda w: per_clip("features"),
+        speech=lambda w: per_clip("speech"),
     output:
         md=report(f"{OUT}/report/report.md", category="Data", labels={"figure": "data report"}),
         png=report(f"{OUT}/report/report.png", category="Data", labels={"figure": "overview"}),
@@ -32,15 +35,15 @@ rule data_report:
         rejects=f"{OUT}/report/rejects.csv",
         speech=f"{OUT}/report/speech.csv",
     params:
-        results=OUT,
-        out=f"{OUT}/report",
+        results=parent_of("input", "clips"),
+        out=parent_of("output", "md"),
         top=config.get("report", {}).get("top_identities", 40),
     log:
         f"{OUT}/logs/report.log",
     conda:
         "../../envs/preprocess.yaml"
     shell:
-        "{STAGE} facevoice.report --clips {input.clips:q} --manifest {input.manifest:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.report --clips {input.clips:q} --manifest {input.manifest:q}"
         " --results {params.results:q} --out {params.out:q} --top {params.top} 2> {log:q}"
 
 

@@ -1,12 +1,7 @@
-def _shard_inputs(wildcards):
-    stage = "faces" if wildcards.modality == "face" else "features"
-    return per_clip(stage, shard_clips(wildcards))
-
-
 rule shard:
     """One Parquet shard of one split and modality, written a clip at a time."""
     input:
-        _shard_inputs,
+        shard_inputs,
     output:
         f"{OUT}/shards/{{split}}/{{modality}}-{{index}}.parquet",
     params:
@@ -20,7 +15,7 @@ rule shard:
     resources:
         mem_mb=1000,
     shell:
-        "{STAGE} facevoice.shards write --modality {wildcards.modality} --split {wildcards.split}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.shards write --modality {wildcards.modality} --split {wildcards.split}"
         " --clips {params.clips:q} --kinds {params.kinds:q} --compression {params.compression}"
         " --output {output:q} {input:q} 2> {log:q}"
 
@@ -32,10 +27,10 @@ rule manifest:
     output:
         f"{OUT}/shards/manifest.parquet",
     params:
-        root=f"{OUT}/shards",
+        root=parent_of("output"),
     log:
         f"{OUT}/logs/shards/manifest.log",
     conda:
         "../../envs/preprocess.yaml"
     shell:
-        "{STAGE} facevoice.shards manifest --root {params.root:q} --output {output:q} {input:q} 2> {log:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.shards manifest --root {params.root:q} --output {output:q} {input:q} 2> {log:q}"

@@ -15,4 +15,4 @@ rule speech:
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} {STAGE} facevoice.speech --input {params.source:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.speech --input {params.source:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"

@@ -3,9 +3,7 @@
 #
 # Include after shards.smk; add TRAIN_TARGETS to `rule all`.
 
-import json
-
-TRAIN = config.get("train") or {}
+# TRAIN (the train: section) and train_params() are in common.smk.
 # A method, or an ablation "method-variant" (`facevoice train --list`); evaluate.smk
 # evaluates the same list.
 TRAIN_METHODS = list(TRAIN.get("methods") or [])
@@ -17,32 +15,6 @@ TRAIN_TARGETS = (
     expand(f"{OUT}/train/{{method}}/{{name}}", method=TRAIN_METHODS, name=["model.pt", "log.csv", "curve.png", "run.json"])
     + expand(f"{OUT}/embeddings/{{method}}/{{split}}.parquet", method=TRAIN_METHODS, split=EMBED_SPLITS)
 )
-
-_TRAIN_CHECKED = {}
-
-
-def train_params(wildcards):
-    """This method's part of the train: section, as JSON (also the rule's re-run trigger).
-
-    The method, its variant and its overrides are checked when the job is planned, before
-    any job runs (this imports torch, so it happens only when a train job is in the plan).
-    """
-    name = wildcards.method
-    base = name.split("-", 1)[0]
-    section = {k: v for k, v in TRAIN.items() if k not in ("methods", "overrides")}
-    over = TRAIN.get("overrides") or {}
-    section["overrides"] = {k: over[k] for k in (base, name) if k in over}
-    if name not in _TRAIN_CHECKED:
-        from facevoice.methods import MethodError
-        from facevoice.train import settings
-
-        try:
-            settings(name, section)
-        except MethodError as exc:
-            raise WorkflowError(f"config train: {exc}") from None
-        _TRAIN_CHECKED[name] = True
-    return json.dumps(section, sort_keys=True)
-
 
 rule train:
     """Train one method (checkpoint every epoch, resumes after a kill; best epoch on val AUC)."""
@@ -59,8 +31,8 @@ rule train:
         method=TRAIN_NAME,
     params:
         cfg=train_params,
-        root=f"{OUT}/shards",
-        out=TRAIN_DIR,
+        root=parent_of("input", "manifest"),
+        out=parent_of("output", "model"),
     log:
         f"{OUT}/logs/train/{{method}}.log",
     conda:
@@ -70,7 +42,7 @@ rule train:
         gpu=1,
         mem_mb=int(TRAIN.get("mem_mb") or 8000),
     shell:
-        "{STAGE} facevoice.train --method {wildcards.method} --manifest {input.manifest:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.train --method {wildcards.method} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
         " --threads {threads} --no-progress 2> {log:q}"
 
@@ -84,7 +56,7 @@ rule embed:
     output:
         f"{OUT}/embeddings/{{method}}/{{split}}.parquet",
     params:
-        root=f"{OUT}/shards",
+        root=parent_of("input", "manifest"),
         device=TRAIN.get("device") or "auto",
         amp=TRAIN.get("amp") or "auto",
     wildcard_constraints:
@@ -99,6 +71,6 @@ rule embed:
         gpu=1,
         mem_mb=4000,
     shell:
-        "{STAGE} facevoice.embed --checkpoint {input.model:q} --method {wildcards.method}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.embed --checkpoint {input.model:q} --method {wildcards.method}"
         " --manifest {input.manifest:q} --shards-root {params.root:q} --split {wildcards.split}"
         " --device {params.device} --amp {params.amp} --threads {threads} --out {output:q} 2> {log:q}"
