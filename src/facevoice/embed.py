@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facevoice.io import write_parquet
+from facevoice.methods import get_method
 
 EMBED_FORMAT = "facevoice-embeddings/1"
 
@@ -219,16 +220,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def _method_module(name: str):
-    from facevoice.methods import get_method
-
-    return get_method(name)
-
-
 def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu"):
     """Rebuild the model of a checkpoint (its stage, its weights); weights never re-downloaded."""
-    from facevoice.methods import get_method
-
     mod = get_method(ckpt["method"])
     model = mod.build(ckpt["hp"], ckpt["n_classes"], ckpt["n_bins"], face_weights=None)
     model.set_stage(int(ckpt["stage_index"]))
@@ -277,7 +270,7 @@ def embed(checkpoint: str, manifest: str, shards_root: str, split: str, out: str
             "checkpoint": {"path": str(checkpoint), "sha256": _sha256(checkpoint), "epoch": ckpt["epoch"],
                            "stage": ckpt["stage"], "val_auc": ckpt.get("val_auc")},
             "face_weights": ckpt.get("face_weights"), "device": str(dev), "dim": int(vectors.shape[1]),
-            "score_threshold": getattr(_method_module(ckpt["method"]), "SCORE_THRESHOLD", None),
+            "score_threshold": getattr(get_method(ckpt["method"]), "SCORE_THRESHOLD", None),
             "n_face": int((items["modality"] == "face").sum()), "n_voice": int((items["modality"] == "voice").sum())}
     write_embeddings(out, items, vectors, meta)
     return meta

@@ -208,6 +208,28 @@ COMMON_DEFAULTS = {
     "eval_max_frames": 1000,
 }
 
+# The two-stream methods' (dje, biq_mwrn, dimnet, pins) small profiles, one definition:
+# ``DEMO = {**PAPER, **TWO_STREAM_DEMO, ...}`` (a CPU demo: small CNN on 64 px faces, narrow
+# DIMNet voices, a few epochs at a larger lr); ``DEBUG = {**DEMO, **TWO_STREAM_DEBUG, ...}``
+# (tests: tiny encoders, 32 px faces, short crops).
+_SMALL_SGD = optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log", momentum=0.9, weight_decay=5e-4)
+TWO_STREAM_DEMO = {
+    "face_size": 64,
+    "crop_frames": [100, 200],
+    "eval_max_frames": 600,
+    "stages": {"main": stage(6, 8, 2, _SMALL_SGD)},
+    "face_net": {"type": "small_cnn", "dim": 64, "channels": [16, 32, 64, 96]},
+    "voice_net": {"type": "dimnet", "dim": 64, "channels": [64, 96, 128, 160]},
+}
+TWO_STREAM_DEBUG = {
+    "face_size": 32,
+    "crop_frames": [40, 60],
+    "eval_max_frames": 200,
+    "stages": {"main": stage(4, 8, 2, _SMALL_SGD)},
+    "face_net": {"type": "debug", "dim": 16},
+    "voice_net": {"type": "debug1d", "dim": 16},
+}
+
 
 @dataclass
 class Stage:

@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facevoice.losses import bi_quintuple_loss
-from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, optimizer, stage
+from facevoice.methods import (COMMON_DEFAULTS, TWO_STREAM_DEBUG, TWO_STREAM_DEMO, FaceVoiceModel,
+                               optimizer, stage)
 from facevoice.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "biq_mwrn"
@@ -52,29 +53,9 @@ PAPER = {
     "id_weight": 1.0,
 }
 
-DEMO = {
-    **PAPER,
-    "face_size": 64,
-    "crop_frames": [100, 200],
-    "eval_max_frames": 600,
-    "stages": {"main": stage(6, 8, 2, optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log",
-                                                 momentum=0.9, weight_decay=5e-4))},
-    "face_net": {"type": "small_cnn", "dim": 64, "channels": [16, 32, 64, 96]},
-    "voice_net": {"type": "dimnet", "dim": 64, "channels": [64, 96, 128, 160]},
-    "top_hidden": 64,
-}
+DEMO = {**PAPER, **TWO_STREAM_DEMO, "top_hidden": 64}
 
-DEBUG = {
-    **DEMO,
-    "face_size": 32,
-    "crop_frames": [40, 60],
-    "eval_max_frames": 200,
-    "stages": {"main": stage(4, 8, 2, optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log",
-                                                 momentum=0.9, weight_decay=5e-4))},
-    "face_net": {"type": "debug", "dim": 16},
-    "voice_net": {"type": "debug1d", "dim": 16},
-    "top_hidden": 16,
-}
+DEBUG = {**DEMO, **TWO_STREAM_DEBUG, "top_hidden": 16}
 
 PROFILES = {"paper": PAPER, "demo": DEMO, "debug": DEBUG}
 

@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, optimizer, stage
+from facevoice.methods import (COMMON_DEFAULTS, TWO_STREAM_DEBUG, TWO_STREAM_DEMO, FaceVoiceModel,
+                               optimizer, stage)
 from facevoice.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "dimnet"
@@ -54,27 +55,9 @@ PAPER = {
     "shared_classifier": True,
 }
 
-DEMO = {
-    **PAPER,
-    "face_size": 64,
-    "crop_frames": [100, 200],
-    "eval_max_frames": 600,
-    "stages": {"main": stage(6, 8, 2, optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log",
-                                                 momentum=0.9, weight_decay=5e-4))},
-    "face_net": {"type": "small_cnn", "dim": 64, "channels": [16, 32, 64, 96]},
-    "voice_net": {"type": "dimnet", "dim": 64, "channels": [64, 96, 128, 160]},
-}
+DEMO = {**PAPER, **TWO_STREAM_DEMO}
 
-DEBUG = {
-    **DEMO,
-    "face_size": 32,
-    "crop_frames": [40, 60],
-    "eval_max_frames": 200,
-    "stages": {"main": stage(4, 8, 2, optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log",
-                                                 momentum=0.9, weight_decay=5e-4))},
-    "face_net": {"type": "debug", "dim": 16},
-    "voice_net": {"type": "debug1d", "dim": 16},
-}
+DEBUG = {**DEMO, **TWO_STREAM_DEBUG}
 
 PROFILES = {"paper": PAPER, "demo": DEMO, "debug": DEBUG}
 

@@ -36,7 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facevoice.losses import bidirectional_ranking_loss, center_loss, update_centers
-from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, optimizer, stage
+from facevoice.methods import (COMMON_DEFAULTS, TWO_STREAM_DEBUG, TWO_STREAM_DEMO, FaceVoiceModel,
+                               optimizer, stage)
 from facevoice.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "dje"
@@ -61,30 +62,13 @@ PAPER = {
 
 DEMO = {
     **PAPER,
-    # CPU demo: small CNN on 64 px faces, narrow DIMNet, a few epochs, larger lr
-    "face_size": 64,
-    "face_aug": {"flip": True, "crop_scale": 0.85, "jitter": 0.1},
-    "crop_frames": [100, 200],
-    "eval_max_frames": 600,
-    "stages": {"main": stage(6, 8, 2, optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log",
-                                                 momentum=0.9, weight_decay=5e-4))},
+    **TWO_STREAM_DEMO,
     "face_net": {"type": "small_cnn", "dim": 128, "channels": [16, 32, 64, 96]},
     "voice_net": {"type": "dimnet", "dim": 128, "channels": [64, 96, 128, 160]},
     "embedding_dim": 64,
 }
 
-DEBUG = {
-    **DEMO,
-    # tests: tiny encoders, 32 px faces, short crops
-    "face_size": 32,
-    "crop_frames": [40, 60],
-    "eval_max_frames": 200,
-    "stages": {"main": stage(4, 8, 2, optimizer("sgd", lr=0.05, lr_end=5e-3, schedule="log",
-                                                 momentum=0.9, weight_decay=5e-4))},
-    "face_net": {"type": "debug", "dim": 16},
-    "voice_net": {"type": "debug1d", "dim": 16},
-    "embedding_dim": 16,
-}
+DEBUG = {**DEMO, **TWO_STREAM_DEBUG, "embedding_dim": 16}
 
 PROFILES = {"paper": PAPER, "demo": DEMO, "debug": DEBUG}
 
