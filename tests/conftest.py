@@ -26,3 +26,15 @@ def demo_corpus() -> Path:
     from facevoice.demo import build_demo
 
     return build_demo(DEMO_OUT, DEMO_CACHE, clips_per_identity=DEMO_CLIPS, seed=DEMO_SEED, progress=False)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """(manifest, shards folder) of a synthetic corpus whose faces and voices share an identity
+    signal (train 32, val 8, test 8 identities), written once per session for the trainer's tests."""
+    from facevoice.train import synthetic_shards
+
+    root = tmp_path_factory.mktemp("corpus")
+    manifest = synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
+                                image_size=32, frames=(60, 120), seed=0)
+    return manifest, root / "shards"

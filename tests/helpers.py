@@ -68,3 +68,29 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.Co
     exe = Path(sys.executable).with_name("snakemake")
     cmd = [str(exe) if exe.exists() else shutil.which("snakemake"), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- training tests
+
+
+def random_batch(n_bins: int, P: int = 4, K: int = 2, size: int = 32, frames: int = 40, seed: int = 0):
+    """A P x K batch of random faces (B, 3, size, size) in [0, 1], voices (B, n_bins, frames), labels."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    faces = torch.rand(P * K, 3, size, size, generator=g)
+    voices = torch.randn(P * K, n_bins, frames, generator=g)
+    labels = torch.arange(P).repeat_interleave(K)
+    return faces, voices, labels
+
+
+def n_bins_of(hp: dict) -> int:
+    """Bins of the voice feature a method reads (the synthetic corpus's and the pipeline's sizes)."""
+    return {"logmel": 64, "spectrogram": 257, "mfcc": 13}[hp["voice_feature"]]
+
+
+def grads_of(model, loss) -> dict:
+    """Gradients of ``loss`` at every trainable parameter of ``model`` (by name)."""
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}

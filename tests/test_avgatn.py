@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import random_batch
 
 from facevoice import embed as embed_mod
 from facevoice import evaluate as ev
@@ -18,18 +19,8 @@ RUN = {"seed": 0, "threads": 1, "progress": False}
 N_BINS = 64
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    manifest = tr.synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
-                                   image_size=32, frames=(60, 120), seed=0)
-    return manifest, root / "shards"
-
-
-def batch(P=4, K=2, size=32, frames=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(P * K, 3, size, size, generator=g), torch.randn(P * K, N_BINS, frames, generator=g),
-            torch.arange(P).repeat_interleave(K))
+def batch(**kw):
+    return random_batch(N_BINS, **kw)
 
 
 def model_at(stage_name, hp=None, n_classes=4):

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import grads_of, n_bins_of, random_batch as batch
 import torch.nn.functional as F
 
 from facevoice import compare as C
@@ -23,32 +24,6 @@ from facevoice.methods.pins import contrastive_loss, curriculum_tau, mine_negati
 LEARNERS = ["fop", "dimnet", "pins"]
 RUN = {"seed": 0, "threads": 1, "progress": False}
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    manifest = tr.synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
-                                   image_size=32, frames=(60, 120), seed=0)
-    return manifest, root / "shards"
-
-
-def batch(n_bins, P=4, K=2, size=32, frames=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    faces = torch.rand(P * K, 3, size, size, generator=g)
-    voices = torch.randn(P * K, n_bins, frames, generator=g)
-    labels = torch.arange(P).repeat_interleave(K)
-    return faces, voices, labels
-
-
-def n_bins_of(hp):
-    return {"logmel": 64, "spectrogram": 257, "mfcc": 13}[hp["voice_feature"]]
-
-
-def grads_of(model, loss):
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 
 
 def test_the_baselines_are_listed():

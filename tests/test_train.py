@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import grads_of, n_bins_of, random_batch as batch
 
 from facevoice import embed as embed_mod
 from facevoice import train as tr
@@ -15,32 +16,6 @@ from facevoice.nets import InceptionResnetEncoder
 
 METHODS = ["ssnet_fop", "dje", "biq_mwrn"]
 RUN = {"seed": 0, "threads": 1, "progress": False}  # tiny networks: one thread is fastest
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    manifest = tr.synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
-                                   image_size=32, frames=(60, 120), seed=0)
-    return manifest, root / "shards"
-
-
-def batch(n_bins, P=4, K=2, size=32, frames=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    faces = torch.rand(P * K, 3, size, size, generator=g)
-    voices = torch.randn(P * K, n_bins, frames, generator=g)
-    labels = torch.arange(P).repeat_interleave(K)
-    return faces, voices, labels
-
-
-def n_bins_of(hp):
-    return {"logmel": 64, "spectrogram": 257, "mfcc": 13}[hp["voice_feature"]]
-
-
-def grads_of(model, loss):
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 
 
 # --------------------------------------------------------------------------- gradients
