@@ -6,11 +6,11 @@ import pytest
 from PIL import Image
 
 from facevoice import faces, frames
-from facevoice.io import read_parquet
+from facevoice.batch import BatchReader
 from helpers import image_video, sample_face, two_faces_image
 
 PARAMS = dict(image_size=112, margin=10, min_face_size=40, thresholds=[0.6, 0.7, 0.7], factor=0.709,
-              min_prob=0.95, multiple="reject", align="landmarks", batch_size=4, device="cpu")
+              min_prob=0.95, multiple="reject", align="landmarks", batch_size=4, gpu_batch_size=64, device="cpu")
 
 
 def test_select_indices_spreads_over_clip():
@@ -51,9 +51,9 @@ def test_frames_decodes_at_fps_and_caps(tmp_path, one_face_frames):
 
 def test_faces_aligns_one_face_with_landmarks(tmp_path, one_face_frames):
     out = tmp_path / "faces.parquet"
-    meta = faces.run(str(one_face_frames), str(out), PARAMS)
-    table, stored = read_parquet(out)
-    assert meta["status"] == stored["status"] == "ok"
+    meta = faces.run(str(one_face_frames), str(out), PARAMS)[0]
+    table = pq.read_table(out)
+    assert meta["status"] == BatchReader(out).records[0]["status"] == "ok"
     assert table.num_rows == 3
     rows = table.to_pylist()
     assert all(r["n_faces"] == 1 and r["prob"] > 0.95 for r in rows)
@@ -80,7 +80,7 @@ def test_several_faces_follow_the_policy(tmp_path, policy, status):
     video = image_video(tmp_path / "two.mp4", str(two_faces_image(tmp_path / "two.png")), seconds=2.0,
                         size="640:272")
     frames.run(str(video), str(tmp_path / "f.parquet"), {"fps": 1.0, "max_per_clip": 2})
-    meta = faces.run(str(tmp_path / "f.parquet"), str(tmp_path / "faces.parquet"), {**PARAMS, "multiple": policy})
+    meta = faces.run(str(tmp_path / "f.parquet"), str(tmp_path / "faces.parquet"), {**PARAMS, "multiple": policy})[0]
     assert meta["status"] == status
     if status == "rejected":
         assert "several faces" in meta["reason"]
@@ -91,7 +91,7 @@ def test_several_faces_follow_the_policy(tmp_path, policy, status):
 def test_no_face_is_rejected(tmp_path):
     video = image_video(tmp_path / "gray.mp4", None, seconds=2.0)
     frames.run(str(video), str(tmp_path / "f.parquet"), {"fps": 1.0, "max_per_clip": 4})
-    meta = faces.run(str(tmp_path / "f.parquet"), str(tmp_path / "faces.parquet"), PARAMS)
+    meta = faces.run(str(tmp_path / "f.parquet"), str(tmp_path / "faces.parquet"), PARAMS)[0]
     assert meta["status"] == "rejected" and meta["reason"] == "no face in any frame"
     assert pq.read_table(tmp_path / "faces.parquet").num_rows == 0
 
@@ -106,7 +106,7 @@ def test_corrupt_and_truncated_videos_are_rejected_and_passed_down(tmp_path):
         meta = frames.run(str(tmp_path / f"{name}.mp4"), str(out), {"fps": 1.0, "max_per_clip": 4})
         assert meta["status"] == "rejected", name
         assert meta["reason"].startswith(("corrupt or truncated video", "no decodable frame")), meta["reason"]
-        down = faces.run(str(out), str(tmp_path / f"{name}-faces.parquet"), PARAMS)
+        down = faces.run(str(out), str(tmp_path / f"{name}-faces.parquet"), PARAMS)[0]
         assert down["status"] == "rejected" and down["reason"].startswith("frames: ")
 
 

@@ -94,3 +94,41 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
     expect = {"no_row": "no row in", "two_splits": "two splits", "missing_path": "not found"}[case]
     assert expect in out
     assert not (tmp_path / "results").exists()
+
+
+def test_batches_cut_an_identity_into_parts_that_jobs_list_alike(tmp_path):
+    from facevoice.inputs import SOURCE_KEYS, batch_clips, clips_digest
+
+    for v in range(2):
+        d = tmp_path / "videos" / "id00001" / f"vid000000{v}A"
+        d.mkdir(parents=True)
+        for c in range(3):
+            (d / f"{c + 1:05d}.mp4").write_bytes(b"")
+    make_tree(tmp_path, ["id00002"])
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4)])
+    cfg = config_for(tmp_path)
+    cfg["batches"]["max_clips"] = 4
+    df = list_clips(cfg)
+    assert df.groupby("identity")["part"].apply(list).to_dict() == {
+        "id00001": ["000"] * 4 + ["001"] * 2, "id00002": ["000"]}
+    source = {k: cfg["input"].get(k) for k in SOURCE_KEYS}
+    for (ident, part), group in df.groupby(["identity", "part"]):
+        listed = batch_clips(source, ident, group["name"].iloc[0], part, 4)
+        assert [r[0] for r in listed] == group["clip"].tolist()  # the job's listing is the planner's
+        assert [r[2] for r in listed] == group["speech_source"].tolist()
+        assert clips_digest([r[0] for r in listed]) == clips_digest(group["clip"].tolist())
+    assert batch_clips(source, "id00001", "Ann_A", "002", 4) == []
+
+
+def test_a_batch_job_refuses_a_tree_changed_since_planning(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    make_tree(tmp_path, ["id00001"])
+    source = json.dumps({"layout": "videos", "videos": str(tmp_path / "videos")})
+    res = subprocess.run([sys.executable, "-m", "facevoice.frames", "--source", source, "--identity", "id00001",
+                          "--digest", "0000000000000000", "--output", str(tmp_path / "f.parquet"),
+                          "--params", '{"fps": 1, "max_per_clip": 2}'], capture_output=True, text=True)
+    assert res.returncode == 2 and "changed since the run was planned" in res.stderr
+    assert not (tmp_path / "f.parquet").exists()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from facevoice.demo import copy_videos_subset, export_voxceleb1_layout
-from facevoice.inputs import read_splits
+from facevoice.inputs import read_splits, shard_plan
 from helpers import REPO, ffmpeg, snakemake, two_faces_image
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def write_config(root: Path, data: Path, layout: str = "videos", **overrides) ->
                             face_frames=str(data / "unzippedIntervalFaces" / "data"))
     cfg["frames"]["max_per_clip"] = 3
     cfg["train"]["methods"] = []  # training has its own tests; these trees are too small to train on
-    cfg["shards"]["clips_per_shard"] = 2
+    cfg["shards"]["buckets"] = 2
     for dotted, value in overrides.items():
         node = cfg
         *parents, last = dotted.split(".")
@@ -111,8 +111,15 @@ def test_videos_layout_end_to_end(videos_run):
         if rec["modality"] == "voice":
             assert row["logmel_bins"] == 64 and len(row["logmel"]) == 64 * row["logmel_frames"]
             assert row["logmel_frames"] > 100  # over a second of speech at 10 ms hops
-    # shards of 2 clips each: train 3, val 3, test 6 clips -> 2 + 2 + 3 shards per modality
-    assert len(list((out / "shards").glob("*/face-*.parquet"))) == 7
+    # one batch file per identity and stage; whole identities in shards, by bucket
+    assert len(list((out / "faces").glob("*/*.parquet"))) == len(ids)
+    clips = pd.read_parquet(out / "clips.parquet")
+    expected = {f"{split}/face-{b:05d}.parquet" for split, b in shard_plan(clips, 2)}
+    assert {p.relative_to(out / "shards").as_posix() for p in (out / "shards").glob("*/face-*.parquet")} == expected
+    for shard in expected:  # a shard holds exactly its bucket's identities
+        idents = set(pq.read_table(out / "shards" / shard, columns=["identity"]).column(0).to_pylist())
+        split, name = shard.split("/")
+        assert idents == set(shard_plan(clips, 2)[(split, int(name[5:10]))])
     report = (out / "report" / "report.md").read_text()
     assert "Counts per split" in report and (out / "report" / "report.png").stat().st_size > 10_000
     assert pd.read_csv(out / "report" / "rejects.csv").empty
@@ -129,20 +136,34 @@ def test_voxceleb1_layout_end_to_end(demo_corpus, tmp_path):
     assert counts["face"] == counts["voice"] == 9
 
 
-def test_touching_one_clip_reruns_only_its_jobs_and_shards(videos_run):
+def computed_in(log: Path) -> tuple[int, int]:
+    """(clips reused, clips computed) that a batch job's log reports."""
+    import re
+
+    m = re.search(r"(\d+) reused, (\d+) computed", log.read_text())
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_touching_one_clip_reruns_its_batch_and_recomputes_only_that_clip(videos_run):
     root, ids = videos_run
     clip, other = sorted((root / "data" / "videos" / ids[0]).glob("*/*.mp4"))[:2]
-    key = clip.relative_to(root / "data" / "videos").with_suffix("").as_posix()
-    # An edit: new content (Snakemake ignores a newer mtime when the checksum is unchanged).
-    shutil.copy(other, clip)
+    # An edit: new content (Snakemake ignores a newer mtime when the checksum is unchanged),
+    # bytes no clip had before (another clip's media, remuxed with a tag of its own)
+    edited = clip.with_name(".edited.mp4")
+    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-i", str(other), "-map", "0", "-c", "copy",
+                    "-metadata", "comment=edited", str(edited)], check=True)
+    os.replace(edited, clip)
     todo = pending(plan(root))
-    per_clip = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
-    assert per_clip == {f"results/mini/{s}/{key}.parquet" for s in ("frames", "faces", "speech", "features")}
+    batches = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
+    assert batches == {f"results/mini/{s}/{ids[0]}/000.parquet" for s in ("frames", "faces", "speech", "features")}
     shards = {f for f in todo if stage_of(f) == "shards" and not f.endswith("manifest.parquet")}
-    assert len(shards) == 2 and all("/train/" in f or "/val/" in f or "/test/" in f for f in shards)
-    assert {Path(f).name.split("-")[0] for f in shards} == {"face", "voice"}
+    assert len(shards) == 2 and {Path(f).name.split("-")[0] for f in shards} == {"face", "voice"}
     run(root)  # bring it up to date again for the next test
     assert not pending(plan(root))
+    logs = root / "results" / "mini" / "logs"
+    n = len(list((root / "data" / "videos" / ids[0]).glob("*/*.mp4")))
+    for stage in ("frames", "faces", "speech", "features"):  # inside the jobs: that clip alone
+        assert computed_in(logs / stage / ids[0] / "000.log") == (n - 1, 1), stage
 
 
 def test_feature_parameter_reruns_features_and_shards_only(videos_run):
@@ -174,9 +195,11 @@ def test_adding_an_identity_leaves_other_clips_alone(videos_run, demo_corpus, tm
         shutil.copy(added / n, data / n)
     try:
         todo = pending(plan(root))
-        per_clip = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
-        assert per_clip and all(f"/{extra}/" in f for f in per_clip)
-        assert len(per_clip) == 4 * len(list((data / "videos" / extra).glob("*/*.mp4")))
+        batches = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
+        assert batches == {f"results/mini/{s}/{extra}/000.parquet" for s in ("frames", "faces", "speech", "features")}
+        # only the shards of the bucket it joins (one face, one voice)
+        shards = {f for f in todo if stage_of(f) == "shards" and not f.endswith("manifest.parquet")}
+        assert len(shards) == 2
     finally:
         shutil.rmtree(data / "videos" / extra)
         for n, text in backup.items():
@@ -281,11 +304,14 @@ def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path)
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     out = tmp_path / "results" / "mini"
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(out.glob("frames/*/*/*.parquet"))) < 3:
+    def finished():  # final paths; a writer's temporary file is hidden (".name.tmp...")
+        return [p for p in out.glob("*/*/*.parquet") if not p.name.startswith(".")]
+
+    while time.time() < deadline and len(finished()) < 3:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole run, its running job included
     proc.wait()
-    before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/*.parquet")}
+    before = {p: p.stat().st_mtime_ns for p in finished()}
     assert len(before) >= 3
     for p in before:  # whatever is at a final path is a whole file
         pq.read_metadata(p)
@@ -297,6 +323,8 @@ def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path)
     run(tmp_path)
     redone = [p for p, t in before.items() if p.stat().st_mtime_ns != t]
     assert len(redone) <= 1, redone  # at most the job that was running when killed (one core)
+    for entry in out.glob("cache/*/*/*.parquet"):  # the cache holds whole files only
+        pq.read_metadata(entry)
     assert not list(out.rglob(".*.tmp*")), "a killed job's temporary file was left behind"
     manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
     assert manifest["clip"].nunique() == 6

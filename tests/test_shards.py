@@ -1,89 +1,122 @@
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from facevoice import faces, report, shards
-from facevoice.io import atomic_path, read_parquet_meta, write_parquet
-from facevoice.stage import write_rejected
+from facevoice import faces, features, report, shards
+from facevoice.batch import BatchReader, Result, batch_writer
+from facevoice.inputs import bucket_of, shard_files, shard_plan
+from facevoice.io import atomic_path, read_parquet_meta
+
+ATTRS = {f"id{i}": {"name": f"N_{i}", "split": "train", "gender": "f", "nationality": None, "age": None}
+         for i in range(1, 4)}
 
 
-def face_file(path, n, status="ok"):
-    if status != "ok":
-        return write_rejected(faces.SCHEMA, path, "faces", "no face in any frame", {})
-    rows = {"frame_index": list(range(n)), "time_s": [float(i) for i in range(n)], "prob": [0.99] * n,
-            "box": [[0, 0, 10, 10]] * n, "landmarks": [[float(j) for j in range(10)]] * n,
-            "n_faces": [1] * n, "image": [bytes([i]) * 7 for i in range(n)]}
-    write_parquet(pa.table(rows, schema=faces.SCHEMA), path, {"stage": "faces", "status": "ok"})
+def face_rows(n):
+    return pa.table({"frame_index": list(range(n)), "time_s": [float(i) for i in range(n)], "prob": [0.99] * n,
+                     "box": [[0, 0, 10, 10]] * n, "landmarks": [[float(j) for j in range(10)]] * n,
+                     "n_faces": [1] * n, "image": [bytes([i]) * 7 for i in range(n)]}, schema=faces.SCHEMA)
 
 
-def feature_file(path, kinds, frames):
+def feature_rows(kinds, frames):
     rows = {"kind": [], "n_bins": [], "n_frames": [], "values": []}
     for bins, k in zip((257, 64, 13), kinds):
         rows["kind"].append(k)
         rows["n_bins"].append(bins)
         rows["n_frames"].append(frames)
         rows["values"].append(np.arange(bins * frames, dtype=np.float32).tolist())
-    write_parquet(pa.table(rows), path, {"stage": "features", "status": "ok"})
+    return pa.table(rows, schema=features.SCHEMA)
 
 
-def records(clips):
-    return [{"clip": c, "identity": c.split("/")[0], "name": "N_" + c[:7], "split": "train", "gender": "f",
-             "nationality": None, "age": None} for c in clips]
+def batch_file(path, stage, schema, clips):
+    """A batch file of (clip, Result) pairs, as a stage job writes it."""
+    with batch_writer(path, schema, {"stage": stage}) as w:
+        for clip, res in clips:
+            w.add(clip, f"key-{clip}", res)
+    return str(path)
 
 
 def test_face_shard_skips_rejects_and_manifest_indexes_rows(tmp_path):
-    clips = ["id1/v/00001", "id1/v/00002", "id2/v/00001"]
-    paths = [tmp_path / f"f{i}.parquet" for i in range(3)]
-    face_file(paths[0], 3)
-    face_file(paths[1], 0, status="rejected")
-    face_file(paths[2], 2)
+    a = batch_file(tmp_path / "a.parquet", "faces", faces.SCHEMA, [
+        ("id1/v/00001", Result("ok", None, face_rows(3))),
+        ("id1/v/00002", Result.rejected("no face in any frame"))])
+    b = batch_file(tmp_path / "b.parquet", "faces", faces.SCHEMA, [("id2/v/00001", Result("ok", None, face_rows(2)))])
     root = tmp_path / "shards"
     out = root / "train" / "face-00000.parquet"
-    meta = shards.write_shard([str(p) for p in paths], records(clips), str(out), "face", "train")
+    meta = shards.write_shard([b, a], str(out), "face", "train")
     assert meta["n_rows"] == 5
     t = pq.read_table(out)
     assert t.column("item").to_pylist() == [
         "id1/v/00001/face/0000", "id1/v/00001/face/0001", "id1/v/00001/face/0002",
         "id2/v/00001/face/0000", "id2/v/00001/face/0001"]
     assert pq.ParquetFile(out).num_row_groups == 2  # one row group per written clip: streamed
-    assert read_parquet_meta(out)["clips"][2]["identity"] == "id2"
+    assert read_parquet_meta(out)["clips"][1] == {"clip": "id2/v/00001", "identity": "id2"}
 
-    vpaths = [tmp_path / f"v{i}.parquet" for i in range(3)]
-    for p in vpaths:
-        feature_file(p, ["spectrogram", "logmel"], frames=5)
+    kinds = ["spectrogram", "logmel"]
+    v = batch_file(tmp_path / "v.parquet", "features", features.SCHEMA,
+                   [(c, Result("ok", None, feature_rows(kinds, 5))) for c in ("id1/v/00001", "id1/v/00002", "id2/v/00001")])
     vout = root / "train" / "voice-00000.parquet"
-    shards.write_shard([str(p) for p in vpaths], records(clips), str(vout), "voice", "train", ["spectrogram", "logmel"])
-    v = pq.read_table(vout).to_pylist()
-    assert [r["logmel_bins"] for r in v] == [64] * 3
-    assert len(v[0]["logmel"]) == 64 * 5
+    shards.write_shard([v], str(vout), "voice", "train", kinds)
+    rows = pq.read_table(vout).to_pylist()
+    assert [r["logmel_bins"] for r in rows] == [64] * 3
+    assert len(rows[0]["logmel"]) == 64 * 5
 
-    n = shards.write_manifest([str(out), str(vout)], str(root), str(root / "manifest.parquet"))
+    n = shards.write_manifest([str(out), str(vout)], str(root), str(root / "manifest.parquet"), ATTRS)
     m = pq.read_table(root / "manifest.parquet").to_pandas()
     assert n == len(m) == 8
     for rec in m.to_dict("records"):  # every manifest row points at its item
         row = pq.read_table(root / rec["shard"]).slice(rec["row"], 1).to_pylist()[0]
         assert row["item"] == rec["item"]
     assert set(m["modality"]) == {"face", "voice"} and m["nationality"].isna().all()
+    assert set(m["name"]) == {"N_1", "N_2"}  # attributes from the clip table, by identity
 
 
-def test_manifest_refuses_an_item_in_two_shards(tmp_path):
-    face_file(tmp_path / "a.parquet", 1)
+def test_manifest_refuses_an_item_in_two_shards_and_an_unknown_identity(tmp_path):
+    a = batch_file(tmp_path / "a.parquet", "faces", faces.SCHEMA, [("id1/v/00001", Result("ok", None, face_rows(1)))])
     for i in range(2):
-        shards.write_shard([str(tmp_path / "a.parquet")], records(["id1/v/00001"]),
-                           str(tmp_path / f"s{i}.parquet"), "face", "train")
+        shards.write_shard([a], str(tmp_path / f"s{i}.parquet"), "face", "train")
     with pytest.raises(ValueError, match="several shards"):
         shards.write_manifest([str(tmp_path / "s0.parquet"), str(tmp_path / "s1.parquet")], str(tmp_path),
-                              str(tmp_path / "m.parquet"))
+                              str(tmp_path / "m.parquet"), ATTRS)
+    with pytest.raises(ValueError, match="id1 is not in the clip table"):
+        shards.write_manifest([str(tmp_path / "s0.parquet")], str(tmp_path), str(tmp_path / "m.parquet"), {})
     assert not (tmp_path / "m.parquet").exists()
 
 
 def test_voice_shard_names_missing_feature_kind(tmp_path):
-    feature_file(tmp_path / "v.parquet", ["spectrogram"], frames=3)
+    v = batch_file(tmp_path / "v.parquet", "features", features.SCHEMA,
+                   [("id1/v/00001", Result("ok", None, feature_rows(["spectrogram"], 3)))])
     with pytest.raises(ValueError, match="mfcc"):
-        shards.write_shard([str(tmp_path / "v.parquet")], records(["id1/v/00001"]), str(tmp_path / "s.parquet"),
-                           "voice", "train", ["spectrogram", "mfcc"])
+        shards.write_shard([v], str(tmp_path / "s.parquet"), "voice", "train", ["spectrogram", "mfcc"])
     assert not (tmp_path / "s.parquet").exists()  # atomic: nothing half-written is left
+
+
+def test_an_identitys_shard_depends_on_its_id_alone():
+    idents = [f"id{10000 + i}" for i in range(300)]
+    buckets = {i: bucket_of(i, 16) for i in idents}
+    assert bucket_of("id10000", 16) == buckets["id10000"]  # stable: no salted hash()
+    assert len(set(buckets.values())) == 16  # spread over every bucket
+    clips = pd.DataFrame({"identity": idents, "split": ["train"] * 300})
+    before = shard_plan(clips, 16)
+    grown = pd.concat([clips, pd.DataFrame({"identity": ["id99999"], "split": ["train"]})])
+    after = shard_plan(grown, 16)
+    changed = [k for k in after if after[k] != before.get(k)]
+    assert changed == [("train", bucket_of("id99999", 16))]  # only the shard the new identity joins
+    assert len(shard_files(clips, 16)) == 32  # face and voice per non-empty bucket
+
+
+def test_batch_file_records_and_rows(tmp_path):
+    path = batch_file(tmp_path / "b.parquet", "faces", faces.SCHEMA, [
+        ("id1/v/00001", Result.rejected("no face in any frame", frames_in=3)),
+        ("id1/v/00002", Result("ok", None, face_rows(2), {"frames_in": 2}))])
+    reader = BatchReader(path)
+    rej, ok = reader.records
+    assert rej["status"] == "rejected" and rej["group"] is None and rej["frames_in"] == 3
+    assert ok["group"] == 0 and ok["rows"] == 2
+    assert reader.rows(ok).column("frame_index").to_pylist() == [0, 1]
+    assert reader.rows(rej).num_rows == 0 and "clip" not in reader.rows(ok).column_names
+    assert pq.read_table(path).column("clip").to_pylist() == ["id1/v/00002"] * 2
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):

@@ -10,8 +10,8 @@ GPU), then the tests run ``snakemake --workflow-profile profiles/slurm`` against
   each) goes through the whole preprocessing and evaluation, plus one debug-profile training
   job, whose ``gpu`` resource goes through the scheduler as ``--gpus=1``. Every job must be
   in SLURM's accounting records, COMPLETED, in the partition and under the account that the
-  profile's environment variables name; per-clip jobs only inside group jobs; and every
-  output (per-clip Parquet, shards, manifest, trial lists, report tables, comparison tables)
+  profile's environment variables name; batch jobs only inside group jobs; and every
+  output (batch files, shards, manifest, trial lists, report tables, comparison tables)
   equal, by content, to a local run of the same corpus.
 - ``test_squeue_status_without_accounting``: no slurmdbd, ``--slurm-status-command squeue``:
   the mode for clusters without accounting. With ``sacct`` as the status command such a run
@@ -220,10 +220,14 @@ def test_pipeline_through_slurm_matches_a_local_run(demo_corpus, tmp_path):
         assert rec["Account"] == "facevoice" and rec["Partition"] == "debug", rec
         assert f"JobId={jid} " in jobcomp
     kinds = sorted(rec["Comment"].split("_wildcards_")[0] for rec in records.values())
-    assert kinds == ["rule_clips_faces_features_frames_speech", "rule_compare", "rule_data_report",
-                     "rule_manifest", "rule_shards_shard", "rule_train", "rule_trials", "rule_trials"], kinds
-    # per-clip work ran only inside group jobs (one for all 4 clips here), one CPU each
-    group = next(r for r in records.values() if r["Comment"].startswith("rule_clips"))
+    batch_jobs = [k for k in kinds if k.startswith("rule_batches_")]
+    assert [k for k in kinds if k not in batch_jobs] == [
+        "rule_compare", "rule_data_report", "rule_manifest", "rule_shards_shard", "rule_train", "rule_trials",
+        "rule_trials"], kinds
+    # batch work ran only inside group jobs, two chains (frames->faces, speech->features) a job,
+    # one CPU each: 4 identities of one clip -> 4 batches -> 8 chains -> 4 group jobs
+    assert len(batch_jobs) == 4, kinds
+    group = next(r for r in records.values() if r["Comment"].startswith("rule_batches"))
     assert "cpu=1," in group["AllocTRES"], group
     assert re.search(r"^\s*localrule (frames|faces|speech|features):", out, re.M) is None
     # the training job asked for the (fake) GPU

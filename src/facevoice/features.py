@@ -1,6 +1,7 @@
-"""Pipeline stage ``features``: one clip's voice features from its ``speech`` Parquet.
+"""Pipeline stage ``features``: the voice features of a batch of clips from their speech.
 
-Input is the ``speech`` stage's file (mono float32 speech at ``sample_rate``).  For each
+Input is the ``speech`` stage's batch file (mono float32 speech at ``sample_rate``); one job
+computes every clip of it (:mod:`facevoice.batch`).  For each
 kind in ``params["kinds"]`` one row is written.  Window and hop lengths in ms become
 samples with the speech file's rate: ``win = round(win_ms * sr / 1000)``, ``hop =
 round(hop_ms * sr / 1000)`` (400 and 160 at 16 kHz).  ``n_fft >= win`` is required.
@@ -38,33 +39,32 @@ Cost
 ----
 Calling librosa costs about 1.5-2 s per *process* before any work (importing
 ``librosa.core`` pulls in scipy and numba and loads numba-compiled code), while the features
-of a 4 s clip take milliseconds. That start-up is paid once per clip job; the stage still
-calls librosa rather than re-implementing it. The Arrow columns are built and read from
-numpy buffers (:mod:`facevoice.speech` helpers), since pyarrow's ``pa.array`` / ``to_numpy``
-/ ``read_table`` import pandas (another ~0.3-0.5 s).
+of a 4 s clip take milliseconds. That start-up is paid once per batch job, and the mel
+filterbank is made once per job (:func:`mel_basis`). The Arrow columns are built and read
+from numpy buffers (:mod:`facevoice.io` helpers), since pyarrow's ``pa.array`` /
+``to_numpy`` / ``read_table`` import pandas (another ~0.3-0.5 s).
 
 Output
 ------
-A Parquet file with one row per kind: ``kind`` (string), ``n_bins`` (int32),
-``n_frames`` (int32), ``values`` (list<float32>, row-major ``n_bins x n_frames``) and
-``facevoice`` metadata ``{"stage": "features", "status", "reason", "sample_rate",
-"duration_s", "params"}``.  When the speech file was rejected the table has zero rows,
-``status`` "rejected" and ``reason`` "speech: <its reason>".  :func:`load_feature` reads
-one kind back as an ``(n_bins, n_frames)`` array.
+A batch file with one row per clip and kind: ``clip``, ``kind`` (string), ``n_bins``
+(int32), ``n_frames`` (int32), ``values`` (list<float32>, row-major ``n_bins x n_frames``);
+each clip's record holds ``status``, ``reason``, ``sample_rate`` and ``duration_s``. A clip
+whose speech was rejected has no rows, ``status`` "rejected" and ``reason`` "speech: <its
+reason>".  :func:`load_feature` reads one kind of one clip back as an ``(n_bins,
+n_frames)`` array.
 
 Params are config's ``features:`` section; keys it leaves out take the values of
 :data:`DEFAULTS` (the defaults of ``config.yaml``).
 
 Usage::
 
-    python -m facevoice.features --input speech.parquet --output OUT.parquet --params JSON|@file.json
+    python -m facevoice.features --input speech.parquet --output OUT.parquet --params JSON|@file.json [--cache DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from facevoice.io import META_KEY, write_parquet
-from facevoice.speech import arrow_array, arrow_list, arrow_strings, numpy_values
+from facevoice import batch
+from facevoice.batch import Result
+from facevoice.io import arrow_array, arrow_list, arrow_strings, numpy_values
 
 STAGE = "features"
 KINDS = ("spectrogram", "logmel", "mfcc")
@@ -187,6 +188,16 @@ def normalize_utterance(x: np.ndarray) -> np.ndarray:
     return ((x64 - mean) / np.maximum(std, NORM_STD_FLOOR)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    """librosa's mel filterbank (Slaney), made once per job for each setting."""
+    import librosa
+
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    basis.setflags(write=False)
+    return basis
+
+
 def compute(y: np.ndarray, sr: int, params: dict[str, Any]) -> dict[str, np.ndarray]:
     """All kinds of ``params`` for signal ``y`` at ``sr``: kind -> float32 (bins, frames)."""
     import librosa
@@ -218,28 +229,14 @@ def compute(y: np.ndarray, sr: int, params: dict[str, Any]) -> dict[str, np.ndar
         else:
             fmin = s["fmin"] if kind == "logmel" else 0.0
             fmax = s["fmax"] if kind == "logmel" else None
-            mel = librosa.feature.melspectrogram(S=mag**2, sr=sr, n_fft=key[0], n_mels=s["n_mels"],
-                                                 fmin=fmin, fmax=fmax)
+            # librosa.feature.melspectrogram(S=...), with the filterbank made once per job
+            mel = np.einsum("...ft,mf->...mt", mag**2, mel_basis(sr, key[0], s["n_mels"], fmin, fmax), optimize=True)
             x = librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=TOP_DB)
             if kind == "mfcc":
                 x = librosa.feature.mfcc(S=x, n_mfcc=s["n_mfcc"], dct_type=2, norm="ortho", lifter=0)
         x = np.asarray(x, dtype=np.float32)
         out[kind] = normalize_utterance(x) if s["normalize"] == "utterance" else x
     return out
-
-
-def _read(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
-    """A Parquet file and its ``facevoice`` metadata.
-
-    ``pyarrow.parquet.ParquetFile.read`` rather than ``read_table`` (what
-    ``facevoice.io.read_parquet`` uses): ``read_table`` imports ``pyarrow.dataset`` and with
-    it pandas, about 0.25 s of this stage's per-process start-up.
-    """
-    import pyarrow.parquet as pq
-
-    table = pq.ParquetFile(path).read()
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    return table, (json.loads(raw) if raw else {})
 
 
 def _table(feats: dict[str, np.ndarray]) -> pa.Table:
@@ -255,55 +252,64 @@ def _table(feats: dict[str, np.ndarray]) -> pa.Table:
     )
 
 
-def run(speech_path: str | Path, output_path: str | Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Compute one clip's features from its speech Parquet; write ``output_path``; return meta."""
+def features_of(speech: pa.Table, p: dict[str, Any]) -> Result:
+    """One clip's features from its speech row (``p`` checked by :func:`check_params`)."""
+    if speech.num_rows != 1:
+        raise ValueError(f"features: a clip has status ok but {speech.num_rows} speech rows")
+    sr = int(speech.column("sample_rate").to_pylist()[0])
+    y = numpy_values(speech.column("audio").combine_chunks().flatten())
+    extra = {"sample_rate": sr, "duration_s": y.size / sr}
+    if y.size == 0:
+        return Result.rejected("speech: no audio samples", **extra)
+    feats = compute(y, sr, p)
+    shapes = ", ".join(f"{k} {v.shape[0]}x{v.shape[1]}" for k, v in feats.items())
+    print(f"features: {extra['duration_s']:.2f} s: {shapes}", file=sys.stderr)
+    return Result("ok", None, _table(feats), extra)
+
+
+def processor(params: dict[str, Any]) -> batch.PerClip:
+    """Clips one at a time, the way :func:`features_of` does one."""
+    return batch.PerClip(features_of, params)
+
+
+CODE = batch.code_key(__file__, ["librosa", "numpy", "scipy"])
+
+
+def run(speech_path: str | Path, output_path: str | Path, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every clip of a speech batch file into a features batch file (no cache); returns the records."""
     p = check_params(params)
     speech_path = Path(speech_path)
     if not speech_path.is_file():
         raise FileNotFoundError(f"features: input file not found: {speech_path}")
-    table, smeta = _read(speech_path)
-    if smeta.get("stage") != "speech":
-        raise ValueError(f"features: {speech_path} is not a speech-stage Parquet file "
-                         f"(its metadata stage is {smeta.get('stage')!r})")
-    meta: dict[str, Any] = {
-        "stage": STAGE, "status": "ok", "reason": None,
-        "sample_rate": (smeta.get("params") or {}).get("sample_rate"),
-        "duration_s": None, "params": p,
-    }
-    feats: dict[str, np.ndarray] = {}
-    if smeta.get("status") != "ok":
-        meta["status"] = "rejected"
-        meta["reason"] = f"speech: {smeta.get('reason')}"
-    else:
-        if table.num_rows != 1:
-            raise ValueError(f"features: {speech_path} has status ok but {table.num_rows} rows")
-        sr = int(table.column("sample_rate").to_pylist()[0])
-        y = numpy_values(table.column("audio").combine_chunks().flatten())
-        meta["sample_rate"] = sr
-        meta["duration_s"] = y.size / sr
-        if y.size == 0:
-            meta["status"] = "rejected"
-            meta["reason"] = "speech: no audio samples"
-        else:
-            feats = compute(y, sr, p)
-    if meta["status"] == "rejected":
-        print(f"features {speech_path}: rejected: {meta['reason']}", file=sys.stderr)
-    else:
-        shapes = ", ".join(f"{k} {v.shape[0]}x{v.shape[1]}" for k, v in feats.items())
-        print(f"features {speech_path}: {meta['duration_s']:.2f} s: {shapes}", file=sys.stderr)
-    write_parquet(_table(feats), output_path, meta=meta)
-    return meta
+    reader, items = batch.upstream_items(speech_path, STAGE, batch.digest(p), CODE)
+    if reader.meta.get("stage") != "speech":
+        reader.close()
+        raise ValueError(f"features: {speech_path} is not a speech-stage batch file "
+                         f"(its stage is {reader.meta.get('stage')!r})")
+    try:
+        return batch.run_job(STAGE, items, processor(p), SCHEMA, output_path, {"params": p, "code": CODE},
+                             progress=False)
+    finally:
+        reader.close()
 
 
-def load_feature(path: str | Path, kind: str) -> np.ndarray:
-    """One kind of a features Parquet file as a float32 ``(n_bins, n_frames)`` array.
+def load_feature(path: str | Path, kind: str, clip: str | None = None) -> np.ndarray:
+    """One kind of one clip of a features batch file as a float32 ``(n_bins, n_frames)`` array.
 
-    Raises ``ValueError`` when the clip was rejected and ``KeyError`` when the file holds
-    no such kind.
+    ``clip`` may be left out when the file holds one clip. Raises ``ValueError`` when the
+    clip was rejected and ``KeyError`` when the file holds no such clip or kind.
     """
-    table, meta = _read(path)
-    if meta.get("status") == "rejected":
-        raise ValueError(f"{path}: clip was rejected ({meta.get('reason')})")
+    reader = batch.BatchReader(path)
+    try:
+        recs = [r for r in reader.records if clip is None or r["clip"] == clip]
+        if len(recs) != 1:
+            raise KeyError(f"{path}: no clip {clip!r}" if clip else f"{path} holds {len(recs)} clips: name one")
+        rec = recs[0]
+        if rec["status"] == "rejected":
+            raise ValueError(f"{path}: clip {rec['clip']} was rejected ({rec.get('reason')})")
+        table = reader.rows(rec)
+    finally:
+        reader.close()
     kinds = table.column("kind").to_pylist()
     if kind not in kinds:
         raise KeyError(f"{path}: no feature {kind!r} (has {kinds})")
@@ -315,9 +321,7 @@ def load_feature(path: str | Path, kind: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facevoice.stage import stage_main
-
-    return stage_main(STAGE, run, argv, __doc__, announce=False)
+    return batch.main(STAGE, __doc__, argv, SCHEMA, CODE, check_params, processor)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Frames stage: decode one clip's frames at ``frames.fps``, at most ``frames.max_per_clip``.
+"""Frames stage: decode each clip's frames at ``frames.fps``, at most ``frames.max_per_clip``.
+
+A job decodes one batch of clips (:mod:`facevoice.batch`): ``facevoice frames --source JSON
+--identity ID --part N --output OUT.parquet``, or one media file: ``--input CLIP.mp4``.
 
 Input is a video file (decoded with the ffmpeg binary of imageio-ffmpeg, through its
 ``read_frames`` reader and ffmpeg's ``fps`` filter) or, for the VoxCeleb1 layout, a folder of
@@ -8,7 +11,7 @@ sub-sampled only when ``frames.fps`` is below 1).
 When more frames than the cap are available, the kept ones are spread evenly over the clip
 (indices ``round(linspace(0, n - 1, cap))``), so the cap never favours the clip's start.
 
-Output Parquet: one row per kept frame with ``frame_index`` (index among the frames sampled
+Output: a batch file with one row per kept frame: ``clip``, ``frame_index`` (index among the frames sampled
 at ``fps``), ``time_s``, ``width``, ``height`` and ``image`` (JPEG, quality 95). A corrupt or
 truncated video (one whose frames stop more than a frame short of the duration in its
 header), or one with no decodable frame, is rejected with the reason.
@@ -26,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from facevoice.io import write_parquet
-from facevoice.stage import stage_main, write_rejected
+from facevoice import batch
+from facevoice.batch import Result
 
 STAGE = "frames"
 SCHEMA = pa.schema([
@@ -103,13 +106,21 @@ def _folder_frames(path: Path, fps: float, cap: int) -> Iterator[tuple[int, floa
             yield i, i * step / 1.0, np.asarray(im.convert("RGB"))
 
 
-def run(input_path: str, output_path: str, params: dict[str, Any]) -> dict[str, Any]:
-    fps = float(params.get("fps", 1.0))
-    cap = int(params.get("max_per_clip", 8))
-    src = Path(input_path)
+def check(params: dict[str, Any]) -> dict[str, Any]:
+    for key in ("fps", "max_per_clip"):
+        if key not in params:
+            raise ValueError(f"frames params: '{key}' is required (config frames:)")
+    return dict(params)
+
+
+def decode_clip(source: str, params: dict[str, Any]) -> Result:
+    """One clip's frames (a video file, or a folder of face-track images) as a Result."""
+    fps = float(params["fps"])
+    cap = int(params["max_per_clip"])
+    src = Path(source)
     if not src.exists():
         # VoxCeleb1 ships no face track for some utterances; that is a reject, not an error.
-        return write_rejected(SCHEMA, output_path, STAGE, f"no face frames at {src}", params)
+        return Result.rejected(f"no face frames at {src}")
     rows: dict[str, list] = {k: [] for k in SCHEMA.names}
     try:
         frames = _folder_frames(src, fps, cap) if src.is_dir() else _video_frames(str(src), fps, cap)
@@ -121,17 +132,31 @@ def run(input_path: str, output_path: str, params: dict[str, Any]) -> dict[str, 
             rows["image"].append(_jpeg(rgb))
     except (OSError, RuntimeError, StopIteration, ValueError) as exc:
         what = "unreadable face frames" if src.is_dir() else "corrupt or truncated video"
-        return write_rejected(SCHEMA, output_path, STAGE, f"{what}: {_ffmpeg_error(exc)}", params)
+        return Result.rejected(f"{what}: {_ffmpeg_error(exc)}")
     if not rows["image"]:
         what = "no face frames in the folder" if src.is_dir() else "no decodable frame in the video"
-        return write_rejected(SCHEMA, output_path, STAGE, what, params)
-    meta = {"stage": STAGE, "status": "ok", "reason": None, "params": params, "n_frames": len(rows["image"])}
-    write_parquet(pa.table(rows, schema=SCHEMA), output_path, meta)
-    return meta
+        return Result.rejected(what)
+    return Result("ok", None, pa.table(rows, schema=SCHEMA), {"n_frames": len(rows["image"])})
+
+
+def processor(params: dict[str, Any]) -> batch.PerClip:
+    """Clips one at a time, the way :func:`decode_clip` does one."""
+    return batch.PerClip(decode_clip, params)
+
+
+CODE = batch.code_key(__file__, ["imageio-ffmpeg", "pillow", "numpy"])
+
+
+def run(input_path: str, output_path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One clip (a media file or frames folder) as a batch file of one clip; returns its record."""
+    params = check(params)
+    items = batch.source_items([(Path(input_path).stem, str(input_path))], STAGE, params, CODE)
+    return batch.run_job(STAGE, items, processor(params), SCHEMA, output_path,
+                         {"params": params, "code": CODE}, progress=False)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main(STAGE, run, argv, __doc__)
+    return batch.main(STAGE, __doc__, argv, SCHEMA, CODE, check, processor, source_column=1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ Nationality, Set``; an optional ``Age`` column is read when present) and an
 ``identity_splits.txt`` of ``Name set`` lines (1 train, 2 val, 3 seen-heard test,
 4 unseen-unheard test).
 
+Clips are processed in **batches**: the clips of one identity (sorted), cut into parts of
+at most ``batches.max_clips`` (:func:`batch_parts`); a batch job re-lists its own clips
+with :func:`batch_clips`, the same listing the planner used. Shards hold whole identities:
+an identity's shard is a stable hash of its name modulo ``shards.buckets``
+(:func:`bucket_of`), so adding an identity changes no other identity's shard.
+
 Problems that make a run meaningless stop it here, naming what to fix: a missing input
 path, an identity without a metadata row or without a split, an identity listed twice, an
 identity in two splits. Problems with single clips (corrupt media, no face, no speech) are
@@ -24,6 +30,7 @@ not errors: the stages reject those clips with a reason and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +41,10 @@ import pandas as pd
 SPLIT_CODES = {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}
 CLIP_COLUMNS = [
     "clip", "identity", "video", "clip_name", "name", "split", "gender", "nationality", "age",
-    "frames_source", "speech_source",
+    "frames_source", "speech_source", "part",
 ]
+#: The keys of config's ``input:`` section that say where a batch's media are.
+SOURCE_KEYS = ("layout", "videos", "video_extensions", "wav", "face_frames")
 
 
 class InputError(ValueError):
@@ -135,44 +144,117 @@ def read_splits(path: str | Path) -> dict[str, str]:
     return splits
 
 
-def _scan_videos(root: Path, extensions: list[str]) -> list[tuple[str, str, str, str]]:
+def _dirs(root: str | Path) -> list[os.DirEntry]:
+    return sorted((e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def _scan_identity(folder: str | Path, extensions: list[str]) -> list[tuple[str, str, str]]:
+    """(video, clip, path) of the media files of one identity's folder."""
     found = []
-    for ident in sorted(os.scandir(root), key=lambda e: e.name):
-        if not ident.is_dir() or ident.name.startswith("."):
-            continue
-        for video in sorted(os.scandir(ident.path), key=lambda e: e.name):
-            if not video.is_dir() or video.name.startswith("."):
-                continue
-            for f in sorted(os.scandir(video.path), key=lambda e: e.name):
-                stem, ext = os.path.splitext(f.name)
-                if f.is_file() and ext.lower() in extensions and not f.name.startswith("."):
-                    found.append((ident.name, video.name, stem, f.path))
+    if not os.path.isdir(folder):
+        return found
+    for video in _dirs(folder):
+        for f in sorted(os.scandir(video.path), key=lambda e: e.name):
+            stem, ext = os.path.splitext(f.name)
+            if f.is_file() and ext.lower() in extensions and not f.name.startswith("."):
+                found.append((video.name, stem, f.path))
     return found
 
 
-def list_clips(config: dict[str, Any]) -> pd.DataFrame:
-    """Return one row per clip (columns :data:`CLIP_COLUMNS`), after checking the metadata."""
-    inp = config["input"]
-    meta = read_meta(_require(inp.get("meta"), "input.meta", "the metadata file (vox1_meta.csv)"))
-    splits = read_splits(_require(inp.get("splits"), "input.splits", "the identity splits file"))
+def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tuple[str, str, str]]:
+    """(clip key, frames source, speech source) of one identity's clips, sorted by clip key.
 
+    ``source`` holds the :data:`SOURCE_KEYS` of config's ``input:`` section; ``name`` is the
+    identity's VGGFace1 name (the VoxCeleb1 face frames are filed under it).
+    """
     rows = []
-    if inp["layout"] == "videos":
-        root = _require(inp.get("videos"), "input.videos", "the videos folder")
-        exts = [e.lower() for e in inp.get("video_extensions", [".mp4"])]
-        for ident, video, clip, path in _scan_videos(root, exts):
-            rows.append((ident, video, clip, path, path))
+    if source["layout"] == "videos":
+        exts = [e.lower() for e in source.get("video_extensions") or [".mp4"]]
+        for video, clip, path in _scan_identity(Path(source["videos"]) / identity, exts):
+            rows.append((f"{identity}/{video}/{clip}", path, path))
     else:
-        wav_root = _require(inp.get("wav"), "input.wav", "the VoxCeleb1 wav folder")
-        faces_root = _require(inp.get("face_frames"), "input.face_frames", "the VoxCeleb1 face frames folder")
-        for ident, video, clip, path in _scan_videos(wav_root, [".wav"]):
-            name = meta[ident].name if ident in meta else ident
+        faces_root = Path(source["face_frames"])
+        for video, clip, path in _scan_identity(Path(source["wav"]) / identity, [".wav"]):
             try:
                 track = str(int(clip))
             except ValueError:
                 track = clip
-            frames_dir = faces_root / name / "1.6" / video / track
-            rows.append((ident, video, clip, str(frames_dir), path))
+            rows.append((f"{identity}/{video}/{clip}", str(faces_root / name / "1.6" / video / track), path))
+    return sorted(rows)
+
+
+def batch_parts(keys: list[str], max_clips: int) -> list[list[str]]:
+    """An identity's clip keys, sorted, cut into parts of at most ``max_clips``."""
+    keys = sorted(keys)
+    return [keys[i:i + max_clips] for i in range(0, len(keys), max(1, int(max_clips)))] or [[]]
+
+
+def part_name(index: int) -> str:
+    return f"{index:03d}"
+
+
+def batch_clips(source: dict[str, Any], identity: str, name: str, part: str, max_clips: int) -> list[tuple[str, str, str]]:
+    """The clips of one batch: :func:`identity_clips` of the part :func:`batch_parts` gives it."""
+    rows = identity_clips(source, identity, name)
+    parts = batch_parts([r[0] for r in rows], max_clips)
+    index = int(part)
+    if index >= len(parts):
+        return []
+    wanted = set(parts[index])
+    return [r for r in rows if r[0] in wanted]
+
+
+def clips_digest(keys: list[str]) -> str:
+    """A short hash of a batch's clip keys (the planner's and the job's listings must agree)."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def bucket_of(identity: str, buckets: int) -> int:
+    """The shard bucket of an identity: a stable hash of its id (not Python's salted hash())."""
+    h = hashlib.sha256(identity.encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big") % int(buckets)
+
+
+def shard_plan(clips: pd.DataFrame, buckets: int) -> dict[tuple[str, int], list[str]]:
+    """(split, bucket) -> the identities (sorted) of that shard, for every non-empty bucket."""
+    plan: dict[tuple[str, int], list[str]] = {}
+    for ident, split in sorted(set(zip(clips["identity"], clips["split"]))):
+        plan.setdefault((split, bucket_of(ident, buckets)), []).append(ident)
+    return dict(sorted(plan.items()))
+
+
+def shard_relpath(split: str, modality: str, bucket: int) -> str:
+    """A shard's path inside the shards folder."""
+    return f"{split}/{modality}-{bucket:05d}.parquet"
+
+
+def shard_files(clips: pd.DataFrame, buckets: int) -> list[str]:
+    """Every shard (relative path) that the clip table's identities fill."""
+    return [shard_relpath(split, modality, b) for split, b in shard_plan(clips, buckets)
+            for modality in ("face", "voice")]
+
+
+def list_clips(config: dict[str, Any]) -> pd.DataFrame:
+    """Return one row per clip (columns :data:`CLIP_COLUMNS`), after checking the metadata.
+
+    ``part`` is the clip's batch within its identity (config ``batches.max_clips``).
+    """
+    inp = config["input"]
+    meta = read_meta(_require(inp.get("meta"), "input.meta", "the metadata file (vox1_meta.csv)"))
+    splits = read_splits(_require(inp.get("splits"), "input.splits", "the identity splits file"))
+
+    root_key = "videos" if inp["layout"] == "videos" else "wav"
+    root = _require(inp.get(root_key), f"input.{root_key}",
+                    "the videos folder" if root_key == "videos" else "the VoxCeleb1 wav folder")
+    if inp["layout"] == "voxceleb1":
+        _require(inp.get("face_frames"), "input.face_frames", "the VoxCeleb1 face frames folder")
+    source = {k: inp.get(k) for k in SOURCE_KEYS}
+    rows = []
+    for ident in _dirs(root):
+        name = meta[ident.name].name if ident.name in meta else ident.name
+        for key, frames_src, speech_src in identity_clips(source, ident.name, name):
+            _, video, clip = key.split("/")
+            rows.append((ident.name, video, clip, frames_src, speech_src))
     if not rows:
         where = inp.get("videos") if inp["layout"] == "videos" else inp.get("wav")
         raise InputError(f"no clips found under '{where}' (layout {inp['layout']!r})")
@@ -201,7 +283,10 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
             "nationality": m.nationality, "age": m.age,
             "frames_source": frames_src, "speech_source": speech_src,
         })
-    df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
+    df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS[:-1])
+    max_clips = int(config["batches"]["max_clips"])
+    df = df.sort_values("clip", kind="stable").reset_index(drop=True)
+    df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
     _check_disjoint(df)
     return df
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -92,3 +93,47 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> t
     table = pq.read_table(path, columns=columns)
     raw = (table.schema.metadata or {}).get(META_KEY)
     return table, (json.loads(raw) if raw else {})
+
+
+# --------------------------------------------------------------------------- Arrow
+# pyarrow 26 imports pandas (about 0.3-0.5 s) on the first ``pa.array(...)``,
+# ``Array.to_numpy()``, ``pa.scalar`` or ``Schema.empty_table()`` call.  The light stages
+# (frames, speech, features, batch files) build and read their Arrow arrays from numpy
+# buffers directly, so that a job pays for no import it does not use.
+
+_NP_TYPES = {pa.float32(): np.float32, pa.float64(): np.float64, pa.int32(): np.int32}
+
+
+def arrow_array(values: Any, type_: pa.DataType) -> pa.Array:
+    """A null-free numeric Arrow array (float32, float64 or int32) from numpy data."""
+    a = np.ascontiguousarray(values, dtype=_NP_TYPES[type_]).reshape(-1)
+    return pa.Array.from_buffers(type_, len(a), [None, pa.py_buffer(a)])
+
+
+def arrow_list(values: list[np.ndarray], type_: pa.DataType = pa.float32()) -> pa.Array:
+    """A list<type_> Arrow array, one list per numpy array of ``values``."""
+    sizes = [int(np.size(v)) for v in values]
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    if offsets[-1] >= 2**31:
+        raise ValueError("more than 2**31 values in one list column")
+    flat = (np.concatenate([np.asarray(v).reshape(-1) for v in values]) if values
+            else np.zeros(0))
+    return pa.ListArray.from_arrays(arrow_array(offsets, pa.int32()), arrow_array(flat, type_))
+
+
+def arrow_strings(strings: list[str]) -> pa.Array:
+    """A string Arrow array."""
+    data = [x.encode("utf-8") for x in strings]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in data], dtype=np.int64)]).astype(np.int32)
+    return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
+
+
+def numpy_values(arr: pa.Array) -> np.ndarray:
+    """A null-free numeric Arrow array as a read-only numpy view."""
+    if arr.null_count:
+        raise ValueError(f"unexpected nulls in a {arr.type} array")
+    dtype = np.dtype(_NP_TYPES[arr.type])
+    if len(arr) == 0:
+        return np.zeros(0, dtype)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr),
+                         offset=arr.offset * dtype.itemsize)

@@ -1,6 +1,6 @@
 """Data report: what went into the shards, what was rejected and why, how much speech was kept.
 
-Reads the clip table, the manifest and the metadata of every per-clip output, and writes
+Reads the clip table, the manifest and the clip records of every batch file, and writes
 into the report folder:
 
 - ``report.md``: counts per split, rejects by reason, speech kept vs dropped, and the top
@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from facevoice.io import atomic_path, read_parquet_meta, write_text
+from facevoice.batch import read_batch_meta
+from facevoice.io import atomic_path, write_text
 
 STAGES = {"face": ["frames", "faces"], "voice": ["speech", "features"]}
 
@@ -35,25 +35,34 @@ def _origin(stage: str, reason: str) -> tuple[str, str]:
             return stage, reason
 
 
+def batch_records(results: Path, stage: str, clips: pd.DataFrame) -> dict[str, dict]:
+    """clip -> its record in the stage's batch files (``<stage>/<identity>/<part>.parquet``)."""
+    out: dict[str, dict] = {}
+    for ident, part in sorted(set(zip(clips["identity"], clips["part"]))):
+        for rec in read_batch_meta(results / stage / ident / f"{part}.parquet")["clips"]:
+            out[rec["clip"]] = rec
+    return out
+
+
 def collect(clips: pd.DataFrame, results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rejects, speech durations) from the per-clip outputs of every clip."""
+    """(rejects, speech durations) from the batch files' clip records."""
+    records = {stage: batch_records(results, stage, clips)
+               for stage in tqdm(["faces", "features", "speech"], desc="report", unit="stage", disable=None)}
     rejects, speech = [], []
-    for rec in tqdm(clips.to_dict("records"), desc="report", unit="clip", disable=None):
+    for rec in clips.to_dict("records"):
         for modality, stages in STAGES.items():
             last = stages[-1]
-            meta = read_parquet_meta(results / last / f"{rec['clip']}.parquet")
+            meta = records[last].get(rec["clip"])
+            if meta is None:
+                raise ValueError(f"clip {rec['clip']} is missing from its {last} batch file: re-run {last}")
             if meta.get("status") == "rejected":
                 stage, reason = _origin(last, str(meta.get("reason")))
                 rejects.append({"clip": rec["clip"], "identity": rec["identity"], "split": rec["split"],
                                 "modality": modality, "stage": stage, "reason": reason})
-        sp = results / "speech" / f"{rec['clip']}.parquet"
-        meta = read_parquet_meta(sp)
-        row = {"clip": rec["clip"], "split": rec["split"], "status": meta.get("status"),
-               "total_s": meta.get("total_s"), "kept_s": 0.0}
-        if meta.get("status") == "ok":
-            t = pq.read_table(sp, columns=["total_s", "kept_s"]).to_pylist()[0]
-            row.update(total_s=t["total_s"], kept_s=t["kept_s"])
-        speech.append(row)
+        meta = records["speech"][rec["clip"]]
+        ok = meta.get("status") == "ok"
+        speech.append({"clip": rec["clip"], "split": rec["split"], "status": meta.get("status"),
+                       "total_s": meta.get("total_s"), "kept_s": meta.get("kept_s") if ok else 0.0})
     rej = pd.DataFrame(rejects, columns=["clip", "identity", "split", "modality", "stage", "reason"])
     sp = pd.DataFrame(speech, columns=["clip", "split", "status", "total_s", "kept_s"])
     sp["dropped_s"] = (sp["total_s"].astype(float) - sp["kept_s"].astype(float)).clip(lower=0)

@@ -1,4 +1,6 @@
-"""Pipeline stage ``speech``: one clip's audio, decoded to mono and speech-filtered.
+"""Pipeline stage ``speech``: each clip's audio, decoded to mono and speech-filtered.
+
+A job filters one batch of clips (:mod:`facevoice.batch`) in one process.
 
 Input is any media file ffmpeg reads: an ``.mp4`` with an audio track (the ``videos``
 layout) or a ``.wav`` / ``.flac`` / ``.m4a`` (the VoxCeleb1 layout).
@@ -38,20 +40,19 @@ What is computed
 
    The kept ranges (``segments``, seconds on the decoded signal's timeline) are re-joined
    in order.
-3. **Output.** A Parquet file (:func:`facevoice.io.write_parquet`) with one row: ``audio``
-   (list<float32>, the re-joined speech at ``sample_rate``), ``sample_rate`` (int32),
-   ``total_s`` (float64, duration of the decoded audio stream) and ``kept_s`` (float64);
-   and ``facevoice`` metadata ``{"stage": "speech", "status": "ok" | "rejected",
-   "reason", "input_rate", "segments", "total_s", "kept_s", "params"}``.
+3. **Output.** A batch file with one row per clip: ``clip``, ``audio`` (list<float32>, the
+   re-joined speech at ``sample_rate``), ``sample_rate`` (int32), ``total_s`` (float64,
+   duration of the decoded audio stream) and ``kept_s`` (float64); each clip's record holds
+   ``status``, ``reason``, ``input_rate``, ``segments``, ``total_s`` and ``kept_s``.
 
-Bad input never raises: the clip is *rejected*, i.e. a zero-row table with the same
-schema, ``status`` "rejected" and one of these reasons: ``no audio track``;
+Bad input never raises: the clip is *rejected* (no row; its record says ``status``
+"rejected") with one of these reasons: ``no audio track``;
 ``unreadable media: <first ffmpeg error line>`` (corrupt or truncated file: any ffmpeg
 ``error``/``fatal`` line, or a non-zero exit); ``no audio samples decoded``; ``audio rate
 N Hz below the minimum M Hz`` (``min_input_rate``); ``speech filtered away entirely (0.00 s
 kept of X s)``; ``too little speech (X s kept, minimum Y s)`` (``min_speech_s``).  Only
-bad usage (a missing input file, bad params) raises ``FileNotFoundError`` /
-``ValueError``; the command line turns those into exit status 2.
+bad usage (bad params, a batch that differs from the planned one) raises ``ValueError``;
+the command line turns those into exit status 2.
 
 Params are config's ``speech:`` section; keys it leaves out take the values of
 :data:`DEFAULTS` (the defaults of ``config.yaml``).
@@ -59,14 +60,13 @@ Params are config's ``speech:`` section; keys it leaves out take the values of
 Usage::
 
     python -m facevoice.speech --input CLIP.mp4 --output OUT.parquet --params '{"sample_rate": 16000, ...}'
-    python -m facevoice.speech --input CLIP.wav --output OUT.parquet --params @speech.json
+    python -m facevoice.speech --source '{"layout": "videos", "videos": "data/demo/videos"}' \
+        --identity id10001 --part 000 --output OUT.parquet --params @speech.json --cache CACHE/
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import re
 import subprocess
 import sys
@@ -76,7 +76,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from facevoice.io import write_parquet
+from facevoice import batch
+from facevoice.batch import Result
+from facevoice.io import arrow_array, arrow_list
 
 STAGE = "speech"
 
@@ -323,124 +325,79 @@ def energy_ranges(audio: np.ndarray, sample_rate: int, window_ms: float, hop_ms:
     return [(int(bounds[a]), int(bounds[b])) for a, b in _runs(keep) if bounds[b] > bounds[a]]
 
 
-# --------------------------------------------------------------------------- Arrow
-# pyarrow 26 imports pandas (about 0.3-0.5 s) on the first ``pa.array(...)``,
-# ``Array.to_numpy()``, ``pa.scalar`` or ``Schema.empty_table()`` call.  These stages run
-# once per clip in their own processes, so they build and read their Arrow arrays from
-# numpy buffers directly; ``facevoice.features`` uses the same helpers.
-
-_NP_TYPES = {pa.float32(): np.float32, pa.float64(): np.float64, pa.int32(): np.int32}
-
-
-def arrow_array(values: Any, type_: pa.DataType) -> pa.Array:
-    """A null-free numeric Arrow array (float32, float64 or int32) from numpy data."""
-    a = np.ascontiguousarray(values, dtype=_NP_TYPES[type_]).reshape(-1)
-    return pa.Array.from_buffers(type_, len(a), [None, pa.py_buffer(a)])
-
-
-def arrow_list(values: list[np.ndarray], type_: pa.DataType = pa.float32()) -> pa.Array:
-    """A list<type_> Arrow array, one list per numpy array of ``values``."""
-    sizes = [int(np.size(v)) for v in values]
-    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    if offsets[-1] >= 2**31:
-        raise ValueError("more than 2**31 values in one list column")
-    flat = (np.concatenate([np.asarray(v).reshape(-1) for v in values]) if values
-            else np.zeros(0))
-    return pa.ListArray.from_arrays(arrow_array(offsets, pa.int32()), arrow_array(flat, type_))
-
-
-def arrow_strings(strings: list[str]) -> pa.Array:
-    """A string Arrow array."""
-    data = [x.encode("utf-8") for x in strings]
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in data], dtype=np.int64)]).astype(np.int32)
-    return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
-
-
-def numpy_values(arr: pa.Array) -> np.ndarray:
-    """A null-free numeric Arrow array as a read-only numpy view."""
-    if arr.null_count:
-        raise ValueError(f"unexpected nulls in a {arr.type} array")
-    dtype = np.dtype(_NP_TYPES[arr.type])
-    if len(arr) == 0:
-        return np.zeros(0, dtype)
-    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr),
-                         offset=arr.offset * dtype.itemsize)
-
-
 # --------------------------------------------------------------------------- stage
 
 
-def _table(audio: np.ndarray | None, sample_rate: int, total_s: float, kept_s: float) -> pa.Table:
-    rows = [] if audio is None else [audio]
+def _table(audio: np.ndarray, sample_rate: int, total_s: float, kept_s: float) -> pa.Table:
     return pa.Table.from_arrays(
         [
-            arrow_list(rows, pa.float32()),
-            arrow_array([sample_rate] * len(rows), pa.int32()),
-            arrow_array([total_s] * len(rows), pa.float64()),
-            arrow_array([kept_s] * len(rows), pa.float64()),
+            arrow_list([audio], pa.float32()),
+            arrow_array([sample_rate], pa.int32()),
+            arrow_array([total_s], pa.float64()),
+            arrow_array([kept_s], pa.float64()),
         ],
         schema=SCHEMA,
     )
 
 
-def run(input_path: str | Path, output_path: str | Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Decode and speech-filter one clip; write ``output_path``; return its metadata."""
-    p = check_params(params)
+def _ranges(audio: np.ndarray, sr: int, p: dict[str, Any]) -> list[tuple[int, int]]:
+    if p["method"] == "webrtcvad":
+        v = p["webrtcvad"]
+        return vad_ranges(audio, sr, v["mode"], v["frame_ms"], v["padding_ms"])
+    e = p["energy"]
+    return energy_ranges(audio, sr, e["window_ms"], e["hop_ms"], e["rule"], e["threshold"])
+
+
+def filter_clip(input_path: str | Path, p: dict[str, Any]) -> Result:
+    """Decode and speech-filter one clip (``p`` checked by :func:`check_params`)."""
     input_path = Path(input_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"speech: input file not found: {input_path}")
+        return Result.rejected(f"media file not found: {input_path}")
     sr = int(p["sample_rate"])
-    meta: dict[str, Any] = {
-        "stage": STAGE, "status": "ok", "reason": None, "input_rate": None,
-        "segments": [], "total_s": None, "kept_s": None, "params": p,
-    }
     dec = decode(input_path, sr)
-    meta["input_rate"] = dec["input_rate"]
-    audio = dec["audio"]
-    reason = dec["reason"]
-    kept_audio = None
+    extra: dict[str, Any] = {"input_rate": dec["input_rate"], "segments": [], "total_s": None, "kept_s": None}
+    audio, reason = dec["audio"], dec["reason"]
     if reason is None and dec["input_rate"] is not None and p["min_input_rate"] is not None \
             and dec["input_rate"] < p["min_input_rate"]:
         reason = f"audio rate {dec['input_rate']} Hz below the minimum {p['min_input_rate']:g} Hz"
     if reason is None:
-        total_s = audio.size / sr
-        if p["method"] == "webrtcvad":
-            v = p["webrtcvad"]
-            ranges = vad_ranges(audio, sr, v["mode"], v["frame_ms"], v["padding_ms"])
-        else:
-            e = p["energy"]
-            ranges = energy_ranges(audio, sr, e["window_ms"], e["hop_ms"], e["rule"], e["threshold"])
+        ranges = _ranges(audio, sr, p)
         kept = sum(b - a for a, b in ranges)
-        kept_s = kept / sr
-        meta["total_s"] = total_s
-        meta["kept_s"] = kept_s
-        meta["segments"] = [[a / sr, b / sr] for a, b in ranges]
+        total_s, kept_s = audio.size / sr, kept / sr
+        extra.update(total_s=total_s, kept_s=kept_s, segments=[[a / sr, b / sr] for a, b in ranges])
         if kept == 0:
             reason = f"speech filtered away entirely (0.00 s kept of {total_s:.2f} s)"
         elif kept_s < p["min_speech_s"]:
             reason = f"too little speech ({kept_s:.2f} s kept, minimum {p['min_speech_s']:.2f} s)"
-        else:
-            kept_audio = np.concatenate([audio[a:b] for a, b in ranges])
     if reason is not None:
-        meta["status"] = "rejected"
-        meta["reason"] = reason
-        table = _table(None, sr, 0.0, 0.0)
         print(f"speech {input_path}: rejected: {reason}", file=sys.stderr)
-    else:
-        table = _table(kept_audio, sr, meta["total_s"], meta["kept_s"])
-        print(
-            f"speech {input_path}: kept {meta['kept_s']:.2f} s of {meta['total_s']:.2f} s "
-            f"({p['method']}, {len(meta['segments'])} segment(s), input {meta['input_rate']} Hz)",
-            file=sys.stderr,
-        )
-    write_parquet(table, output_path, meta=meta)
-    return meta
+        return Result.rejected(reason, **extra)
+    print(f"speech {input_path}: kept {extra['kept_s']:.2f} s of {extra['total_s']:.2f} s "
+          f"({p['method']}, {len(extra['segments'])} segment(s), input {extra['input_rate']} Hz)", file=sys.stderr)
+    kept_audio = np.concatenate([audio[a:b] for a, b in ranges])
+    return Result("ok", None, _table(kept_audio, sr, extra["total_s"], extra["kept_s"]), extra)
+
+
+def processor(params: dict[str, Any]) -> batch.PerClip:
+    """Clips one at a time, the way :func:`filter_clip` does one."""
+    return batch.PerClip(filter_clip, params)
+
+
+CODE = batch.code_key(__file__, ["imageio-ffmpeg", "webrtcvad-wheels", "numpy"])
+
+
+def run(input_path: str | Path, output_path: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """One media file as a batch file of one clip; returns its record (status, reason, segments, ...)."""
+    p = check_params(params)
+    if not Path(input_path).is_file():
+        raise FileNotFoundError(f"speech: input file not found: {input_path}")
+    items = batch.source_items([(Path(input_path).stem, str(input_path))], STAGE, p, CODE)
+    return batch.run_job(STAGE, items, processor(p), SCHEMA, output_path, {"params": p, "code": CODE},
+                         progress=False)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facevoice.stage import stage_main
-
-    return stage_main(STAGE, run, argv, __doc__, announce=False)
+    return batch.main(STAGE, __doc__, argv, SCHEMA, CODE, check_params, processor, source_column=2)
 
 
 if __name__ == "__main__":

@@ -339,8 +339,8 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
 
     from facevoice import faces as faces_mod
     from facevoice import shards as shards_mod
+    from facevoice.batch import Result, batch_writer
     from facevoice.features import SCHEMA as FEAT_SCHEMA
-    from facevoice.io import write_parquet
 
     identities = identities or {"train": 24, "val": 8, "test": 8}
     root = Path(root)
@@ -355,6 +355,7 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
     profiles = {k: world.normal(size=(latent, bins[k])) for k in kinds}
     rng = np.random.default_rng([seed, 2])
     written = []
+    attributes = {}
     k = 0
     for split, n in identities.items():
         recs = []
@@ -362,9 +363,10 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
             k += 1
             ident = f"id{k:05d}"
             z = rng.normal(size=latent)
+            attributes[ident] = {"name": f"Person_{k}", "split": split, "gender": "mf"[k % 2],
+                                 "nationality": "X", "age": None}
             for c in range(clips):
                 clip = f"{ident}/v{c:02d}/{c + 1:05d}"
-                fp = tmp / f"{clip}.face.parquet"
                 imgs = []
                 for _f in range(faces_per_clip):
                     base = 0.5 + 0.25 * np.tanh(np.tensordot(z, patterns, 1)) + rng.uniform(-0.1, 0.1)
@@ -373,11 +375,10 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
                     Image.fromarray((x * 255).astype(np.uint8)).save(buf, format="PNG")
                     imgs.append(buf.getvalue())
                 nf = len(imgs)
-                write_parquet(pa.table({
+                face_rows = pa.table({
                     "frame_index": list(range(nf)), "time_s": [float(i) for i in range(nf)], "prob": [0.99] * nf,
                     "box": [[0.0, 0.0, 10.0, 10.0]] * nf, "landmarks": [[0.0] * 10] * nf, "n_faces": [1] * nf,
-                    "image": imgs}, schema=faces_mod.SCHEMA), fp, {"stage": "faces", "status": "ok"})
-                vp = tmp / f"{clip}.voice.parquet"
+                    "image": imgs}, schema=faces_mod.SCHEMA)
                 t = int(rng.integers(frames[0], frames[1] + 1))
                 rows = {"kind": [], "n_bins": [], "n_frames": [], "values": []}
                 for kind in kinds:
@@ -387,19 +388,21 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
                     rows["n_bins"].append(bins[kind])
                     rows["n_frames"].append(t)
                     rows["values"].append(x.astype(np.float32).ravel().tolist())
-                write_parquet(pa.table(rows, schema=FEAT_SCHEMA), vp, {"stage": "features", "status": "ok"})
-                recs.append(({"clip": clip, "identity": ident, "name": f"Person_{k}", "split": split,
-                              "gender": "mf"[k % 2], "nationality": "X", "age": None}, fp, vp))
+                recs.append((clip, face_rows, pa.table(rows, schema=FEAT_SCHEMA)))
         for s in range(0, len(recs), clips_per_shard):
             chunk = recs[s: s + clips_per_shard]
-            meta = [r[0] for r in chunk]
             idx = f"{s // clips_per_shard:05d}"
-            fo = out / split / f"face-{idx}.parquet"
-            vo = out / split / f"voice-{idx}.parquet"
-            shards_mod.write_shard([str(r[1]) for r in chunk], meta, str(fo), "face", split)
-            shards_mod.write_shard([str(r[2]) for r in chunk], meta, str(vo), "voice", split, list(kinds))
-            written += [str(fo), str(vo)]
-    shards_mod.write_manifest(written, str(out), str(out / "manifest.parquet"))
+            for modality, col, schema, stage in (("face", 1, faces_mod.SCHEMA, "faces"),
+                                                  ("voice", 2, FEAT_SCHEMA, "features")):
+                batch_file = tmp / f"{split}-{idx}.{stage}.parquet"
+                with batch_writer(batch_file, schema, {"stage": stage}) as w:
+                    for r in chunk:
+                        w.add(r[0], r[0], Result("ok", None, r[col]))
+                shard = out / split / f"{modality}-{idx}.parquet"
+                shards_mod.write_shard([str(batch_file)], str(shard), modality, split,
+                                       list(kinds) if modality == "voice" else None)
+                written.append(str(shard))
+    shards_mod.write_manifest(written, str(out), str(out / "manifest.parquet"), attributes)
     shutil.rmtree(tmp, ignore_errors=True)
     return out / "manifest.parquet"
 

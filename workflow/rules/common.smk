@@ -1,4 +1,4 @@
-# Shared set-up: validate the config, list the clips, assign clips to shards.
+# Shared set-up: validate the config, list the clips, cut them into batches, plan the shards.
 # Everything here runs when Snakemake parses the workflow, before any job.
 
 import json
@@ -15,7 +15,14 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from facevoice.config import ConfigError, validate  # noqa: E402
-from facevoice.inputs import InputError, identity_attributes, list_clips  # noqa: E402
+from facevoice.inputs import (  # noqa: E402
+    SOURCE_KEYS,
+    InputError,
+    clips_digest,
+    list_clips,
+    shard_plan,
+    shard_relpath,
+)
 
 try:
     validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -24,8 +31,6 @@ except (ConfigError, InputError) as exc:
     raise WorkflowError(str(exc)) from None
 
 OUT = f"{config.get('results', 'results')}/{config['dataset']}"
-CLIP_INDEX = CLIPS.set_index("clip")
-IDENTITIES = identity_attributes(CLIPS)
 
 # Every job runs its stage module as `"$FACEVOICE_PYTHON" -m facevoice.<module> ...`.
 # FACEVOICE_PYTHON is the interpreter running Snakemake (the project's venv) or, under
@@ -46,36 +51,57 @@ shell.prefix(
 
 wildcard_constraints:
     identity=r"[^/]+",
-    video=r"[^/]+",
-    clip=r"[^/]+",
+    part=r"\d{3}",
     split=r"[A-Za-z_]+",
     modality=r"face|voice",
     index=r"\d{5}",
 
 
-def clip_key(wildcards):
-    return f"{wildcards.identity}/{wildcards.video}/{wildcards.clip}"
+# --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
+MAX_CLIPS = int(config["batches"]["max_clips"])
+SOURCE = json.dumps({k: config["input"].get(k) for k in SOURCE_KEYS}, sort_keys=True)
+BATCHES = {}  # (identity, part) -> (clip keys, frames sources, speech sources); clip order
+for _ident, _part, _clip, _fsrc, _ssrc in zip(
+    CLIPS["identity"], CLIPS["part"], CLIPS["clip"], CLIPS["frames_source"], CLIPS["speech_source"]
+):
+    _b = BATCHES.setdefault((_ident, _part), ([], [], []))
+    _b[0].append(_clip)
+    _b[1].append(_fsrc)
+    _b[2].append(_ssrc)
+NAMES = dict(zip(CLIPS["identity"], CLIPS["name"]))
+IDENTITY_PARTS = {}  # identity -> its parts
+for _ident, _part in BATCHES:
+    IDENTITY_PARTS.setdefault(_ident, []).append(_part)
 
 
-def clip_source(column):
-    """Input function: the clip's source path in `column`, when it exists.
+def batch_sources(column):
+    """Input function: the media of a batch that exist (frames: 1, speech: 2).
 
-    A VoxCeleb1 utterance without a face track has no frames folder: the frames stage
-    then rejects the clip instead of Snakemake refusing to run.
+    A VoxCeleb1 utterance without a face track has no frames folder: the frames stage then
+    rejects the clip instead of Snakemake refusing to run. Only that layout's folders are
+    looked up; the videos layout's files were just listed.
     """
+    check = config["input"]["layout"] == "voxceleb1" and column == 1
 
-    def source(wildcards):
-        path = CLIP_INDEX.at[clip_key(wildcards), column]
-        return [path] if Path(path).exists() else []
+    def sources(wildcards):
+        paths = BATCHES[(wildcards.identity, wildcards.part)][column]
+        return [p for p in paths if os.path.exists(p)] if check else paths
 
-    return source
+    return sources
 
 
-def clip_source_path(column):
-    def source(wildcards):
-        return CLIP_INDEX.at[clip_key(wildcards), column]
+def batch_args(wildcards):
+    """The arguments a source stage's job lists its batch with (and checks it against)."""
+    keys = BATCHES[(wildcards.identity, wildcards.part)][0]
+    return "--source {} --name {} --max-clips {} --digest {}".format(
+        shlex.quote(SOURCE), shlex.quote(NAMES[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
+    )
 
-    return source
+
+def batch_files(stage, identities=None):
+    """The batch files of a stage, of the given identities (default: all)."""
+    idents = sorted(IDENTITY_PARTS) if identities is None else identities
+    return [f"{OUT}/{stage}/{i}/{p}.parquet" for i in idents for p in IDENTITY_PARTS[i]]
 
 
 def params_json(section):
@@ -83,45 +109,32 @@ def params_json(section):
     return json.dumps(config[section], sort_keys=True)
 
 
-def per_clip(stage, clips=None):
-    clips = CLIPS["clip"] if clips is None else clips
-    return [f"{OUT}/{stage}/{c}.parquet" for c in clips]
-
-
-# --- shard assignment: per split and modality, sorted clips, clips_per_shard each ---
-SHARD_SIZE = int(config["shards"]["clips_per_shard"])
-SHARDS = {}  # (split, modality, index) -> list of clip keys
-for _split, _group in CLIPS.sort_values("clip").groupby("split", sort=True):
-    _keys = _group["clip"].tolist()
-    for _i in range(0, len(_keys), SHARD_SIZE):
-        for _modality in ("face", "voice"):
-            SHARDS[(_split, _modality, f"{_i // SHARD_SIZE:05d}")] = _keys[_i : _i + SHARD_SIZE]
+# --- shards: an identity's bucket is a stable hash of its id (shards.buckets) ---------------
+BUCKETS = int(config["shards"]["buckets"])
+SHARDS = {}  # (split, modality, index) -> identities
+for (_split, _bucket), _idents in shard_plan(CLIPS, BUCKETS).items():
+    for _modality in ("face", "voice"):
+        SHARDS[(_split, _modality, f"{_bucket:05d}")] = _idents
 
 
 def shard_path(split, modality, index):
-    return f"{OUT}/shards/{split}/{modality}-{index}.parquet"
+    return f"{OUT}/shards/{shard_relpath(split, modality, int(index))}"
 
 
 ALL_SHARDS = [shard_path(*key) for key in sorted(SHARDS)]
-
-
-def shard_clips(wildcards):
-    return SHARDS[(wildcards.split, wildcards.modality, wildcards.index)]
-
-
-def shard_records(wildcards):
-    """Clip records of one shard: identity metadata travels into the shard and manifest."""
-    recs = []
-    for c in shard_clips(wildcards):
-        ident = c.split("/", 1)[0]
-        recs.append({"clip": c, "identity": ident, **IDENTITIES[ident]})
-    return json.dumps(recs, sort_keys=True)
+# A shard job names its batch files on its command line (one argument of at most 128 KiB).
+_longest = max((sum(len(f) + 3 for f in batch_files("features", ids)) for ids in SHARDS.values()), default=0)
+if _longest > 100_000:
+    raise WorkflowError(
+        f"shards.buckets is {BUCKETS}: a shard would hold {max(map(len, SHARDS.values()))} identities, more "
+        f"than one job can name; raise shards.buckets (README: 'Shards')"
+    )
 
 
 def shard_inputs(wildcards):
-    """Input function of the shard rule (the per-clip outputs of the shard's clips)."""
+    """Input function of the shard rule (the batch files of the shard's identities)."""
     stage = "faces" if wildcards.modality == "face" else "features"
-    return per_clip(stage, shard_clips(wildcards))
+    return batch_files(stage, SHARDS[(wildcards.split, wildcards.modality, wildcards.index)])
 
 
 # --- training (train.smk): the train: section --------------------------------------------

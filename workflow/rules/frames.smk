@@ -1,18 +1,21 @@
 rule frames:
-    """Decode one clip's frames at frames.fps (at most frames.max_per_clip)."""
+    """Decode the frames of one batch of clips (one identity, or a part of it) at frames.fps."""
     input:
-        clip_source("frames_source"),
+        batch_sources(1),
     output:
-        f"{OUT}/frames/{{identity}}/{{video}}/{{clip}}.parquet",
+        f"{OUT}/frames/{{identity}}/{{part}}.parquet",
     params:
-        source=clip_source_path("frames_source"),
+        batch=batch_args,
         cfg=params_json("frames"),
+        cache=f"{OUT}/cache/frames",
     log:
-        f"{OUT}/logs/frames/{{identity}}/{{video}}/{{clip}}.log",
+        f"{OUT}/logs/frames/{{identity}}/{{part}}.log",
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.frames --input {params.source:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.frames {params.batch}"
+        " --identity {wildcards.identity:q} --part {wildcards.part} --output {output:q}"
+        " --params {params.cfg:q} --cache {params.cache:q} --no-progress 2> {log:q}"

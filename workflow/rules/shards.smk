@@ -1,13 +1,35 @@
+import hashlib
+
+
+rule clip_table:
+    """The clip table (identities, attributes, batches) that the manifest and the data report read.
+
+    Re-written only when the clips or their metadata change."""
+    output:
+        f"{OUT}/clips.parquet",
+    params:
+        # computed for this job only (not at every parse of the workflow)
+        digest=lambda w: hashlib.sha256(CLIPS.to_csv(index=False).encode()).hexdigest(),
+    log:
+        f"{OUT}/logs/clip_table.log",
+    conda:
+        "../../envs/preprocess.yaml"
+    run:
+        from facevoice.io import write_parquet
+
+        write_parquet(CLIPS, output[0], {"stage": "clip_table", "digest": params.digest})
+
+
 rule shard:
-    """One Parquet shard of one split and modality, written a clip at a time."""
+    """One Parquet shard of one split and modality: the identities of one bucket, a clip at a time."""
     input:
         shard_inputs,
     output:
         f"{OUT}/shards/{{split}}/{{modality}}-{{index}}.parquet",
     params:
-        clips=shard_records,
-        kinds=",".join(config["features"]["kinds"]),
-        compression=config["shards"].get("compression", "zstd"),
+        # voice shards only: a features kind changed rewrites the voice shards, not the face ones
+        kinds=lambda w: ",".join(config["features"]["kinds"]) if w.modality == "voice" else "",
+        compression=config["shards"]["compression"],
     log:
         f"{OUT}/logs/shards/{{split}}/{{modality}}-{{index}}.log",
     conda:
@@ -16,21 +38,23 @@ rule shard:
         mem_mb=1000,
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.shards write --modality {wildcards.modality} --split {wildcards.split}"
-        " --clips {params.clips:q} --kinds {params.kinds:q} --compression {params.compression}"
-        " --output {output:q} {input:q} 2> {log:q}"
+        " --kinds={params.kinds} --compression {params.compression} --output {output:q} {input:q} 2> {log:q}"
 
 
 rule manifest:
-    """Index every item of every shard (item, clip, identity, split, modality, shard, row)."""
+    """Index every item of every shard (item, clip, identity, split, modality, attributes, shard, row)."""
     input:
-        ALL_SHARDS,
+        clips=rules.clip_table.output,
+        shards=ALL_SHARDS,
     output:
         f"{OUT}/shards/manifest.parquet",
     params:
         root=parent_of("output"),
+        buckets=BUCKETS,
     log:
         f"{OUT}/logs/shards/manifest.log",
     conda:
         "../../envs/preprocess.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.shards manifest --root {params.root:q} --output {output:q} {input:q} 2> {log:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.shards manifest --clips {input.clips:q} --root {params.root:q}"
+        " --buckets {params.buckets} --output {output:q} 2> {log:q}"

@@ -1,18 +1,21 @@
 rule speech:
-    """Decode one clip's audio to mono at speech.sample_rate and keep the speech."""
+    """Decode one batch of clips' audio to mono at speech.sample_rate and keep the speech."""
     input:
-        clip_source("speech_source"),
+        batch_sources(2),
     output:
-        f"{OUT}/speech/{{identity}}/{{video}}/{{clip}}.parquet",
+        f"{OUT}/speech/{{identity}}/{{part}}.parquet",
     params:
-        source=clip_source_path("speech_source"),
+        batch=batch_args,
         cfg=params_json("speech"),
+        cache=f"{OUT}/cache/speech",
     log:
-        f"{OUT}/logs/speech/{{identity}}/{{video}}/{{clip}}.log",
+        f"{OUT}/logs/speech/{{identity}}/{{part}}.log",
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.speech --input {params.source:q} --output {output:q} --params {params.cfg:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.speech {params.batch}"
+        " --identity {wildcards.identity:q} --part {wildcards.part} --output {output:q}"
+        " --params {params.cfg:q} --cache {params.cache:q} --no-progress 2> {log:q}"
