@@ -151,7 +151,8 @@ def test_each_method_learns_a_shared_identity_signal(method, corpus, tmp_path):
     log = pd.read_csv(out / "log.csv")
     assert summary["best"]["val_auc"] >= 0.75, log[["epoch", "stage", "loss", "val_auc"]].to_string()
     # outputs: checkpoint, log with every loss term, curve, run record
-    assert {"epoch", "stage", "loss", "val_auc", "lr", "seconds"} <= set(log.columns)
+    assert {"epoch", "stage", "loss", "val_auc", "lr", "seconds", "data_s"} <= set(log.columns)
+    assert ((log["data_s"] > 0) & (log["data_s"] < log["seconds"])).all()  # waits for data, within the epoch
     term = {"ssnet_fop": ["ce", "center", "opl"], "dje": ["rank", "id", "center"], "biq_mwrn": ["cth_fv", "mth_v", "id"]}
     assert set(term[method]) <= set(log.columns)
     assert len(log) == sum(s["epochs"] for s in resolve(method, "debug")["stages"].values())
@@ -206,7 +207,7 @@ def test_a_killed_run_resumes_to_the_same_weights(method, kill_epoch, corpus, tm
     for k in la["model"]:
         assert torch.equal(la["model"][k], lb["model"][k]), k
     ha, hb = pd.read_csv(tmp_path / "full" / "log.csv"), pd.read_csv(tmp_path / "killed" / "log.csv")
-    assert ha.drop(columns="seconds").equals(hb.drop(columns="seconds"))
+    assert ha.drop(columns=["seconds", "data_s"]).equals(hb.drop(columns=["seconds", "data_s"]))
     assert full["best"] == resumed["best"]
 
 

@@ -456,7 +456,7 @@ def _num_workers(run: dict, device: torch.device) -> int:
 def write_log(history: list[dict], out: Path) -> None:
     df = pd.DataFrame(history)
     fixed = ["epoch", "stage", "steps", "samples", "loss"]
-    tail = ["val_auc", "best", "lr", "seconds", "skipped"]
+    tail = ["val_auc", "best", "lr", "seconds", "data_s", "skipped"]
     terms = [c for c in df.columns if c not in fixed + tail]
     df = df.reindex(columns=[c for c in fixed + terms + tail if c in df.columns])
     write_text(out / "log.csv", df.to_csv(index=False))
@@ -471,7 +471,7 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
     df = pd.DataFrame(history)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     if len(df):
-        skip = {"epoch", "stage", "steps", "samples", "val_auc", "best", "lr", "seconds", "skipped"}
+        skip = {"epoch", "stage", "steps", "samples", "val_auc", "best", "lr", "seconds", "data_s", "skipped"}
         for c in [c for c in df.columns if c not in skip]:
             if df[c].notna().any():
                 a1.plot(df["epoch"], df[c], marker=".", label=c, lw=2 if c == "loss" else 1)
@@ -497,6 +497,28 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+class WaitTimer:
+    """An iterator over batches that adds up the seconds spent waiting for the next one.
+
+    A step ends by reading its loss (a device sync), so the wait is the time the model sat
+    idle for data: ``data_s`` in log.csv, beside the epoch's ``seconds``.
+    """
+
+    def __init__(self, batches: Iterable):
+        self.it = iter(batches)
+        self.waited = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t = time.perf_counter()
+        try:
+            return next(self.it)
+        finally:
+            self.waited += time.perf_counter() - t
 
 
 def _to_float(v) -> float:
@@ -648,7 +670,8 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
                                                   prefetch_factor=2 if nw else None)
         bar = tqdm(batches, total=len(plan), desc=f"{name} epoch {epoch}/{total} ({st.name})", unit="batch",
                    disable=None if progress is None else not progress, leave=False)
-        for f, v, y in bar:
+        fed = WaitTimer(bar)
+        for f, v, y in fed:
             f = f.to(device, non_blocking=True)
             v = v.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
@@ -685,7 +708,8 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
                                            run["amp"], progress, desc="val"), val_items) if len(val_items) else float("nan")
         row = {"epoch": epoch, "stage": st.name, "steps": steps, "samples": samples,
                **{k: (v / steps if steps else float("nan")) for k, v in sums.items()},
-               "val_auc": auc, "lr": lr, "seconds": round(time.time() - t0, 3), "skipped": skipped, "best": False}
+               "val_auc": auc, "lr": lr, "seconds": round(time.time() - t0, 3), "data_s": round(fed.waited, 3),
+               "skipped": skipped, "best": False}
         prev_best = stage_best.get(st.name)
         if prev_best is None or (math.isfinite(auc) and not (auc <= prev_best["val_auc"])) or \
                 (not math.isfinite(auc)) or st.name in model.select_last:
@@ -718,7 +742,7 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
     write_log(history, out)
     plot_curve(history, out / "curve.png", f"{name} ({run.get('profile')})")
     best_row = next((h for h in history if h["epoch"] == best["epoch"]), {})
-    terms = {k: v for k, v in best_row.items() if k not in ("epoch", "stage", "best", "lr", "seconds")}
+    terms = {k: v for k, v in best_row.items() if k not in ("epoch", "stage", "best", "lr", "seconds", "data_s")}
     summary = {**run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"],
                                     "train_terms": terms},
                "stage_best": stage_best, "epochs": total,
