@@ -18,8 +18,9 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-## bench: print the preprocessing benchmarks
+## bench: print the benchmarks (scale: planning, CPU per clip, incremental work; stages; training; evaluation)
 bench: venv
+	$(VENV)/bin/python benchmarks/bench_scale.py
 	$(VENV)/bin/python benchmarks/bench_preprocess.py
 	$(VENV)/bin/python benchmarks/bench_train.py
 	$(VENV)/bin/python benchmarks/bench_evaluate.py

@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/bench_preprocess.py [--corpus data/demo] [--clips 12]
 
-1. MTCNN frames per second, batched vs one image per call (same frames, same detector).
+1. MTCNN frames per second, batched vs one image per call (same frames, same detector), on
+   the CPU and, where there is one, on the GPU.
 2. Real-time factor of speech filtering + features (in-process, and per job with the
    Python start-up a Snakemake job pays).
 3. Parquet shard read throughput vs reading the same items from individual files.
-4. Peak memory (max RSS) of each stage's job, and of the shard writer at two corpus sizes
-   (a writer that streams stays flat).
+4. Peak memory (max RSS) of each stage's job on one batch, and of the shard writer at two
+   corpus sizes (a writer that streams stays flat).
+
+The whole pipeline's CPU per clip against a warm process, planning at VoxCeleb size and the
+work after a change: `benchmarks/bench_scale.py`.
 
 Needs the demo corpus (`facevoice demo`).
 """
@@ -30,21 +34,21 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import table  # noqa: E402
 
 import yaml  # noqa: E402
 
-from facevoice import faces, features, frames, shards, speech  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from facevoice import batch, faces, features, frames, shards, speech  # noqa: E402
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(f"{x:,.2f}" if isinstance(x, float) else str(x) for x in r) + " |")
 
 
 def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
+    import torch
     from PIL import Image
 
     images = []
@@ -52,22 +56,25 @@ def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
         for row in pq.read_table(f).to_pylist():
             images.append(Image.open(io.BytesIO(row["image"])).convert("RGB"))
     size = images[0].size
-    images = [im for im in images if im.size == size][:32]
-    det = faces.make_detector(cfg)
+    images = [im for im in images if im.size == size][:64]
     rows = []
-    for bs in (1, 8, 16, len(images)):
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            if bs == 1:
-                for im in images:
-                    det.detect(im, landmarks=True)
-            else:
-                faces.detect(det, images, bs)
-            best = min(best, time.perf_counter() - t)
-        rows.append(["one image per call" if bs == 1 else f"batch of {bs}", len(images), len(images) / best])
-    table(f"MTCNN on {size[0]}x{size[1]} frames (torch threads: {__import__('torch').get_num_threads()})",
-          ["mode", "frames", "frames/s"], rows)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        det = faces.make_detector(cfg, device)
+        for bs in (1, 8, 16, len(images)):
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                if bs == 1:
+                    for im in images:
+                        det.detect(im, landmarks=True)
+                else:
+                    faces.detect(det, images, bs)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t)
+            rows.append([device, "one image per call" if bs == 1 else f"batch of {bs}", len(images), len(images) / best])
+    table(f"MTCNN on {size[0]}x{size[1]} frames (CPU torch threads: {torch.get_num_threads()})",
+          ["device", "mode", "frames", "frames/s"], rows)
 
 
 def bench_speech(videos: list[Path], cfg: dict, work: Path) -> None:
@@ -99,15 +106,27 @@ def bench_speech(videos: list[Path], cfg: dict, work: Path) -> None:
            ["seconds per clip as two jobs (with Python start-up)", per_job]])
 
 
-def bench_shard_read(face_files: list[Path], feat_files: list[Path], work: Path, repeat: int = 40) -> None:
+def repeated_batch(path: Path, out: Path, repeat: int) -> Path:
+    """A batch file holding every clip of ``path`` ``repeat`` times under new clip names."""
+    reader = batch.BatchReader(path)
+    schema = pa.schema([f for f in reader.file.schema_arrow if f.name != "clip"])
+    with batch.batch_writer(out, schema, {"stage": reader.meta["stage"]}) as w:
+        for r in range(repeat):
+            for i, rec in enumerate(reader.records):
+                res = batch.Result(rec["status"], rec.get("reason"), reader.rows(rec) if rec["rows"] else None)
+                w.add(f"id/v{r:03d}/{i:05d}", f"{r}-{i}", res)
+    reader.close()
+    return out
+
+
+def bench_shard_read(face_batch: Path, feat_batch: Path, work: Path, repeat: int = 40) -> None:
     """The same items read from shards and from one file per item, into the same objects."""
-    n_clips = len(face_files) * repeat
-    recs = [{"clip": f"id/v/{i:05d}", "identity": "id", "split": "train"} for i in range(n_clips)]
     shard = work / "face-00000.parquet"
-    shards.write_shard([str(f) for f in face_files] * repeat, recs, str(shard), "face", "train")
+    shards.write_shard([str(repeated_batch(face_batch, work / "faces-x.parquet", repeat))], str(shard), "face", "train")
     kinds = ["spectrogram", "logmel", "mfcc"]
     vshard = work / "voice-00000.parquet"
-    shards.write_shard([str(f) for f in feat_files] * repeat, recs, str(vshard), "voice", "train", kinds)
+    shards.write_shard([str(repeated_batch(feat_batch, work / "features-x.parquet", repeat))], str(vshard), "voice",
+                       "train", kinds)
     single = work / "single"
     single.mkdir()
     images = pq.read_table(shard, columns=["image"]).column("image").to_pylist()
@@ -164,21 +183,31 @@ def peak_rss_mb(module: str, args: list[str]) -> float:
     return int(line[-1].split()[1]) / 1024.0
 
 
-def bench_memory(video: Path, cfg: dict, work: Path, face_files: list[Path]) -> None:
+def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) -> None:
+    """Peak memory of each stage's job on one batch of the given clips, and of the shard writer."""
     j = lambda d: json.dumps(d)  # noqa: E731
+    data = work / "mem-videos" / "idmem" / "v"
+    data.mkdir(parents=True)
+    for i, v in enumerate(videos):
+        os.symlink(v, data / f"{i:05d}.mp4")
+    source = j({"layout": "videos", "videos": str(work / "mem-videos")})
+    batch_args = ["--source", source, "--identity", "idmem", "--no-progress"]
     rows = []
     steps = [
-        ("frames", "facevoice.frames", ["--input", str(video), "--output", str(work / "m_fr.parquet"), "--params", j(cfg["frames"])]),
-        ("faces", "facevoice.faces", ["--input", str(work / "m_fr.parquet"), "--output", str(work / "m_fa.parquet"), "--params", j(cfg["faces"])]),
-        ("speech", "facevoice.speech", ["--input", str(video), "--output", str(work / "m_sp.parquet"), "--params", j(cfg["speech"])]),
-        ("features", "facevoice.features", ["--input", str(work / "m_sp.parquet"), "--output", str(work / "m_ft.parquet"), "--params", j(cfg["features"])]),
+        ("frames", "facevoice.frames", batch_args + ["--output", str(work / "m_fr.parquet"), "--params", j(cfg["frames"])]),
+        ("faces", "facevoice.faces", ["--input", str(work / "m_fr.parquet"), "--output", str(work / "m_fa.parquet"),
+                                      "--params", j(cfg["faces"]), "--no-progress"]),
+        ("speech", "facevoice.speech", batch_args + ["--output", str(work / "m_sp.parquet"), "--params", j(cfg["speech"])]),
+        ("features", "facevoice.features", ["--input", str(work / "m_sp.parquet"), "--output", str(work / "m_ft.parquet"),
+                                            "--params", j(cfg["features"]), "--no-progress"]),
     ]
     for name, mod, args in steps:
-        rows.append([name, "1 clip", peak_rss_mb(mod, args)])
-    for n in (len(face_files) // 4 or 1, len(face_files)):
-        recs = [{"clip": f"id/v/{i:05d}", "identity": "id", "split": "train"} for i in range(n)]
-        args = ["write", "--modality", "face", "--split", "train", "--clips", j(recs),
-                "--output", str(work / f"m_sh{n}.parquet"), *[str(f) for f in face_files[:n]]]
+        rows.append([name, f"a batch of {len(videos)} clips", peak_rss_mb(mod, args)])
+    for repeat in (2, 8):
+        big = repeated_batch(face_batch, work / f"m_rep{repeat}.parquet", repeat)
+        args = ["write", "--modality", "face", "--split", "train", "--output", str(work / f"m_sh{repeat}.parquet"),
+                str(big)]
+        n = len(batch.BatchReader(big).records)
         rows.append(["shard writer", f"{n} clips", peak_rss_mb("facevoice.shards", args)])
     table("Peak memory per job (max RSS, MB)", ["stage", "input", "MB"], rows)
 
@@ -201,18 +230,21 @@ def main() -> int:
           f"{os.cpu_count()} CPUs; torch threads default")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        frame_files, face_files, feat_files = [], [], []
+        frame_files = []
+        face_batch, speech_batch, feat_batch = work / "faces.parquet", work / "speech.parquet", work / "features.parquet"
         for i, v in enumerate(videos):
-            fr, fa = work / f"fr{i}.parquet", work / f"fa{i}.parquet"
+            fr = work / f"fr{i}.parquet"
             frames.run(str(v), str(fr), cfg["frames"])
-            faces.run(str(fr), str(fa), cfg["faces"])
             frame_files.append(fr)
-            face_files.append(fa)
         bench_mtcnn(frame_files, cfg["faces"])
         bench_speech(videos, cfg, work)
-        feat_files = sorted(work.glob("f[0-9]*.parquet"), key=lambda p: int(p.stem[1:]))
-        bench_shard_read(face_files, feat_files, work)
-        bench_memory(videos[0], cfg, work, face_files)
+        frames.run(str(videos[0]), str(work / "one.parquet"), cfg["frames"])
+        faces.run(str(repeated_batch(work / "one.parquet", work / "frames.parquet", len(videos))), str(face_batch),
+                  {**cfg["faces"], "device": "cpu"})
+        speech.run(str(videos[0]), str(speech_batch), cfg["speech"])
+        features.run(str(speech_batch), str(feat_batch), cfg["features"])
+        bench_shard_read(face_batch, feat_batch, work)
+        bench_memory(videos, cfg, work, face_batch)
     return 0
 
 

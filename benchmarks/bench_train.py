@@ -29,6 +29,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import table  # noqa: E402
 
 from facevoice import train as tr  # noqa: E402
 from facevoice.embed import ShardReader, autocast_dtype, choose_device  # noqa: E402
@@ -37,12 +40,6 @@ from facevoice.methods import get_method, resolve  # noqa: E402
 BINS = {"logmel": 64, "spectrogram": 257, "mfcc": 13}
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(f"{x:,.2f}" if isinstance(x, float) else str(x) for x in r) + " |")
 
 
 def sync(device):
