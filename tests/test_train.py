@@ -209,6 +209,68 @@ def test_a_killed_run_resumes_to_the_same_weights(method, kill_epoch, corpus, tm
     ha, hb = pd.read_csv(tmp_path / "full" / "log.csv"), pd.read_csv(tmp_path / "killed" / "log.csv")
     assert ha.drop(columns=["seconds", "data_s"]).equals(hb.drop(columns=["seconds", "data_s"]))
     assert full["best"] == resumed["best"]
+    # the same weights, the same bytes (the archive inside is not named after a temporary file)
+    assert (tmp_path / "full" / "model.pt").read_bytes() == (tmp_path / "killed" / "model.pt").read_bytes()
+
+
+def strict_json(path):
+    def refuse(name):
+        raise ValueError(f"{path} holds a bare {name}: not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_diverged_epoch_never_becomes_the_best(corpus, tmp_path):
+    manifest, root = corpus
+    hp = resolve("dje", "debug", {"epochs": 3, "batches_per_epoch": 2})
+
+    def diverge(event, info):  # after epoch 1, every weight is NaN: epochs 2 and 3 cannot be scored
+        if event == "epoch" and info["epoch"] == 1:
+            with torch.no_grad():
+                for p in info["model"].parameters():
+                    p.fill_(float("nan"))
+
+    s = tr.train("dje", manifest, root, tmp_path, hp, RUN, callbacks=[diverge])
+    assert s["best"]["epoch"] == 1 and np.isfinite(s["best"]["val_auc"])
+    best = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in best["model"].values() if v.is_floating_point())
+    info = strict_json(tmp_path / "run.json")
+    assert set(info["val_auc_undefined"]) == {"2", "3"}
+    assert "not finite" in info["val_auc_undefined"]["2"]
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log["val_auc"].isna().tolist() == [False, True, True] and log["best"].tolist() == [True, False, False]
+
+
+def test_one_validation_identity_says_why_the_auc_is_undefined(corpus, tmp_path):
+    manifest, root = corpus
+    m = pd.read_parquet(manifest)
+    one = sorted(m.loc[m["split"] == "val", "identity"].unique())[0]
+    small = tmp_path / "manifest.parquet"
+    m[(m["split"] != "val") | (m["identity"] == one)].to_parquet(small)
+    hp = resolve("dje", "debug", {"epochs": 2, "batches_per_epoch": 2})
+    s = tr.train("dje", small, root, tmp_path / "run", hp, RUN)
+    info = strict_json(tmp_path / "run" / "run.json")
+    assert info["best"]["val_auc"] is None and info["best"]["epoch"] == 2  # the last of the undefined epochs
+    assert info["val_auc_undefined"] == {e: "the 'val' split has 1 identity; an AUC needs 2 or more" for e in "12"}
+    assert s["best"]["epoch"] == 2
+
+
+def test_better_epoch():
+    nan = float("nan")
+    assert tr.better_epoch(0.6, None) and tr.better_epoch(nan, None)
+    assert tr.better_epoch(0.7, 0.6) and not tr.better_epoch(0.6, 0.6) and not tr.better_epoch(0.5, 0.6)
+    assert not tr.better_epoch(nan, 0.6) and tr.better_epoch(0.1, nan) and tr.better_epoch(nan, nan)
+
+
+def test_the_same_run_gives_the_same_bytes(corpus, tmp_path, monkeypatch):
+    """Same inputs and seed: byte-identical model.pt and embeddings on the CPU."""
+    manifest, root = corpus
+    hp = resolve("dje", "debug", {"epochs": 2, "batches_per_epoch": 2})
+    for run in ("a", "b"):
+        tr.train("dje", manifest, root, tmp_path / run, hp, RUN)
+        monkeypatch.chdir(tmp_path / run)  # the embeddings record the checkpoint's path, as given
+        embed_mod.embed("model.pt", str(manifest), str(root), "test", "test.parquet", device="cpu")
+    for name in ("model.pt", "test.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_changed_settings_start_afresh(corpus, tmp_path):

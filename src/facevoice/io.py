@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -56,8 +57,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, infinity) as None: JSON has no NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Strict JSON (NaN and infinity written as null), keys sorted, atomically."""
+    write_text(path, json.dumps(strict(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
 
 
 def write_parquet(

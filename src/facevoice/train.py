@@ -71,9 +71,11 @@ from facevoice import __version__
 from facevoice.embed import (ShardReader, autocast_dtype, choose_device, embed_items,
                              resize_face, tile_to)
 from facevoice.io import atomic_path, write_json, write_text
-from facevoice.methods import PROFILE_NAMES, get_method, make_optimizer, resolve, run_names, split_name  # noqa: F401
+from facevoice.methods import (PROFILE_NAMES, MethodError, get_method, make_optimizer, resolve,  # noqa: F401
+                               run_names, split_name)
 
 CHECKPOINT_FORMAT = "facevoice-checkpoint/1"
+VAL_SPLITS = ("val", "train")  # the splits that may choose the best epoch (never a test split)
 PLOT_EVERY_S = 60.0  # the curve is redrawn at the end of each stage, and at most once a minute between
 
 RUN_DEFAULTS: dict[str, Any] = {
@@ -128,6 +130,9 @@ def settings(name: str, section: dict | None = None, profile: str | None = None,
     if val.get("items_per_identity") is not None:
         r["val_items_per_identity"] = val["items_per_identity"]
     r.update({k: v for k, v in (run or {}).items() if v is not None})
+    if r["val_split"] not in VAL_SPLITS:
+        raise MethodError(f"train.val.split is {r['val_split']!r}; it must be one of {', '.join(VAL_SPLITS)}: "
+                          f"model selection is never on a test split")
     r["profile"] = profile
     return hp, r
 
@@ -299,6 +304,30 @@ def val_subset(index: SplitItems, per_identity: int, seed: int) -> pd.DataFrame:
     return index.items.iloc[np.concatenate(pick)].reset_index(drop=True)
 
 
+def undefined_auc_reason(emb: np.ndarray | None, items: pd.DataFrame, split: str) -> str:
+    """Why the verification AUC of ``items`` could not be computed."""
+    if emb is None or not len(items):
+        return f"the {split!r} split has no identity with both a face and a voice"
+    mod = items["modality"].to_numpy()
+    if items["identity"].nunique() < 2:
+        return f"the {split!r} split has {items['identity'].nunique()} identity; an AUC needs 2 or more"
+    if not np.isfinite(emb[(mod == "face") | (mod == "voice")]).all():
+        return "the embeddings are not finite (the model diverged)"
+    return "the scores hold no positive or no negative pair"
+
+
+def better_epoch(auc: float, best: float | None) -> bool:
+    """Whether an epoch's validation AUC beats the stage's best so far.
+
+    A higher AUC wins (a tie keeps the earlier epoch); an undefined (NaN) AUC never wins over
+    a number, and wins over another NaN (the later epoch)."""
+    if best is None:
+        return True
+    if math.isfinite(auc):
+        return not math.isfinite(best) or auc > best
+    return not math.isfinite(best)
+
+
 def verification_auc(emb: np.ndarray, items: pd.DataFrame) -> float:
     """ROC AUC of cosine scores over every face-voice pair of ``items`` (same identity = positive)."""
     from sklearn.metrics import roc_auc_score
@@ -442,8 +471,10 @@ def _autocast(dtype: torch.dtype | None):
 
 
 def _save(obj: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through a file object: the archive inside is named "archive", not after
+    the temporary file, so the same weights give the same bytes."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def _num_workers(run: dict, device: torch.device) -> int:
@@ -582,12 +613,14 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
                 p.unlink()
     history: list[dict] = []
     stage_best: dict[str, dict] = {}
+    undefined: dict[int, str] = {}  # epoch -> why its validation AUC is undefined
     done = 0
     if state is not None:
         model.set_stage(int(state["stage_index"]))
         model.load_state_dict(state["model"])
         history = state["history"]
         stage_best = state["stage_best"]
+        undefined = {int(k): v for k, v in (state.get("undefined") or {}).items()}
         done = int(state["epoch"])
         log(f"resuming after epoch {done} of {total} from {last}")
 
@@ -704,15 +737,18 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
         bar.close()
         if skipped:
             log(f"epoch {epoch}: {skipped} batch(es) with a non-finite loss skipped")
-        auc = verification_auc(embed_items(model, reader, val_items, hp, device, int(run["embed_batch_size"]),
-                                           run["amp"], progress, desc="val"), val_items) if len(val_items) else float("nan")
+        emb = embed_items(model, reader, val_items, hp, device, int(run["embed_batch_size"]), run["amp"],
+                          progress, desc="val") if len(val_items) else None
+        auc = verification_auc(emb, val_items) if emb is not None else float("nan")
+        if not math.isfinite(auc):
+            undefined[epoch] = undefined_auc_reason(emb, val_items, run["val_split"])
+            log(f"epoch {epoch}: validation AUC undefined: {undefined[epoch]}")
         row = {"epoch": epoch, "stage": st.name, "steps": steps, "samples": samples,
                **{k: (v / steps if steps else float("nan")) for k, v in sums.items()},
                "val_auc": auc, "lr": lr, "seconds": round(time.time() - t0, 3), "data_s": round(fed.waited, 3),
                "skipped": skipped, "best": False}
         prev_best = stage_best.get(st.name)
-        if prev_best is None or (math.isfinite(auc) and not (auc <= prev_best["val_auc"])) or \
-                (not math.isfinite(auc)) or st.name in model.select_last:
+        if better_epoch(auc, prev_best and prev_best["val_auc"]) or st.name in model.select_last:
             row["best"] = True
             stage_best[st.name] = {"epoch": epoch, "val_auc": auc}
             for h in history:
@@ -723,7 +759,7 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
         history.append(row)
         _save({**ckpt_base, "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": {k: o.state_dict() for k, o in opts.items()},
                "scaler": scaler.state_dict(), "epoch": epoch, "stage": st.name, "stage_index": s,
-               "history": history, "stage_best": stage_best, "val_auc": auc}, last)
+               "history": history, "stage_best": stage_best, "undefined": undefined, "val_auc": auc}, last)
         write_log(history, out)
         if epoch == int(starts[s + 1]) or time.time() - last_plot > PLOT_EVERY_S:  # a stage's end, or a while
             plot_curve(history, out / "curve.png", f"{name} ({run.get('profile')})")
@@ -746,6 +782,7 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
     summary = {**run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"],
                                     "train_terms": terms},
                "stage_best": stage_best, "epochs": total,
+               "val_auc_undefined": {str(k): v for k, v in sorted(undefined.items())},
                "seconds": round(float(sum(h["seconds"] for h in history)), 2)}
     write_json(out / "run.json", summary)
     log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> {out / 'model.pt'}")
