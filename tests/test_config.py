@@ -74,3 +74,15 @@ def test_unknown_method_names_the_known_ones(tmp_path):
         cfg_mod.validate(cfg)
     cfg["train"]["methods"] = ["avgatn-no_common", "chance"]
     cfg_mod.validate(cfg)
+
+
+def test_model_selection_never_on_a_test_split(cfg):
+    from facevoice.methods import MethodError
+    from facevoice.train import settings
+
+    for split in ("test", "tset"):  # a test split, or a typo that would select on nothing
+        cfg["train"]["val"]["split"] = split
+        with pytest.raises(ConfigError, match=rf"train.val.split.*'{split}'.*allowed: val, train"):
+            validate(cfg)
+    with pytest.raises(MethodError, match="never on a test split"):
+        settings("dje", {"val": {"split": "test"}})
