@@ -123,3 +123,11 @@ def test_jpeg_folder_input(tmp_path):
     meta = frames.run(str(d), str(tmp_path / "f.parquet"), {"fps": 1.0, "max_per_clip": 3})
     assert meta["status"] == "ok"
     assert pq.read_table(tmp_path / "f.parquet").column("frame_index").to_pylist() == [0, 2, 4]
+
+
+def test_a_clip_shorter_than_one_frame_interval_says_so(tmp_path):
+    video = image_video(tmp_path / "short.mp4", sample_face(), seconds=0.2)
+    meta = frames.run(str(video), str(tmp_path / "f.parquet"), {"fps": 1.0, "max_per_clip": 4})
+    assert meta["status"] == "rejected"
+    assert meta["reason"].startswith("the video is 0.2"), meta["reason"]
+    assert "shorter than one frame interval at frames.fps 1 (1.00 s)" in meta["reason"]

@@ -149,6 +149,12 @@ def test_too_few_identities_for_large_n():
     assert (m["n_candidates"] > 6).sum() == 0
 
 
+def test_a_split_of_one_identity_says_so():
+    man = T.synthetic_manifest({"train": 4, "test": 1})
+    meta = T.generate(man, "test", 1, SIZES)["verification"][1]
+    assert meta["strata"]["U"]["reason"] == "the split has 1 identity with both a face and a voice item; this needs 2"
+
+
 def test_empty_split_is_unavailable():
     man = T.synthetic_manifest({"train": 4, "test": 4})
     lists = T.generate(man, "val", 1, SIZES)

@@ -66,6 +66,10 @@ class TruncatedVideo(RuntimeError):
     """The video decodes, but stops early."""
 
 
+class ShortVideo(Exception):
+    """The video is shorter than one frame interval at the configured rate."""
+
+
 def _video_frames(path: str, fps: float, cap: int) -> Iterator[tuple[int, float, np.ndarray]]:
     import imageio_ffmpeg
 
@@ -91,6 +95,9 @@ def _video_frames(path: str, fps: float, cap: int) -> Iterator[tuple[int, float,
                 break
     finally:
         reader.close()
+    if last < 0 and 0 < duration * fps < 1:
+        raise ShortVideo(f"the video is {duration:.2f} s long, shorter than one frame interval at frames.fps "
+                         f"{fps:g} ({1 / fps:.2f} s): no frame to take")
     # A truncated file often decodes without an error, just short: its frames stop well
     # before the duration its header announces (one frame of slack for rounding).
     if n_expected and last < n_expected - 2:
@@ -130,6 +137,8 @@ def decode_clip(source: str, params: dict[str, Any]) -> Result:
             rows["height"].append(rgb.shape[0])
             rows["width"].append(rgb.shape[1])
             rows["image"].append(_jpeg(rgb))
+    except ShortVideo as exc:
+        return Result.rejected(str(exc))
     except (OSError, RuntimeError, StopIteration, ValueError) as exc:
         what = "unreadable face frames" if src.is_dir() else "corrupt or truncated video"
         return Result.rejected(f"{what}: {_ffmpeg_error(exc)}")

@@ -269,6 +269,10 @@ class _Pool:
         both = self.both()
         if not both.any():
             return [], "the split has no identity with both a face and a voice item", 0
+        n = int(both.sum())
+        if n < min_size:
+            return [], (f"the split has {n} identit{'y' if n == 1 else 'ies'} with both a face and a voice "
+                        f"item; this needs {min_size}"), 0
         keys: dict[tuple, list[int]] = {}
         missing = 0
         for i in np.flatnonzero(both):
