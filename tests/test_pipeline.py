@@ -379,3 +379,29 @@ def test_evaluation_of_any_models_embeddings_and_what_reruns(videos_run):
         assert not any("handmade" in f for f in todo)
     finally:
         cfg_path.write_text(original)
+
+
+def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
+    """Preprocessing to comparison tables in one Snakemake run: two methods, debug profile."""
+    import json
+
+    ids = pick_identities(demo_corpus, {"train": 2, "val": 2, "test": 2})
+    copy_videos_subset(demo_corpus, tmp_path / "data", ids)
+    write_config(tmp_path, tmp_path / "data", **{
+        "train.methods": ["dje", "chance"], "train.profile": "debug", "train.mem_mb": 1000,
+        "generate.methods": [], "evaluation.bootstrap": {"n": 20, "seed": 0}})
+    run(tmp_path)
+    out = tmp_path / "results" / "mini"
+    for method in ("dje", "chance"):
+        info = json.loads((out / "train" / method / "run.json").read_text(),
+                          parse_constant=lambda c: pytest.fail(f"run.json holds a bare {c}"))
+        assert info["profile"] == "debug" and info["data"]["train_identities"] == 2
+        for split, idents in (("val", ids[2:4]), ("test", ids[4:6])):  # pick_identities keeps split order
+            emb = pq.read_table(out / "embeddings" / method / f"{split}.parquet").to_pandas()
+            assert set(emb["identity"]) == set(idents) and set(emb["modality"]) == {"face", "voice"}
+        res = json.loads((out / "evaluation" / "test" / f"{method}.json").read_text())
+        assert 0.0 <= res["verification"]["U"]["auc"] <= 1.0
+    table = pd.read_csv(out / "comparison" / "verification.csv")
+    assert set(table.loc[table["kind"] == "ours", "method"]) == {"dje", "chance"}
+    assert (out / "comparison" / "roc_U.png").stat().st_size > 1000
+    assert not pending(plan(tmp_path))  # everything up to date: a second run does nothing
