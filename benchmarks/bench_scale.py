@@ -183,8 +183,10 @@ def run_counts(root: Path, dataset: str, since: float) -> tuple[int, int]:
     return jobs, computed
 
 
-def shard_state(root: Path, dataset: str) -> dict[str, int]:
-    return {str(p): p.stat().st_ino for p in (root / "results" / dataset / "shards").glob("*/*.parquet")}
+def shard_state(root: Path, dataset: str) -> dict[str, tuple[int, int]]:
+    """Each shard's (inode, mtime): a file deleted and written again may get its inode back."""
+    return {str(p): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in (root / "results" / dataset / "shards").glob("*/*.parquet")}
 
 
 def bench_preprocessing(work: Path, corpus: Path, n_id: int, n_clip: int) -> None:
@@ -219,7 +221,7 @@ def bench_incremental(root: Path, data: Path, corpus: Path, cfg_path: Path, iden
         cpu, _, _ = timed(snakemake(root, "manifest"), root)
         jobs, computed = run_counts(root, "scale", since)
         after = shard_state(root, "scale")
-        rewritten = sum(1 for p, ino in after.items() if before.get(p) != ino)
+        rewritten = sum(1 for p, state in after.items() if before.get(p) != state)
         rows.append([what, jobs, computed, f"{rewritten} of {len(after)}", cpu])
 
     clip = sorted((data / "videos" / idents[-1]).glob("*/*.mp4"))[0]
