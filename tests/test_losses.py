@@ -95,6 +95,9 @@ def test_center_loss_and_wen_update_by_hand():
     losses.update_centers(c, x, y, alpha=0.5)
     # c0 -= 0.5 * ((0,0)-(1,0)) / (1+1) = (0.25, 0); c1 -= 0.5 * ((0,3)-(0,1)) / 2 -> (0, 2.5); c2 unseen
     assert torch.allclose(c, t([[0.25, 0], [0, 2.5], [5, 5]]))
+    # a batch with a NaN moves no center (the trainer skips its step; later batches stay finite)
+    losses.update_centers(c, t([[float("nan"), 0], [0, 1]]), y, alpha=0.5)
+    assert torch.allclose(c, t([[0.25, 0], [0, 2.5], [5, 5]]))
 
 
 def test_trihard_hardest_positive_and_negative_by_hand():

@@ -124,7 +124,12 @@ def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Ten
 
 @torch.no_grad()
 def update_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, alpha: float) -> None:
-    """Wen et al. 2016 center update, in place: c_j -= alpha * sum_i(c_j - x_i) / (1 + n_j)."""
+    """Wen et al. 2016 center update, in place: c_j -= alpha * sum_i(c_j - x_i) / (1 + n_j).
+
+    A batch with a non-finite feature moves no center: the trainer skips that batch's step,
+    and one NaN in the centers would poison the loss of every later batch."""
+    if not torch.isfinite(features).all():
+        return
     features = features.detach().to(centers.dtype)
     delta = torch.zeros_like(centers)
     delta.index_add_(0, labels, centers[labels] - features)
