@@ -61,9 +61,11 @@ def test_windows_keep_order_and_the_cache_reuses_by_key(tmp_path):
     assert BatchReader(tmp_path / "out.parquet").rows(recs2[2]).column("value").to_pylist() == [60, 61]
     # another code version or parameters: another key, computed again
     os.unlink(tmp_path / "out.parquet")
+    stale = entry.parent / ".000.parquet.x1y2z3.tmp"  # a job killed while storing its entry
+    stale.write_bytes(b"")
     third = Doubler()
     run(tmp_path, [1], third, version="v2")
-    assert third.calls == [[1]]
+    assert third.calls == [[1]] and not stale.exists()
 
 
 def test_a_killed_job_leaves_no_output_and_the_old_cache_entry(tmp_path):

@@ -220,6 +220,9 @@ class Cache:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"{part}.parquet"
+        for stale in self.folder.glob(f".{target.name}.*.tmp"):  # left by a job killed here
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.folder)
         os.close(fd)
         os.unlink(tmp)
