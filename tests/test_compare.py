@@ -71,7 +71,9 @@ def test_csv_values_are_the_json_in_percent(results, tmp_path):
         assert float(rows[n]["auc_U"]) == pytest.approx(100 * v["auc"], rel=1e-5)
         assert float(rows[n]["eer_U_lo"]) == pytest.approx(100 * v["ci95"]["eer"][0], rel=1e-5)
         assert rows[n]["auc_A"] == "" and rows[n]["kind"] == "ours"
-    assert rows["chance"]["auc_U"] == "50"
+        assert float(rows[n]["mindcf_U"]) == pytest.approx(v["min_dcf"], rel=1e-5)  # a cost, not percent
+        assert float(rows[n]["mindcf_U_hi"]) == pytest.approx(v["ci95"]["min_dcf"][1], rel=1e-5)
+    assert rows["chance"]["auc_U"] == "50" and rows["chance"]["mindcf_U"] == "1"
     assert rows["DJE [dje]"]["auc_GNA"] == "65.07" and rows["DJE [dje]"]["kind"] == "reported"
     with open(tmp_path / "matching_1vN.csv") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}

@@ -47,16 +47,17 @@ def test_json_shape_and_perfect_scores(setup, tmp_path):
                    "--bootstrap", "50", "--quiet"]) == 0
     res = json.loads(out.read_text())
     assert set(res) == {"verification", "matching", "retrieval", "meta"}
+    assert res["meta"]["dcf"] == {"p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}
     v = res["verification"]
     assert set(v) == {"U", "G", "N", "A", "GNA"}
     for s in ("U", "G", "N"):
         e = v[s]
         assert {"auc", "eer", "eer_threshold", "n_trials", "ci95", "reason"} <= set(e)
-        assert e["auc"] == 1.0 and e["eer"] == 0.0 and e["reason"] is None
-        assert e["n_trials"] > 0 and set(e["ci95"]) == {"auc", "eer"}
+        assert e["auc"] == 1.0 and e["eer"] == 0.0 and e["min_dcf"] == 0.0 and e["reason"] is None
+        assert e["n_trials"] > 0 and set(e["ci95"]) == {"auc", "eer", "min_dcf"}
         assert e["ci95"]["auc"] == pytest.approx([1.0, 1.0])
     for s in ("A", "GNA"):  # no age on this manifest
-        assert v[s]["auc"] is None and v[s]["eer"] is None and v[s]["n_trials"] == 0
+        assert v[s]["auc"] is None and v[s]["eer"] is None and v[s]["min_dcf"] is None and v[s]["n_trials"] == 0
         assert "age" in v[s]["reason"]
     m = res["matching"]
     assert set(m) == {"F-V", "V-F"}

@@ -155,18 +155,36 @@ def test_bootstrap_replicates_equal_sklearn_with_sample_weights():
     rng = np.random.default_rng(0)
     owner = rng.integers(0, 20, len(labels))
     W = M.identity_bootstrap_weights(20, 25, seed=4)
-    aucs, eers = M.bootstrap_auc_eer(labels, scores, owner, W, chunk=7)
+    aucs, eers, dcfs = M.bootstrap_auc_eer(labels, scores, owner, W, chunk=7, dcf={"p_target": 0.2})
     for b in range(W.shape[0]):
         w = W[b, owner].astype(float)
         keep = w > 0
         y, s = labels[keep], scores[keep]
         if y.min() == y.max():
-            assert np.isnan(aucs[b]) and np.isnan(eers[b])
+            assert np.isnan(aucs[b]) and np.isnan(eers[b]) and np.isnan(dcfs[b])
             continue
         assert aucs[b] == pytest.approx(roc_auc_score(y, s, sample_weight=w[keep]), abs=1e-12)
         # integer weights: same as repeating the rows
         rep = np.repeat(np.arange(len(y)), w[keep].astype(int))
         assert eers[b] == pytest.approx(M.eer(y[rep], s[rep])[0], abs=1e-12)
+        assert dcfs[b] == pytest.approx(M.verification_metrics(y[rep], s[rep], {"p_target": 0.2})["min_dcf"],
+                                        abs=1e-12)
+
+
+def test_min_dcf_worked_by_hand():
+    labels, scores = np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1])
+    # ROC points (FPR, TPR) from threshold +inf down: (0,0) (0,.5) (.5,.5) (.5,1) (1,1)
+    # P_target 0.01, costs 1: DCF = .01 FNR + .99 FPR = .01, .005, .5, .495, .99; / C_def .01
+    m = M.verification_metrics(labels, scores)
+    assert m["min_dcf"] == pytest.approx(0.5) and m["min_dcf_threshold"] == pytest.approx(0.9)
+    # P_target .5, C_miss 3, C_fa 1: 1.5 FNR + .5 FPR = 1.5, .75, 1, .25, .5; / C_def .5
+    m = M.verification_metrics(labels, scores, {"p_target": 0.5, "c_miss": 3, "c_fa": 1})
+    assert m["min_dcf"] == pytest.approx(0.5) and m["min_dcf_threshold"] == pytest.approx(0.4)
+    # perfect scores cost nothing; reversed ones are no better than deciding without looking
+    assert M.verification_metrics(labels, np.array([4, 3, 2, 1]))["min_dcf"] == 0.0
+    assert M.verification_metrics(labels, np.array([1, 2, 3, 4]))["min_dcf"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="p_target"):
+        M.verification_metrics(labels, scores, {"p_target": 1.0})
 
 
 def test_bootstrap_weights_are_deterministic_multinomials():

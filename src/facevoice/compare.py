@@ -4,7 +4,7 @@
 
 Writes into DIR (fixed names, see :data:`OUTPUTS`):
 
-* ``verification.{md,csv,tex}``: AUC and EER by stratum (U, G, N, A, GNA);
+* ``verification.{md,csv,tex}``: AUC, EER and minDCF by stratum (U, G, N, A, GNA);
 * ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
 * ``matching_1vN.{md,csv,tex}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
 * ``retrieval.{md,csv,tex}``: mAP and its chance level per direction;
@@ -12,11 +12,11 @@ Writes into DIR (fixed names, see :data:`OUTPUTS`):
 * ``roc_<S>.png``: the ROC curves of all methods overlaid, one plot per stratum;
 * ``matching_1vN_F-V.png``, ``matching_1vN_V-F.png``: 1:N accuracy against N.
 
-Every figure is in percent. Rows come in three kinds, named in the ``Figures`` column:
+Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come in three kinds, named in the ``Figures`` column:
 ``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
 papers' own figures from ``facevoice/data/reference_results.yaml``, with paper and
-table; they are VoxCeleb1 figures, never recomputed) and ``chance`` (AUC 50, EER 50,
+table; they are VoxCeleb1 figures, never recomputed) and ``chance`` (AUC 50, EER 50, minDCF 1,
 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our gallery). A
 figure that does not exist (an unavailable stratum, a figure a paper does not report) is
 "—" (empty in the CSV); the notes under each table say why for ours.
@@ -122,11 +122,22 @@ def _from_result(value, ci) -> Cell:
     return Cell(_pct(value), _pct(lo), _pct(hi))
 
 
+DCF_DECIMALS = 3  # minDCF is shown as it is (a cost in [0, 1]), not in percent
+
+
+def _cost(value, ci) -> Cell:
+    if value is None:
+        return Cell()
+    lo, hi = (ci if ci else (None, None))
+    return Cell(float(value), lo, hi, decimals=DCF_DECIMALS)
+
+
 def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:
     """(csv name, group header, sub header) per column; Markdown joins group and sub."""
     if table == "verification":
         return ([(f"auc_{s}", "AUC (%)", s) for s in VERIFICATION_STRATA]
-                + [(f"eer_{s}", "EER (%)", s) for s in VERIFICATION_STRATA])
+                + [(f"eer_{s}", "EER (%)", s) for s in VERIFICATION_STRATA]
+                + [(f"mindcf_{s}", "minDCF", s) for s in VERIFICATION_STRATA])
     if table == "matching_1v2":
         return [(f"{d}_{s}", f"{d} (%)", s) for d in DIRECTIONS for s in MATCHING_STRATA]
     if table == "matching_1vN":
@@ -146,6 +157,7 @@ def _ours(res: dict, table: str, cfg: dict) -> dict[str, Cell]:
             ci = e.get("ci95") or {}
             cells[f"auc_{s}"] = _from_result(e.get("auc"), ci.get("auc"))
             cells[f"eer_{s}"] = _from_result(e.get("eer"), ci.get("eer"))
+            cells[f"mindcf_{s}"] = _cost(e.get("min_dcf"), ci.get("min_dcf"))
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
@@ -204,6 +216,7 @@ def _chance(results: list[dict], table: str, cfg: dict) -> dict[str, Cell]:
         for s in VERIFICATION_STRATA:
             cells[f"auc_{s}"] = Cell(50.0)
             cells[f"eer_{s}"] = Cell(50.0)
+            cells[f"mindcf_{s}"] = Cell(1.0, decimals=DCF_DECIMALS)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
@@ -295,10 +308,13 @@ FOOTER = ("Ours: 95% bootstrap interval over test identities in brackets. Report
           "paper's own VoxCeleb1 figure (table named in the row), not recomputed here and "
           "comparable with ours only on VoxCeleb1 with the same protocol. "
           "Ties count as wrong in matching and rank against the probe in retrieval; "
-          "EER is the crossing of the linearly interpolated FPR and FNR curves.")
+          "EER is the crossing of the linearly interpolated FPR and FNR curves; minDCF is the "
+          "normalised minimum detection cost (P_target, C_miss, C_fa of each result's "
+          "meta.dcf; 0.01, 1, 1 by default), 1 for a system no better than deciding without "
+          "looking.")
 
 TITLES = {
-    "verification": "Cross-modal verification: AUC and EER by stratum",
+    "verification": "Cross-modal verification: AUC, EER and minDCF by stratum",
     "matching_1v2": "1:2 matching accuracy by direction and stratum",
     "matching_1vN": "1:N matching accuracy (stratum U)",
     "retrieval": "Cross-modal retrieval: mAP and chance",
@@ -306,7 +322,8 @@ TITLES = {
 
 
 def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict) -> str:
-    head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + " (%)" for _, g, s in cols]
+    head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
+                                    for _, g, s in cols]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
     for r in rows:

@@ -18,9 +18,10 @@ always receives the face first.
 
 Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.metrics`)::
 
-    {"verification": {S: {"auc", "eer", "eer_threshold", "n_trials", "n_positive",
-                          "n_negative", "n_identities",
-                          "ci95": {"auc": [lo, hi], "eer": [lo, hi]}, "reason",
+    {"verification": {S: {"auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold",
+                          "n_trials", "n_positive", "n_negative", "n_identities",
+                          "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi]},
+                          "reason",
                           "accuracy_at_threshold": {"threshold", "accuracy"}}}
                       for S in U, G, N, A, GNA,
      "matching": {D: {S: {"2": acc, ..., "10": acc,        # U: 2..10; G, N, GN: 2
@@ -28,7 +29,10 @@ Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.
                           "reason"}}} for D in F-V, V-F,
      "retrieval": {D: {"map", "chance", "n_probes", "gallery_size", "n_identities",
                        "ci95": {"map": [lo, hi]}, "reason"}},
-     "meta": {method, code_version, embeddings, scorer, trials, bootstrap, definitions}}
+     "meta": {method, code_version, embeddings, scorer, trials, bootstrap, dcf, definitions}}
+
+``min_dcf`` is the normalised minimum detection cost with ``meta.dcf``'s P_target, C_miss
+and C_fa (config ``evaluation.dcf``; NIST SRE and VoxSRC's 0.01, 1, 1 by default).
 
 ``accuracy_at_threshold`` is there only for a method with its own decision threshold (named
 as ``score_threshold`` in its embeddings' metadata; avgatn's cosine > 0.5).
@@ -71,7 +75,8 @@ from facevoice.trials import (DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, 
 RESULTS_FORMAT = "facevoice-results/1"
 CI_KEY = "ci95"
 CI_LEVEL = 0.95
-EVAL_DEFAULTS = {"bootstrap": {"n": 1000, "seed": 0}, "retrieval": {"block_size": 512}}
+EVAL_DEFAULTS = {"bootstrap": {"n": 1000, "seed": 0}, "retrieval": {"block_size": 512},
+                 "dcf": dict(metrics.DCF_DEFAULTS)}
 # The block size changes memory and speed, never a result: it is a command-line option
 # only, so that changing it never re-runs an evaluation.
 PAIR_CHUNK = 8192
@@ -81,6 +86,8 @@ DEFINITIONS = {
     "eer": ("crossing of FPR and FNR = 1 - TPR, each interpolated linearly between the "
             "points of sklearn.metrics.roc_curve(drop_intermediate=False); threshold "
             "interpolated on the same segment (the first finite threshold on the first segment)"),
+    "min_dcf": ("min over ROC points of (C_miss P_miss P_target + C_fa P_fa (1 - P_target)) / "
+                "min(C_miss P_target, C_fa (1 - P_target)); settings in meta.dcf"),
     "matching": "correct when the true candidate scores strictly highest (ties are wrong)",
     "map": ("mean over probes of AP over the whole ranked gallery; ties ranked against "
             "the probe (irrelevant before relevant)"),
@@ -292,17 +299,19 @@ def _by_identity(codes: np.ndarray, values: np.ndarray, n_ids: int) -> tuple[np.
 
 
 def _unavailable_verification(reason: str) -> dict:
-    return {"auc": None, "eer": None, "eer_threshold": None, "n_trials": 0, "n_positive": 0,
+    return {"auc": None, "eer": None, "eer_threshold": None, "min_dcf": None, "min_dcf_threshold": None,
+            "n_trials": 0, "n_positive": 0,
             "n_negative": 0, "n_identities": 0, CI_KEY: None, "reason": reason}
 
 
 def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], scorer=None,
              n_boot: int = 1000, boot_seed: int = 0, block_size: int = 512,
              progress: Callable[[str], None] | None = None,
-             threshold: float | None = None) -> tuple[dict, pd.DataFrame]:
+             threshold: float | None = None, dcf: dict | None = None) -> tuple[dict, pd.DataFrame]:
     """(results dict without ``meta``, ROC table) for one method. ``threshold``: a method's
     decision threshold on its score; each verification stratum then also reports
-    ``accuracy_at_threshold`` (score > threshold means "same person")."""
+    ``accuracy_at_threshold`` (score > threshold means "same person"). ``dcf``: p_target,
+    c_miss, c_fa of minDCF."""
     scorer = as_scorer(scorer)
     say = progress or (lambda s: None)
     F = _prepare(scorer, "face", emb.face)
@@ -341,12 +350,12 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
             vi = emb.rows("voice", sub["voice"], sub["voice_identity"])
             labels = sub["label"].to_numpy().astype(np.int8)
             scores = _pair_scores(scorer, F, V, fi, vi)
-            m = metrics.verification_metrics(labels, scores)
+            m = metrics.verification_metrics(labels, scores, dcf)
             owner = np.array([code[i] for i in sub["face_identity"]], dtype=np.int64)
             m["n_identities"] = int(len(set(sub["face_identity"]) | set(sub["voice_identity"])))
             if n_boot:
-                a, e = metrics.bootstrap_auc_eer(labels, scores, owner, W)
-                m[CI_KEY] = {"auc": ci(a), "eer": ci(e)}
+                a, e, d = metrics.bootstrap_auc_eer(labels, scores, owner, W, dcf=dcf)
+                m[CI_KEY] = {"auc": ci(a), "eer": ci(e), "min_dcf": ci(d)}
             else:
                 m[CI_KEY] = None
             m["reason"] = None
@@ -466,7 +475,7 @@ def _sha256(path: str | os.PathLike) -> str:
 
 def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
         method: str | None = None, scorer_spec: str | None = None, n_boot: int = 1000,
-        boot_seed: int = 0, block_size: int = 512, verbose: bool = True) -> dict:
+        boot_seed: int = 0, block_size: int = 512, verbose: bool = True, dcf: dict | None = None) -> dict:
     """Evaluate an embeddings file on a trials folder and write the JSON (and ROC)."""
     emb = load_embeddings(embeddings)
     lists = read_trials(trials)
@@ -474,7 +483,8 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
     say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
     # a method with its own decision threshold names it in its embeddings' metadata
     threshold = read_parquet_meta(embeddings).get("score_threshold") if scorer_spec is None else None
-    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold)
+    dcf = {**metrics.DCF_DEFAULTS, **(dcf or {})}
+    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf)
     n_ids = result.pop("_bootstrap_identities")
     method = method or Path(out).stem
     result["meta"] = {
@@ -494,6 +504,7 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
                       "method": "percentile", "unit": "identity", "n_identities": int(n_ids),
                       "owner": {"verification": "face identity", "matching": "probe identity",
                                 "retrieval": "probe identity (gallery fixed)"}},
+        "dcf": dcf,
         "definitions": DEFINITIONS,
     }
     write_json(out, result)
@@ -514,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scorer", default=None, help="package.module:name (default: cosine)")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
     p.add_argument("--params", default=None,
-                   help='JSON mapping over --config, e.g. \'{"bootstrap": {"n": 1000, "seed": 0}}\'')
+                   help='JSON mapping over --config, e.g. \'{"bootstrap": {"n": 1000, "seed": 0}, '
+                        '"dcf": {"p_target": 0.01, "c_miss": 1, "c_fa": 1}}\'')
     p.add_argument("--bootstrap", type=int, default=None, help="replicates (0: no intervals)")
     p.add_argument("--bootstrap-seed", type=int, default=None)
     p.add_argument("--block-size", type=int, default=None,
@@ -527,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     run(a.embeddings, a.trials, a.out, a.roc_out, a.method, a.scorer,
         n_boot=int(a.bootstrap if a.bootstrap is not None else boot["n"]),
         boot_seed=int(a.bootstrap_seed if a.bootstrap_seed is not None else boot["seed"]),
-        block_size=int(a.block_size or block), verbose=not a.quiet)
+        block_size=int(a.block_size or block), verbose=not a.quiet,
+        dcf={**EVAL_DEFAULTS["dcf"], **(cfg.get("dcf") or {})})
     return 0
 
 

@@ -27,6 +27,20 @@ Verification (one face, one voice: same person?)
     exactly; inside a segment no single threshold does (only a random choice between
     the segment's two thresholds would), and the interpolated value is a summary.
 
+Detection cost (minDCF, as in NIST SRE and VoxSRC)
+    At the ROC point of threshold t the detection cost is
+
+        DCF(t) = C_miss * P_miss(t) * P_target + C_fa * P_fa(t) * (1 - P_target),
+
+    with P_miss = FNR and P_fa = FPR of "accept when score >= t". It is normalised by the
+    cost of the better system that decides without looking (accept all, or reject all),
+    C_def = min(C_miss * P_target, C_fa * (1 - P_target)). minDCF is the minimum of
+    DCF(t) / C_def over every ROC point, the two trivial ones (t = +inf: reject all; t = the
+    lowest score: accept all) included, so 0 <= minDCF <= 1; no interpolation between
+    points (any point is reachable by a threshold). Its threshold is the highest one that
+    reaches the minimum. Defaults (config ``evaluation.dcf``): P_target = 0.01, C_miss =
+    C_fa = 1. Bootstrap intervals as for AUC and EER.
+
 Matching (one probe, N candidates of the other modality, one of them true)
     A trial is correct when the true candidate's score is strictly higher than every
     other candidate's: ties count as wrong. Accuracy is the fraction of correct trials.
@@ -66,6 +80,8 @@ __all__ = [
     "auc_score",
     "eer",
     "verification_metrics",
+    "min_dcf",
+    "DCF_DEFAULTS",
     "matching_correct",
     "matching_accuracy",
     "average_precision",
@@ -165,15 +181,36 @@ def eer(labels, scores) -> tuple[float, float]:
     return eer_from_roc(*roc_curve(labels, scores))
 
 
-def verification_metrics(labels, scores) -> dict:
-    """{"auc", "eer", "eer_threshold", "n_trials", "n_positive", "n_negative"}."""
+DCF_DEFAULTS = {"p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}
+
+
+def min_dcf(fpr, tpr, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised minDCF, index of its ROC point) along the last axis of ``fpr``/``tpr``.
+
+    Works on one ROC (1-D: returns 0-d arrays) or a stack of them (bootstrap replicates).
+    """
+    if not 0.0 < p_target < 1.0 or c_miss <= 0 or c_fa <= 0:
+        raise ValueError(f"DCF needs 0 < p_target < 1 and positive costs, got {p_target}, {c_miss}, {c_fa}")
+    cost = c_miss * (1.0 - np.asarray(tpr, dtype=np.float64)) * p_target \
+        + c_fa * np.asarray(fpr, dtype=np.float64) * (1.0 - p_target)
+    i = np.argmin(cost, axis=-1)  # the first minimum: the highest threshold
+    best = np.take_along_axis(cost, np.expand_dims(i, -1), axis=-1)[..., 0]
+    return best / min(c_miss * p_target, c_fa * (1.0 - p_target)), i
+
+
+def verification_metrics(labels, scores, dcf: dict | None = None) -> dict:
+    """{"auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold", "n_trials",
+    "n_positive", "n_negative"}; ``dcf``: p_target, c_miss, c_fa (:data:`DCF_DEFAULTS`)."""
     labels, scores = _check_binary(labels, scores)
     fpr, tpr, thr = roc_curve(labels, scores)
     e, th = eer_from_roc(fpr, tpr, thr)
+    d, i = min_dcf(fpr, tpr, **{**DCF_DEFAULTS, **(dcf or {})})
     return {
         "auc": float(roc_auc_score(labels, scores)),
         "eer": e,
         "eer_threshold": th,
+        "min_dcf": float(d),
+        "min_dcf_threshold": float(thr[int(i)]),
         "n_trials": int(len(labels)),
         "n_positive": int(labels.sum()),
         "n_negative": int(len(labels) - labels.sum()),
@@ -285,15 +322,15 @@ def identity_bootstrap_weights(n_identities: int, n_boot: int, seed: int) -> np.
     return rng.multinomial(n_identities, p, size=n_boot).astype(np.int64)
 
 
-def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int = 64
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """AUC and EER of each bootstrap replicate.
+def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int = 64, dcf: dict | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUC, EER and minDCF (``dcf`` settings) of each bootstrap replicate.
 
     ``owner`` (trials,) indexes each trial's identity into the columns of ``id_weights``
     (B, identities), as made by :func:`identity_bootstrap_weights`; trial t weighs
     ``id_weights[b, owner[t]]`` in replicate b. The weighted ROC is sklearn's
-    ``roc_curve(..., sample_weight=w)`` (repeated points aside, which change neither
-    number); NaN where a replicate draws no positive or no negative.
+    ``roc_curve(..., sample_weight=w)`` (repeated points aside, which change no
+    figure); NaN where a replicate draws no positive or no negative.
     """
     labels, scores = _check_binary(labels, scores)
     owner = np.asarray(owner, dtype=np.int64)
@@ -308,6 +345,7 @@ def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int 
     B = id_weights.shape[0]
     aucs = np.full(B, np.nan)
     eers = np.full(B, np.nan)
+    dcfs = np.full(B, np.nan)
     for lo in range(0, B, chunk):
         w = id_weights[lo:lo + chunk][:, own]
         tps = np.cumsum(w * y, axis=1)[:, ends]
@@ -322,7 +360,9 @@ def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int 
         idx = np.arange(lo, lo + w.shape[0])[ok]
         aucs[idx] = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1)
         eers[idx] = _crossing(fpr, 1.0 - tpr)[0]
-    return aucs, eers
+        # the (1, 1) point, accept all, closes each replicate's ROC as in roc_curve
+        dcfs[idx] = min_dcf(fpr, tpr, **{**DCF_DEFAULTS, **(dcf or {})})[0]
+    return aucs, eers, dcfs
 
 
 def bootstrap_ratio(numerator_by_id, denominator_by_id, weights: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ rule evaluate:
         method=r"[A-Za-z0-9_.-]+",
     params:
         trials=parent_of("input", "trials"),
-        cfg=eval_params("bootstrap"),
+        cfg=eval_params("bootstrap", "dcf"),
     log:
         f"{OUT}/logs/evaluate/{{split}}/{{method}}.log",
     conda:
