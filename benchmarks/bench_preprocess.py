@@ -5,7 +5,9 @@
 1. MTCNN frames per second, batched vs one image per call (same frames, same detector), on
    the CPU and, where there is one, on the GPU.
 2. Real-time factor of speech filtering + features (in-process, and per job with the
-   Python start-up a Snakemake job pays).
+   Python start-up a Snakemake job pays); the three speech filters (webrtcvad, energy,
+   Silero VAD) side by side: real-time factor, and frame-level precision and recall of
+   speech on demo voices with silence and noise spliced in at known places.
 3. Parquet shard read throughput vs reading the same items from individual files.
 4. Peak memory (max RSS) of each stage's job on one batch, and of the shard writer at two
    corpus sizes (a writer that streams stays flat).
@@ -117,6 +119,29 @@ def repeated_batch(path: Path, out: Path, repeat: int) -> Path:
                 w.add(f"id/v{r:03d}/{i:05d}", f"{r}-{i}", res)
     reader.close()
     return out
+
+
+def bench_vad(videos: list[Path], cfg: dict) -> None:
+    """Each speech filter on the same labelled signal (facevoice.testing.spliced_speech)."""
+    from facevoice.testing import GAPS, spliced_speech, speech_scores
+
+    sr = 16000
+    voices = [speech.decode(v, sr)["audio"] for v in videos]
+    y, labels = spliced_speech([v for v in voices if v is not None], sr, seed=0)
+    rows = []
+    for method in speech.METHODS:
+        p = speech.check_params({**cfg["speech"], "sample_rate": sr, "method": method})
+        t = time.process_time()
+        speech._ranges(y[:sr], sr, p)  # loads the method's model, if any
+        load = time.process_time() - t
+        t = time.process_time()
+        ranges = speech._ranges(y, sr, p)
+        rtf = (time.process_time() - t) / (len(y) / sr)
+        sc = speech_scores(ranges, labels, sr)
+        rows.append([method, f"{rtf:.4f}", load, sc["precision"], sc["recall"], sc["kept_of_gaps"]])
+    gaps = ", ".join(f"{k}{'' if lv is None else f' {lv:g} dBFS'} {s:g} s" for k, s, lv in GAPS)
+    table(f"Speech filters on {len(voices)} demo voices with gaps spliced in ({gaps}); 10 ms frames, CPU seconds",
+          ["method", "real-time factor", "model load s", "precision", "recall", "share of gaps kept"], rows)
 
 
 def bench_shard_read(face_batch: Path, feat_batch: Path, work: Path, repeat: int = 40) -> None:
@@ -238,6 +263,7 @@ def main() -> int:
             frame_files.append(fr)
         bench_mtcnn(frame_files, cfg["faces"])
         bench_speech(videos, cfg, work)
+        bench_vad(videos, cfg)
         frames.run(str(videos[0]), str(work / "one.parquet"), cfg["frames"])
         faces.run(str(repeated_batch(work / "one.parquet", work / "frames.parquet", len(videos))), str(face_batch),
                   {**cfg["faces"], "device": "cpu"})

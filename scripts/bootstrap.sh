@@ -26,7 +26,7 @@ pip_install() {  # pip, minus the local mirror's noise; fails when pip fails (pi
 pip_install -r requirements.lock
 # The project itself, editable; its dependencies are already pinned by requirements.lock.
 pip_install --no-deps -e .
-"$VENV/bin/python" -c "import facevoice, facenet_pytorch, torch, torchvision, snakemake, librosa, webrtcvad, pytest, snakemake_executor_plugin_slurm" \
+"$VENV/bin/python" -c "import facevoice, facenet_pytorch, torch, torchvision, snakemake, librosa, webrtcvad, silero_vad, pytest, snakemake_executor_plugin_slurm" \
   || { echo "[bootstrap] the environment in $VENV is incomplete; see the pip output above" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "[bootstrap] $VENV ready" >&2

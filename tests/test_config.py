@@ -54,14 +54,14 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_snakemake_stops_before_any_job_on_bad_config(tmp_path, cfg):
-    cfg["speech"]["method"] = "silero"
+    cfg["speech"]["method"] = "neural"
     cfg["results"] = str(tmp_path / "results")
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = snakemake("-n", "--configfile", str(path))
     assert res.returncode != 0
     out = res.stdout + res.stderr
-    assert "speech.method" in out and "webrtcvad, energy" in out
+    assert "speech.method" in out and "webrtcvad, energy, silero" in out
     assert not (tmp_path / "results").exists()
 
 

@@ -122,6 +122,8 @@ def test_videos_layout_end_to_end(videos_run):
         assert idents == set(shard_plan(clips, 2)[(split, int(name[5:10]))])
     report = (out / "report" / "report.md").read_text()
     assert "Counts per split" in report and (out / "report" / "report.png").stat().st_size > 10_000
+    assert "speech.method: webrtcvad" in report  # which filter kept the speech
+    assert set(pd.read_csv(out / "report" / "speech.csv")["method"]) == {"webrtcvad"}
     assert pd.read_csv(out / "report" / "rejects.csv").empty
 
 

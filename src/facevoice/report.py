@@ -39,8 +39,10 @@ def batch_records(results: Path, stage: str, clips: pd.DataFrame) -> dict[str, d
     """clip -> its record in the stage's batch files (``<stage>/<identity>/<part>.parquet``)."""
     out: dict[str, dict] = {}
     for ident, part in sorted(set(zip(clips["identity"], clips["part"]))):
-        for rec in read_batch_meta(results / stage / ident / f"{part}.parquet")["clips"]:
-            out[rec["clip"]] = rec
+        meta = read_batch_meta(results / stage / ident / f"{part}.parquet")
+        method = (meta.get("params") or {}).get("method")
+        for rec in meta["clips"]:
+            out[rec["clip"]] = {**rec, "method": method}
     return out
 
 
@@ -61,10 +63,11 @@ def collect(clips: pd.DataFrame, results: Path) -> tuple[pd.DataFrame, pd.DataFr
                                 "modality": modality, "stage": stage, "reason": reason})
         meta = records["speech"][rec["clip"]]
         ok = meta.get("status") == "ok"
-        speech.append({"clip": rec["clip"], "split": rec["split"], "status": meta.get("status"),
-                       "total_s": meta.get("total_s"), "kept_s": meta.get("kept_s") if ok else 0.0})
+        speech.append({"clip": rec["clip"], "split": rec["split"], "method": meta.get("method"),
+                       "status": meta.get("status"), "total_s": meta.get("total_s"),
+                       "kept_s": meta.get("kept_s") if ok else 0.0})
     rej = pd.DataFrame(rejects, columns=["clip", "identity", "split", "modality", "stage", "reason"])
-    sp = pd.DataFrame(speech, columns=["clip", "split", "status", "total_s", "kept_s"])
+    sp = pd.DataFrame(speech, columns=["clip", "split", "method", "status", "total_s", "kept_s"])
     sp["dropped_s"] = (sp["total_s"].astype(float) - sp["kept_s"].astype(float)).clip(lower=0)
     return rej, sp
 
@@ -79,6 +82,11 @@ def _md(df: pd.DataFrame) -> str:
         cells = [f"{v:.1f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _methods(speech: pd.DataFrame) -> str:
+    """The speech filter(s) the clips went through."""
+    return ", ".join(sorted(str(m) for m in speech["method"].dropna().unique())) or "none"
 
 
 def plot(per_split: pd.DataFrame, rejects: pd.DataFrame, speech: pd.DataFrame, manifest: pd.DataFrame, out: Path) -> None:
@@ -102,7 +110,7 @@ def plot(per_split: pd.DataFrame, rejects: pd.DataFrame, speech: pd.DataFrame, m
     dur.columns = ["kept", "dropped"]
     dur.plot.bar(stacked=True, ax=ax[1, 0], rot=0, color=["tab:green", "tab:gray"])
     ax[1, 0].set_ylabel("minutes")
-    ax[1, 0].set_title("Speech kept vs dropped")
+    ax[1, 0].set_title(f"Speech kept vs dropped ({_methods(speech)})")
     faces = manifest[manifest["modality"] == "face"].groupby("clip").size()
     if len(faces):
         ax[1, 1].hist(faces.values, bins=range(1, int(faces.max()) + 2), color="tab:blue", align="left")
@@ -150,7 +158,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
         f"## Counts per split\n\n{_md(per_split)}\n"
         f"## Rejected items by reason\n\n{_md(by_reason)}\n"
         f"Every rejected item, with its clip: `rejects.csv`.\n\n"
-        f"## Speech kept vs dropped (seconds)\n\n{_md(dur)}\n"
+        f"## Speech kept vs dropped (seconds; speech.method: {_methods(speech)})\n\n{_md(dur)}\n"
         f"## Identities (first {min(top, len(ident))} of {len(ident)}; all in `identities.csv`)\n\n"
         f"{_md(ident.head(top))}"
     )

@@ -37,6 +37,13 @@ What is computed
      head of the signal and the last frame its tail), so kept frames map to disjoint
      sample ranges.  (The framing is numpy's, not ``librosa.util.frame``, which is the same
      strided view but costs over a second of imports in every per-clip process.)
+   * ``silero``: Silero VAD (the ``silero-vad`` package's JIT model, loaded from the
+     installed package, never downloaded; once per job) gives a speech probability per
+     32 ms window; ``silero_vad.get_speech_timestamps`` turns them into segments with its
+     ``threshold``, ``min_speech_duration_ms`` (``min_speech_ms``),
+     ``min_silence_duration_ms`` (``min_silence_ms``) and ``speech_pad_ms`` (``pad_ms``);
+     overlapping segments are merged.  Silero works at 8 or 16 kHz (and multiples of
+     16 kHz, which it decimates).
 
    The kept ranges (``segments``, seconds on the decoded signal's timeline) are re-joined
    in order.
@@ -67,11 +74,12 @@ Usage::
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -88,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
     "min_input_rate": 8000,
     "method": "webrtcvad",
     "webrtcvad": {"mode": 2, "frame_ms": 20, "padding_ms": 50},
+    "silero": {"threshold": 0.5, "min_speech_ms": 250, "min_silence_ms": 100, "pad_ms": 30},
     "energy": {"window_ms": 25, "hop_ms": 10, "rule": "relative_db", "threshold": -35.0},
     "min_speech_s": 0.5,
 }
@@ -97,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
 SILENCE_FLOOR_DBFS = -90.0
 
 VAD_RATES = (8000, 16000, 32000, 48000)
+METHODS = ("webrtcvad", "energy", "silero")
 
 SCHEMA = pa.schema(
     [
@@ -113,6 +123,16 @@ SCHEMA = pa.schema(
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_silero(p: dict[str, Any], need: Callable[[bool, str], None]) -> None:
+    si = p["silero"]
+    need(p["sample_rate"] == 8000 or p["sample_rate"] % 16000 == 0,
+         f"silero needs sample_rate 8000 or a multiple of 16000, got {p['sample_rate']}")
+    need(_is_number(si["threshold"]) and 0 < si["threshold"] < 1,
+         f"silero.threshold must be a probability in (0, 1), got {si['threshold']!r}")
+    for k in ("min_speech_ms", "min_silence_ms", "pad_ms"):
+        need(_is_number(si[k]) and si[k] >= 0, f"silero.{k} must be a number >= 0, got {si[k]!r}")
 
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -145,13 +165,14 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
          and p["sample_rate"] > 0, f"sample_rate must be a positive integer, got {p['sample_rate']!r}")
     need(p["min_input_rate"] is None or (_is_number(p["min_input_rate"]) and p["min_input_rate"] >= 0),
          f"min_input_rate must be a number >= 0 or null, got {p['min_input_rate']!r}")
-    need(p["method"] in ("webrtcvad", "energy"),
-         f"method must be 'webrtcvad' or 'energy', got {p['method']!r}")
+    need(p["method"] in METHODS, f"method must be one of {', '.join(METHODS)}, got {p['method']!r}")
     need(_is_number(p["min_speech_s"]) and p["min_speech_s"] >= 0,
          f"min_speech_s must be a number >= 0, got {p['min_speech_s']!r}")
     v = p["webrtcvad"]
     e = p["energy"]
-    if p["method"] == "webrtcvad":
+    if p["method"] == "silero":
+        _check_silero(p, need)
+    elif p["method"] == "webrtcvad":
         need(p["sample_rate"] in VAD_RATES,
              f"webrtcvad needs sample_rate in {VAD_RATES}, got {p['sample_rate']}")
         need(v["mode"] in (0, 1, 2, 3) and not isinstance(v["mode"], bool),
@@ -340,7 +361,38 @@ def _table(audio: np.ndarray, sample_rate: int, total_s: float, kept_s: float) -
     )
 
 
+@functools.lru_cache(maxsize=1)
+def silero_model():
+    """Silero VAD's JIT model from the installed ``silero-vad`` package (once per process)."""
+    import warnings
+
+    from silero_vad import load_silero_vad
+
+    with warnings.catch_warnings():  # torch.jit.load's deprecation notice, once per job
+        warnings.simplefilter("ignore", FutureWarning)
+        return load_silero_vad()
+
+
+def silero_ranges(audio: np.ndarray, sample_rate: int, threshold: float, min_speech_ms: float,
+                  min_silence_ms: float, pad_ms: float) -> list[tuple[int, int]]:
+    """Sample ranges Silero VAD calls speech (its segments, merged where they overlap)."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    with torch.no_grad():
+        segments = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), silero_model(),
+            threshold=float(threshold), sampling_rate=int(sample_rate),
+            min_speech_duration_ms=int(min_speech_ms), min_silence_duration_ms=int(min_silence_ms),
+            speech_pad_ms=int(pad_ms))
+    ranges = [(max(0, int(g["start"])), min(audio.size, int(g["end"]))) for g in segments]
+    return _merge(sorted((a, b) for a, b in ranges if b > a))
+
+
 def _ranges(audio: np.ndarray, sr: int, p: dict[str, Any]) -> list[tuple[int, int]]:
+    if p["method"] == "silero":
+        si = p["silero"]
+        return silero_ranges(audio, sr, si["threshold"], si["min_speech_ms"], si["min_silence_ms"], si["pad_ms"])
     if p["method"] == "webrtcvad":
         v = p["webrtcvad"]
         return vad_ranges(audio, sr, v["mode"], v["frame_ms"], v["padding_ms"])
@@ -383,7 +435,7 @@ def processor(params: dict[str, Any]) -> batch.PerClip:
     return batch.PerClip(filter_clip, params)
 
 
-CODE = batch.code_key(__file__, ["imageio-ffmpeg", "webrtcvad-wheels", "numpy"])
+CODE = batch.code_key(__file__, ["imageio-ffmpeg", "webrtcvad-wheels", "numpy", "silero-vad", "torch"])
 
 
 def run(input_path: str | Path, output_path: str | Path, params: dict[str, Any]) -> dict[str, Any]:
