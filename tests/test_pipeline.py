@@ -407,3 +407,9 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
     assert set(table.loc[table["kind"] == "ours", "method"]) == {"dje", "chance"}
     assert (out / "comparison" / "roc_U.png").stat().st_size > 1000
     assert not pending(plan(tmp_path))  # everything up to date: a second run does nothing
+    # the HTML report gathers every registered figure and table with its caption
+    run(tmp_path, "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    for caption in ("Training of dje", "Cross-modal verification on the test identities", "ROC curves of every",
+                    "Data report of the preprocessing", "1:N matching accuracy against"):
+        assert caption in html, caption

@@ -213,3 +213,11 @@ def parent_of(kind, name=0):
         return os.path.dirname(f)
 
     return folder
+
+
+def comparison_caption(name):
+    """The caption (workflow/report/) of one comparison output, by its kind."""
+    kinds = [("verification", "verification"), ("matching_1vN_", "1vN"), ("matching", "matching"),
+             ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
+    kind = next(k for prefix, k in kinds if name.startswith(prefix))
+    return f"../report/comparison_{kind}.rst"

@@ -8,7 +8,8 @@ rule compare:
         rocs=expand(f"{OUT}/evaluation/test/{{method}}_roc.parquet", method=METHODS),
     output:
         [
-            report(f"{OUT}/comparison/{name}", category="Evaluation", labels={"file": name})
+            report(f"{OUT}/comparison/{name}", caption=comparison_caption(name), category="Evaluation",
+                   labels={"file": name})
             for name in COMPARE_OUTPUTS
         ],
     params:

@@ -20,7 +20,8 @@ rule generate:
         manifest=rules.manifest.output,
         shards=[shard_path(*k) for k in sorted(SHARDS) if k[0] in ("train", GENERATE_SPLIT)],
     output:
-        grid=report(f"{OUT}/generated/{{method}}/grid.png", category="Generated faces",
+        grid=report(f"{OUT}/generated/{{method}}/grid.png", caption="../report/generated_faces.rst",
+                    category="Generated faces",
                     labels={"method": "{method}"}),
         report=f"{OUT}/generated/{{method}}/report.json",
     wildcard_constraints:

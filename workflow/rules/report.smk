@@ -9,8 +9,10 @@ rule data_report:
         features=lambda w: batch_files("features"),
         speech=lambda w: batch_files("speech"),
     output:
-        md=report(f"{OUT}/report/report.md", category="Data", labels={"figure": "data report"}),
-        png=report(f"{OUT}/report/report.png", category="Data", labels={"figure": "overview"}),
+        md=report(f"{OUT}/report/report.md", caption="../report/data_report.rst", category="Data",
+                  labels={"figure": "data report"}),
+        png=report(f"{OUT}/report/report.png", caption="../report/data_overview.rst", category="Data",
+                   labels={"figure": "overview"}),
         identities=f"{OUT}/report/identities.csv",
         rejects=f"{OUT}/report/rejects.csv",
         speech=f"{OUT}/report/speech.csv",

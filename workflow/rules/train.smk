@@ -25,7 +25,8 @@ rule train:
     output:
         model=f"{TRAIN_DIR}/model.pt",
         log=f"{TRAIN_DIR}/log.csv",
-        curve=report(f"{TRAIN_DIR}/curve.png", category="Training", labels={"method": "{method}"}),
+        curve=report(f"{TRAIN_DIR}/curve.png", caption="../report/training_curve.rst", category="Training",
+                     labels={"method": "{method}"}),
         run=f"{TRAIN_DIR}/run.json",
     wildcard_constraints:
         method=TRAIN_NAME,
