@@ -204,14 +204,16 @@ def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
     assert log.loc[log["stage"] == "face_features", "face_acc"].iloc[-1] > 0.1
     info = json.loads((out / "run.json").read_text())
     assert 0 <= info["best"]["train_terms"]["id_acc"] <= 1
-    # the checkpoint keeps the update counts: 16 batches x 3 epochs in the gan stage
+    # the checkpoint keeps the update counts of the gan stage up to its best epoch (the match
+    # stage starts from that epoch): 16 batches an epoch
     ck = torch.load(out / "model.pt", weights_only=False)
-    n_gan = int(log.loc[log["stage"] == "gan", "steps"].sum())
+    best_gan = info["stage_best"]["gan"]["epoch"]
+    n_gan = int(log.loc[(log["stage"] == "gan") & (log["epoch"] <= best_gan), "steps"].sum())
     assert int(ck["model"]["d_updates"]) == n_gan and int(ck["model"]["g_updates"]) == 5 * n_gan
     # test embeddings, then the evaluation reports the paper's threshold accuracy beside AUC
     emb = tmp_path / "test.parquet"
     meta = embed_mod.embed(str(out / "model.pt"), str(manifest), str(root), "test", str(emb), threads=1)
-    assert meta["score_threshold"] == 0.5
+    assert meta["score_threshold"] == 0.5 and meta["score"] == "abs_cosine"
     t = pq.read_table(emb)
     vec = np.stack(t.column("embedding").to_pylist())
     assert np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-4)
@@ -231,7 +233,8 @@ def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
     df = df[df["stratum"] == "U"]
     fi = emb_t.rows("face", df["face"], df["face_identity"])
     vi = emb_t.rows("voice", df["voice"], df["voice_identity"])
-    scores = np.sum(emb_t.face[fi] * emb_t.voice[vi], axis=1)
+    scores = np.abs(np.sum(emb_t.face[fi] * emb_t.voice[vi], axis=1))  # avgatn's own score: |cos|
+    assert res["meta"]["scorer"] == "abs_cosine"
     assert acc["accuracy"] == pytest.approx(np.mean((scores > 0.5) == (df["label"].to_numpy() == 1)), abs=1e-6)
 
 

@@ -154,3 +154,33 @@ def test_write_and_load_embeddings_roundtrip(tmp_path):
     emb = E.load_embeddings(tmp_path / "e.parquet")
     assert emb.face.tolist() == [[1.0, 2.0]] and emb.voice.tolist() == [[3.0, 4.0]]
     assert list(emb.face_ids) == ids[:1]
+
+
+def test_a_method_is_scored_with_its_own_score(setup, tmp_path):
+    """Faces anti-aligned with their voices: |cos| (avgatn's score) ranks them first, cosine last."""
+    from facevoice.io import write_parquet
+    from facevoice.train import verification_auc
+
+    d, _ = setup
+    t = pq.read_table(d / "perfect.parquet").to_pandas()
+    sign = np.where(t["modality"] == "voice", -1.0, 1.0)
+    flipped = t.assign(embedding=[list(np.asarray(e) * s) for e, s in zip(t["embedding"], sign)])
+    table = pa.Table.from_pandas(flipped, preserve_index=False)
+    aucs = {}
+    for score in ("cosine", "abs_cosine"):
+        path = tmp_path / f"{score}.parquet"
+        write_parquet(table, path, {"score": score, "score_threshold": 0.5})
+        res = E.run(str(path), str(d / "trials"), str(tmp_path / f"{score}.json"), n_boot=0, verbose=False)
+        aucs[score] = res["verification"]["U"]["auc"]
+        assert res["meta"]["scorer"] == score
+        # the decision rule applies to the same score: |cos| > 0.5 is right on every trial
+        if score == "abs_cosine":
+            assert res["verification"]["U"]["accuracy_at_threshold"]["accuracy"] == 1.0
+    assert aucs == {"cosine": 0.0, "abs_cosine": 1.0}
+    # model selection scores the same way
+    emb = np.stack(flipped["embedding"].to_numpy())
+    items = flipped.rename(columns={"id": "item"})
+    assert verification_auc(emb, items, "abs_cosine") == 1.0 and verification_auc(emb, items) == 0.0
+    with pytest.raises(ValueError, match="names the score 'manhattan'"):
+        write_parquet(table, tmp_path / "bad.parquet", {"score": "manhattan"})
+        E.run(str(tmp_path / "bad.parquet"), str(d / "trials"), str(tmp_path / "bad.json"), n_boot=0, verbose=False)

@@ -270,6 +270,7 @@ def embed(checkpoint: str, manifest: str, shards_root: str, split: str, out: str
             "checkpoint": {"path": str(checkpoint), "sha256": _sha256(checkpoint), "epoch": ckpt["epoch"],
                            "stage": ckpt["stage"], "val_auc": ckpt.get("val_auc")},
             "face_weights": ckpt.get("face_weights"), "device": str(dev), "dim": int(vectors.shape[1]),
+            "score": getattr(get_method(ckpt["method"]), "SCORE", "cosine"),
             "score_threshold": getattr(get_method(ckpt["method"]), "SCORE_THRESHOLD", None),
             "n_face": int((items["modality"] == "face").sum()), "n_voice": int((items["modality"] == "voice").sum())}
     write_embeddings(out, items, vectors, meta)

@@ -8,7 +8,9 @@ modality), and a folder written by ``facevoice trials``. Every item the lists na
 have an embedding, and its identity must agree with the lists' (a mismatch means the
 wrong file).
 
-Scores are cosine similarities (a zero vector scores 0) unless a scorer is given:
+Scores are cosine similarities (a zero vector scores 0), or the score the embeddings' metadata
+names as the method's own (``score``: ``abs_cosine`` for avgatn, :data:`SCORERS`), unless a
+scorer is given:
 ``--scorer package.module:name`` names an object with ``pairs(face, voice)`` (row-aligned
 (n, d) arrays -> (n,) scores) and ``matrix(face, voice)`` ((n, d), (m, d) -> (n, m)), and
 optionally ``prepare_face(x)`` / ``prepare_voice(x)`` applied once to all embeddings of a
@@ -35,7 +37,7 @@ Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.
 and C_fa (config ``evaluation.dcf``; NIST SRE and VoxSRC's 0.01, 1, 1 by default).
 
 ``accuracy_at_threshold`` is there only for a method with its own decision threshold (named
-as ``score_threshold`` in its embeddings' metadata; avgatn's cosine > 0.5).
+as ``score_threshold`` in its embeddings' metadata; avgatn's |cos| > 0.5).
 
 An unavailable stratum keeps its keys with ``null`` values (``n_trials`` 0, ``ci95``
 null) and ``reason`` says why; ``reason`` is null otherwise. In matching, ``reason``
@@ -124,6 +126,22 @@ class CosineScorer:
 
     def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
         return face @ voice.T
+
+
+class AbsCosineScorer(CosineScorer):
+    """|cosine|: the score of a method trained on the absolute cosine (avgatn, seed 001 eq. 10-11)."""
+
+    name = "abs_cosine"
+
+    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        return np.abs(super().pairs(face, voice))
+
+    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        return np.abs(super().matrix(face, voice))
+
+
+#: scores a method can name as its own (``SCORE`` in its plug-in; ``score`` in its embeddings)
+SCORERS = {"cosine": CosineScorer, "abs_cosine": AbsCosineScorer}
 
 
 class PairwiseScorer:
@@ -359,7 +377,7 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
             else:
                 m[CI_KEY] = None
             m["reason"] = None
-            if threshold is not None:  # the method's own decision rule (avgatn: cosine > 0.5)
+            if threshold is not None:  # the method's own decision rule (avgatn: |cos| > 0.5)
                 m["accuracy_at_threshold"] = {"threshold": float(threshold),
                                               "accuracy": float(np.mean((scores > threshold) == (labels == 1)))}
             out[s] = m
@@ -481,8 +499,13 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
     lists = read_trials(trials)
     scorer = load_scorer(scorer_spec)
     say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
-    # a method with its own decision threshold names it in its embeddings' metadata
-    threshold = read_parquet_meta(embeddings).get("score_threshold") if scorer_spec is None else None
+    # a method with its own score and decision threshold names them in its embeddings' metadata
+    emb_meta = read_parquet_meta(embeddings)
+    threshold = emb_meta.get("score_threshold") if scorer_spec is None else None
+    if scorer_spec is None and emb_meta.get("score"):
+        if emb_meta["score"] not in SCORERS:
+            raise ValueError(f"{embeddings} names the score {emb_meta['score']!r}; known: {', '.join(SCORERS)}")
+        scorer = SCORERS[emb_meta["score"]]()
     dcf = {**metrics.DCF_DEFAULTS, **(dcf or {})}
     result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf)
     n_ids = result.pop("_bootstrap_identities")

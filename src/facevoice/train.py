@@ -328,8 +328,9 @@ def better_epoch(auc: float, best: float | None) -> bool:
     return not math.isfinite(best)
 
 
-def verification_auc(emb: np.ndarray, items: pd.DataFrame) -> float:
-    """ROC AUC of cosine scores over every face-voice pair of ``items`` (same identity = positive)."""
+def verification_auc(emb: np.ndarray, items: pd.DataFrame, score: str = "cosine") -> float:
+    """ROC AUC over every face-voice pair of ``items`` (same identity = positive), scored with
+    the method's own ``score``: ``cosine``, or ``abs_cosine`` (|cos|, avgatn)."""
     from sklearn.metrics import roc_auc_score
 
     mod = items["modality"].to_numpy()
@@ -340,6 +341,10 @@ def verification_auc(emb: np.ndarray, items: pd.DataFrame) -> float:
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     scores = (f @ v.T).ravel()
+    if score == "abs_cosine":
+        scores = np.abs(scores)
+    elif score != "cosine":
+        raise ValueError(f"unknown score {score!r}: cosine or abs_cosine")
     labels = (ident[mod == "face"][:, None] == ident[mod == "voice"][None, :]).ravel()
     if labels.all() or not labels.any() or not np.isfinite(scores).all():
         return float("nan")
@@ -739,7 +744,7 @@ def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | P
             log(f"epoch {epoch}: {skipped} batch(es) with a non-finite loss skipped")
         emb = embed_items(model, reader, val_items, hp, device, int(run["embed_batch_size"]), run["amp"],
                           progress, desc="val") if len(val_items) else None
-        auc = verification_auc(emb, val_items) if emb is not None else float("nan")
+        auc = verification_auc(emb, val_items, getattr(mod, "SCORE", "cosine")) if emb is not None else float("nan")
         if not math.isfinite(auc):
             undefined[epoch] = undefined_auc_reason(emb, val_items, run["val_split"])
             log(f"epoch {epoch}: validation AUC undefined: {undefined[epoch]}")

@@ -38,8 +38,12 @@ Three stages, in training order:
     cross-entropy (eq. 12). ``id_acc`` in ``log.csv`` is its accuracy on the training batches
     (the only identities it knows: evaluation identities are never seen in training).
 
-Score: the cosine of t_f and t_a (the embeddings); the paper decides "same person" when it
-is above 0.5 (``SCORE_THRESHOLD``; the evaluation reports the accuracy at it beside AUC/EER).
+Score: the absolute cosine |cos(t_f, t_a)| of the embeddings (``SCORE``), the distance the
+matching network is trained on (eq. 10-11; the paper takes the absolute value "to make the
+threshold decision at test time easy"), used everywhere the method is scored: model
+selection, every evaluation protocol, and the paper's decision rule |cos| > 0.5
+(``SCORE_THRESHOLD``; the evaluation reports the accuracy at it beside AUC/EER). The
+ablation variants keep the same score.
 
 Choices where the paper is silent (named in the hyperparameters):
 
@@ -72,7 +76,8 @@ from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, make_optimizer, o
 from facevoice.nets import build_image_encoder, standardize_images
 
 NAME = "avgatn"
-SCORE_THRESHOLD = 0.5  # the paper's decision threshold on the cosine of t_f and t_a
+SCORE = "abs_cosine"   # |cos(t_f, t_a)|: the method's own score (facevoice.evaluate.SCORERS)
+SCORE_THRESHOLD = 0.5  # the paper's decision threshold on that score
 
 PAPER = {
     **COMMON_DEFAULTS,
