@@ -368,8 +368,8 @@ def silero_model():
 
     from silero_vad import load_silero_vad
 
-    with warnings.catch_warnings():  # torch.jit.load's deprecation notice, once per job
-        warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings():  # deprecation notices of torch.jit.load and importlib.resources
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
         return load_silero_vad()
 
 
