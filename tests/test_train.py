@@ -362,3 +362,20 @@ def test_dataloader_workers_give_the_same_run(corpus, tmp_path):
     a = torch.load(tmp_path / "w0" / "model.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "w2" / "model.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_ssnet_center_loss_does_not_swamp_the_cross_entropy(profile):
+    """Stage 1 at initialisation: lambda/2 x center loss against the cross-entropy."""
+    hp = resolve("ssnet_fop", profile)
+    n_bins = n_bins_of(hp)
+    ratios = {}
+    for normalize in (True, False):
+        torch.manual_seed(0)
+        model = get_method("ssnet_fop").build({**hp, "center_normalize": normalize}, 24, n_bins)
+        model.set_stage(0)
+        model.train()
+        f, v, y = batch(n_bins, P=4, K=2, size=hp["face_size"], frames=hp["crop_frames"][0])
+        _, terms = model.loss(f, v, y)
+        ratios[normalize] = hp["lambda_center"] / 2 * float(terms["center"]) / float(terms["ce"])
+    assert ratios[True] < 0.5 < 10 < ratios[False], ratios  # on raw features it outweighs CE many times

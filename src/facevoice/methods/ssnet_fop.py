@@ -25,6 +25,13 @@ evaluation alike. Training crops are fixed-length (``crop_frames`` [300, 300], 3
 embed, an utterance is cut into windows of ``crop_frames[1]`` frames (tiled when shorter)
 and the window features are averaged.
 
+Scale of the center loss (``center_normalize``, the paper is silent on the features' scale):
+on the raw 512-D features of the paper profile the center term starts about 60 times the
+cross-entropy (18 times in the demo profile), so stage 1 would first only shrink the
+features; it is computed on the L2-normalised features instead (at most 4, under the
+cross-entropy at initialisation), so lambda = 1 weighs the two terms as the paper's
+equation reads. ``center_normalize: false`` restores the raw features.
+
 Other choices (named below): "batch 45" (stage 1) and "batch 128" (stage 2) are read as
 face-voice pairs: 15 identities x 3 and 32 identities x 4; stage 1 runs 50 epochs, stage 2
 the paper's 100; Adam at 1e-5 in both stages with lr x 0.98 per epoch ("exponential
@@ -58,6 +65,7 @@ PAPER = {
     "face_size": 160,              # choice: the shards' 160 px (paper: 256 px); spectrograms resized to it
     "encoder": {"type": "inception_resnet_v1", "dim": 512, "dropout": 0.6},
     "lambda_center": 1.0,
+    "center_normalize": True,      # choice: the center loss on L2-normalised features (scale below)
     "fusion": True,
     "fop_dim": 128,                # choice: d of eq. 3-4
     "fop_tied_init": True,         # choice: W_v starts as a copy of W_u (one feature space after stage 1)
@@ -184,7 +192,7 @@ class SSNetFOP(FaceVoiceModel):
             feats = torch.cat([ff, fv]).float()
             both = torch.cat([labels, labels])
             ce = F.cross_entropy(self.center_classifier(feats), both)
-            cen = batch_center_loss(feats, both)
+            cen = batch_center_loss(F.normalize(feats, dim=1) if self.hp["center_normalize"] else feats, both)
             total = ce + self.hp["lambda_center"] / 2.0 * cen
             return total, {"ce": ce.detach(), "center": cen.detach()}
         with torch.no_grad():
