@@ -37,7 +37,7 @@ from facevoice import train as tr  # noqa: E402
 from facevoice.embed import ShardReader, autocast_dtype, choose_device  # noqa: E402
 from facevoice.methods import get_method, resolve  # noqa: E402
 
-BINS = {"logmel": 64, "spectrogram": 257, "mfcc": 13}
+BINS = {"logmel": 64, "spectrogram": 257, "mfcc": 25}
 
 
 

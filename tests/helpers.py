@@ -86,7 +86,7 @@ def random_batch(n_bins: int, P: int = 4, K: int = 2, size: int = 32, frames: in
 
 def n_bins_of(hp: dict) -> int:
     """Bins of the voice feature a method reads (the synthetic corpus's and the pipeline's sizes)."""
-    return {"logmel": 64, "spectrogram": 257, "mfcc": 13}[hp["voice_feature"]]
+    return {"logmel": 64, "spectrogram": 257, "mfcc": 25}[hp["voice_feature"]]
 
 
 def grads_of(model, loss) -> dict:

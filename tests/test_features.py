@@ -90,7 +90,7 @@ def test_shapes_and_frames(clips, tmp_path, capsys):
     assert meta_read == json.loads(json.dumps(meta)) and batch_meta["stage"] == "features"
     assert table.schema.remove_metadata() == features.SCHEMA
     assert table.column("kind").to_pylist() == ["spectrogram", "logmel", "mfcc"]
-    expected_bins = {"spectrogram": 512 // 2 + 1, "logmel": 64, "mfcc": 13}
+    expected_bins = {"spectrogram": 512 // 2 + 1, "logmel": 64, "mfcc": 25}
     direct = features.compute(speech_audio(clips["voice"]), SR, fparams())
     for kind, bins in expected_bins.items():
         x = features.load_feature(out, kind)

@@ -85,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "spectrogram": {"n_fft": 512, "win_ms": 25, "hop_ms": 10, "log": True, "normalize": "utterance"},
     "logmel": {"n_fft": 512, "win_ms": 25, "hop_ms": 10, "n_mels": 64, "fmin": 0, "fmax": None,
                "normalize": "utterance"},
-    "mfcc": {"n_mfcc": 13, "n_mels": 40, "n_fft": 512, "win_ms": 25, "hop_ms": 10,
+    "mfcc": {"n_mfcc": 25, "n_mels": 40, "n_fft": 512, "win_ms": 25, "hop_ms": 10,
              "normalize": "none"},
 }
 

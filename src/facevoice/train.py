@@ -385,7 +385,7 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
     patterns = np.stack([np.asarray(Image.fromarray(((c - c.min()) / (np.ptp(c) + 1e-9) * 255).astype(np.uint8))
                                     .resize((image_size, image_size), Image.BICUBIC), dtype=np.float32) / 127.5 - 1.0
                          for c in coarse])
-    bins = {"logmel": 64, "spectrogram": 257, "mfcc": 13}
+    bins = {"logmel": 64, "spectrogram": 257, "mfcc": 25}
     profiles = {k: world.normal(size=(latent, bins[k])) for k in kinds}
     rng = np.random.default_rng([seed, 2])
     written = []

@@ -82,7 +82,7 @@ SCORE_THRESHOLD = 0.5  # the paper's decision threshold on that score
 PAPER = {
     **COMMON_DEFAULTS,
     "voice_feature": "mfcc",
-    "crop_frames": [49, 49],            # 0.5 s windows of MFCC frames (25 x 49 in the paper)
+    "crop_frames": [49, 49],            # 0.5 s windows: 25 MFCC (features.mfcc.n_mfcc) x 49 frames, as the paper
     "eval_max_frames": 1000,
     "face_size": 160,
     "stages": {
