@@ -48,6 +48,8 @@ log = logging.getLogger("facevoice")
 
 CLIP_FIELD = pa.field("clip", pa.string())
 HELD_RESULTS = 64  # finished clips held in memory while earlier ones wait to be computed
+#: the keys of a clip record that the writer sets; the rest are the stage's extras
+RECORD_KEYS = ("clip", "key", "status", "reason", "group", "rows")
 
 
 # --------------------------------------------------------------------------- keys
@@ -134,13 +136,16 @@ class Item:
 # --------------------------------------------------------------------------- reading
 
 
-def read_batch_meta(path: str | Path) -> dict[str, Any]:
-    """The ``facevoice`` footer metadata of a batch file."""
-    md = pq.read_metadata(path).metadata or {}
-    raw = md.get(META_KEY)
+def _footer_meta(metadata: pq.FileMetaData, path: str | Path) -> dict[str, Any]:
+    raw = (metadata.metadata or {}).get(META_KEY)
     if raw is None:
         raise ValueError(f"{path} is not a facevoice batch file (no '{META_KEY.decode()}' metadata)")
     return json.loads(raw)
+
+
+def read_batch_meta(path: str | Path) -> dict[str, Any]:
+    """The ``facevoice`` footer metadata of a batch file."""
+    return _footer_meta(pq.read_metadata(path), path)
 
 
 class BatchReader:
@@ -149,10 +154,7 @@ class BatchReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.file = pq.ParquetFile(self.path)
-        raw = (self.file.metadata.metadata or {}).get(META_KEY)
-        if raw is None:
-            raise ValueError(f"{path} is not a facevoice batch file (no '{META_KEY.decode()}' metadata)")
-        self.meta = json.loads(raw)
+        self.meta = _footer_meta(self.file.metadata, path)
         self.records: list[dict[str, Any]] = self.meta["clips"]
 
     def rows(self, record: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
@@ -336,7 +338,7 @@ def process(items: list[Item], processor: Any, cache: Cache, writer: BatchWriter
             log.info("%s: rejected (%s)", item.clip, item.upstream_reason)
         elif hit is not None:
             rec, table = hit
-            extra = {k: v for k, v in rec.items() if k not in ("clip", "key", "status", "reason", "group", "rows")}
+            extra = {k: v for k, v in rec.items() if k not in RECORD_KEYS}
             results[i] = Result(rec["status"], rec.get("reason"), table, extra)
             counts["reused"] += 1
         else:

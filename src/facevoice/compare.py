@@ -115,20 +115,16 @@ def _pct(x) -> float | None:
     return None if x is None else 100.0 * float(x)
 
 
-def _from_result(value, ci) -> Cell:
-    if value is None:
-        return Cell()
-    lo, hi = (ci if ci else (None, None))
-    return Cell(_pct(value), _pct(lo), _pct(hi))
-
-
 DCF_DECIMALS = 3  # minDCF is shown as it is (a cost in [0, 1]), not in percent
 
 
-def _cost(value, ci) -> Cell:
+def _from_result(value, ci, percent: bool = True) -> Cell:
+    """A result's figure and interval, in percent, or as it is (a cost: minDCF)."""
     if value is None:
         return Cell()
     lo, hi = (ci if ci else (None, None))
+    if percent:
+        return Cell(_pct(value), _pct(lo), _pct(hi))
     return Cell(float(value), lo, hi, decimals=DCF_DECIMALS)
 
 
@@ -157,7 +153,7 @@ def _ours(res: dict, table: str, cfg: dict) -> dict[str, Cell]:
             ci = e.get("ci95") or {}
             cells[f"auc_{s}"] = _from_result(e.get("auc"), ci.get("auc"))
             cells[f"eer_{s}"] = _from_result(e.get("eer"), ci.get("eer"))
-            cells[f"mindcf_{s}"] = _cost(e.get("min_dcf"), ci.get("min_dcf"))
+            cells[f"mindcf_{s}"] = _from_result(e.get("min_dcf"), ci.get("min_dcf"), percent=False)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:

@@ -186,7 +186,7 @@ def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tup
 def batch_parts(keys: list[str], max_clips: int) -> list[list[str]]:
     """An identity's clip keys, sorted, cut into parts of at most ``max_clips``."""
     keys = sorted(keys)
-    return [keys[i:i + max_clips] for i in range(0, len(keys), max(1, int(max_clips)))] or [[]]
+    return [keys[i:i + max_clips] for i in range(0, len(keys), max(1, int(max_clips)))]
 
 
 def part_name(index: int) -> str:
