@@ -57,7 +57,7 @@ def test_writes_every_table_and_plot(results, tmp_path):
     ret = (tmp_path / "retrieval.md").read_text()
     assert "0.73" in ret and "chance (exact E[AP], our gallery)" in ret
     tables = (tmp_path / "tables.md").read_text()
-    assert all(C.TITLES[t] in tables for t in C.TABLES)
+    assert all(f"Unseen-unheard: {C.TITLES[t][0].lower()}{C.TITLES[t][1:]}" in tables for t in C.TABLES)
 
 
 def test_csv_values_are_the_json_in_percent(results, tmp_path):
@@ -118,3 +118,29 @@ def test_reference_yaml_matches_methods_md():
             ours |= {float(v) for v in (f.get("n") or {}).values()}
         assert ours <= stated, (key, sorted(ours - stated))
         assert {float(x) for x in re.findall(r"\d+\.\d+", line)} <= ours, key
+
+
+def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
+    d, names = results
+    uu = [str(d / f"{n}.json") for n in names]
+    sh = [str(d / f"{n}.json") for n in reversed(names)]  # any results stand in for the seen-heard ones
+    args = ["--results", *uu, "--seenheard-results", *sh, "--seenheard-roc",
+            *[str(d / f"{n}_roc.parquet") for n in names], "--out", str(tmp_path)]
+    assert C.main(args) == 0
+    for f in C.OUTPUTS:
+        assert (tmp_path / C.SEENHEARD_DIR / f).stat().st_size > 0, f
+    md = (tmp_path / C.SEENHEARD_DIR / "verification.md").read_text()
+    assert md.startswith("### Seen-heard: cross-modal verification")
+    assert "reported:" not in md  # the papers' figures are unseen-unheard: never under seen-heard
+    assert "reported: Wang et al. 2020" in (tmp_path / "verification.md").read_text()
+    assert "No seen-heard figure of the seeds or the baselines" in (tmp_path / C.SEENHEARD_DIR / "tables.md").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "protocols.csv")))
+    assert [r["method"] for r in rows] == names
+    for r in rows:
+        res = json.loads((d / f"{r['method']}.json").read_text())
+        for proto in ("unseenunheard", "seenheard"):
+            assert float(r[f"{proto}_auc_U"]) == pytest.approx(100 * res["verification"]["U"]["auc"])
+            assert float(r[f"{proto}_mindcf_U"]) == pytest.approx(res["verification"]["U"]["min_dcf"])
+            assert float(r[f"{proto}_V-F_U"]) == pytest.approx(100 * res["matching"]["V-F"]["U"]["2"])
+    table = (tmp_path / "protocols.md").read_text()
+    assert "| Method | Unseen-unheard AUC U (%) |" in table and "Seen-heard 1:2 F-V U (%)" in table

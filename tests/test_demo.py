@@ -51,14 +51,21 @@ def test_counts_splits_and_meta(demo_corpus):
     assert sum(1 for code in splits.values() if code == 4) >= 10
     for row in meta:
         assert row["Set"] == ("test" if splits[row["VGGFace1 ID"]] == 4 else "dev")
-    # videos layout: <identity>/<11-char video>/<NNNNN>.mp4, >= 3 clips each, only listed identities
+    # videos layout: <identity>/<11-char video>/<NNNNN>.mp4, >= 3 clips each in 2 videos (the
+    # seen-heard protocol holds one out), clips numbered from 1 in each video; only listed identities
     on_disk = {p.name for p in (demo_corpus / "videos").iterdir()}
     assert on_disk == ids
     for vox_id in ids:
         clips = sorted((demo_corpus / "videos" / vox_id).glob("*/*.mp4"))
         assert len(clips) >= DEMO_CLIPS
         assert all(re.fullmatch(r"[A-Z2-7]{11}", c.parent.name) for c in clips)
-        assert [c.stem for c in clips] == [f"{k:05d}" for k in range(1, len(clips) + 1)]
+        by_video = defaultdict(list)
+        for c in clips:
+            by_video[c.parent.name].append(c.stem)
+        assert len(by_video) == 2
+        assert sorted(len(v) for v in by_video.values()) == [DEMO_CLIPS // 2, DEMO_CLIPS - DEMO_CLIPS // 2]
+        for stems in by_video.values():
+            assert stems == [f"{k:05d}" for k in range(1, len(stems) + 1)]
 
 
 def test_clips_of_an_identity_differ_in_speech_and_look(demo_corpus):

@@ -132,3 +132,100 @@ def test_a_batch_job_refuses_a_tree_changed_since_planning(tmp_path):
                           "--params", '{"fps": 1, "max_per_clip": 2}'], capture_output=True, text=True)
     assert res.returncode == 2 and "changed since the run was planned" in res.stderr
     assert not (tmp_path / "f.parquet").exists()
+
+
+# --------------------------------------------------------------------------- seen-heard hold-out
+
+
+def make_videos(root, ident, videos, clips=2):
+    for v in videos:
+        d = root / "videos" / ident / v
+        d.mkdir(parents=True, exist_ok=True)
+        for c in range(1, clips + 1):
+            (d / f"{c:05d}.mp4").write_bytes(b"")
+
+
+SEEN_META = META + [("id00003", "Cid_C", "m", "UK", "dev")]
+
+
+def seen_tree(tmp_path):
+    make_videos(tmp_path, "id00001", ["vidA0000000", "vidB0000000", "vidC0000000", "vidD0000000"])
+    make_videos(tmp_path, "id00002", ["vidA0000000", "vidB0000000"])  # test identity: never held out
+    make_videos(tmp_path, "id00003", ["vidA0000000"])  # one video: keeps it for training
+    write_meta(tmp_path, SEEN_META, [("Ann_A", 1), ("Bob_B", 4), ("Cid_C", 1)])
+    return config_for(tmp_path)
+
+
+def _held(df):
+    return sorted(set(df.loc[df["split"] == "seenheard", "identity"] + "/" + df.loc[df["split"] == "seenheard", "video"]))
+
+
+@pytest.mark.parametrize("videos, n_held", [(1, 1), (2, 2), (0.5, 2), (0.1, 1), (9, 3), (0, 0)])
+def test_seenheard_holds_out_videos_of_training_identities(tmp_path, videos, n_held):
+    cfg = seen_tree(tmp_path)
+    cfg["seenheard"] = {"videos": videos, "seed": 0}
+    df = list_clips(cfg)
+    held = _held(df)
+    assert len(held) == n_held and all(h.startswith("id00001/") for h in held)
+    # whole videos move: each held-out video's clips are all seenheard, and no training video is
+    train_videos = set(df.loc[df["split"] == "train", "identity"] + "/" + df.loc[df["split"] == "train", "video"])
+    assert not train_videos & set(held)
+    assert "id00001" in set(df.loc[df["split"] == "train", "identity"])  # always keeps a training video
+    assert set(df.loc[df["identity"] == "id00003", "split"]) == {"train"}
+    assert set(df.loc[df["identity"] == "id00002", "split"]) == {"test"}
+
+
+def test_seenheard_draw_follows_its_seed_and_not_other_identities(tmp_path):
+    cfg = seen_tree(tmp_path)
+    draws = set()
+    for seed in range(6):
+        cfg["seenheard"] = {"videos": 1, "seed": seed}
+        draws.add(tuple(_held(list_clips(cfg))))
+    assert len(draws) > 1  # the seed chooses
+    cfg["seenheard"] = {"videos": 1, "seed": 3}
+    before = _held(list_clips(cfg))
+    make_videos(tmp_path, "id00004", ["vidA0000000", "vidB0000000"])
+    write_meta(tmp_path, SEEN_META + [("id00004", "Dee_D", "f", "", "dev")],
+               [("Ann_A", 1), ("Bob_B", 4), ("Cid_C", 1), ("Dee_D", 1)])
+    after = _held(list_clips(cfg))
+    assert [h for h in after if h.startswith("id00001/")] == before  # adding an identity moves nothing else
+
+
+def test_seenheard_rejects_a_fractional_count(tmp_path):
+    cfg = seen_tree(tmp_path)
+    cfg["seenheard"] = {"videos": 1.5, "seed": 0}
+    with pytest.raises(InputError, match=r"seenheard.videos.*whole number"):
+        list_clips(cfg)
+
+
+def _seen_lists(folder, rows):
+    folder.mkdir(exist_ok=True)
+    lines = ["id,voice-speaker-id,face-speaker-id,label,voice-path,face-path"]
+    lines += [f"{k},0,0,1,{v},{f}" for k, (v, f) in enumerate(rows, 1)]
+    (folder / "veriflist_test_random_seenheard.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_seenheard_from_official_lists_holds_out_exactly_their_videos(tmp_path):
+    cfg = seen_tree(tmp_path)
+    pins = tmp_path / "pins"
+    _seen_lists(pins, [("Ann_A/vidB0000000_0000001.wav", "Ann_A/vidC0000000/0000025.jpg"),
+                       ("Bob_B/vidA0000000_0000001.wav", "Bob_B/vidA0000000/0000025.jpg")])  # not training
+    cfg["evaluation"]["pins"] = {"dir": str(pins), "sets": ["seenheard"]}
+    df = list_clips(cfg)
+    assert _held(df) == ["id00001/vidB0000000", "id00001/vidC0000000"]
+    assert set(df.loc[df["identity"] == "id00002", "split"]) == {"test"}
+
+
+@pytest.mark.parametrize("rows, match", [
+    (None, r"holds no veriflist_test_\*_seenheard.txt"),
+    ([("Zed_Z/vidA0000000_0000001.wav", "Zed_Z/vidA0000000/0000025.jpg")], r"none of a training identity's"),
+])
+def test_seenheard_lists_that_match_nothing_stop_the_run(tmp_path, rows, match):
+    cfg = seen_tree(tmp_path)
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    if rows:
+        _seen_lists(pins, rows)
+    cfg["evaluation"]["pins"] = {"dir": str(pins), "sets": ["unseenunheard", "seenheard"]}
+    with pytest.raises(InputError, match=match):
+        list_clips(cfg)

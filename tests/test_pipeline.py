@@ -100,7 +100,13 @@ def test_videos_layout_end_to_end(videos_run):
     out = root / "results" / "mini"
     manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
     assert set(manifest["identity"]) == set(ids)
-    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert set(manifest["split"]) == {"train", "val", "test", "seenheard"}
+    # seen-heard: one of the training identity's two videos is held out, whole, in its own shards
+    video = manifest["clip"].str.rsplit("/", n=1).str[0]
+    held, train = set(video[manifest["split"] == "seenheard"]), set(video[manifest["split"] == "train"])
+    assert len(held) == 1 and len(train) == 1 and not held & train
+    assert {i.split("/")[0] for i in held} == {ids[0]}
+    assert set(manifest.loc[manifest["split"] == "seenheard", "shard"].str.split("/").str[0]) == {"seenheard"}
     for modality in ("face", "voice"):
         sub = manifest[manifest.modality == modality]
         assert sub["clip"].nunique() == 12, modality  # 4 identities x 3 clips, none rejected
@@ -114,6 +120,7 @@ def test_videos_layout_end_to_end(videos_run):
     # one batch file per identity and stage; whole identities in shards, by bucket
     assert len(list((out / "faces").glob("*/*.parquet"))) == len(ids)
     clips = pd.read_parquet(out / "clips.parquet")
+    assert clips.groupby("split")["identity"].nunique().to_dict() == {"seenheard": 1, "test": 2, "train": 1, "val": 1}
     expected = {f"{split}/face-{b:05d}.parquet" for split, b in shard_plan(clips, 2)}
     assert {p.relative_to(out / "shards").as_posix() for p in (out / "shards").glob("*/face-*.parquet")} == expected
     for shard in expected:  # a shard holds exactly its bucket's identities
@@ -398,18 +405,26 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
         info = json.loads((out / "train" / method / "run.json").read_text(),
                           parse_constant=lambda c: pytest.fail(f"run.json holds a bare {c}"))
         assert info["profile"] == "debug" and info["data"]["train_identities"] == 2
-        for split, idents in (("val", ids[2:4]), ("test", ids[4:6])):  # pick_identities keeps split order
+        # pick_identities keeps split order; seenheard: held-out videos of the training identities
+        for split, idents in (("val", ids[2:4]), ("test", ids[4:6]), ("seenheard", ids[:2])):
             emb = pq.read_table(out / "embeddings" / method / f"{split}.parquet").to_pandas()
             assert set(emb["identity"]) == set(idents) and set(emb["modality"]) == {"face", "voice"}
-        res = json.loads((out / "evaluation" / "test" / f"{method}.json").read_text())
-        assert 0.0 <= res["verification"]["U"]["auc"] <= 1.0
-    table = pd.read_csv(out / "comparison" / "verification.csv")
-    assert set(table.loc[table["kind"] == "ours", "method"]) == {"dje", "chance"}
-    assert (out / "comparison" / "roc_U.png").stat().st_size > 1000
+        for split in ("test", "seenheard"):
+            res = json.loads((out / "evaluation" / split / f"{method}.json").read_text())
+            assert 0.0 <= res["verification"]["U"]["auc"] <= 1.0
+    for folder in ("comparison", "comparison/seenheard"):
+        table = pd.read_csv(out / folder / "verification.csv")
+        assert set(table.loc[table["kind"] == "ours", "method"]) == {"dje", "chance"}
+        assert (out / folder / "roc_U.png").stat().st_size > 1000
+    assert "Seen-heard: cross-modal verification" in (out / "comparison" / "seenheard" / "verification.md").read_text()
+    both = pd.read_csv(out / "comparison" / "protocols.csv")
+    assert list(both["method"]) == ["dje", "chance"]
+    assert both[["unseenunheard_auc_U", "seenheard_auc_U"]].notna().all().all()
     assert not pending(plan(tmp_path))  # everything up to date: a second run does nothing
     # the HTML report gathers every registered figure and table with its caption
     run(tmp_path, "--report", str(tmp_path / "report.html"))
     html = (tmp_path / "report.html").read_text(errors="replace")
     for caption in ("Training of dje", "Cross-modal verification on the test identities", "ROC curves of every",
+                    "The seen-heard protocol: the same tables", "Both test protocols side by side",
                     "Data report of the preprocessing", "1:N matching accuracy against"):
         assert caption in html, caption

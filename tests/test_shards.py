@@ -72,6 +72,19 @@ def test_face_shard_skips_rejects_and_manifest_indexes_rows(tmp_path):
     assert set(m["name"]) == {"N_1", "N_2"}  # attributes from the clip table, by identity
 
 
+def test_held_out_videos_go_to_the_seenheard_shard_only(tmp_path):
+    a = batch_file(tmp_path / "a.parquet", "faces", faces.SCHEMA, [
+        (c, Result("ok", None, face_rows(1))) for c in ("id1/vA/00001", "id1/vA/00002", "id1/vB/00001", "id2/vA/00001")])
+    held = ["id1/vB"]
+    train = shards.write_shard([a], str(tmp_path / "train.parquet"), "face", "train", heldout=held)
+    seen = shards.write_shard([a], str(tmp_path / "seen.parquet"), "face", "seenheard", heldout=held)
+    assert [c["clip"] for c in train["clips"]] == ["id1/vA/00001", "id1/vA/00002", "id2/vA/00001"]
+    assert [c["clip"] for c in seen["clips"]] == ["id1/vB/00001"]
+    assert shards.main(["write", "--modality", "face", "--split", "seenheard", "--heldout", '["id1/vA"]',
+                        "--output", str(tmp_path / "cli.parquet"), a]) == 0
+    assert set(pq.read_table(tmp_path / "cli.parquet").column("clip").to_pylist()) == {"id1/vA/00001", "id1/vA/00002"}
+
+
 def test_manifest_refuses_an_item_in_two_shards_and_an_unknown_identity(tmp_path):
     a = batch_file(tmp_path / "a.parquet", "faces", faces.SCHEMA, [("id1/v/00001", Result("ok", None, face_rows(1)))])
     for i in range(2):

@@ -212,9 +212,10 @@ def _write_pins(tmp_path, manifest):
     return ids
 
 
-def test_import_pins(manifest, tmp_path):
+def test_import_pins(manifest, tmp_path, capsys):
     ids = _write_pins(tmp_path, manifest)
-    v, meta = T.import_pins(tmp_path, manifest, "test")
+    v, meta = T.import_pins(tmp_path, manifest, "test", strata=["U"])
+    assert f"imported {2 * len(ids)} of {2 * len(ids) + 2} rows" in capsys.readouterr().err
     assert meta["source"] == "learnable-pins"
     u = v[v["stratum"] == "U"]
     assert len(u) == 2 * len(ids)
@@ -223,6 +224,46 @@ def test_import_pins(manifest, tmp_path):
     assert u["face"].str.contains("/vid01/").all()
     dropped = meta["pins"]["files"]["U"]["dropped"]
     assert dropped == {"name not in split": 1, "voice clip not in manifest": 1}
-    assert not meta["strata"]["G"]["available"] and "not found" in meta["strata"]["G"]["reason"]
-    again, _ = T.import_pins(tmp_path, manifest, "test")
+    assert list(meta["strata"]) == ["U"]
+    again, _ = T.import_pins(tmp_path, manifest, "test", strata=["U"])
     pd.testing.assert_frame_equal(v, again)
+
+
+def test_import_pins_stops_on_a_missing_list_or_one_that_matches_nothing(manifest, tmp_path):
+    _write_pins(tmp_path, manifest)
+    with pytest.raises(ValueError, match=r"veriflist_test_G_unseenunheard.txt not found"):
+        T.import_pins(tmp_path, manifest, "test", strata=["U", "G"])
+    with pytest.raises(ValueError, match=r"veriflist_test_random_seenheard.txt not found"):
+        T.import_pins(tmp_path, manifest, "test", "seenheard", strata=["U"])
+    # the lists of another dataset: no name resolves
+    with pytest.raises(ValueError, match=r"no row of .* resolved .*name not in split"):
+        T.import_pins(tmp_path, manifest, "val", strata=["U"])
+
+
+def _with_seenheard(manifest):
+    """The manifest with video vid01 of every training identity held out (split seenheard)."""
+    m = manifest.copy()
+    held = (m["split"] == "train") & m["clip"].str.contains("/vid01/")
+    m.loc[held, "split"] = "seenheard"
+    return m
+
+
+def test_seenheard_lists_use_held_out_videos_of_training_identities(manifest):
+    m = _with_seenheard(manifest)
+    lists = T.generate(m, "seenheard", 5, SIZES)
+    v = lists["verification"][0]
+    train_ids = set(manifest.loc[manifest["split"] == "train", "identity"])
+    assert len(v) and set(v["face_identity"]) | set(v["voice_identity"]) <= train_ids
+    items = set(v["face"]) | set(v["voice"])
+    assert all("/vid01/" in i for i in items)  # never a training video
+    # a video in both train and seenheard is refused
+    leak = m.copy()
+    first = leak.index[(leak["split"] == "seenheard")][0]
+    leak.loc[first, "clip"] = leak.loc[first, "clip"].replace("/vid01/", "/vid00/")
+    with pytest.raises(ValueError, match=r"also training videos"):
+        T.split_rows(leak, "seenheard")
+    # and so is a seen-heard identity that is in a test split
+    bad = m.copy()
+    bad.loc[bad["split"] == "seenheard", "identity"] = bad.loc[bad["split"] == "test", "identity"].iloc[0]
+    with pytest.raises(ValueError, match=r"also appear in other splits"):
+        T.split_rows(bad, "seenheard")

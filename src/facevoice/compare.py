@@ -1,8 +1,13 @@
 """Comparison tables and plots for every evaluated method, beside the papers' figures.
 
 ``facevoice compare --results a.json b.json ... [--roc a.parquet b.parquet ...] --out DIR``
+``[--seenheard-results c.json ... --seenheard-roc c.parquet ...]``
 
-Writes into DIR (fixed names, see :data:`OUTPUTS`):
+Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables of the unseen-unheard protocol
+(test identities never seen in training); with ``--seenheard-results``, the same files for
+the seen-heard protocol (held-out videos of training identities) into ``DIR/seenheard/``, and
+both protocols side by side (AUC, EER, minDCF and 1:2 matching of stratum U, one row per
+method) in ``DIR/protocols.md`` and ``.csv``:
 
 * ``verification.{md,csv,tex}``: AUC, EER and minDCF by stratum (U, G, N, A, GNA);
 * ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
@@ -16,7 +21,8 @@ Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come i
 ``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
 papers' own figures from ``facevoice/data/reference_results.yaml``, with paper and
-table; they are VoxCeleb1 figures, never recomputed) and ``chance`` (AUC 50, EER 50, minDCF 1,
+table; they are VoxCeleb1 figures, never recomputed, each shown under its protocol:
+``test_set`` in that file, unseen-unheard unless it says seenheard) and ``chance`` (AUC 50, EER 50, minDCF 1,
 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our gallery). A
 figure that does not exist (an unavailable stratum, a figure a paper does not report) is
 "—" (empty in the CSV); the notes under each table say why for ours.
@@ -43,6 +49,11 @@ from facevoice.io import atomic_path, read_parquet, write_text
 from facevoice.trials import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA
 
 N_VALUES = (2, 4, 6, 8, 10)
+#: Test protocols: unseen-unheard (identities never seen in training, the test split) and
+#: seen-heard (held-out videos of training identities, the seenheard split).
+PROTOCOLS = {"unseenunheard": "Unseen-unheard", "seenheard": "Seen-heard"}
+SEENHEARD_DIR = "seenheard"  # the seen-heard tables' folder, inside the comparison folder
+PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
 COMPARE_DEFAULTS = {"decimals": 2, "show_ci": True, "reference": True, "n_values": list(N_VALUES)}
 
@@ -184,6 +195,8 @@ def _reference(paper: dict, table: str, cfg: dict) -> tuple[dict[str, Cell], lis
             tables.append(tab)
 
     for f in paper.get("figures") or []:
+        if f.get("test_set", "unseenunheard") != cfg.get("protocol", "unseenunheard"):
+            continue
         proto, tab = f.get("protocol"), f.get("table", "?")
         if table == "verification" and proto == "verification":
             for metric in ("auc", "eer"):
@@ -300,7 +313,7 @@ def _notes(results: list[dict], table: str, cfg: dict) -> list[str]:
     return notes
 
 
-FOOTER = ("Ours: 95% bootstrap interval over test identities in brackets. Reported: each "
+FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in brackets. Reported: each "
           "paper's own VoxCeleb1 figure (table named in the row), not recomputed here and "
           "comparable with ours only on VoxCeleb1 with the same protocol. "
           "Ties count as wrong in matching and rank against the probe in retrieval; "
@@ -490,8 +503,10 @@ def plot_1vN(results: list[dict], papers: list[dict], direction: str, path: Path
 
 
 def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None = None,
-            reference_path: str | None = None, config: dict | None = None) -> list[Path]:
-    cfg = {**COMPARE_DEFAULTS, **(config or {})}
+            reference_path: str | None = None, config: dict | None = None,
+            protocol: str = "unseenunheard") -> list[Path]:
+    """Write one protocol's tables and plots (:data:`OUTPUTS`) into ``out``."""
+    cfg = {**COMPARE_DEFAULTS, **(config or {}), "protocol": protocol}
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
     papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
@@ -499,15 +514,20 @@ def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    combined = ["# Face-voice association: comparison", "",
+    name = PROTOCOLS[protocol]
+    combined = [f"# Face-voice association: comparison, {name.lower()} protocol", "",
                 "Methods: " + (", ".join(r["_name"] for r in results) or "none"), ""]
+    if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
+        combined += [f"No {name.lower()} figure of the seeds or the baselines is transcribed "
+                     f"(facevoice/data/reference_results.yaml): the tables hold ours and chance.", ""]
     for table in TABLES:
         cols = _columns(table, cfg)
         rows = build_rows(results, papers, table, cfg)
         notes = _notes(results, table, cfg)
-        md = render_markdown(rows, cols, TITLES[table], notes, cfg)
+        title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
+        md = render_markdown(rows, cols, title, notes, cfg)
         for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
-                          ("tex", render_latex(rows, cols, TITLES[table], cfg))):
+                          ("tex", render_latex(rows, cols, title, cfg))):
             write_text(out / f"{table}.{ext}", text)
             written.append(out / f"{table}.{ext}")
         combined += [md, ""]
@@ -525,12 +545,47 @@ def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None 
     return written
 
 
+PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "eer_U", "EER U (%)"),
+                    ("verification", "mindcf_U", "minDCF U"), ("matching_1v2", "V-F_U", "1:2 V-F U (%)"),
+                    ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
+
+
+def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config: dict | None = None) -> list[Path]:
+    """The two protocols side by side, one row per method: ``protocols.md`` and ``.csv``.
+
+    ``by_protocol`` maps a protocol (:data:`PROTOCOLS`) to its results files.
+    """
+    cfg = {**COMPARE_DEFAULTS, **(config or {})}
+    results = {p: {r["_name"]: r for r in load_results(paths)} for p, paths in by_protocol.items()}
+    methods = list(dict.fromkeys(m for res in results.values() for m in res))
+    cols = [(p, table, key, f"{PROTOCOLS[p]} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
+    lines = ["### Both protocols: verification and 1:2 matching, stratum U", "",
+             "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    table_rows = []
+    for m in methods:
+        cells = {f"{p}_{key}": _ours(results[p][m], table, cfg)[key] if m in results[p] else Cell()
+                 for p, table, key, _ in cols}
+        lines.append(f"| **{m}** | " + " | ".join(_fmt(c, cfg) for c in cells.values()) + " |")
+        table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
+    lines += ["", "Unseen-unheard: test identities never seen in training. Seen-heard: held-out videos "
+              "of training identities, never read in training. 95% bootstrap intervals over each "
+              "protocol's identities in brackets; chance is AUC 50, EER 50, minDCF 1, 1:2 50."]
+    out = Path(out)
+    write_text(out / PROTOCOLS_TABLE[0], "\n".join(lines) + "\n")
+    write_text(out / PROTOCOLS_TABLE[1], render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
+    return [out / name for name in PROTOCOLS_TABLE]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="facevoice compare",
                                 description="comparison tables and plots (see facevoice.compare)")
     p.add_argument("--results", nargs="*", default=[],
                    help="results JSON of each method (none: chance and reported rows only)")
     p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
+    p.add_argument("--seenheard-results", nargs="*", default=[],
+                   help="results JSON of the seen-heard protocol: its tables go to OUT/seenheard/, "
+                        "and both protocols side by side to OUT/protocols.{md,csv}")
+    p.add_argument("--seenheard-roc", nargs="*", default=[], help="ROC Parquet of the seen-heard results")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation.compare section)")
     p.add_argument("--params", default=None,
@@ -552,6 +607,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_reference:
         cfg["reference"] = False
     written = compare(a.results, a.out, a.roc, a.reference, cfg)
+    if a.seenheard_results:
+        written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, a.seenheard_roc, a.reference, cfg,
+                           protocol="seenheard")
+        written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)
     print(f"[compare] wrote {len(written)} files to {a.out}", file=sys.stderr)
     return 0
 

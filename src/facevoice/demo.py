@@ -18,7 +18,9 @@ their source. Gender always comes from a label (a voice folder name such as
 unlabelled voices, from an F0 estimate (:func:`estimate_f0`) that the catalog records as
 ``f0 estimate (N Hz)``. Age is never labelled.
 
-The corpus is laid out like VoxCeleb (``videos/<idXXXXX>/<video>/<NNNNN>.mp4``) with
+The corpus is laid out like VoxCeleb (``videos/<idXXXXX>/<video>/<NNNNN>.mp4``, clips numbered
+from 1 in each video; ``videos_per_identity`` videos per identity, so that the seen-heard
+protocol can hold one out of training) with
 ``vox1_meta.csv``, ``identity_splits.txt``, ``provenance.csv`` and ``corpus.json``. Each
 clip is an H.264 (yuv420p) video at exactly 25 fps, 320x320 px with the face at least
 160 px, and a 16 kHz mono AAC track. Clips of one identity carry different speech
@@ -1014,10 +1016,22 @@ def encode_clip(frames: np.ndarray, audio: np.ndarray, sample_rate: int, out: Pa
                 raise DemoError(f"ffmpeg failed for {out}: {proc.stderr.decode(errors='replace')[-2000:]}")
 
 
-def video_id(face: Mapping[str, Any], voice: Mapping[str, Any]) -> str:
-    """An 11-character YouTube-like id from the face file's and the voice's identity."""
-    digest = hashlib.sha256(f"{face['sha256']}:{voice['key']}".encode()).digest()
-    return base64.b32encode(digest).decode("ascii")[:11]
+def video_id(face: Mapping[str, Any], voice: Mapping[str, Any], index: int = 0) -> str:
+    """An 11-character YouTube-like id from the face file's and the voice's identity (and the
+    video's index among the identity's videos, for all but the first)."""
+    key = f"{face['sha256']}:{voice['key']}" + (f":{index}" if index else "")
+    return base64.b32encode(hashlib.sha256(key.encode()).digest()).decode("ascii")[:11]
+
+
+def clip_videos(n_clips: int, n_videos: int) -> list[tuple[int, int]]:
+    """(video index, clip number within the video, from 1) of each of an identity's clips:
+    consecutive clips share a video, the videos as even as can be."""
+    out, counts = [], [0] * n_videos
+    for k in range(n_clips):
+        j = k * n_videos // n_clips
+        counts[j] += 1
+        out.append((j, counts[j]))
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -1032,8 +1046,9 @@ class _Sources:
     licences: dict[str, str] = field(default_factory=dict)
 
 
-def _params(catalog: Mapping[str, Any], clips_per_identity: int, seed: int) -> dict[str, Any]:
-    return {"clips_per_identity": int(clips_per_identity), "seed": int(seed),
+def _params(catalog: Mapping[str, Any], clips_per_identity: int, seed: int, videos_per_identity: int) -> dict[str, Any]:
+    return {"clips_per_identity": int(clips_per_identity), "videos_per_identity": int(videos_per_identity),
+            "seed": int(seed),
             "render": catalog.get("render", {}), "limits": catalog.get("limits", {})}
 
 
@@ -1101,14 +1116,14 @@ def _prepare_sources(catalog: Mapping[str, Any], plan_packages: Sequence[str], c
 @dataclass
 class _Rendered:
     identity: PlannedIdentity
-    video: str
+    videos: list[str]
     clips: list[dict]
 
 
 def _render_identity(ident: PlannedIdentity, face: Mapping[str, Any], voice: Mapping[str, Any],
                      src: _Sources, catalog: Mapping[str, Any], n_clips: int, seed: int,
-                     videos_dir: Path, verify: bool, pool: cf.Executor | None) -> _Rendered:
-    """Make the clips of one identity; raises _FaceRejected / _VoiceRejected."""
+                     videos_dir: Path, verify: bool, pool: cf.Executor | None, n_videos: int = 1) -> _Rendered:
+    """Make the clips of one identity, in ``n_videos`` videos; raises _FaceRejected / _VoiceRejected."""
     render = catalog["render"]
     size, fps, sr = int(render["frame_size"]), int(render["fps"]), int(render["sample_rate"])
     vfiles = src.files[voice["package"]]
@@ -1130,15 +1145,15 @@ def _render_identity(ident: PlannedIdentity, face: Mapping[str, Any], voice: Map
             if not ok:
                 raise _FaceRejected(f"clip {k + 1}: {why}")
             checks.append(measures)
-    vid = video_id(face, voice)
+    vids = [video_id(face, voice, j) for j in range(n_videos)]
     jobs = []
     clip_records = []
-    for k in range(n_clips):
-        rel = Path("videos") / ident.id / vid / f"{k + 1:05d}.mp4"
-        out = videos_dir / ident.id / vid / f"{k + 1:05d}.mp4"
+    for k, (j, number) in enumerate(clip_videos(n_clips, n_videos)):
+        rel = Path("videos") / ident.id / vids[j] / f"{number:05d}.mp4"
+        out = videos_dir / rel.relative_to("videos")
         args = (frames[k], audio[k].samples, sr, out, fps)
         jobs.append((pool.submit(encode_clip, *args) if pool else None, args))
-        clip_records.append({"identity": ident.id, "video": vid, "clip": f"{k + 1:05d}",
+        clip_records.append({"identity": ident.id, "video": vids[j], "clip": f"{number:05d}",
                              "path": rel.as_posix(), "frames": audio[k].frames,
                              "duration_s": round(audio[k].frames / fps, 3),
                              "look": asdict(looks[k]), "face_check": checks[k] if checks else None,
@@ -1150,7 +1165,7 @@ def _render_identity(ident: PlannedIdentity, face: Mapping[str, Any], voice: Map
             fut.result()
     for rec in clip_records:
         rec["sha256"] = sha256_file(rec.pop("_out"))
-    return _Rendered(identity=ident, video=vid, clips=clip_records)
+    return _Rendered(identity=ident, videos=vids, clips=clip_records)
 
 
 class _FaceRejected(Exception):
@@ -1165,7 +1180,8 @@ def build_demo(
     out: str | os.PathLike,
     cache: str | os.PathLike,
     *,
-    clips_per_identity: int = 3,
+    clips_per_identity: int = 4,
+    videos_per_identity: int = 2,
     seed: int = 1234,
     force: bool = False,
     catalog: Mapping[str, Any] | str | os.PathLike | None = None,
@@ -1185,7 +1201,10 @@ def build_demo(
     if not isinstance(catalog, Mapping):
         catalog = load_catalog(catalog)
     clients = set(available_clients() if clients is None else clients)
-    params = _params(catalog, clips_per_identity, seed)
+    if not 1 <= videos_per_identity <= clips_per_identity:
+        raise DemoError(f"demo.videos_per_identity is {videos_per_identity}: it must be 1 to clips_per_identity "
+                        f"({clips_per_identity})")
+    params = _params(catalog, clips_per_identity, seed, videos_per_identity)
     if not force:
         ok, why = corpus_up_to_date(out, catalog, params, clients)
         if ok:
@@ -1222,7 +1241,8 @@ def build_demo(
                                    rejected_faces=rejected_faces, rejected_voices=rejected_voices)
             todo = [i for i in plan.identities if (i.face, i.voice) not in done]
             futures = {pool.submit(_render_identity, ident, faces[ident.face], voices[ident.voice], src, catalog,
-                                   clips_per_identity, seed, building, True, None): ident for ident in todo}
+                                   clips_per_identity, seed, building, True, None,
+                                   videos_per_identity): ident for ident in todo}
             changed = False
             for fut in tqdm(cf.as_completed(futures), total=len(futures), desc="identities", unit="id",
                             file=sys.stderr, disable=not progress):
@@ -1249,7 +1269,7 @@ def build_demo(
         for c in r.clips:
             c["identity"] = ident.id
         final.append(r)
-        keep_dirs.add(building / ident.id / r.video)
+        keep_dirs.update(building / ident.id / v for v in r.videos)
     for d in sorted(building.glob("*/*")):
         if d.is_dir() and d not in keep_dirs:
             shutil.rmtree(d)
@@ -1277,7 +1297,7 @@ def build_demo(
         "missing_clients": missing_clients,
         "skipped": plan.skipped,
         "identities": [
-            {**asdict(r.identity), "set": r.identity.split_name, "video": r.video,
+            {**asdict(r.identity), "set": r.identity.split_name, "videos": r.videos,
              "face_package": faces[r.identity.face]["package"], "voice_package": voices[r.identity.voice]["package"]}
             for r in final],
         "clips": [c for r in final for c in r.clips],
@@ -1444,7 +1464,8 @@ def reproduce_clips(corpus_dir: str | os.PathLike, cache: str | os.PathLike, out
             members = {item["file"]: item["sha256"]} if role == "face" else dict((m, d) for m, d in item["files"])
             src.files.setdefault(key, {}).update(extract_files(catalog, key, archive, cache, members))
         r = _render_identity(ident, faces[ident.face], voices[ident.voice], src, catalog,
-                             params["clips_per_identity"], params["seed"], out_dir / "videos", False, None)
+                             params["clips_per_identity"], params["seed"], out_dir / "videos", False, None,
+                             params["videos_per_identity"])
         for c in r.clips:
             result[c["path"]] = c["sha256"]
     return result
@@ -1481,7 +1502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = _read_config(args.config)
         out = args.out or Path(cfg.get("out", "data/demo"))
         cache = args.cache or Path(cfg.get("cache", ".cache/facevoice/demo"))
-        build_demo(out, cache, clips_per_identity=int(cfg.get("clips_per_identity", 3)),
+        build_demo(out, cache, clips_per_identity=int(cfg.get("clips_per_identity", 4)),
+                   videos_per_identity=int(cfg.get("videos_per_identity", 2)),
                    seed=int(cfg.get("seed", 1234)), force=args.force, progress=not args.no_progress)
     except DemoError as exc:
         print(f"facevoice demo: {exc}", file=sys.stderr)

@@ -39,6 +39,11 @@ from typing import Any
 import pandas as pd
 
 SPLIT_CODES = {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}
+#: The split of the held-out videos of training identities (the seen-heard protocol).
+SEENHEARD = "seenheard"
+#: Official Learnable PINs seen-heard lists: their videos are held out exactly.
+PINS_SEENHEARD = "veriflist_test_{}_seenheard.txt"
+PINS_FILES = {"U": "random", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}
 CLIP_COLUMNS = [
     "clip", "identity", "video", "clip_name", "name", "split", "gender", "nationality", "age",
     "frames_source", "speech_source", "part",
@@ -288,6 +293,10 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
     df = df.sort_values("clip", kind="stable").reset_index(drop=True)
     df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
     _check_disjoint(df)
+    held = heldout_videos(df, config)
+    if held:
+        video_key = df["identity"] + "/" + df["video"]
+        df.loc[video_key.isin(held), "split"] = SEENHEARD
     return df
 
 
@@ -296,6 +305,85 @@ def _check_disjoint(df: pd.DataFrame) -> None:
     bad = per[per > 1].index.tolist()
     if bad:
         raise InputError(f"identities in more than one split: {bad[:10]}; splits must be identity-disjoint")
+
+
+def heldout_videos(df: pd.DataFrame, config: dict[str, Any]) -> set[str]:
+    """The videos (``identity/video``) of training identities held out for the seen-heard test.
+
+    With official seen-heard lists (``evaluation.pins.dir`` holding
+    ``veriflist_test_*_seenheard.txt`` and ``seenheard`` in ``evaluation.pins.sets``), exactly
+    the training identities' videos those lists name; otherwise ``seenheard.videos`` per
+    training identity (a count, or a share of its videos), drawn with ``seenheard.seed``.
+    An identity always keeps one video for training.
+    """
+    section = config.get("seenheard") or {}
+    pins = (config.get("evaluation") or {}).get("pins") or {}
+    if pins.get("dir") and "seenheard" in pins.get("sets", ["unseenunheard", "seenheard"]):
+        return _listed_videos(df, pins["dir"])
+    n = float(section.get("videos", 1))
+    if n <= 0:
+        return set()
+    if n >= 1 and n != int(n):
+        raise InputError(f"config key 'seenheard.videos' is {n}: give a whole number of videos, or a share below 1")
+    seed = int(section.get("seed") or 0)
+    train = df[df["split"] == "train"]
+    held: set[str] = set()
+    for ident, videos in train.groupby("identity")["video"]:
+        vids = sorted(set(videos))
+        k = int(n) if n >= 1 else max(1, int(n * len(vids) + 0.5))
+        k = min(k, len(vids) - 1)
+        order = sorted(vids, key=lambda v: hashlib.sha256(f"{seed}:{ident}/{v}".encode()).hexdigest())
+        held.update(f"{ident}/{v}" for v in order[:k])
+    return held
+
+
+def heldout_summary(df: pd.DataFrame) -> str | None:
+    """One line on what the seen-heard hold-out took out of training (None: nothing)."""
+    held = df[df["split"] == SEENHEARD]
+    if held.empty:
+        return None
+    kept = set(df.loc[df["split"] == "train", "identity"])
+    orphans = sorted(set(held["identity"]) - kept)
+    line = (f"seen-heard: {len(held)} clips of {held.groupby(['identity', 'video']).ngroups} videos of "
+            f"{held['identity'].nunique()} training identities held out of training")
+    if orphans:
+        line += f"; {len(orphans)} of them keep no training video (all their videos are listed): {orphans[:5]}"
+    return line
+
+
+def pins_list_videos(path: str | Path) -> set[tuple[str, str]]:
+    """(name, video) of every voice and face path of one Learnable PINs list."""
+    src = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    src.columns = [c.strip() for c in src.columns]
+    missing = [c for c in ("voice-path", "face-path") if c not in src.columns]
+    if missing:
+        raise InputError(f"{path}: no column(s) {missing}; expected the Learnable PINs header "
+                         f"'id,voice-speaker-id,face-speaker-id,label,voice-path,face-path'")
+    out = set()
+    for vpath in src["voice-path"].str.strip():
+        name, rest = vpath.split("/", 1)
+        out.add((name, rest.rsplit(".", 1)[0].rsplit("_", 1)[0]))
+    for fpath in src["face-path"].str.strip():
+        parts = fpath.split("/")
+        out.add((parts[0], parts[-2]))
+    return out
+
+
+def _listed_videos(df: pd.DataFrame, pins_dir: str) -> set[str]:
+    """The training identities' videos named by the official seen-heard lists in ``pins_dir``."""
+    files = sorted(Path(pins_dir).glob(PINS_SEENHEARD.format("*")))
+    if not files:
+        raise InputError(f"evaluation.pins.dir '{pins_dir}' holds no {PINS_SEENHEARD.format('*')}: "
+                         f"give the folder of the official lists, or leave 'seenheard' out of evaluation.pins.sets")
+    listed = set().union(*(pins_list_videos(f) for f in files))
+    train = df[df["split"] == "train"]
+    keys = set(zip(train["name"], train["video"]))
+    found = listed & keys
+    if not found:
+        raise InputError(f"the seen-heard lists in '{pins_dir}' name {len(listed)} videos, none of a training "
+                         f"identity's (names as in the metadata's VGGFace1 ID, videos as on disk): nothing to hold out")
+    to_id = dict(zip(train["name"], train["identity"]))
+    return {f"{to_id[name]}/{video}" for name, video in found}
 
 
 def identity_attributes(df: pd.DataFrame) -> dict[str, dict[str, Any]]:

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facevoice.batch import read_batch_meta
+from facevoice.inputs import heldout_summary
 from facevoice.io import atomic_path, write_text
 
 STAGES = {"face": ["frames", "faces"], "voice": ["speech", "features"]}
@@ -128,7 +129,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     manifest = pd.read_parquet(manifest_path)
     rejects, speech = collect(clips, results_p)
 
-    order = ["train", "val", "test", "test_seenheard"]
+    order = ["train", "seenheard", "val", "test", "test_seenheard"]
     splits = [s for s in order if s in set(clips["split"])] + sorted(set(clips["split"]) - set(order))
     per_split = pd.DataFrame({
         "split": splits,
@@ -156,6 +157,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     text = (
         f"# Data report\n\n![overview](report.png)\n\n"
         f"## Counts per split\n\n{_md(per_split)}\n"
+        f"{(heldout_summary(clips) or 'seen-heard: no video held out (seenheard.videos)') + '.'}\n\n"
         f"## Rejected items by reason\n\n{_md(by_reason)}\n"
         f"Every rejected item, with its clip: `rejects.csv`.\n\n"
         f"## Speech kept vs dropped (seconds; speech.method: {_methods(speech)})\n\n{_md(dur)}\n"

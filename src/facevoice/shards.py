@@ -5,7 +5,9 @@ shards.buckets`` (:func:`facevoice.inputs.bucket_of`), per split and modality. A
 identity therefore rewrites the one shard it joins and no other. A shard is written one
 clip at a time from the identities' batch files (one Parquet row group per clip), so a
 writer's memory never grows with the corpus. Rejected clips are left out of the shards;
-the data report lists them.
+the data report lists them. The held-out videos of training identities (the seen-heard
+protocol, :func:`facevoice.inputs.heldout_videos`) go to ``shards/seenheard/`` and never
+into a training shard: the shard job is told which of its identities' videos they are.
 
 Face shard ``shards/<split>/face-NNNNN.parquet`` (NNNNN the bucket), one row per aligned face:
     item (``<clip>/face/<frame_index:04d>``), clip, identity, frame_index, time_s, prob,
@@ -31,6 +33,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from facevoice.batch import BatchReader
+from facevoice.inputs import SEENHEARD
 from facevoice.io import atomic_path, write_parquet
 
 FACE_FIELDS = ["frame_index", "time_s", "prob", "box", "landmarks", "image"]
@@ -79,19 +82,28 @@ def _voice_rows(clip: str, table: pa.Table, kinds: list[str], source: Path) -> p
     return pa.table(cols, schema=voice_schema(kinds))
 
 
-def _clips(readers: list[BatchReader]) -> Iterator[tuple[BatchReader, dict]]:
-    """Every usable clip of the batch files, in clip order."""
-    recs = [(r, rec) for r in readers for rec in r.records if rec["status"] == "ok" and rec.get("rows")]
+def _clips(readers: list[BatchReader], heldout: set[str], split: str) -> Iterator[tuple[BatchReader, dict]]:
+    """Every usable clip of the batch files that belongs to ``split``, in clip order.
+
+    ``heldout`` holds the held-out videos (``identity/video``) of the batches' identities:
+    a seen-heard shard takes only their clips, any other shard only the rest.
+    """
+    want = split == SEENHEARD
+    recs = [(r, rec) for r in readers for rec in r.records if rec["status"] == "ok" and rec.get("rows")
+            and (rec["clip"].rsplit("/", 1)[0] in heldout) == want]
     yield from sorted(recs, key=lambda x: x[1]["clip"])
 
 
 def write_shard(inputs: list[str], output: str, modality: str, split: str, kinds: list[str] | None = None,
-                compression: str = "zstd") -> dict[str, Any]:
-    """Stream the usable clips of the batch files ``inputs`` (faces or features) into one shard."""
+                compression: str = "zstd", heldout: Iterable[str] = ()) -> dict[str, Any]:
+    """Stream the usable clips of the batch files ``inputs`` (faces or features) into one shard.
+
+    ``heldout``: the held-out videos of the inputs' identities (see :func:`_clips`).
+    """
     kinds = list(kinds or [])
     readers = [BatchReader(p) for p in sorted(inputs)]
     try:
-        clips = list(_clips(readers))
+        clips = list(_clips(readers, set(heldout), split))
         schema = face_schema() if modality == "face" else voice_schema(kinds)
         meta = {"stage": "shards", "modality": modality, "split": split, "kinds": kinds or None,
                 "clips": [{"clip": rec["clip"], "identity": rec["clip"].split("/", 1)[0]} for _, rec in clips]}
@@ -158,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--split", required=True)
     w.add_argument("--kinds", default="", help="comma-separated feature kinds (voice shards)")
     w.add_argument("--compression", default="zstd")
+    w.add_argument("--heldout", default="[]",
+                   help="JSON list of the held-out videos (identity/video) of these identities (seen-heard)")
     w.add_argument("--output", required=True)
     w.add_argument("inputs", nargs="+", help="the faces (face shard) or features (voice shard) batch files")
     m = sub.add_parser("manifest", help="index the shards")
@@ -168,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "write":
         kinds = [k for k in args.kinds.split(",") if k]
-        meta = write_shard(args.inputs, args.output, args.modality, args.split, kinds, args.compression)
+        meta = write_shard(args.inputs, args.output, args.modality, args.split, kinds, args.compression,
+                           json.loads(args.heldout))
         print(f"[shards] {args.output}: {meta['n_rows']} rows from {len(meta['clips'])} clips "
               f"of {len(args.inputs)} batch file(s)", file=sys.stderr)
     else:

@@ -2,10 +2,11 @@
 
 ``facevoice trials --manifest M --split test --out DIR --seed N [--config config.yaml]``
 writes three Parquet files (plus a readable ``summary.json``) into DIR, using only the
-manifest rows of the requested split. Run it once for ``test`` (final evaluation, touched
-once) and once, into another folder, for ``val`` (model selection).
-``--import-pins PINDIR`` takes the verification trials from the official Learnable PINs
-lists instead (matching and retrieval are still generated).
+manifest rows of the requested split. Run it once for ``test`` (unseen-unheard: identities
+never seen in training), once for ``seenheard`` (held-out videos of training identities)
+and once, into another folder, for ``val`` (model selection).
+``--import-pins PINDIR --pins-set {unseenunheard,seenheard}`` takes the verification trials
+from the official Learnable PINs lists instead (matching and retrieval are still generated).
 
 Files
 -----
@@ -83,6 +84,7 @@ import pandas as pd
 import pyarrow as pa
 
 from facevoice import __version__
+from facevoice.inputs import PINS_FILES, SEENHEARD
 from facevoice.io import read_parquet, write_json, write_parquet
 
 FORMAT = "facevoice-trials/1"
@@ -101,7 +103,6 @@ STRATUM_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 HASH_COLUMNS = ("item", "clip", "identity", "name", "split", "modality", "gender",
                 "nationality", "age")
 MANIFEST_COLUMNS = ("item", "clip", "identity", "split", "modality")
-PINS_FILES = {"U": "random", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -112,7 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "retrieval": {"max_probes": None},
     # Age bands for stratum A: cut points in years, bands [-inf, 20), [20, 30), ...
     "age_cuts": [20, 30, 40, 50, 60, 70],
-    "pins": {"dir": None, "set": "unseenunheard"},
+    "pins": {"dir": None, "sets": ["unseenunheard", "seenheard"]},
 }
 
 
@@ -505,10 +506,22 @@ def _concat(frames: list[pd.DataFrame], schema: pa.Schema) -> pd.DataFrame:
 
 
 def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
-    """The manifest rows of ``split``; refuses a split whose identities appear in another."""
+    """The manifest rows of ``split``, checked against the other splits.
+
+    A test or validation split shares no identity with another split (unseen-unheard). The
+    seen-heard split holds videos of training identities: it shares no identity with any
+    other split but train, and no video with train.
+    """
     rows = manifest[manifest["split"] == split].copy()
     rows["identity"] = rows["identity"].astype(str)
     others = manifest[manifest["split"] != split]
+    if split == SEENHEARD:
+        train = others[others["split"] == "train"]
+        videos = lambda df: set(df["clip"].astype(str).str.rsplit("/", n=1).str[0])  # noqa: E731
+        shared = sorted(videos(rows) & videos(train))
+        if shared:
+            raise ValueError(f"videos of the seen-heard split are also training videos: {shared[:5]}")
+        others = others[others["split"] != "train"]
     leak = sorted(set(rows["identity"]) & set(others["identity"].astype(str)))
     if leak:
         raise ValueError(f"identities of split {split!r} also appear in other splits "
@@ -569,7 +582,9 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
     resolves to one of the manifest's face items of the same identity and video, the one
     at position int(sha256(face path)[:16], 16) mod (number of such items) in item order,
     so one path always maps to one item. Trials that do not resolve (a name outside the
-    split, a clip or video the manifest lacks) are dropped and counted per reason.
+    split, a clip or video the manifest lacks) are dropped and counted per reason, and each
+    list prints "imported N of M rows". A list that is missing, or of which no row resolves,
+    raises ValueError with the reason: a wrong folder or set never yields an empty protocol.
     """
     strata = list(strata or VERIFICATION_STRATA)
     rows = split_rows(manifest, split)
@@ -597,8 +612,8 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
         fname = f"veriflist_test_{PINS_FILES[stratum]}_{pins_set}.txt"
         path = Path(pins_dir) / fname
         if not path.exists():
-            status[stratum] = _status(False, f"{fname} not found in {pins_dir}", 0, 0, 0)
-            continue
+            raise ValueError(f"{fname} not found in {pins_dir} (evaluation.pins.dir): the {pins_set} lists "
+                             f"of stratum {stratum} are needed, or leave {stratum} out of verification.strata")
         raw = path.read_bytes()
         files[stratum] = {"file": fname, "sha256": hashlib.sha256(raw).hexdigest()}
         src = pd.read_csv(path, dtype=str, skipinitialspace=True)
@@ -632,10 +647,11 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
             out.append((label, cands[pick], voice, fident, vident))
         files[stratum]["rows"] = int(len(src))
         files[stratum]["dropped"] = dropped
+        print(f"[trials] {fname}: imported {len(out)} of {len(src)} rows"
+              + (f" (dropped: {dropped})" if dropped else ""), file=sys.stderr)
         if not out:
-            status[stratum] = _status(False, f"no trial of {fname} resolved against the manifest's "
-                                      f"split {split!r} (dropped: {dropped})", 0, len(src), 0)
-            continue
+            raise ValueError(f"no row of {path} resolved against the manifest's split {split!r} "
+                             f"(dropped: {dropped}): is evaluation.pins.dir the right folder for this dataset?")
         lab, face, voice, fid, vid = map(list, zip(*out))
         frames.append(pd.DataFrame({
             "stratum": stratum, "trial": np.arange(len(out), dtype=np.int32),
@@ -730,7 +746,8 @@ def synthetic_manifest(identities: dict[str, int] | None = None, videos: int = 2
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="facevoice trials", description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True, help="results/<dataset>/shards/manifest.parquet")
-    p.add_argument("--split", default="test", help="test (final evaluation) or val (model selection)")
+    p.add_argument("--split", default="test",
+                   help="test (unseen-unheard), seenheard (held-out videos of training identities) or val")
     p.add_argument("--out", required=True, help="folder for the lists")
     p.add_argument("--seed", type=int, default=None, help="default: evaluation.seed of --config")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
@@ -744,11 +761,15 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(a.seed if a.seed is not None else cfg["seed"])
     manifest = read_manifest(a.manifest)
     lists = generate(manifest, a.split, seed, cfg, manifest_path=str(a.manifest))
-    pins_dir = a.import_pins or (cfg.get("pins") or {}).get("dir")
+    pins_set = a.pins_set or {"test": "unseenunheard", SEENHEARD: "seenheard"}.get(a.split)
+    pins_dir = a.import_pins or (cfg["pins"].get("dir") if pins_set in cfg["pins"]["sets"] else None)
     if pins_dir:
-        pins_set = a.pins_set or cfg["pins"]["set"]
-        lists["verification"] = import_pins(pins_dir, manifest, a.split, pins_set,
-                                            cfg["verification"]["strata"], str(a.manifest), seed)
+        try:
+            lists["verification"] = import_pins(pins_dir, manifest, a.split, pins_set,
+                                                cfg["verification"]["strata"], str(a.manifest), seed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     write_trials(lists, a.out)
     for kind, (df, meta) in lists.items():
         bits = [f"{k}: {'%d' % s['n_trials'] if s['available'] else 'unavailable'}"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
 SRC = str(Path(workflow.basedir) / "src")
@@ -16,9 +17,11 @@ if SRC not in sys.path:
 
 from facevoice.config import ConfigError, validate  # noqa: E402
 from facevoice.inputs import (  # noqa: E402
+    SEENHEARD,
     SOURCE_KEYS,
     InputError,
     clips_digest,
+    heldout_summary,
     list_clips,
     shard_plan,
     shard_relpath,
@@ -29,6 +32,8 @@ try:
     CLIPS = list_clips(config)
 except (ConfigError, InputError) as exc:
     raise WorkflowError(str(exc)) from None
+if heldout_summary(CLIPS):
+    logger.info(heldout_summary(CLIPS))
 
 OUT = f"{config.get('results', 'results')}/{config['dataset']}"
 
@@ -137,6 +142,19 @@ def shard_inputs(wildcards):
     return batch_files(stage, SHARDS[(wildcards.split, wildcards.modality, wildcards.index)])
 
 
+# --- seen-heard: held-out videos of training identities (split seenheard) -----------------
+HELDOUT = {}  # identity -> its held-out videos ("identity/video")
+for _ident, _video in sorted(set(zip(*(CLIPS.loc[CLIPS["split"] == SEENHEARD, c] for c in ("identity", "video"))))):
+    HELDOUT.setdefault(_ident, []).append(f"{_ident}/{_video}")
+SEENHEARD_SPLITS = [SEENHEARD] if HELDOUT else []
+
+
+def shard_heldout(wildcards):
+    """Params function of the shard rule: the held-out videos of the shard's identities (JSON)."""
+    idents = SHARDS[(wildcards.split, wildcards.modality, wildcards.index)]
+    return json.dumps([v for i in idents for v in HELDOUT.get(i, [])])
+
+
 # --- training (train.smk): the train: section --------------------------------------------
 TRAIN = config.get("train") or {}
 _TRAIN_CHECKED = {}
@@ -177,12 +195,16 @@ def eval_params(*keys):
     return json.dumps({k: EVAL[k] for k in keys if k in EVAL}, sort_keys=True)
 
 
+PINS_SETS = {"test": "unseenunheard", SEENHEARD: "seenheard"}  # split -> official list set
+
+
 def pins_args(wildcards):
-    """--import-pins arguments of the trials rule (test split, when evaluation.pins.dir is set)."""
+    """--import-pins arguments of the trials rule (evaluation.pins: its dir and the split's set)."""
     pins = EVAL.get("pins") or {}
-    if wildcards.split != "test" or not pins.get("dir"):
+    pins_set = PINS_SETS.get(wildcards.split)
+    if not pins.get("dir") or pins_set not in pins.get("sets", list(PINS_SETS.values())):
         return ""
-    return f"--import-pins {shlex.quote(pins['dir'])} --pins-set {pins.get('set', 'unseenunheard')}"
+    return f"--import-pins {shlex.quote(pins['dir'])} --pins-set {pins_set}"
 
 
 def embeddings_of(wildcards):
@@ -216,8 +238,10 @@ def parent_of(kind, name=0):
 
 
 def comparison_caption(name):
-    """The caption (workflow/report/) of one comparison output, by its kind."""
-    kinds = [("verification", "verification"), ("matching_1vN_", "1vN"), ("matching", "matching"),
+    """The caption (workflow/report/) of one comparison output, by its kind (and protocol)."""
+    if "/" in name:  # seenheard/...: the seen-heard protocol's tables and plots
+        return "../report/comparison_seenheard.rst"
+    kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"), ("matching", "matching"),
              ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
     kind = next(k for prefix, k in kinds if name.startswith(prefix))
     return f"../report/comparison_{kind}.rst"

@@ -1,4 +1,10 @@
-from facevoice.compare import OUTPUTS as COMPARE_OUTPUTS
+from facevoice.compare import OUTPUTS as COMPARE_OUTPUTS, PROTOCOLS_TABLE, SEENHEARD_DIR
+
+# With held-out videos (seenheard.videos), the seen-heard protocol's tables go beside the
+# unseen-unheard ones: in comparison/seenheard/, and both side by side in comparison/protocols.*
+SEENHEARD_OUTPUTS = (
+    [f"{SEENHEARD_DIR}/{name}" for name in COMPARE_OUTPUTS] + list(PROTOCOLS_TABLE) if SEENHEARD_SPLITS else []
+)
 
 
 rule compare:
@@ -6,21 +12,27 @@ rule compare:
     input:
         results=expand(f"{OUT}/evaluation/test/{{method}}.json", method=METHODS),
         rocs=expand(f"{OUT}/evaluation/test/{{method}}_roc.parquet", method=METHODS),
+        sh_results=expand(f"{OUT}/evaluation/{{split}}/{{method}}.json", method=SEENHEARD_METHODS,
+                          split=SEENHEARD_SPLITS),
+        sh_rocs=expand(f"{OUT}/evaluation/{{split}}/{{method}}_roc.parquet", method=SEENHEARD_METHODS,
+                       split=SEENHEARD_SPLITS),
     output:
         [
             report(f"{OUT}/comparison/{name}", caption=comparison_caption(name), category="Evaluation",
                    labels={"file": name})
-            for name in COMPARE_OUTPUTS
+            for name in COMPARE_OUTPUTS + SEENHEARD_OUTPUTS
         ],
     params:
         out=parent_of("output"),
         cfg=eval_params("compare"),
         results=lambda w, input: f"--results {' '.join(shlex.quote(p) for p in input.results)}" if input.results else "",
         rocs=lambda w, input: f"--roc {' '.join(shlex.quote(p) for p in input.rocs)}" if input.rocs else "",
+        sh=lambda w, input: (f"--seenheard-results {' '.join(shlex.quote(p) for p in input.sh_results)} "
+                             f"--seenheard-roc {' '.join(shlex.quote(p) for p in input.sh_rocs)}") if input.sh_results else "",
     log:
         f"{OUT}/logs/compare.log",
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.compare {params.results} {params.rocs} --out {params.out:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.compare {params.results} {params.rocs} {params.sh} --out {params.out:q}"
         " --params {params.cfg:q} 2> {log:q}"

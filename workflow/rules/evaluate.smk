@@ -2,6 +2,8 @@
 # evaluation.embeddings (EXTERNAL, common.smk).
 TRAINED = list(config.get("train", {}).get("methods", []))
 METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED]
+# seen-heard: the trained methods, and the named embeddings that have a seenheard file
+SEENHEARD_METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(SEENHEARD)]
 
 
 rule evaluate:
@@ -13,7 +15,7 @@ rule evaluate:
         json=f"{OUT}/evaluation/{{split}}/{{method}}.json",
         roc=f"{OUT}/evaluation/{{split}}/{{method}}_roc.parquet",
     wildcard_constraints:
-        split="val|test",
+        split="val|test|seenheard",
         method=r"[A-Za-z0-9_.-]+",
     params:
         trials=parent_of("input", "trials"),

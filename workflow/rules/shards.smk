@@ -30,6 +30,7 @@ rule shard:
         # voice shards only: a features kind changed rewrites the voice shards, not the face ones
         kinds=lambda w: ",".join(config["features"]["kinds"]) if w.modality == "voice" else "",
         compression=config["shards"]["compression"],
+        heldout=shard_heldout,
     log:
         f"{OUT}/logs/shards/{{split}}/{{modality}}-{{index}}.log",
     conda:
@@ -38,7 +39,8 @@ rule shard:
         mem_mb=1000,
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.shards write --modality {wildcards.modality} --split {wildcards.split}"
-        " --kinds={params.kinds} --compression {params.compression} --output {output:q} {input:q} 2> {log:q}"
+        " --kinds={params.kinds} --compression {params.compression} --heldout {params.heldout:q}"
+        " --output {output:q} {input:q} 2> {log:q}"
 
 
 rule manifest:

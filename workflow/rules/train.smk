@@ -7,7 +7,7 @@
 # A method, or an ablation "method-variant" (`facevoice train --list`); evaluate.smk
 # evaluates the same list.
 TRAIN_METHODS = list(TRAIN.get("methods") or [])
-EMBED_SPLITS = ["test", "val"]
+EMBED_SPLITS = ["test", "val"] + SEENHEARD_SPLITS
 TRAIN_DIR = f"{OUT}/train/{{method}}"
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 

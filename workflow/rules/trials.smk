@@ -1,5 +1,6 @@
 rule trials:
-    """Seeded trial lists of one split: test (final evaluation) or val (model selection)."""
+    """Seeded trial lists of one split: test (unseen-unheard), seenheard (held-out videos of
+    training identities), or val (model selection)."""
     input:
         manifest=rules.manifest.output[0],
     output:
@@ -11,7 +12,7 @@ rule trials:
             "summary.json",
         ),
     wildcard_constraints:
-        split="val|test",
+        split="val|test|seenheard",
     params:
         out=parent_of("output"),
         seed=EVAL.get("seed", 0),
