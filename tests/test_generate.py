@@ -70,6 +70,7 @@ def test_cli_writes_the_grid_and_the_report(setup, tmp_path):
     for stratum in ("U", "G"):
         r = rep["matching_1v2"][stratum]
         assert r["available"] and r["n_trials"] == 200 and 0 <= r["accuracy"] <= 1
+        assert r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
     assert rep["matching_1v2"]["U"]["n_identities"] == 6
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # atomic writes leave no temporary files
 
@@ -118,3 +119,15 @@ def test_a_checkpoint_without_a_generator_is_a_clear_error(setup, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit, match="split 'nope' has no items"):
         gen.generate(setup["v2f"], setup["manifest"], setup["shards"], tmp_path / "x", split="nope", progress=False)
+
+
+def test_matching_1v2_interval_over_speakers():
+    rng = np.random.default_rng(0)
+    owners = np.repeat(np.arange(10), 3)
+    faces = rng.normal(size=(10, 16))[owners] + 0.05 * rng.normal(size=(30, 16))
+    groups = {"U": [np.arange(10)]}
+    perfect = gen.matching_1v2(faces, owners, faces, owners, groups, 300, seed=1, n_boot=200)["U"]
+    assert perfect["accuracy"] == 1.0 and perfect["ci95"] == [1.0, 1.0]
+    noise = gen.matching_1v2(rng.normal(size=(30, 16)), owners, faces, owners, groups, 300, seed=1, n_boot=200)["U"]
+    lo, hi = noise["ci95"]
+    assert lo < noise["accuracy"] < hi and lo < 0.5 < hi and hi - lo > 0.05  # speakers resampled: a real spread

@@ -31,7 +31,11 @@ identities). Only identities of ``--split`` with at least one face and one voice
     wrong). ``U``: impostors are any other identity of the split; ``G``: of the speaker's
     gender (identities with a missing gender left out). Trials (``--n-trials`` per
     stratum) draw the speaker uniformly, then a voice, a true face, the impostor identity
-    and its face uniformly, from ``numpy.random.default_rng([seed, stratum])``.
+    and its face uniformly, from ``numpy.random.default_rng([seed, stratum])``; ``ci95`` is
+    the 95% percentile bootstrap interval over the speakers (1,000 replicates redrawing
+    them with replacement, as the evaluation's intervals). With ``--split seenheard`` the
+    speakers are training identities and their voices held-out videos never trained on:
+    the seen-speaker figure that shows whether different voices give different faces.
     Also counts, the seed, the checkpoint and ``code_version``.
 
 Both files are written atomically.
@@ -146,10 +150,11 @@ def gender_agreement(train_emb: np.ndarray, train_gender: list[str], gen_emb: np
 
 
 def matching_1v2(gen_emb: np.ndarray, gen_owner: np.ndarray, face_emb: np.ndarray, face_owner: np.ndarray,
-                 groups: dict[str, list[np.ndarray]], n_trials: int, seed: int) -> dict[str, Any]:
+                 groups: dict[str, list[np.ndarray]], n_trials: int, seed: int, n_boot: int = 1000) -> dict[str, Any]:
     """1:2 V-F accuracy with generated faces as probes; ``groups[stratum]``: arrays of
-    identity codes that may be impostors for each other."""
-    from facevoice.metrics import matching_correct
+    identity codes that may be impostors for each other. ``ci95``: the 95% percentile
+    bootstrap interval over the probes' identities (``n_boot`` replicates, as in evaluate)."""
+    from facevoice.metrics import bootstrap_ratio, identity_bootstrap_weights, matching_correct, percentile_ci
 
     g = _normalise(gen_emb) if len(gen_emb) else gen_emb
     f = _normalise(face_emb) if len(face_emb) else face_emb
@@ -169,8 +174,9 @@ def matching_1v2(gen_emb: np.ndarray, gen_owner: np.ndarray, face_emb: np.ndarra
         group_of = {int(k): grp for grp in grps for k in grp}
         rng = np.random.default_rng([int(seed), zlib.crc32(stratum.encode())])
         scores = np.zeros((n_trials, 2))
+        probe = np.zeros(n_trials, dtype=np.int64)
         for t in range(n_trials):
-            s = int(ids[rng.integers(len(ids))])
+            s = probe[t] = int(ids[rng.integers(len(ids))])
             others = group_of[s][group_of[s] != s]
             imp = int(others[rng.integers(len(others))])
             v = voices_of[s][rng.integers(len(voices_of[s]))]
@@ -178,7 +184,12 @@ def matching_1v2(gen_emb: np.ndarray, gen_owner: np.ndarray, face_emb: np.ndarra
             fi = faces_of[imp][rng.integers(len(faces_of[imp]))]
             scores[t] = (g[v] @ f[ft], g[v] @ f[fi])
         correct = matching_correct(scores, np.zeros(n_trials, dtype=np.int64))
-        res.update({"accuracy": float(correct.mean()), "n_trials": int(n_trials), "reason": None})
+        order = np.sort(ids)
+        col = np.searchsorted(order, probe)
+        weights = identity_bootstrap_weights(len(order), n_boot, seed)
+        reps = bootstrap_ratio(np.bincount(col, correct, len(order)), np.bincount(col, minlength=len(order)), weights)
+        res.update({"accuracy": float(correct.mean()), "ci95": percentile_ci(reps), "n_trials": int(n_trials),
+                    "reason": None})
         out[stratum] = res
     return out
 
@@ -381,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     gtxt = (f"gender agreement {g['agreement_rate']:.3f} (chance {g['chance_rate']:.3f})" if g["available"]
             else f"gender agreement unavailable ({g['reason']})")
     u = rep["matching_1v2"]["U"]
-    utxt = f"1:2 U {u['accuracy']:.3f}" if u["available"] else "1:2 U unavailable"
+    utxt = (f"1:2 U {u['accuracy']:.3f} [{u['ci95'][0]:.3f}, {u['ci95'][1]:.3f}]" if u["available"]
+            else "1:2 U unavailable")
     print(f"[generate {rep['method']}] {a.out_dir}: {gtxt}, {utxt}", file=sys.stderr)
     return 0
 

@@ -72,7 +72,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, make_optimizer, optimizer, stage
+from facevoice.methods import COMMON_DEFAULTS, DEMO_EPOCHS, FaceVoiceModel, make_optimizer, optimizer, stage
 from facevoice.nets import build_image_encoder, standardize_images
 
 NAME = "avgatn"
@@ -107,14 +107,14 @@ PAPER = {
 
 DEMO = {
     **PAPER,
-    # CPU demo: small CNN on 64 px faces, narrow generators, a few epochs
+    # CPU demo: small CNN on 64 px faces, narrow generators, 30 epochs a stage (10 of face pre-training)
     "face_size": 64,
     "crop_frames": [49, 98],
     "eval_max_frames": 600,
     "stages": {
-        "face_features": stage(3, 8, 2, optimizer("adam", lr=1e-3)),
-        "gan": stage(3, 8, 2, optimizer("adam", lr=1e-3, betas=[0.5, 0.999])),
-        "match": stage(4, 8, 2, optimizer("adam", lr=1e-3)),
+        "face_features": stage(10, 8, 2, optimizer("adam", lr=1e-3)),
+        "gan": stage(DEMO_EPOCHS, 8, 2, optimizer("adam", lr=1e-3, betas=[0.5, 0.999])),
+        "match": stage(DEMO_EPOCHS, 8, 2, optimizer("adam", lr=1e-3)),
     },
     "face_net": {"type": "small_cnn", "dim": 128, "channels": [16, 32, 64, 96]},
     "conv_channels": [16, 32],

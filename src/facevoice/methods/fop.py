@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, optimizer, stage
+from facevoice.methods import COMMON_DEFAULTS, DEMO_EPOCHS, FaceVoiceModel, optimizer, stage
 from facevoice.methods.ssnet_fop import SSNetFOP
 from facevoice.nets import build_image_encoder, build_voice_encoder, standardize_images
 
@@ -75,7 +75,8 @@ DEMO = {
     "face_net": {"type": "small_cnn", "dim": 128, "channels": [16, 32, 64, 96]},
     "voice_net": {"type": "dimnet", "dim": 128, "channels": [64, 96, 128, 160]},
     "fop_dim": 64,
-    "stages": {"main": stage(6, 8, 2, optimizer("adam", lr=1e-3, gamma=0.9, schedule="exp", weight_decay=1e-4))},
+    "stages": {"main": stage(DEMO_EPOCHS, 8, 2, optimizer("adam", lr=1e-3, gamma=0.9, schedule="exp",
+                                                          weight_decay=1e-4))},
 }
 
 DEBUG = {

@@ -53,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facevoice.losses import batch_center_loss, orthogonal_projection_loss
-from facevoice.methods import COMMON_DEFAULTS, FaceVoiceModel, optimizer, stage
+from facevoice.methods import COMMON_DEFAULTS, DEMO_EPOCHS, FaceVoiceModel, optimizer, stage
 from facevoice.nets import build_image_encoder, standardize_images
 
 NAME = "ssnet_fop"
@@ -86,8 +86,8 @@ DEMO = {
     "encoder": {"type": "small_cnn", "dim": 128, "channels": [16, 32, 64, 96]},
     "fop_dim": 64,
     "stages": {
-        "center": stage(5, 8, 2, optimizer("adam", lr=1e-3, gamma=0.9, schedule="exp")),
-        "fop": stage(15, 8, 2, optimizer("adam", lr=1e-3, gamma=0.95, schedule="exp"), cache=True),
+        "center": stage(DEMO_EPOCHS, 8, 2, optimizer("adam", lr=1e-3, gamma=0.9, schedule="exp")),
+        "fop": stage(DEMO_EPOCHS, 8, 2, optimizer("adam", lr=1e-3, gamma=0.95, schedule="exp"), cache=True),
     },
 }
 
