@@ -96,6 +96,11 @@ def test_without_methods_writes_chance_and_reported_rows(tmp_path):
     md = (tmp_path / "verification.md").read_text()
     assert "| 50.0 |" in md
     assert "85.03" in md  # a reported figure keeps its own digits
+    assert not (tmp_path / C.SEENHEARD_DIR).exists()
+    # --seenheard: the seen-heard tables and the side-by-side table exist without any result
+    assert C.main(["--out", str(tmp_path), "--seenheard"]) == 0
+    assert all((tmp_path / C.SEENHEARD_DIR / f).exists() for f in C.OUTPUTS)
+    assert "| **" not in (tmp_path / "protocols.md").read_text()  # no method row
 
 
 def test_reference_yaml_matches_methods_md():

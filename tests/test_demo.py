@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, REPO
+from conftest import DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
 from facevoice import demo
 
 
@@ -62,7 +62,7 @@ def test_counts_splits_and_meta(demo_corpus):
         by_video = defaultdict(list)
         for c in clips:
             by_video[c.parent.name].append(c.stem)
-        assert len(by_video) == 2
+        assert len(by_video) == DEMO_VIDEOS == 2
         assert sorted(len(v) for v in by_video.values()) == [DEMO_CLIPS // 2, DEMO_CLIPS - DEMO_CLIPS // 2]
         for stems in by_video.values():
             assert stems == [f"{k:05d}" for k in range(1, len(stems) + 1)]
@@ -128,7 +128,8 @@ def test_provenance_covers_every_identity(demo_corpus):
 def test_rebuild_is_a_noop_and_the_build_is_deterministic(demo_corpus, tmp_path, capsys):
     info = json.loads((demo_corpus / "corpus.json").read_text())
     before = {c["path"]: (demo_corpus / c["path"]).stat().st_mtime_ns for c in info["clips"]}
-    demo.build_demo(demo_corpus, DEMO_CACHE, clips_per_identity=DEMO_CLIPS, seed=DEMO_SEED, progress=False)
+    demo.build_demo(demo_corpus, DEMO_CACHE, clips_per_identity=DEMO_CLIPS, videos_per_identity=DEMO_VIDEOS,
+                    seed=DEMO_SEED, progress=False)
     assert "demo corpus up to date" in capsys.readouterr().err
     assert before == {p: (demo_corpus / p).stat().st_mtime_ns for p in before}
     # the same inputs give byte-identical clips: render three identities again (one from a

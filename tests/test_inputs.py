@@ -79,7 +79,7 @@ def test_voxceleb1_layout_pairs_wav_and_face_track(tmp_path):
     assert df.loc[0, "speech_source"].endswith("00002.wav")
 
 
-@pytest.mark.parametrize("case", ["no_row", "two_splits", "missing_path"])
+@pytest.mark.parametrize("case", ["no_row", "two_splits", "missing_path", "nothing_held_out"])
 def test_snakemake_stops_before_any_job(tmp_path, case):
     make_tree(tmp_path, ["id00001", "id00002"])
     splits = [("Ann_A", 1), ("Bob_B", 4)] + ([("Bob_B", 1)] if case == "two_splits" else [])
@@ -87,11 +87,15 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
     cfg = config_for(tmp_path)
     if case == "missing_path":
         cfg["input"]["videos"] = str(tmp_path / "elsewhere")
+    if case == "nothing_held_out":  # one video per identity: no seen-heard speaker to generate from
+        cfg["train"]["methods"] = ["voice2face"]
+        cfg["generate"].update(methods=["voice2face"], split="seenheard")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     res = snakemake("-n", "--configfile", str(tmp_path / "c.yaml"))
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    expect = {"no_row": "no row in", "two_splits": "two splits", "missing_path": "not found"}[case]
+    expect = {"no_row": "no row in", "two_splits": "two splits", "missing_path": "not found",
+              "nothing_held_out": "generate.split is seenheard, but no video is held out"}[case]
     assert expect in out
     assert not (tmp_path / "results").exists()
 

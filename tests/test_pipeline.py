@@ -19,6 +19,7 @@ import yaml
 
 from facevoice.demo import copy_videos_subset, export_voxceleb1_layout
 from facevoice.inputs import read_splits, shard_plan
+from conftest import DEMO_CLIPS
 from helpers import REPO, ffmpeg, snakemake, two_faces_image
 
 pytestmark = pytest.mark.slow
@@ -109,7 +110,7 @@ def test_videos_layout_end_to_end(videos_run):
     assert set(manifest.loc[manifest["split"] == "seenheard", "shard"].str.split("/").str[0]) == {"seenheard"}
     for modality in ("face", "voice"):
         sub = manifest[manifest.modality == modality]
-        assert sub["clip"].nunique() == 12, modality  # 4 identities x 3 clips, none rejected
+        assert sub["clip"].nunique() == 4 * DEMO_CLIPS, modality  # 4 identities, none rejected
     # every manifest row points at its item, and the features have the configured shapes
     for rec in manifest.groupby("modality").head(2).to_dict("records"):
         row = pq.read_table(out / "shards" / rec["shard"]).slice(rec["row"], 1).to_pylist()[0]

@@ -21,7 +21,8 @@ SNAKEFILE = REPO / "Snakefile"
 
 
 def tiny_tree(root: Path, **train) -> Path:
-    """Three identities (train, val, test), one empty clip each; returns the config path.
+    """Three identities (train, val, test), one empty clip each (the training identity one in each
+    of two videos, so that the seen-heard protocol holds one out); returns the config path.
 
     Keyword arguments replace keys of the config's train: section (e.g. methods=[]).
     """
@@ -29,9 +30,10 @@ def tiny_tree(root: Path, **train) -> Path:
     rows, splits = [], []
     for i, (name, code) in enumerate((("Ann_A", 1), ("Bob_B", 2), ("Cid_C", 4))):
         ident = f"id1000{i}"
-        clip = data / "videos" / ident / "vidAAAAAAAA" / "00001.mp4"
-        clip.parent.mkdir(parents=True, exist_ok=True)
-        clip.touch()
+        for video in ("vidAAAAAAAA", "vidBBBBBBBB")[:2 if code == 1 else 1]:
+            clip = data / "videos" / ident / video / "00001.mp4"
+            clip.parent.mkdir(parents=True, exist_ok=True)
+            clip.touch()
         rows.append(f"{ident}\t{name}\t{'mf'[i % 2]}\tUSA\tdev")
         splits.append(f"{name} {code}")
     (data / "vox1_meta.csv").write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"

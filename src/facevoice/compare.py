@@ -582,9 +582,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", nargs="*", default=[],
                    help="results JSON of each method (none: chance and reported rows only)")
     p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
+    p.add_argument("--seenheard", action="store_true",
+                   help="also write the seen-heard tables (OUT/seenheard/) and both protocols side by side "
+                        "(OUT/protocols.{md,csv}), even with no seen-heard results (chance rows only)")
     p.add_argument("--seenheard-results", nargs="*", default=[],
-                   help="results JSON of the seen-heard protocol: its tables go to OUT/seenheard/, "
-                        "and both protocols side by side to OUT/protocols.{md,csv}")
+                   help="results JSON of the seen-heard protocol (implies --seenheard)")
     p.add_argument("--seenheard-roc", nargs="*", default=[], help="ROC Parquet of the seen-heard results")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation.compare section)")
@@ -607,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_reference:
         cfg["reference"] = False
     written = compare(a.results, a.out, a.roc, a.reference, cfg)
-    if a.seenheard_results:
+    if a.seenheard or a.seenheard_results:
         written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, a.seenheard_roc, a.reference, cfg,
                            protocol="seenheard")
         written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)

@@ -199,7 +199,7 @@ PINS_SETS = {"test": "unseenunheard", SEENHEARD: "seenheard"}  # split -> offici
 
 
 def pins_args(wildcards):
-    """--import-pins arguments of the trials rule (evaluation.pins: its dir and the split's set)."""
+    """--import-pins arguments of the trials jobs (evaluation.pins: its dir, and the set of the split)."""
     pins = EVAL.get("pins") or {}
     pins_set = PINS_SETS.get(wildcards.split)
     if not pins.get("dir") or pins_set not in pins.get("sets", list(PINS_SETS.values())):

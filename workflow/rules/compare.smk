@@ -27,8 +27,9 @@ rule compare:
         cfg=eval_params("compare"),
         results=lambda w, input: f"--results {' '.join(shlex.quote(p) for p in input.results)}" if input.results else "",
         rocs=lambda w, input: f"--roc {' '.join(shlex.quote(p) for p in input.rocs)}" if input.rocs else "",
-        sh=lambda w, input: (f"--seenheard-results {' '.join(shlex.quote(p) for p in input.sh_results)} "
-                             f"--seenheard-roc {' '.join(shlex.quote(p) for p in input.sh_rocs)}") if input.sh_results else "",
+        sh=lambda w, input: ("--seenheard" if SEENHEARD_SPLITS else "") + (
+            f" --seenheard-results {' '.join(shlex.quote(p) for p in input.sh_results)}"
+            f" --seenheard-roc {' '.join(shlex.quote(p) for p in input.sh_rocs)}" if input.sh_results else ""),
     log:
         f"{OUT}/logs/compare.log",
     conda:

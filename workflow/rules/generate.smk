@@ -6,11 +6,11 @@
 
 GENERATE = config.get("generate") or {}
 GENERATE_SPLIT = GENERATE.get("split", "test")
-if GENERATE_SPLIT == SEENHEARD and not SEENHEARD_SPLITS and GENERATE.get("methods"):
-    raise WorkflowError("generate.split is seenheard, but no video is held out (seenheard.videos is 0, or no "
-                        "training identity has two videos): set generate.split to test")
 # methods listed in generate.methods and trained here (train.methods)
 GENERATE_METHODS = [m for m in GENERATE.get("methods") or [] if m in TRAIN_METHODS]
+if GENERATE_METHODS and GENERATE_SPLIT == SEENHEARD and not SEENHEARD_SPLITS:
+    raise WorkflowError("generate.split is seenheard, but no video is held out (seenheard.videos is 0, or no "
+                        "training identity has two videos): set generate.split to test")
 GENERATE_TARGETS = expand(
     f"{OUT}/generated/{{method}}/{{name}}", method=GENERATE_METHODS, name=["grid.png", "report.json"]
 )
