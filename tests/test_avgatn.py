@@ -13,7 +13,7 @@ from helpers import random_batch
 from facevoice import embed as embed_mod
 from facevoice import evaluate as ev
 from facevoice import train as tr
-from facevoice.methods import avgatn, get_method, resolve
+from facevoice.methods import MethodError, avgatn, get_method, resolve
 
 RUN = {"seed": 0, "threads": 1, "progress": False}
 N_BINS = 64
@@ -142,7 +142,7 @@ def test_each_stage_trains_its_parts_and_nothing_else():
         assert not changed(before[m], getattr(model, m)), f"{m} changed in the match stage"
 
 
-@pytest.mark.parametrize("variant", ["no_common", "no_matching", "id_face", "id_voice"])
+@pytest.mark.parametrize("variant", ["no_common", "no_matching"])
 def test_ablations(variant):
     hp = resolve(f"avgatn-{variant}", "debug")
     model = model_at("match", hp)
@@ -161,8 +161,13 @@ def test_ablations(variant):
         assert torch.allclose(model.embed_face(f), torch.nn.functional.normalize(s, dim=1))
     else:
         assert "triplet" in terms
-    width = {"id_face": 16, "id_voice": 16}.get(variant, 32)
-    assert model.identity[0][0].in_features == width
+    assert model.identity[0][0].in_features == 2 * hp["common_dim"]  # [s_f, s_a], as the paper
+
+
+def test_the_identity_input_ablations_are_gone():
+    # they changed nothing the evaluation scores (test_every_ablation_changes_what_the_evaluation_scores)
+    with pytest.raises(MethodError, match="no variant 'id_face'"):
+        resolve("avgatn-id_face", "debug")
 
 
 def test_paper_networks_get_gradients_in_every_stage():
@@ -258,3 +263,119 @@ def test_a_killed_gan_stage_resumes_to_the_same_weights(corpus, tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert full["best"] == resumed["best"]
+
+
+# --------------------------------------------------------------------------- batch norm: training as evaluation
+
+
+def _batch_norms(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_the_matcher_embeds_with_the_statistics_it_trained_with():
+    # momentum 1: the running statistics are those of the last training batch; embedding that
+    # same batch must then give (up to the unbiased variance) what training computed
+    hp = resolve("avgatn", "debug")
+    model = model_at("match", hp, n_classes=8)
+    for bn in _batch_norms(model.matcher):
+        bn.momentum = 1.0
+    window = int(hp["voice_window"])
+    f, v, y = batch(P=8, K=4, frames=window)
+    outs = []
+    hook = model.matcher.register_forward_hook(lambda m, i, o: outs.append(o.detach()))
+    with torch.no_grad():
+        model.loss(f, v, y)
+    hook.remove()
+    trained = torch.nn.functional.normalize(torch.cat(outs), dim=1)  # the faces' t, then the voices'
+    model.eval()
+    with torch.no_grad():
+        embedded = torch.cat([model.embed_face(f), model.embed_voice(v)])
+    assert trained.shape == embedded.shape
+    err = (trained - embedded).norm(dim=1).max().item()
+    assert err < 0.05
+
+
+def test_generator_steps_leave_the_discriminators_statistics_alone():
+    import contextlib
+
+    hp = resolve("avgatn", "debug")
+    model = model_at("gan", hp)
+    opts = model.stage_optimizers(hp["stages"]["gan"]["optimizer"])
+    after_d = {}
+    d_step = opts["d"].step
+
+    def step(*a, **k):  # the discriminators' statistics right after their own update
+        out = d_step(*a, **k)
+        after_d.update({m: snapshot(getattr(model, m)) for m in ("disc_f", "disc_a")})
+        return out
+
+    opts["d"].step = step
+    for b in range(2):
+        f, v, y = batch(seed=b)
+        model.train_step(f, v, y, opts, contextlib.nullcontext())
+        for m in ("disc_f", "disc_a"):
+            assert not changed(after_d[m], getattr(model, m)), f"the generator steps changed {m}"
+    for m in ("disc_f", "disc_a"):
+        assert all(int(bn.num_batches_tracked) == 2 for bn in _batch_norms(getattr(model, m)))
+
+
+def test_long_voices_reach_the_pooled_batch_norm_with_its_training_spread():
+    # the batch norm after time pooling learns the spread of features pooled over training
+    # crops; pooled over a whole utterance (eval_max_frames) noise averages out, and the spread
+    # the running variance expects would shrink by about crop / utterance
+    hp = resolve("avgatn", "debug")
+    model = model_at("gan", hp)
+    window = int(hp["voice_window"])
+    bn = model.gen_a.fc[1]
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _ in range(60):
+            model.voice_hs(torch.randn(32, N_BINS, window, generator=g))
+    seen = []
+    hook = bn.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    model.eval()
+    with torch.no_grad():
+        emb = model.embed_voice(torch.randn(16, N_BINS, 10 * window, generator=g))
+    hook.remove()
+    assert emb.shape[0] == 16 and torch.allclose(emb.norm(dim=1), torch.ones(16), atol=1e-5)
+    ratio = (torch.cat(seen).var(dim=0) / bn.running_var).mean().item()
+    assert 0.5 < ratio < 2, ratio
+
+
+def test_a_voice_embeds_as_the_mean_of_its_windows():
+    hp = resolve("avgatn", "debug")
+    model = model_at("match", hp)
+    model.eval()
+    w = int(hp["voice_window"])
+    v = torch.randn(2, N_BINS, 3 * w + 5, generator=torch.Generator().manual_seed(2))
+    starts = [0, w, 2 * w, 2 * w + 5]  # whole windows, the last one ending at the utterance's end
+    with torch.no_grad():
+        parts = torch.stack([model.embed_voice(v[:, :, s: s + w]) for s in starts])
+        assert torch.allclose(model.embed_voice(v), torch.nn.functional.normalize(parts.mean(0), dim=1), atol=1e-5)
+        short = v[:, :, : w // 2]  # shorter than a window: tiled, as training crops are
+        tiled = torch.cat([short, short, short], 2)[:, :, :w]
+        assert torch.allclose(model.embed_voice(short), model.embed_voice(tiled), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- ablations measure something
+
+
+def _scored_embeddings(name):
+    """Test embeddings (faces, then voices) after one match-stage update: what the tables score."""
+    hp = resolve(name, "debug")
+    model = model_at("match", hp)
+    opt = model.stage_optimizers(hp["stages"]["match"]["optimizer"])["main"]
+    f, v, y = batch(P=4, K=2, frames=int(hp["voice_window"]))
+    torch.manual_seed(1)
+    loss, _ = model.loss(f, v, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model.embed_face(f), model.embed_voice(v)])
+
+
+@pytest.mark.parametrize("variant", list(avgatn.VARIANTS))
+def test_every_ablation_changes_what_the_evaluation_scores(variant):
+    assert not torch.equal(_scored_embeddings("avgatn"), _scored_embeddings(f"avgatn-{variant}"))

@@ -29,11 +29,14 @@ Three stages, in training order:
     same way as the discriminator, with no game. One discriminator update, then
     ``g_steps`` (5) generator updates, all on the same batch (the face CNN's features are
     computed once per batch). Every update is counted in buffers (``d_updates``,
-    ``g_updates``), saved with the checkpoints.
+    ``g_updates``), saved with the checkpoints. In the generator updates the discriminators
+    score the same real + fake batch as in their own update (only the real pairs' logits enter
+    eq. 8-9) with their batch norm's running statistics frozen (:func:`frozen_statistics`), so
+    they normalise as in the update that trained them and one-sided batches never move them.
 ``match``
     With the GAN frozen, the matching network (two FC layers, shared by both modalities) maps
-    s_f and s_a to t_f and t_a and is trained with the triplet loss of eq. 10-11 on
-    ``d = |cos|``: ``max(d(t_f, t~_a) - d(t_f, t_a) + margin, 0)``, margin 0.2; and the
+    s_f and s_a, as one batch of both, to t_f and t_a and is trained with the triplet loss
+    of eq. 10-11 on ``d = |cos|``: ``max(d(t_f, t~_a) - d(t_f, t_a) + margin, 0)``, margin 0.2; and the
     identity network (two FC layers, softmax) on the concatenation [s_f, s_a] with
     cross-entropy (eq. 12). ``id_acc`` in ``log.csv`` is its accuracy on the training batches
     (the only identities it knows: evaluation identities are never seen in training).
@@ -49,24 +52,49 @@ Choices where the paper is silent (named in the hyperparameters):
 
 - one face frame per sample: the paper stacks the face features of the frames of a 0.5 s
   window; our pairs hold one aligned frame, so G_f's convolutions run along the face
-  feature vector (1 channel), and G_a's along time over the MFCC coefficients (then
-  average pooling over time, so whole utterances embed);
-- the common layer's FC is shared, its batch norm is per modality (one set of statistics
-  over two modalities would mix them);
+  feature vector (1 channel), and G_a's along time over the MFCC coefficients, then
+  average pooling over time;
+- voices embed in windows: the paper's samples, in training and in test, are 0.5 s windows
+  (49 MFCC frames); ours are whole utterances (up to ``eval_max_frames``). The batch norm
+  after the time pooling learns the spread of features pooled over training crops, and
+  pooled over a whole utterance that spread shrinks (by about crop / utterance length), so
+  a voice embeds as the mean of the unit embeddings of its consecutive ``voice_window``-frame
+  windows (the last one ending at the utterance's end), normalised (:func:`voice_windows`,
+  :meth:`AVGATN.embed_voice`). ``voice_window`` must lie in ``crop_frames``; every profile
+  crops exactly ``voice_window`` frames (49 in the paper and demo profiles), so training and
+  embedding pool over the same length;
+- batch norm everywhere (the paper: after every layer) sees in training the statistics it
+  uses in evaluation: the common layer's FC is shared, its batch norm is per modality (one
+  set of statistics over two modalities would mix them), and each modality goes through it
+  alone in training and in evaluation; the matching network's FC layers and batch norm are
+  shared (the paper: one network for both modalities), and it trains on the faces and voices
+  of a batch as one batch (normalising each modality with its own batch's statistics in
+  training would not be what the running statistics, a mix of both, give in evaluation);
 - a triplet's negative t~_a is a voice of another identity drawn at random from the batch;
 - the identity network is trained together with the matching network (one loss, weight
   ``id_weight`` = 1); the paper trains both in its second step;
 - the discriminators see the real and the fake pairs in one batch (batch norm statistics
-  over both);
+  over both), in their updates and, with their running statistics frozen, in the
+  generators' (the alternatives: eval mode, whose running statistics lag behind the batches
+  early on; one-sided batches, whose statistics the discriminator was never trained on);
 - the paper's 70,000 iterations of batch 100 (30,000 GAN, 40,000 stage 2) become epochs
   of P x K batches (10 identities x 5 pairs = 100 pairs); Adam 1e-4 (not given).
 
 Ablations, as variants: ``no_common`` (each generator its own last layer), ``no_matching``
 (score = cosine of the common features s; the match stage trains only the identity
-network), ``id_face`` / ``id_voice`` (identity network input s_f or s_a only; default both).
+network). The paper's third ablation (section 4.3.3, table 1: the identity network on s_a,
+s_f or [s_f, s_a]) is not offered: it compares the identity network's ID accuracy on the
+five characters it was trained on, and our evaluation scores face-voice association on
+other identities by |cos(t_f, t_a)|, to which the identity network contributes nothing (it
+shares no parameters with the generators or the matching network and trains on frozen s);
+those variants gave the very same embeddings, and so the same tables, as ``avgatn``. The
+identity network takes [s_f, s_a], as the paper's model; its accuracy on the training
+batches is ``id_acc`` in ``log.csv``.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn as nn
@@ -84,6 +112,7 @@ PAPER = {
     "voice_feature": "mfcc",
     "crop_frames": [49, 49],            # 0.5 s windows: 25 MFCC (features.mfcc.n_mfcc) x 49 frames, as the paper
     "eval_max_frames": 1000,
+    "voice_window": 49,                 # voices embed as the mean of windows of this many frames (training crops)
     "face_size": 160,
     "stages": {
         "face_features": stage(10, 10, 5, optimizer("adam", lr=1e-4)),
@@ -99,7 +128,6 @@ PAPER = {
     "disc_hidden": 256,                 # discriminators: FC -> 1
     "shared_common": True,
     "matching": True,
-    "id_input": "both",                 # both | face | voice
     "id_weight": 1.0,
     "g_steps": 5,                       # generator updates per discriminator update
     "margin": 0.2,
@@ -109,7 +137,6 @@ DEMO = {
     **PAPER,
     # CPU demo: small CNN on 64 px faces, narrow generators, 30 epochs a stage (10 of face pre-training)
     "face_size": 64,
-    "crop_frames": [49, 98],
     "eval_max_frames": 600,
     "stages": {
         "face_features": stage(10, 8, 2, optimizer("adam", lr=1e-3)),
@@ -130,8 +157,9 @@ DEBUG = {
     # tests: tiny encoders, 32 px faces, log-mel (the synthetic corpus has no MFCC)
     "voice_feature": "logmel",
     "face_size": 32,
-    "crop_frames": [40, 60],
+    "crop_frames": [40, 40],
     "eval_max_frames": 200,
+    "voice_window": 40,
     "stages": {
         "face_features": stage(2, 8, 2, optimizer("adam", lr=3e-3)),
         "gan": stage(3, 8, 2, optimizer("adam", lr=1e-3, betas=[0.5, 0.999])),
@@ -152,8 +180,9 @@ VARIANTS = {
     "no_common": {"description": "without the common (shared last) layer", "overrides": {"shared_common": False}},
     "no_matching": {"description": "without the matching network (cosine of the common features)",
                     "overrides": {"matching": False}},
-    "id_face": {"description": "identity network on the face's common features", "overrides": {"id_input": "face"}},
-    "id_voice": {"description": "identity network on the voice's common features", "overrides": {"id_input": "voice"}},
+    # No id_face / id_voice (the paper's table 1: the identity network on s_f, s_a or both): the
+    # identity network shares no parameters with what the evaluation scores, so those variants gave
+    # the same embeddings and the same tables (module docstring, "Ablations").
 }
 
 
@@ -206,6 +235,35 @@ class Discriminator(nn.Module):
         return self.net(torch.cat([h, s], dim=1)).squeeze(1)
 
 
+@contextlib.contextmanager
+def frozen_statistics(*modules: nn.Module):
+    """Batch norm in ``modules`` normalises with the batch's statistics (train mode) but leaves
+    its running statistics and counts as they are."""
+    bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tracking = [m.track_running_stats for m in bns]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, t in zip(bns, tracking):
+            m.track_running_stats = t
+
+
+def voice_windows(voices: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, bins, T) -> (B, n, bins, window): consecutive windows, the last one ending at the end
+    (overlapping the one before when T is not a multiple); voices shorter than a window are
+    tiled to it, as the training loader tiles short utterances."""
+    t = voices.shape[2]
+    if t < window:
+        voices = voices.repeat(1, 1, -(-window // t))[:, :, :window]
+        t = window
+    starts = list(range(0, t - window + 1, window))
+    if starts[-1] + window < t:
+        starts.append(t - window)
+    return torch.stack([voices[:, :, s: s + window] for s in starts], dim=1)
+
+
 def discriminator_losses(real_f: torch.Tensor, fake_f: torch.Tensor, real_a: torch.Tensor,
                          fake_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 6-7 from discriminator logits: mean[log D(real) + log(1 - D(fake))] for D_Cf, D_Ca."""
@@ -252,10 +310,11 @@ class AVGATN(FaceVoiceModel):
         self.disc_a = Discriminator(hid + dim, int(hp["disc_hidden"]))
         m1, m2 = (int(x) for x in hp["match_dims"])
         self.matcher = nn.Sequential(_fc(dim, m1), nn.Linear(m1, m2))  # shared by both modalities
-        id_in = dim * (2 if hp["id_input"] == "both" else 1)
-        if hp["id_input"] not in ("both", "face", "voice"):
-            raise ValueError("id_input must be both, face or voice")
-        self.identity = nn.Sequential(_fc(id_in, int(hp["id_hidden"])), nn.Linear(int(hp["id_hidden"]), n_classes))
+        lo, hi = (int(x) for x in hp["crop_frames"])
+        if not lo <= int(hp["voice_window"]) <= hi:
+            raise ValueError(f"voice_window ({hp['voice_window']}) must lie in crop_frames [{lo}, {hi}]: the "
+                             f"windows voices embed in are what the pooled batch norm saw in training")
+        self.identity = nn.Sequential(_fc(2 * dim, int(hp["id_hidden"])), nn.Linear(int(hp["id_hidden"]), n_classes))
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("g_updates", torch.zeros((), dtype=torch.long))
         self._parts = {
@@ -303,8 +362,15 @@ class AVGATN(FaceVoiceModel):
         h = self.gen_a(voices)
         return h, self.common.voice(h)
 
-    def _face_out(self, s: torch.Tensor) -> torch.Tensor:
+    def _out(self, s: torch.Tensor) -> torch.Tensor:
         return self.matcher(s) if self.hp["matching"] and self.stage_name == "match" else s
+
+    def disc_logits(self, h_f, s_f, h_a, s_a) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_Cf and D_Ca on one batch of the real pairs then the fake pairs (their batch norm
+        normalises over both): ``(out_f, out_a)``, each ``(2B,)``, real first."""
+        out_f = self.disc_f(torch.cat([h_f, h_f]), torch.cat([s_a, s_f]))
+        out_a = self.disc_a(torch.cat([h_a, h_a]), torch.cat([s_f, s_a]))
+        return out_f, out_a
 
     # --- training
     def loss(self, faces, voices, labels):
@@ -320,14 +386,13 @@ class AVGATN(FaceVoiceModel):
             _, s_a = self.voice_hs(voices)
         terms = {}
         total = torch.zeros((), device=faces.device)
-        if self.hp["matching"]:
-            t_f, t_a = self.matcher(s_f), self.matcher(s_a)
+        if self.hp["matching"]:  # faces and voices as one batch, as the running statistics mix them
+            t_f, t_a = self.matcher(torch.cat([s_f, s_a])).split(len(s_f))
             neg = random_negatives(labels)
             l_tri = abs_cos_triplet_loss(t_f, t_a, t_a[neg], float(self.hp["margin"]))
             total = total + l_tri
             terms["triplet"] = l_tri.detach()
-        x = {"both": lambda: torch.cat([s_f, s_a], 1), "face": lambda: s_f, "voice": lambda: s_a}[self.hp["id_input"]]()
-        logits = self.identity(x)
+        logits = self.identity(torch.cat([s_f, s_a], 1))
         l_id = F.cross_entropy(logits, labels)
         total = total + float(self.hp["id_weight"]) * l_id
         terms.update({"id": l_id.detach(), "id_acc": (logits.argmax(1) == labels).float().mean().detach()})
@@ -341,10 +406,8 @@ class AVGATN(FaceVoiceModel):
             h_f, s_f = self.face_hs(feats)
             h_a, s_a = self.voice_hs(voices)
             # the discriminators see the generators' outputs as fixed inputs
-            hf, sf, ha, sa = h_f.detach(), s_f.detach(), h_a.detach(), s_a.detach()
-            n = len(hf)
-            out_f = self.disc_f(torch.cat([hf, hf]), torch.cat([sa, sf]))
-            out_a = self.disc_a(torch.cat([ha, ha]), torch.cat([sf, sa]))
+            n = len(h_f)
+            out_f, out_a = self.disc_logits(h_f.detach(), s_f.detach(), h_a.detach(), s_a.detach())
             l_df, l_da = discriminator_losses(out_f[:n], out_f[n:], out_a[:n], out_a[n:])
             l_d = (l_df + l_da).float()
         opts["d"].zero_grad(set_to_none=True)
@@ -358,7 +421,9 @@ class AVGATN(FaceVoiceModel):
             with autocast:
                 h_f, s_f = self.face_hs(feats)
                 h_a, s_a = self.voice_hs(voices)
-                l_gf, l_ga = generator_losses(self.disc_f(h_f, s_a), self.disc_a(h_a, s_f))
+                with frozen_statistics(self.disc_f, self.disc_a):  # D as in its update, statistics kept
+                    out_f, out_a = self.disc_logits(h_f, s_f, h_a, s_a)
+                l_gf, l_ga = generator_losses(out_f[:n], out_a[:n])
                 l_g = (l_gf + l_ga).float()
             opts["g"].zero_grad(set_to_none=True)
             l_g.backward()
@@ -373,11 +438,15 @@ class AVGATN(FaceVoiceModel):
     # --- embeddings: the common features s (before the match stage), then t
     def embed_face(self, faces):
         _, s = self.face_hs(self.face_features(faces))
-        return F.normalize(self._face_out(s).float(), dim=1)
+        return F.normalize(self._out(s).float(), dim=1)
 
     def embed_voice(self, voices):
-        _, s = self.voice_hs(voices)
-        return F.normalize(self._face_out(s).float(), dim=1)
+        """The mean of the unit embeddings of the voice's ``voice_window``-frame windows, normalised."""
+        win = voice_windows(voices, int(self.hp["voice_window"]))
+        b, n = win.shape[:2]
+        _, s = self.voice_hs(win.flatten(0, 1))
+        t = F.normalize(self._out(s).float(), dim=1).view(b, n, -1)
+        return F.normalize(t.mean(dim=1), dim=1)
 
 
 def build(hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None) -> AVGATN:
