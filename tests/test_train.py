@@ -45,7 +45,7 @@ def test_gradients_reach_every_trainable_parameter(method, profile):
                 assert g.abs().max() == 0, f"{n} gets a gradient although eta = 0"
             else:
                 assert g.abs().max() > 0, f"{method} stage {st.name}: zero gradient at {n}"
-        if method == "biq_mwrn":  # once eta has moved, W1 and W2 learn too
+        if method == "biq_mwrn" and st.name == "main":  # once eta has moved, W1 and W2 learn too
             with torch.no_grad():
                 model.top.eta.fill_(0.1)
             grads = grads_of(model, model.loss(f, v, y)[0])
@@ -379,3 +379,77 @@ def test_ssnet_center_loss_does_not_swamp_the_cross_entropy(profile):
         _, terms = model.loss(f, v, y)
         ratios[normalize] = hp["lambda_center"] / 2 * float(terms["center"]) / float(terms["ce"])
     assert ratios[True] < 0.5 < 10 < ratios[False], ratios  # on raw features it outweighs CE many times
+
+
+# --------------------------------------------------------------------------- speaker pre-training
+
+PRETRAINED = ["dje", "biq_mwrn"]
+
+
+def with_pretrain(method, epochs=4, main_epochs=1, batches=8):
+    """The debug profile with stage speaker_pretrain turned on (it is off in demo and debug)."""
+    return resolve(method, "debug", sets={"stages.speaker_pretrain.epochs": epochs, "stages.main.epochs": main_epochs,
+                                          "batches_per_epoch": batches})
+
+
+@pytest.mark.parametrize("method", PRETRAINED)
+def test_the_paper_profile_pretrains_the_voice_stream_first(method):
+    from facevoice.methods import SPEAKER_STAGE
+
+    stages = resolve(method, "paper")["stages"]
+    assert list(stages) == [SPEAKER_STAGE, "main"] and stages[SPEAKER_STAGE]["epochs"] > 0
+    assert SPEAKER_STAGE in get_method(method).build(resolve(method, "debug"), 4, 64).select_last
+    # off in demo and debug (their main stages as before), and in the no_pretrain variant; a global
+    # epoch count does not turn an off stage on, only its own key does
+    for name, profile in ((method, "demo"), (method, "debug"), (f"{method}-no_pretrain", "paper")):
+        st = resolve(name, profile, {"epochs": 3})["stages"]
+        assert st[SPEAKER_STAGE]["epochs"] == 0 and st["main"]["epochs"] == 3, (name, profile)
+    assert resolve(method, "demo")["stages"]["main"]["epochs"] == 30
+    assert resolve(f"{method}-no_pretrain", "paper")["stages"]["main"] == stages["main"]
+
+
+@pytest.mark.parametrize("method", PRETRAINED)
+def test_speaker_pretraining_trains_only_the_voice_stream_and_its_classifier(method):
+    hp = with_pretrain(method)
+    torch.manual_seed(0)
+    model = get_method(method).build(hp, 4, n_bins_of(hp))
+    model.set_stage(0)
+    model.train()
+    f, v, y = batch(n_bins_of(hp), size=hp["face_size"], frames=int(hp["crop_frames"][0]))
+    loss, terms = model.loss(f, v, y)
+    assert set(terms) == {"speaker_id", "speaker_acc"} and float(loss.detach()) == pytest.approx(float(terms["speaker_id"]))
+    grads = grads_of(model, loss)
+    assert set(grads) == {n for n, _ in model.named_parameters() if n.startswith(("voice_net.", "speaker_classifier."))}
+    assert all(g is not None and g.abs().max() > 0 for g in grads.values())
+    assert all(p.grad is None for n, p in model.named_parameters() if n not in grads)  # face stream, heads: nothing
+    model.set_stage(1)  # main: everything but the speaker classifier, the voice stream included (fine-tuned)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if not n.startswith("speaker_classifier.")}
+
+
+@pytest.mark.parametrize("method", PRETRAINED)
+def test_speaker_pretraining_learns_and_the_main_stage_starts_from_it(method, corpus, tmp_path, monkeypatch):
+    manifest, root = corpus
+    cls = type(get_method(method).build(resolve(method, "debug"), 4, 64))
+    at_start = {}
+    orig = cls.stage_optimizers
+
+    def spy(self, cfg):  # the weights each stage starts from (after the trainer loaded them)
+        at_start[self.stage_name] = {k: t.clone() for k, t in self.state_dict().items()}
+        return orig(self, cfg)
+
+    monkeypatch.setattr(cls, "stage_optimizers", spy)
+    tr.train(method, manifest, root, tmp_path, with_pretrain(method), RUN)
+    log = pd.read_csv(tmp_path / "log.csv")
+    pre = log[log["stage"] == "speaker_pretrain"]
+    assert len(pre) == 4 and pre["best"].tolist() == [False, False, False, True]  # keeps its last epoch
+    loss = pre["speaker_id"].to_numpy()  # starts at chance, ln 32 = 3.47
+    assert (np.diff(loss) < 0).all() and loss[-1] < 0.9 * loss[0], pre.to_string()
+    assert pre["speaker_acc"].iloc[-1] > pre["speaker_acc"].iloc[0]
+    pretrained = torch.load(tmp_path / "state" / "best-speaker_pretrain.pt", weights_only=False)["model"]
+    init, main = at_start["speaker_pretrain"], at_start["main"]
+    voice = [k for k in init if k.startswith("voice_net.")]
+    assert all(torch.equal(main[k], pretrained[k]) for k in voice)
+    assert not all(torch.equal(main[k], init[k]) for k in voice)  # the voice stream was trained
+    untouched = [k for k in init if not k.startswith(("voice_net.", "speaker_classifier."))]
+    assert all(torch.equal(main[k], init[k]) for k in untouched)  # face stream, heads (and their buffers)

@@ -21,6 +21,7 @@ Hyperparameters (``hp``) are one nested dict. Keys every method has:
     ceil(train faces / (P K)). ``schedule``: ``const``; ``exp`` (lr x gamma^epoch);
     ``log`` (lr to lr_end, evenly on a log scale over the stage's epochs). ``cache``: the
     stage trains heads on frozen encoder features computed once (methods that allow it).
+    A stage with 0 epochs is off (skipped; the next stage starts from the one before it).
 ``face_size``
     side the faces are resized to (null: as stored in the shards).
 ``face_aug``
@@ -47,6 +48,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 def _discover() -> dict[str, str]:
     """Every module of this package not starting with ``_`` is a method plug-in, found by its
@@ -130,14 +132,17 @@ def _dotted(pairs: dict[str, Any]) -> dict:
 
 
 def _apply_globals(hp: dict, over: dict) -> dict:
-    """``epochs``, ``P``, ``K``, ``batches_per_epoch`` given at the top level apply to every stage."""
+    """``epochs``, ``P``, ``K``, ``batches_per_epoch`` given at the top level apply to every stage,
+    except that a stage that is off (0 epochs, e.g. ``speaker_pretrain`` in the demo profile or
+    the ``no_pretrain`` variant) stays off: only its own ``stages.<name>.epochs`` turns it on."""
     over = dict(over or {})
     glob = {k: over.pop(k) for k in ("epochs", "P", "K", "batches_per_epoch") if k in over}
     glob = {k: v for k, v in glob.items() if v is not None}
     if glob:
         over.setdefault("stages", {})
-        for stage in hp["stages"]:
-            over["stages"][stage] = {**glob, **over["stages"].get(stage, {})}
+        for stage, st in hp["stages"].items():
+            g = glob if int(st["epochs"]) > 0 else {k: v for k, v in glob.items() if k != "epochs"}
+            over["stages"][stage] = {**g, **over["stages"].get(stage, {})}
     return over
 
 
@@ -235,6 +240,27 @@ TWO_STREAM_DEBUG = {
 }
 
 
+# Speaker-classification pre-training of the voice stream (dje, biq_mwrn; see TwoStreamModel).
+SPEAKER_STAGE = "speaker_pretrain"
+# Choice (the papers give no schedule): the project's one speaker pre-training setting, that
+# of voice2face's ``pretrain`` stage: Adam 1e-3, lr x 0.95 per epoch, 30 epochs of batches of
+# 64 identities x 2 voices (the trainer's batches also hold 2 faces each; they are not used).
+SPEAKER_PRETRAIN = stage(30, 64, 2, optimizer("adam", lr=1e-3, gamma=0.95, schedule="exp"))
+# The demo and debug profiles list the stage *off* (0 epochs): their main stage and results
+# stay as they were (on the demo corpus the pre-training would see the same few training voices
+# as the main stage, and the demo's face stream is not pre-trained either). It is turned on with
+# ``--set stages.speaker_pretrain.epochs=N``, with these small-corpus settings (voice2face's demo).
+SPEAKER_PRETRAIN_OFF = stage(0, 8, 2, optimizer("adam", lr=2e-3, gamma=0.9, schedule="exp"))
+NO_PRETRAIN_VARIANT = {"description": "voice stream from scratch: no speaker pre-training "
+                                      "(stage speaker_pretrain off)",
+                       "overrides": {"stages": {SPEAKER_STAGE: {"epochs": 0}}}}
+
+
+def with_speaker_pretrain(stages: dict, pretrain: dict) -> dict:
+    """``stages`` with the speaker pre-training stage ``pretrain`` put first."""
+    return {SPEAKER_STAGE: copy.deepcopy(pretrain), **copy.deepcopy(stages)}
+
+
 @dataclass
 class Stage:
     name: str
@@ -321,3 +347,51 @@ class FaceVoiceModel(nn.Module):
 
     def weights_source(self) -> str:
         return "scratch"
+
+
+class TwoStreamModel(FaceVoiceModel):
+    """A face stream (``face_net``) and a voice stream (``voice_net``) trained jointly in stage
+    ``main``, optionally after stage ``speaker_pretrain`` (:data:`SPEAKER_STAGE`), listed first.
+
+    Stage ``speaker_pretrain``: the voice stream + a linear speaker classifier (with bias) on
+    its output, cross-entropy over the *training identities* (the trainer's only labels: the
+    validation and test speakers are never heard). Only those two get gradients; the face
+    stream and the method's heads are frozen and not run (their weights and batch-norm
+    statistics are untouched). The stage keeps its last epoch (``select_last``): the joint
+    embedding is untrained, so its validation AUC chooses nothing. Stage ``main`` starts from
+    those weights (the trainer loads the stage's checkpoint) and fine-tunes the voice stream
+    with everything else; the speaker classifier is frozen and unused from then on.
+
+    A subclass builds its modules, calls :meth:`init_speaker_pretrain` last (the classifier is
+    drawn after every other module, so their initialisation is the same with or without the
+    stage) and starts its ``loss`` with ``if self.in_speaker_stage: return self.speaker_loss(...)``.
+    """
+
+    select_last = (SPEAKER_STAGE,)
+
+    def init_speaker_pretrain(self) -> None:
+        names = list(self.hp["stages"])
+        if names not in (["main"], [SPEAKER_STAGE, "main"]):
+            raise ValueError(f"{self.name}: stages must be [main] or [{SPEAKER_STAGE}, main] (got {names})")
+        self.speaker_classifier = nn.Linear(self.voice_net.dim, self.n_classes) if len(names) == 2 else None
+        self.set_stage(0)
+
+    @property
+    def in_speaker_stage(self) -> bool:
+        return self.stage_name == SPEAKER_STAGE
+
+    def set_stage(self, index: int) -> None:
+        super().set_stage(index)
+        clf = self.speaker_classifier
+        clf_ids = {id(p) for p in clf.parameters()} if clf is not None else set()
+        speaker_ids = clf_ids | {id(p) for p in self.voice_net.parameters()}
+        speaker = self.in_speaker_stage
+        for p in self.parameters():
+            p.requires_grad_(id(p) in speaker_ids if speaker else id(p) not in clf_ids)
+
+    def speaker_loss(self, voices: torch.Tensor, labels: torch.Tensor):
+        """Cross-entropy of the speaker classifier on the voice stream's output, with its accuracy."""
+        logits = self.speaker_classifier(self.voice_net(voices).float())
+        ce = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(1) == labels).float().mean()
+        return ce, {"speaker_id": ce.detach(), "speaker_acc": acc.detach()}

@@ -13,16 +13,31 @@ cross-modal and mixed-modal TriHard, face and voice anchors, L2-normalised featu
 margin 0.6) and ``L_ID`` is cross-entropy on faces plus cross-entropy on voices with one
 classifier (eq. 18).
 
+Stage ``speaker_pretrain`` (paper profile), before ``main``: the paper's implementation
+section: "语音子网络采用与 DIMNet-Voice 方法相同的结构,并使用在 Voxceleb1 上的预训练权重进行
+初始化" (the voice subnetwork has DIMNet-Voice's structure and is initialised with weights
+pre-trained on Voxceleb1; the face subnetwork likewise from VGGFace2, ``train.face_weights``).
+The voice stream is pre-trained here as a speaker classifier (DIMNet-voice + a linear
+classifier, cross-entropy; :class:`facevoice.methods.TwoStreamModel`), then ``main`` trains
+all of it, the voice stream included: "initialised" (初始化), not frozen.
+
 Choices where the paper is silent (named in the hyperparameters):
 
 - hidden width of W1 = 256 (``top_hidden``), no biases in W1, W2 (as written in eq. 1);
 - the ID classifier reads the top network's output before L2 normalisation;
 - lr decays log-linearly from 1e-3 to 1e-8 over the 50 epochs, per epoch;
-- voice crops of 3-6 s (300-600 frames) in training; whole utterances (<= 10 s) to embed.
+- voice crops of 3-6 s (300-600 frames) in training; whole utterances (<= 10 s) to embed;
+- the voice pre-training (paper: task, data and schedule not given): speaker identification
+  over the *training identities only*, on their training voices (all of Voxceleb1 would
+  include the test speakers); Adam 1e-3, lr x 0.95 per epoch, 30 epochs of 64 identities x
+  2 voices (the project's one pre-training setting, voice2face's); the stage keeps its last
+  epoch. ``demo`` and ``debug`` list the stage off (0 epochs; ``--set
+  stages.speaker_pretrain.epochs=N`` turns it on), so their runs are as before.
 
 Ablations (paper table 4, and the margin sweep of fig. 7) as variants: ``sfc`` (one
 shared FC, ``W x``), ``dfc`` (two FC, ``W2 tanh(W1 x)``), ``dfc_r`` (two FC with a
-residual, ``tanh(x + F(x))``), ``id_only``, ``biq_only``, ``margin_0.2`` ... ``margin_1.0``.
+residual, ``tanh(x + F(x))``), ``id_only``, ``biq_only``, ``margin_0.2`` ... ``margin_1.0``; ``no_pretrain`` (voice stream from scratch: stage
+``speaker_pretrain`` off; not in the paper).
 """
 
 from __future__ import annotations
@@ -32,8 +47,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facevoice.losses import bi_quintuple_loss
-from facevoice.methods import (COMMON_DEFAULTS, TWO_STREAM_DEBUG, TWO_STREAM_DEMO, FaceVoiceModel,
-                               optimizer, stage)
+from facevoice.methods import (COMMON_DEFAULTS, NO_PRETRAIN_VARIANT, SPEAKER_PRETRAIN, SPEAKER_PRETRAIN_OFF,
+                               TWO_STREAM_DEBUG, TWO_STREAM_DEMO, TwoStreamModel, optimizer, stage,
+                               with_speaker_pretrain)
 from facevoice.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "biq_mwrn"
@@ -41,8 +57,10 @@ TOPS = ("sfc", "dfc", "dfc_r", "mwrn")
 
 PAPER = {
     **COMMON_DEFAULTS,
-    "stages": {"main": stage(50, 16, 4, optimizer("sgd", lr=1e-3, lr_end=1e-8, schedule="log",
-                                                   momentum=0.9, weight_decay=5e-4))},
+    # speaker pre-training of the voice stream (schedule: choice), then the paper's 50 epochs
+    "stages": with_speaker_pretrain(
+        {"main": stage(50, 16, 4, optimizer("sgd", lr=1e-3, lr_end=1e-8, schedule="log",
+                                            momentum=0.9, weight_decay=5e-4))}, SPEAKER_PRETRAIN),
     "face_net": {"type": "inception_resnet_v1", "dim": 256, "dropout": 0.6},
     "voice_net": {"type": "dimnet", "dim": 256, "channels": [256, 384, 576, 864]},
     "top": "mwrn",          # sfc | dfc | dfc_r | mwrn (table 4)
@@ -53,9 +71,11 @@ PAPER = {
     "id_weight": 1.0,
 }
 
-DEMO = {**PAPER, **TWO_STREAM_DEMO, "top_hidden": 64}
+DEMO = {**PAPER, **TWO_STREAM_DEMO, "top_hidden": 64,
+        "stages": with_speaker_pretrain(TWO_STREAM_DEMO["stages"], SPEAKER_PRETRAIN_OFF)}
 
-DEBUG = {**DEMO, **TWO_STREAM_DEBUG, "top_hidden": 16}
+DEBUG = {**DEMO, **TWO_STREAM_DEBUG, "top_hidden": 16,
+         "stages": with_speaker_pretrain(TWO_STREAM_DEBUG["stages"], SPEAKER_PRETRAIN_OFF)}
 
 PROFILES = {"paper": PAPER, "demo": DEMO, "debug": DEBUG}
 
@@ -68,6 +88,7 @@ VARIANTS = {
     "biq_only": {"description": "fig. 6: bi-quintuple loss only", "overrides": {"id_weight": 0.0}},
     **{f"margin_{m}": {"description": f"fig. 7: margin m = {m}", "overrides": {"margin": m}}
        for m in (0.2, 0.4, 0.8, 1.0)},
+    "no_pretrain": NO_PRETRAIN_VARIANT,
 }
 
 
@@ -98,7 +119,7 @@ class TopNet(nn.Module):
         return torch.tanh(x + self.eta * f)
 
 
-class BiQMWRN(FaceVoiceModel):
+class BiQMWRN(TwoStreamModel):
     name = NAME
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
@@ -110,6 +131,7 @@ class BiQMWRN(FaceVoiceModel):
         d = self.face_net.dim
         self.top = TopNet(hp["top"], d, int(hp["top_hidden"]), float(hp["eta_init"]))
         self.classifier = nn.Linear(d, n_classes)
+        self.init_speaker_pretrain()
 
     def weights_source(self) -> str:
         return self.face_net.weights_source
@@ -121,6 +143,8 @@ class BiQMWRN(FaceVoiceModel):
         return self.top(self.voice_net(voices))
 
     def loss(self, faces, voices, labels):
+        if self.in_speaker_stage:
+            return self.speaker_loss(voices, labels)
         hp = self.hp
         fc, vc = self._face(faces).float(), self._voice(voices).float()
         l_biq, terms = bi_quintuple_loss(fc, labels, vc, labels, float(hp["margin"]))
