@@ -105,15 +105,19 @@ def test_without_methods_writes_chance_and_reported_rows(tmp_path):
 
 def test_reference_yaml_matches_methods_md():
     papers = {p["key"]: p for p in C.load_reference()}
-    assert set(papers) == {"ssnet_fop", "dje", "biq_mwrn"}
+    assert set(papers) == {"ssnet_fop", "dje", "biq_mwrn", "voice2face"}
     for p in papers.values():
         for f in p["figures"]:
-            assert f["table"].startswith("Table ") and f["protocol"] in ("verification", "matching", "retrieval")
+            # voice2face's figures are in the text of a news article (seed 004), not in a table
+            assert f["table"].startswith("Table ") or (p["key"] == "voice2face" and f["table"] == "article text")
+            assert f["protocol"] in ("verification", "matching", "retrieval")
     methods = Path(__file__).resolve().parents[2] / "shared" / "methods.md"
     if not methods.exists():
         pytest.skip("shared/methods.md is not beside the repository")
     text = methods.read_text()
     for key, p in papers.items():
+        if key == "voice2face":  # methods.md gives no figure for it: checked against the seed below
+            continue
         section = text.split(f"### `{key}`")[1].split("###")[0]
         line = next(ln for ln in section.splitlines() if ln.startswith("- Paper results"))
         stated = {float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)}
@@ -149,3 +153,97 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
             assert float(r[f"{proto}_V-F_U"]) == pytest.approx(100 * res["matching"]["V-F"]["U"]["2"])
     table = (tmp_path / "protocols.md").read_text()
     assert "| Method | Unseen-unheard AUC U (%) |" in table and "Seen-heard 1:2 F-V U (%)" in table
+
+
+# --------------------------------------------------------------------------- voice2face, ablations
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+
+def _figure_values(figures):
+    out = []
+    for f in figures:
+        out += [float(f[k]) for k in ("auc", "eer", "map") if f.get(k) is not None]
+        out += [float(v) for v in (f.get("n") or {}).values()]
+    return out
+
+
+def test_ablations_yaml_names_tables_and_real_variants():
+    from facevoice.methods import run_names
+
+    runs = set(run_names())
+    ablations = C.load_ablations()
+    assert [(a["method"], a["seed"], a["table"]) for a in ablations] == [
+        ("ssnet_fop", "000", "Table 6"), ("dje", "002", "Table 3"), ("biq_mwrn", "003", "Table 4")]
+    for a in ablations:
+        assert a["short"] and a["caption"] and a["rows"]
+        for r in a["rows"]:
+            assert r["label"] and r["paper_rows"] and r["figures"]
+            v = r["variant"]
+            assert v is None or (v in runs and v.split("-")[0] == a["method"]), v
+            for f in r["figures"]:
+                assert f["table"] == a["table"] and f["protocol"] in ("verification", "matching", "retrieval")
+                assert f.get("test_set", "unseenunheard") == "unseenunheard"
+        assert sum(r["variant"] == a["method"] for r in a["rows"]) == 1  # one full-model row
+    # rows without a project variant say why in their table's note
+    assert [r["label"] for a in ablations for r in a["rows"] if r["variant"] is None] == ["VGG-Face + VGG-Vox backbones"]
+    assert "VGG-Face + VGG-Vox backbone pair has no variant" in " ".join(ablations[1]["note"].split())
+
+
+def _cells(line):
+    return [c.strip() for c in re.split(r"\t|\|", line)]
+
+
+def test_transcribed_ablations_and_voice2face_are_the_seeds():
+    if not SEEDS.is_dir():
+        pytest.skip("shared/seeds is not beside the repository")
+    files = {p.name[:3]: p.read_text(encoding="utf-8") for p in SEEDS.glob("0*.txt")}
+    n_rows = 0
+    for a in C.load_ablations():
+        block = files[a["seed"]].split(a["caption"])[1].splitlines()[:30]
+        for r in a["rows"]:
+            for label in r["paper_rows"]:
+                line = next(ln for ln in block if label in _cells(ln))
+                printed = [c for c in _cells(line) if re.fullmatch(r"\d+(?:\.\d+)?", c) and c != label]
+                assert sorted(float(x) for x in printed) == sorted(_figure_values(r["figures"])), (a["method"], label)
+                n_rows += 1
+    assert n_rows == 4 + 13 + 4  # every printed row of the three tables
+    v2f = next(p for p in C.load_reference() if p["key"] == "voice2face")
+    line = next(ln for ln in files["004"].splitlines() if "76.07%" in ln)
+    assert "测试集" in line and "59.69%" in line  # test-set rates: all speakers, then gender-stratified
+    by_stratum = {f["stratum"]: f["n"][2] for f in v2f["figures"]}
+    assert by_stratum == {"U": 76.07, "G": 59.69}
+    assert {f["direction"] for f in v2f["figures"]} == {"V-F"}  # a face generated from the voice vs two real faces
+
+
+def test_voice2face_and_ablation_rows_in_the_tables(results, tmp_path):
+    d, names = results
+    res = json.loads((d / "alpha.json").read_text())
+    res["meta"]["method"] = "dje-rank_only"  # alpha stands in for a run of the variant
+    variant = tmp_path / "dje-rank_only.json"
+    variant.write_text(json.dumps(res))
+    out = tmp_path / "cmp"
+    assert C.main(["--results", str(variant), str(d / "beta.json"), "--out", str(out)]) == 0
+    one = (out / "matching_1v2.md").read_text()
+    row = next(ln for ln in one.splitlines() if ln.startswith("| *voice2face [voice2face]*"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert "reported: Wen et al. 2019" in cells[1] and "article text" in cells[1]
+    assert cells[2:] == [C.DASH] * 4 + ["76.07", "59.69", C.DASH, C.DASH]  # F-V U G N GN, V-F U G N GN
+    assert "voice2face [voice2face], reported: The article's protocol, not ours" in one
+    lines = (out / "verification.md").read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("| **dje-rank_only** | ours |"))
+    assert lines[i + 1].startswith("| *DJE, only ranking loss [dje-rank_only]* | reported: Wang et al. 2020, "
+                                   "Table 3 (ablation) | 83.15 |")
+    assert lines[i + 2].startswith("| **beta** |")
+    ver = "\n".join(lines)
+    assert "*DJE, only identity loss [dje-id_only]*" in ver and "[no variant]" in ver  # the rest of Table 3
+    assert "SSNet+FOP, " not in ver and "(ablation)" not in (out / "retrieval.md").read_text()
+    with open(out / "verification.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert rows["DJE, only ranking loss [dje-rank_only]"]["auc_U"] == "83.15"
+    assert rows["DJE, only ranking loss [dje-rank_only]"]["kind"] == "reported"
+    # no variant among the results, or the seen-heard protocol: no ablation row
+    C.compare([d / f"{n}.json" for n in names], tmp_path / "plain")
+    C.compare([variant], tmp_path / "sh", protocol="seenheard")
+    for folder in ("plain", "sh"):
+        assert "(ablation)" not in (tmp_path / folder / "verification.md").read_text(), folder

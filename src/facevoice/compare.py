@@ -21,9 +21,14 @@ Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come i
 ``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
 papers' own figures from ``facevoice/data/reference_results.yaml``, with paper and
-table; they are VoxCeleb1 figures, never recomputed, each shown under its protocol:
-``test_set`` in that file, unseen-unheard unless it says seenheard) and ``chance`` (AUC 50, EER 50, minDCF 1,
-1:N 100/N, retrieval: the exact expected mAP of a random ranking of our gallery). A
+table; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
+recomputed, each shown under its protocol: ``test_set`` in that file, unseen-unheard unless
+it says seenheard; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
+EER 50, minDCF 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
+gallery). The papers' ablation tables (``ablations`` in that file) are shown when one of
+their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
+under the result of its variant (the full-model row under the method), the table's other
+rows after the other reported rows. A
 figure that does not exist (an unavailable stratum, a figure a paper does not report) is
 "—" (empty in the CSV); the notes under each table say why for ours.
 
@@ -87,17 +92,27 @@ def load_results(paths: list[str | os.PathLike]) -> list[dict]:
     return out
 
 
-def load_reference(path: str | os.PathLike | None = None, baselines: bool = False) -> list[dict]:
-    """The seeds' figures for their own methods (``papers``), then, with ``baselines``, the
-    figures they report for the older methods they compare against (``baselines``)."""
+def _reference_data(path: str | os.PathLike | None = None) -> dict:
     import yaml
 
     if path is None:
         text = resources.files("facevoice").joinpath("data/reference_results.yaml").read_text("utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    return yaml.safe_load(text) or {}
+
+
+def load_reference(path: str | os.PathLike | None = None, baselines: bool = False) -> list[dict]:
+    """The seeds' figures for their own methods (``papers``), then, with ``baselines``, the
+    figures they report for the older methods they compare against (``baselines``)."""
+    data = _reference_data(path)
     return (data.get("papers") or []) + ((data.get("baselines") or []) if baselines else [])
+
+
+def load_ablations(path: str | os.PathLike | None = None) -> list[dict]:
+    """The seeds' ablation tables (``ablations``): one entry per table, each row tied to
+    the project's variant it corresponds to (``variant``; null where there is none)."""
+    return _reference_data(path).get("ablations") or []
 
 
 def load_rocs(paths: list[str | os.PathLike]) -> dict[str, Any]:
@@ -243,10 +258,45 @@ def _chance(results: list[dict], table: str, cfg: dict) -> dict[str, Cell]:
     return cells
 
 
-def build_rows(results: list[dict], papers: list[dict], table: str, cfg: dict) -> list[dict]:
-    """Rows of one table: ours, then chance, then the papers' reported figures."""
-    rows = [{"method": res["_name"], "kind": "ours", "figures": "ours",
-             "cells": _ours(res, table, cfg)} for res in results]
+def ablations_in_play(results: list[dict], ablations: list[dict]) -> list[dict]:
+    """The ablation tables to show: those with a row whose variant (``method-variant``, not
+    the full model alone) is among the results."""
+    names = {res["_name"] for res in results}
+    return [a for a in ablations
+            if any(r.get("variant") in names and r["variant"] != a["method"] for r in a.get("rows") or [])]
+
+
+def _ablation_rows(results: list[dict], ablations: list[dict], table: str,
+                   cfg: dict) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The papers' ablation rows of one table: {result name: rows to show under it}, and
+    the other rows of the same tables (variant not evaluated, or none in the project)."""
+    names = {res["_name"] for res in results}
+    beside: dict[str, list[dict]] = {}
+    rest: list[dict] = []
+    for a in ablations_in_play(results, ablations):
+        for r in a["rows"]:
+            cells, tabs = _reference(r, table, cfg)
+            if not cells:
+                continue
+            row = {"method": f"{a.get('label', a['method'])}, {r['label']} [{r.get('variant') or 'no variant'}]",
+                   "kind": "reported", "figures": f"reported: {a['short']}, {', '.join(tabs)} (ablation)",
+                   "cells": cells}
+            if r.get("variant") in names:
+                beside.setdefault(r["variant"], []).append({**row, "group": "ours"})
+            else:
+                rest.append(row)
+    return beside, rest
+
+
+def build_rows(results: list[dict], papers: list[dict], table: str, cfg: dict,
+               ablations: list[dict] | None = None) -> list[dict]:
+    """Rows of one table: ours (each followed by the paper's ablation row of its variant,
+    if any), then chance, then the papers' reported figures, then their other ablation rows."""
+    beside, rest = _ablation_rows(results, ablations or [], table, cfg) if cfg["reference"] else ({}, [])
+    rows = []
+    for res in results:
+        rows.append({"method": res["_name"], "kind": "ours", "figures": "ours", "cells": _ours(res, table, cfg)})
+        rows += beside.get(res["_name"], [])
     rows.append({"method": "chance", "kind": "chance",
                  "figures": "chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
                  "cells": _chance(results, table, cfg)})
@@ -259,7 +309,21 @@ def build_rows(results: list[dict], papers: list[dict], table: str, cfg: dict) -
             rows.append({"method": f"{label} [{p['key']}]", "kind": "reported",
                          "figures": f"reported: {p.get('short', p['key'])}, {', '.join(tabs)}",
                          "cells": cells})
-    return rows
+    return rows + rest
+
+
+def _reference_notes(papers: list[dict], ablations: list[dict], table: str, cfg: dict) -> list[str]:
+    """The ``note`` of each reported entry (paper, baseline, ablation table in play) with a
+    figure in this table."""
+    notes = []
+    for p in papers:
+        if p.get("note") and _reference(p, table, cfg)[0]:
+            notes.append(f"{p.get('label') or p['key']} [{p['key']}], reported: {' '.join(p['note'].split())}")
+    for a in ablations:
+        if a.get("note") and any(_reference(r, table, cfg)[0] for r in a["rows"]):
+            notes.append(f"{a.get('label', a['method'])}, {a['short']}, {a['table']} (ablation), reported: "
+                         f"{' '.join(a['note'].split())}")
+    return notes
 
 
 # --------------------------------------------------------------------------- rendering
@@ -314,8 +378,8 @@ def _notes(results: list[dict], table: str, cfg: dict) -> list[str]:
 
 
 FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in brackets. Reported: each "
-          "paper's own VoxCeleb1 figure (table named in the row), not recomputed here and "
-          "comparable with ours only on VoxCeleb1 with the same protocol. "
+          "paper's own figure (table named in the row; VoxCeleb1 unless a note says otherwise), "
+          "not recomputed here and comparable with ours only on the same corpus with the same protocol. "
           "Ties count as wrong in matching and rank against the probe in retrieval; "
           "EER is the crossing of the linearly interpolated FPR and FNR curves; minDCF is the "
           "normalised minimum detection cost (P_target, C_miss, C_fa of each result's "
@@ -394,9 +458,10 @@ def render_latex(rows: list[dict], cols, title: str, cfg: dict) -> str:
     out.append("\\midrule")
     prev = None
     for r in rows:
-        if prev is not None and r["kind"] != prev:
+        group = r.get("group", r["kind"])  # an ablation row under its variant stays in ours' block
+        if prev is not None and group != prev:
             out.append("\\midrule")
-        prev = r["kind"]
+        prev = group
         name = _tex(r["method"])
         name = f"\\textit{{{name}}}" if r["kind"] != "ours" else name
         cells = [_fmt(r["cells"].get(k, Cell()), cfg, latex=True) for k, _, _ in cols]
@@ -510,6 +575,7 @@ def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None 
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
     papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
+    ablations = load_ablations(reference_path) if cfg["reference"] else []
     rocs = load_rocs(roc_paths or [])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -522,8 +588,10 @@ def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None 
                      f"(facevoice/data/reference_results.yaml): the tables hold ours and chance.", ""]
     for table in TABLES:
         cols = _columns(table, cfg)
-        rows = build_rows(results, papers, table, cfg)
+        rows = build_rows(results, papers, table, cfg, ablations)
         notes = _notes(results, table, cfg)
+        if cfg["reference"]:
+            notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
         title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
         md = render_markdown(rows, cols, title, notes, cfg)
         for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
