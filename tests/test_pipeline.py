@@ -143,7 +143,7 @@ def test_voxceleb1_layout_end_to_end(demo_corpus, tmp_path):
     manifest = pq.read_table(tmp_path / "results" / "mini" / "shards" / "manifest.parquet").to_pandas()
     assert set(manifest["identity"]) == set(ids)
     counts = manifest.groupby("modality")["clip"].nunique()
-    assert counts["face"] == counts["voice"] == 9
+    assert counts["face"] == counts["voice"] == 3 * DEMO_CLIPS  # 3 identities, none rejected
 
 
 def computed_in(log: Path) -> tuple[int, int]:
@@ -166,8 +166,10 @@ def test_touching_one_clip_reruns_its_batch_and_recomputes_only_that_clip(videos
     todo = pending(plan(root))
     batches = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
     assert batches == {f"results/mini/{s}/{ids[0]}/000.parquet" for s in ("frames", "faces", "speech", "features")}
+    # its bucket's face and voice shards, of training and of its held-out (seen-heard) video
     shards = {f for f in todo if stage_of(f) == "shards" and not f.endswith("manifest.parquet")}
-    assert len(shards) == 2 and {Path(f).name.split("-")[0] for f in shards} == {"face", "voice"}
+    assert len(shards) == 4 and {Path(f).name.split("-")[0] for f in shards} == {"face", "voice"}
+    assert {Path(f).parent.name for f in shards} == {"train", "seenheard"}
     run(root)  # bring it up to date again for the next test
     assert not pending(plan(root))
     logs = root / "results" / "mini" / "logs"
@@ -207,9 +209,9 @@ def test_adding_an_identity_leaves_other_clips_alone(videos_run, demo_corpus, tm
         todo = pending(plan(root))
         batches = {f for f in todo if stage_of(f) in ("frames", "faces", "speech", "features")}
         assert batches == {f"results/mini/{s}/{extra}/000.parquet" for s in ("frames", "faces", "speech", "features")}
-        # only the shards of the bucket it joins (one face, one voice)
+        # only the shards of the bucket it joins (one face, one voice; of train and of seen-heard)
         shards = {f for f in todo if stage_of(f) == "shards" and not f.endswith("manifest.parquet")}
-        assert len(shards) == 2
+        assert len(shards) == 4 and {Path(f).parent.name for f in shards} == {"train", "seenheard"}
     finally:
         shutil.rmtree(data / "videos" / extra)
         for n, text in backup.items():
@@ -337,7 +339,7 @@ def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path)
         pq.read_metadata(entry)
     assert not list(out.rglob(".*.tmp*")), "a killed job's temporary file was left behind"
     manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
-    assert manifest["clip"].nunique() == 6
+    assert manifest["clip"].nunique() == 2 * DEMO_CLIPS
 
 
 def synthetic_embeddings(manifest: pd.DataFrame, path: Path, signal: float, seed: int) -> Path:

@@ -83,6 +83,7 @@ def test_mwrn_scale_starts_at_zero_and_moves():
     hp = resolve("biq_mwrn", "debug")
     torch.manual_seed(0)
     model = get_method("biq_mwrn").build(hp, 4, 64)
+    model.set_stage(list(hp["stages"]).index("main"))  # after the (here empty) speaker pre-training
     assert model.top.eta.item() == 0.0
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
