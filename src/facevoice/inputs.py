@@ -22,6 +22,12 @@ with :func:`batch_clips`, the same listing the planner used. Shards hold whole i
 an identity's shard is a stable hash of its name modulo ``shards.buckets``
 (:func:`bucket_of`), so adding an identity changes no other identity's shard.
 
+The seen-heard protocol holds videos of training identities out of training
+(:func:`heldout_videos`: ``seenheard.videos`` per identity drawn with ``seenheard.seed``, or
+exactly the videos the official seen-heard lists name): their clips get the split
+``seenheard`` in the clip table, whole videos at a time, and an identity keeps a video for
+training.
+
 Problems that make a run meaningless stop it here, naming what to fix: a missing input
 path, an identity without a metadata row or without a split, an identity listed twice, an
 identity in two splits. Problems with single clips (corrupt media, no face, no speech) are
@@ -41,15 +47,22 @@ import pandas as pd
 SPLIT_CODES = {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}
 #: The split of the held-out videos of training identities (the seen-heard protocol).
 SEENHEARD = "seenheard"
-#: Official Learnable PINs seen-heard lists: their videos are held out exactly.
-PINS_SEENHEARD = "veriflist_test_{}_seenheard.txt"
+#: Official Learnable PINs lists: the list of each verification stratum, and the set of each
+#: test split (the seen-heard lists also name the videos held out of training).
 PINS_FILES = {"U": "random", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}
+PINS_SETS = {"test": "unseenunheard", SEENHEARD: "seenheard"}
+
 CLIP_COLUMNS = [
     "clip", "identity", "video", "clip_name", "name", "split", "gender", "nationality", "age",
     "frames_source", "speech_source", "part",
 ]
 #: The keys of config's ``input:`` section that say where a batch's media are.
 SOURCE_KEYS = ("layout", "videos", "video_extensions", "wav", "face_frames")
+
+
+def pins_file(kind: str, pins_set: str) -> str:
+    """The file name of one official list: ``kind`` a :data:`PINS_FILES` value (or a glob)."""
+    return f"veriflist_test_{kind}_{pins_set}.txt"
 
 
 class InputError(ValueError):
@@ -371,9 +384,9 @@ def pins_list_videos(path: str | Path) -> set[tuple[str, str]]:
 
 def _listed_videos(df: pd.DataFrame, pins_dir: str) -> set[str]:
     """The training identities' videos named by the official seen-heard lists in ``pins_dir``."""
-    files = sorted(Path(pins_dir).glob(PINS_SEENHEARD.format("*")))
+    files = sorted(Path(pins_dir).glob(pins_file("*", "seenheard")))
     if not files:
-        raise InputError(f"evaluation.pins.dir '{pins_dir}' holds no {PINS_SEENHEARD.format('*')}: "
+        raise InputError(f"evaluation.pins.dir '{pins_dir}' holds no {pins_file('*', 'seenheard')}: "
                          f"give the folder of the official lists, or leave 'seenheard' out of evaluation.pins.sets")
     listed = set().union(*(pins_list_videos(f) for f in files))
     train = df[df["split"] == "train"]

@@ -84,7 +84,7 @@ import pandas as pd
 import pyarrow as pa
 
 from facevoice import __version__
-from facevoice.inputs import PINS_FILES, SEENHEARD
+from facevoice.inputs import PINS_FILES, PINS_SETS, SEENHEARD, pins_file
 from facevoice.io import read_parquet, write_json, write_parquet
 
 FORMAT = "facevoice-trials/1"
@@ -609,7 +609,7 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
 
     frames, status, files = [], {}, {}
     for stratum in strata:
-        fname = f"veriflist_test_{PINS_FILES[stratum]}_{pins_set}.txt"
+        fname = pins_file(PINS_FILES[stratum], pins_set)
         path = Path(pins_dir) / fname
         if not path.exists():
             raise ValueError(f"{fname} not found in {pins_dir} (evaluation.pins.dir): the {pins_set} lists "
@@ -761,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(a.seed if a.seed is not None else cfg["seed"])
     manifest = read_manifest(a.manifest)
     lists = generate(manifest, a.split, seed, cfg, manifest_path=str(a.manifest))
-    pins_set = a.pins_set or {"test": "unseenunheard", SEENHEARD: "seenheard"}.get(a.split)
+    pins_set = a.pins_set or PINS_SETS.get(a.split)
     pins_dir = a.import_pins or (cfg["pins"].get("dir") if pins_set in cfg["pins"]["sets"] else None)
     if pins_dir:
         try:

@@ -17,6 +17,7 @@ if SRC not in sys.path:
 
 from facevoice.config import ConfigError, validate  # noqa: E402
 from facevoice.inputs import (  # noqa: E402
+    PINS_SETS,
     SEENHEARD,
     SOURCE_KEYS,
     InputError,
@@ -32,8 +33,9 @@ try:
     CLIPS = list_clips(config)
 except (ConfigError, InputError) as exc:
     raise WorkflowError(str(exc)) from None
-if heldout_summary(CLIPS):
-    logger.info(heldout_summary(CLIPS))
+_held = heldout_summary(CLIPS)
+if _held:
+    logger.info(_held)
 
 OUT = f"{config.get('results', 'results')}/{config['dataset']}"
 
@@ -195,9 +197,6 @@ def eval_params(*keys):
     return json.dumps({k: EVAL[k] for k in keys if k in EVAL}, sort_keys=True)
 
 
-PINS_SETS = {"test": "unseenunheard", SEENHEARD: "seenheard"}  # split -> official list set
-
-
 def pins_args(wildcards):
     """--import-pins arguments of the trials jobs (evaluation.pins: its dir, and the set of the split)."""
     pins = EVAL.get("pins") or {}
@@ -241,7 +240,7 @@ def comparison_caption(name):
     """The caption (workflow/report/) of one comparison output, by its kind (and protocol)."""
     if "/" in name:  # seenheard/...: the seen-heard protocol's tables and plots
         return "../report/comparison_seenheard.rst"
-    kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"), ("matching", "matching"),
-             ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
+    kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"),
+             ("matching", "matching"), ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
     kind = next(k for prefix, k in kinds if name.startswith(prefix))
     return f"../report/comparison_{kind}.rst"
