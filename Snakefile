@@ -35,6 +35,6 @@ rule all:
         rules.data_report.output,
         TRAIN_TARGETS,
         GENERATE_TARGETS,
-        expand(rules.trials.output, split=["val", "test"] + SEENHEARD_SPLITS),
+        expand(rules.trials.output, split=["test"] + SEENHEARD_SPLITS),
         rules.compare.output,
     default_target: True

@@ -409,12 +409,14 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
                           parse_constant=lambda c: pytest.fail(f"run.json holds a bare {c}"))
         assert info["profile"] == "debug" and info["data"]["train_identities"] == 2
         # pick_identities keeps split order; seenheard: held-out videos of the training identities
-        for split, idents in (("val", ids[2:4]), ("test", ids[4:6]), ("seenheard", ids[:2])):
+        for split, idents in (("test", ids[4:6]), ("seenheard", ids[:2])):
             emb = pq.read_table(out / "embeddings" / method / f"{split}.parquet").to_pandas()
             assert set(emb["identity"]) == set(idents) and set(emb["modality"]) == {"face", "voice"}
+        assert not (out / "embeddings" / method / "val.parquet").exists()  # model selection embeds val itself
         for split in ("test", "seenheard"):
             res = json.loads((out / "evaluation" / split / f"{method}.json").read_text())
             assert 0.0 <= res["verification"]["U"]["auc"] <= 1.0
+    assert not (out / "trials" / "val").exists()
     for folder in ("comparison", "comparison/seenheard"):
         table = pd.read_csv(out / folder / "verification.csv")
         assert set(table.loc[table["kind"] == "ours", "method"]) == {"dje", "chance"}

@@ -7,7 +7,10 @@
 # A method, or an ablation "method-variant" (`facevoice train --list`); evaluate.smk
 # evaluates the same list.
 TRAIN_METHODS = list(TRAIN.get("methods") or [])
-EMBED_SPLITS = ["test", "val"] + SEENHEARD_SPLITS
+# The splits the evaluation reads. Validation embeddings are not built by default: model
+# selection embeds the validation identities inside the train job; request
+# embeddings/<method>/val.parquet by name for your own use.
+EMBED_SPLITS = ["test"] + SEENHEARD_SPLITS
 TRAIN_DIR = f"{OUT}/train/{{method}}"
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 
@@ -62,7 +65,7 @@ rule embed:
         amp=TRAIN.get("amp") or "auto",
     wildcard_constraints:
         method=TRAIN_NAME,
-        split="|".join(EMBED_SPLITS),
+        split="|".join(EMBED_SPLITS + ["val"]),
     log:
         f"{OUT}/logs/embed/{{method}}/{{split}}.log",
     conda:
