@@ -222,8 +222,8 @@ def test_pipeline_through_slurm_matches_a_local_run(demo_corpus, tmp_path):
     kinds = sorted(rec["Comment"].split("_wildcards_")[0] for rec in records.values())
     batch_jobs = [k for k in kinds if k.startswith("rule_batches_")]
     assert [k for k in kinds if k not in batch_jobs] == [
-        "rule_compare", "rule_data_report", "rule_manifest", "rule_shards_shard", "rule_train", "rule_trials",
-        "rule_trials"], kinds
+        "rule_compare", "rule_data_report", "rule_manifest", "rule_shards_shard", "rule_train",
+        "rule_trials"], kinds  # the test split's lists (one video per identity: nothing held out)
     # batch work ran only inside group jobs, two chains (frames->faces, speech->features) a job,
     # one CPU each: 4 identities of one clip -> 4 batches -> 8 chains -> 4 group jobs
     assert len(batch_jobs) == 4, kinds
