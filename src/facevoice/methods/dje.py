@@ -31,11 +31,9 @@ Choices where the paper is silent (named in the hyperparameters):
 - lr decays log-linearly from 1e-3 to 1e-8 over the epochs, per epoch;
 - voice crops of 3-6 s (300-600 frames) in training; whole utterances (<= 10 s) to embed;
 - the voice pre-training (paper: task, data and schedule not given): speaker identification
-  over the *training identities only*, on their training voices (all of Voxceleb1 would
-  include the test speakers); Adam 1e-3, lr x 0.95 per epoch, 30 epochs of 64 identities x
-  2 voices (the project's one pre-training setting, voice2face's); the stage keeps its last
-  epoch. ``demo`` and ``debug`` list the stage off (0 epochs; ``--set
-  stages.speaker_pretrain.epochs=N`` turns it on), so their runs are as before.
+  over the training identities only, with the project's one pre-training schedule; the
+  choices are written once, at :class:`facevoice.methods.TwoStreamModel` and
+  :data:`facevoice.methods.SPEAKER_PRETRAIN` (``demo`` and ``debug`` list the stage off).
 
 Ablations (paper table 3), as variants: ``separate_fc`` (last FC not shared),
 ``emb128`` / ``emb512`` (embedding size), ``id_only``, ``center_only``, ``rank_only``,
