@@ -364,6 +364,19 @@ def heldout_summary(df: pd.DataFrame) -> str | None:
     return line
 
 
+def pins_voice_path(path: str) -> tuple[str, str, str]:
+    """(name, video, clip) of a Learnable PINs voice path ``Name/videoID_000000N.wav``."""
+    name, rest = path.strip().split("/", 1)
+    video, clip = rest.rsplit(".", 1)[0].rsplit("_", 1)
+    return name, video, clip
+
+
+def pins_face_path(path: str) -> tuple[str, str]:
+    """(name, video) of a Learnable PINs face path ``Name/videoID/0007400.jpg``."""
+    parts = path.strip().split("/")
+    return parts[0], parts[-2]
+
+
 def pins_list_videos(path: str | Path) -> set[tuple[str, str]]:
     """(name, video) of every voice and face path of one Learnable PINs list."""
     src = pd.read_csv(path, dtype=str, skipinitialspace=True)
@@ -372,14 +385,8 @@ def pins_list_videos(path: str | Path) -> set[tuple[str, str]]:
     if missing:
         raise InputError(f"{path}: no column(s) {missing}; expected the Learnable PINs header "
                          f"'id,voice-speaker-id,face-speaker-id,label,voice-path,face-path'")
-    out = set()
-    for vpath in src["voice-path"].str.strip():
-        name, rest = vpath.split("/", 1)
-        out.add((name, rest.rsplit(".", 1)[0].rsplit("_", 1)[0]))
-    for fpath in src["face-path"].str.strip():
-        parts = fpath.split("/")
-        out.add((parts[0], parts[-2]))
-    return out
+    return ({pins_voice_path(v)[:2] for v in src["voice-path"]}
+            | {pins_face_path(f) for f in src["face-path"]})
 
 
 def _listed_videos(df: pd.DataFrame, pins_dir: str) -> set[str]:

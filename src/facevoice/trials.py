@@ -85,7 +85,7 @@ import pandas as pd
 import pyarrow as pa
 
 from facevoice import __version__
-from facevoice.inputs import PINS_FILES, PINS_SETS, SEENHEARD, pins_file
+from facevoice.inputs import PINS_FILES, PINS_SETS, SEENHEARD, pins_face_path, pins_file, pins_voice_path
 from facevoice.io import read_parquet, write_json, write_parquet
 
 FORMAT = "facevoice-trials/1"
@@ -625,11 +625,9 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
         if any(c not in src.columns for c in need):
             raise ValueError(f"{path}: expected columns {need}, found {list(src.columns)}")
         for label, vpath, fpath in zip(src["label"].astype(int), src["voice-path"], src["face-path"]):
-            vname, vfile = vpath.strip().split("/", 1)
-            fparts = fpath.strip().split("/")
-            vid_clip = vfile.rsplit(".", 1)[0]
-            vvideo, vclip = vid_clip.rsplit("_", 1)
-            vident, fident = name_to_id.get(vname), name_to_id.get(fparts[0])
+            vname, vvideo, vclip = pins_voice_path(vpath)
+            face_name, fvideo = pins_face_path(fpath)
+            vident, fident = name_to_id.get(vname), name_to_id.get(face_name)
             if vident is None or fident is None:
                 dropped["name not in split"] = dropped.get("name not in split", 0) + 1
                 continue
@@ -637,7 +635,7 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
             if voice is None:
                 dropped["voice clip not in manifest"] = dropped.get("voice clip not in manifest", 0) + 1
                 continue
-            cands = faces.get((fident, fparts[-2]))
+            cands = faces.get((fident, fvideo))
             if not cands:
                 dropped["face video not in manifest"] = dropped.get("face video not in manifest", 0) + 1
                 continue
