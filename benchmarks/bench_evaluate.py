@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     from facevoice import __version__
-    from facevoice import evaluate as E
-    from facevoice import trials as T
+    from facevoice.evaluation import evaluate as E
+    from facevoice.evaluation import protocol
+    from facevoice.evaluation import trials as T
+    from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
     per_identity = max(1, a.items // (2 * a.identities))  # faces = voices = per_identity
     clips = 10 if per_identity % 10 == 0 else per_identity
@@ -63,20 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     tracemalloc.start()
     rows: list = []
     t_all = time.perf_counter()
-    man = _stage("synthetic manifest", lambda: T.synthetic_manifest(
+    man = _stage("synthetic manifest", lambda: synthetic_manifest(
         {"test": a.identities}, videos=videos, clips=clips, frames=1, with_age=True,
         seed=a.seed), rows)
     lists = _stage("generate trial lists", lambda: T.generate(man, "test", a.seed), rows)
-    _stage("write trial lists", lambda: T.write_trials(lists, work / "trials"), rows)
+    _stage("write trial lists", lambda: protocol.write_trials(lists, work / "trials"), rows)
     for kind, (df, meta) in lists.items():
         print(f"    {kind}: {len(df)} rows", flush=True)
-    df = _stage("synthetic embeddings", lambda: E.synthetic_embeddings(
+    df = _stage("synthetic embeddings", lambda: synthetic_embeddings(
         man, "test", dim=a.dim, signal=0.25, seed=a.seed), rows)
     _stage("write embeddings", lambda: E.write_embeddings(
         work / "emb.parquet", df["id"], df["identity"], df["modality"], np.stack(df["embedding"])), rows)
     df = None  # free the frame before evaluating
     emb = _stage("load embeddings", lambda: E.load_embeddings(work / "emb.parquet"), rows)
-    trials = _stage("read trial lists", lambda: T.read_trials(work / "trials"), rows)
+    trials = _stage("read trial lists", lambda: protocol.read_trials(work / "trials"), rows)
 
     def run_protocol(kind):
         return E.evaluate(emb, {kind: trials[kind]}, n_boot=a.bootstrap, boot_seed=0,

@@ -38,15 +38,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pyarrow as pa  # noqa: E402
+import yaml  # noqa: E402
 from common import table  # noqa: E402
 
-import yaml  # noqa: E402
-
-import pyarrow as pa  # noqa: E402
-
-from facevoice import batch, faces, features, frames, shards, speech  # noqa: E402
-
-
+from facevoice import speech  # noqa: E402
+from facevoice.data import batch
+from facevoice.preprocess import faces, features, frames, shards
 
 
 def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
@@ -94,9 +92,9 @@ def bench_speech(videos: list[Path], cfg: dict, work: Path) -> None:
     t = time.perf_counter()
     py = [sys.executable, "-m"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    subprocess.run(py + ["facevoice.speech", "--input", str(videos[0]), "--output", str(work / "j.parquet"),
+    subprocess.run(py + ["facevoice.preprocess.speech", "--input", str(videos[0]), "--output", str(work / "j.parquet"),
                          "--params", json.dumps(cfg["speech"])], check=True, env=env, capture_output=True)
-    subprocess.run(py + ["facevoice.features", "--input", str(work / "j.parquet"), "--output", str(work / "k.parquet"),
+    subprocess.run(py + ["facevoice.preprocess.features", "--input", str(work / "j.parquet"), "--output", str(work / "k.parquet"),
                          "--params", json.dumps(cfg["features"])], check=True, env=env, capture_output=True)
     per_job = time.perf_counter() - t
     n = len(videos)
@@ -123,7 +121,7 @@ def repeated_batch(path: Path, out: Path, repeat: int) -> Path:
 
 def bench_vad(videos: list[Path], cfg: dict) -> None:
     """Each speech filter on the same labelled signal (facevoice.testing.spliced_speech)."""
-    from facevoice.testing import GAPS, spliced_speech, speech_scores
+    from facevoice.testing import GAPS, speech_scores, spliced_speech
 
     sr = 16000
     voices = [speech.decode(v, sr)["audio"] for v in videos]
@@ -219,11 +217,11 @@ def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) ->
     batch_args = ["--source", source, "--identity", "idmem", "--no-progress"]
     rows = []
     steps = [
-        ("frames", "facevoice.frames", batch_args + ["--output", str(work / "m_fr.parquet"), "--params", j(cfg["frames"])]),
-        ("faces", "facevoice.faces", ["--input", str(work / "m_fr.parquet"), "--output", str(work / "m_fa.parquet"),
+        ("frames", "facevoice.preprocess.frames", batch_args + ["--output", str(work / "m_fr.parquet"), "--params", j(cfg["frames"])]),
+        ("faces", "facevoice.preprocess.faces", ["--input", str(work / "m_fr.parquet"), "--output", str(work / "m_fa.parquet"),
                                       "--params", j(cfg["faces"]), "--no-progress"]),
-        ("speech", "facevoice.speech", batch_args + ["--output", str(work / "m_sp.parquet"), "--params", j(cfg["speech"])]),
-        ("features", "facevoice.features", ["--input", str(work / "m_sp.parquet"), "--output", str(work / "m_ft.parquet"),
+        ("speech", "facevoice.preprocess.speech", batch_args + ["--output", str(work / "m_sp.parquet"), "--params", j(cfg["speech"])]),
+        ("features", "facevoice.preprocess.features", ["--input", str(work / "m_sp.parquet"), "--output", str(work / "m_ft.parquet"),
                                             "--params", j(cfg["features"]), "--no-progress"]),
     ]
     for name, mod, args in steps:
@@ -233,7 +231,7 @@ def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) ->
         args = ["write", "--modality", "face", "--split", "train", "--output", str(work / f"m_sh{repeat}.parquet"),
                 str(big)]
         n = len(batch.BatchReader(big).records)
-        rows.append(["shard writer", f"{n} clips", peak_rss_mb("facevoice.shards", args)])
+        rows.append(["shard writer", f"{n} clips", peak_rss_mb("facevoice.preprocess.shards", args)])
     table("Peak memory per job (max RSS, MB)", ["stage", "input", "MB"], rows)
 
 

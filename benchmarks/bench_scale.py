@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table  # noqa: E402
+
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PLAN_SIZES = {"10k": (84, 17, 7), "40k": (336, 17, 7), "vox1": (1251, 17, 7)}
 
@@ -146,7 +147,10 @@ def cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 from pathlib import Path
-from facevoice import frames, faces, speech, features
+from facevoice.preprocess import frames
+from facevoice.preprocess import faces
+from facevoice.preprocess import speech
+from facevoice.preprocess import features
 cfg = json.loads({json.dumps(json.dumps(cfg))})
 fp, sp, fe = frames.check(cfg["frames"]), speech.check_params(cfg["speech"]), features.check_params(cfg["features"])
 fa = faces.Processor(faces.check(cfg["faces"])); fa._load()

@@ -33,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table  # noqa: E402
 
-from facevoice import train as tr  # noqa: E402
-from facevoice.embed import ShardReader, autocast_dtype, choose_device  # noqa: E402
-from facevoice.methods import get_method, resolve  # noqa: E402
+from facevoice.data.manifest import split_items
+from facevoice.data.shard_reader import ShardReader
+from facevoice.testing import synthetic_shards
+from facevoice.training import train as tr  # noqa: E402
+from facevoice.training.inference import autocast_dtype, choose_device
+from facevoice.training.methods import get_method, resolve  # noqa: E402
 
 BINS = {"logmel": 64, "spectrogram": 257, "mfcc": 25}
 
@@ -105,10 +108,10 @@ def bench_method(name: str, profile: str, P: int, K: int, steps: int, warmup: in
 def bench_loader(P: int, K: int, n_batches: int = 6) -> list[list]:
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        manifest = tr.synthetic_shards(d, identities={"train": max(P, 8)}, clips=2, faces_per_clip=8,
+        manifest = synthetic_shards(d, identities={"train": max(P, 8)}, clips=2, faces_per_clip=8,
                                        image_size=160, frames=(400, 800), kinds=("logmel", "spectrogram"),
                                        clips_per_shard=64)
-        items = tr.split_items(pd.read_parquet(manifest), "train")
+        items = split_items(pd.read_parquet(manifest), "train")
         for name in ("dje", "ssnet_fop"):
             hp = resolve(name, "paper")
             plan = tr.plan_epoch(items, P, K, n_batches, 0, 1)

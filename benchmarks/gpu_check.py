@@ -98,7 +98,7 @@ def box_difference(a, b) -> float:
 def check_mtcnn(cfg: dict, gpu: bool, smoke: bool) -> None:
     import torch
 
-    from facevoice import faces
+    from facevoice.preprocess import faces
 
     rows = []
     n_cpu, n_gpu = (4, 8) if smoke else (32, 512)
@@ -139,7 +139,7 @@ def train_one(name: str, manifest: Path, shards: Path, out: Path, profile: str, 
     """Train one method for one epoch a stage; (row for the table, checkpoint path)."""
     import torch
 
-    from facevoice import train as tr
+    from facevoice.training import train as tr
 
     section = {"profile": profile, "epochs": 1, "batch": {"batches_per_epoch": batches}, "amp": "auto",
                "num_workers": "auto", "threads": threads, "val": {"items_per_identity": 2}}
@@ -173,7 +173,8 @@ def embed_rate(checkpoint: Path, manifest: Path, shards: Path) -> list:
     import pandas as pd
     import torch
 
-    from facevoice.embed import ShardReader, embed_items, load_checkpoint, model_from_checkpoint
+    from facevoice.data.shard_reader import ShardReader
+    from facevoice.training.inference import embed_items, load_checkpoint, model_from_checkpoint
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = load_checkpoint(checkpoint)
@@ -198,11 +199,11 @@ def embed_rate(checkpoint: Path, manifest: Path, shards: Path) -> list:
 def check_training(args, methods: list[str], work: Path) -> None:
     import torch
 
-    from facevoice import train as tr
+    from facevoice.testing import synthetic_shards
 
     t = time.perf_counter()
     ids = {"train": 8, "val": 4, "test": 4} if args.smoke else {"train": 64, "val": 8, "test": 64}
-    manifest = tr.synthetic_shards(work / "corpus", identities=ids, clips=2, faces_per_clip=4 if args.smoke else 8,
+    manifest = synthetic_shards(work / "corpus", identities=ids, clips=2, faces_per_clip=4 if args.smoke else 8,
                                    image_size=32 if args.smoke else 160,
                                    frames=(80, 160) if args.smoke else (400, 800),
                                    kinds=("logmel", "spectrogram", "mfcc"), clips_per_shard=32, seed=0)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import yaml
 
-    from facevoice.methods import method_names
+    from facevoice.training.methods import method_names
 
     gpu = torch.cuda.is_available()
     name = torch.cuda.get_device_name(0) if gpu else "no GPU"

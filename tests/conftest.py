@@ -27,7 +27,7 @@ DEMO_VIDEOS = int(_DEMO["videos_per_identity"])
 @pytest.fixture(scope="session")
 def demo_corpus() -> Path:
     """The demo corpus (VoxCeleb videos layout + meta, splits, provenance, corpus.json)."""
-    from facevoice.demo import build_demo
+    from facevoice.demo.build import build_demo
 
     return build_demo(DEMO_OUT, DEMO_CACHE, clips_per_identity=DEMO_CLIPS, videos_per_identity=DEMO_VIDEOS,
                       seed=DEMO_SEED, progress=False)
@@ -37,7 +37,7 @@ def demo_corpus() -> Path:
 def corpus(tmp_path_factory):
     """(manifest, shards folder) of a synthetic corpus whose faces and voices share an identity
     signal (train 32, val 8, test 8 identities), written once per session for the trainer's tests."""
-    from facevoice.train import synthetic_shards
+    from facevoice.testing import synthetic_shards
 
     root = tmp_path_factory.mktemp("corpus")
     manifest = synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,

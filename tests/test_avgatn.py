@@ -10,10 +10,11 @@ import pytest
 import torch
 from helpers import random_batch
 
-from facevoice import embed as embed_mod
-from facevoice import evaluate as ev
-from facevoice import train as tr
-from facevoice.methods import MethodError, avgatn, get_method, resolve
+from facevoice.evaluation import evaluate as ev
+from facevoice.evaluation import protocol
+from facevoice.training import embed as embed_mod
+from facevoice.training import train as tr
+from facevoice.training.methods import MethodError, avgatn, resolve
 
 RUN = {"seed": 0, "threads": 1, "progress": False}
 N_BINS = 64
@@ -222,7 +223,7 @@ def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
     t = pq.read_table(emb)
     vec = np.stack(t.column("embedding").to_pylist())
     assert np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-4)
-    from facevoice import trials as trials_mod
+    from facevoice.evaluation import trials as trials_mod
 
     lists_dir = tmp_path / "trials"
     assert trials_mod.main(["--manifest", str(manifest), "--split", "test", "--out", str(lists_dir),
@@ -233,7 +234,7 @@ def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
     assert acc["threshold"] == 0.5 and 0 <= acc["accuracy"] <= 1
     # the accuracy is the fraction of trials on the right side of 0.5
     emb_t = ev.load_embeddings(emb)
-    lists = trials_mod.read_trials(lists_dir)
+    lists = protocol.read_trials(lists_dir)
     df = lists["verification"][0]
     df = df[df["stratum"] == "U"]
     fi = emb_t.rows("face", df["face"], df["face_identity"])

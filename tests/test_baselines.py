@@ -11,15 +11,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import grads_of, n_bins_of, random_batch as batch
 import torch.nn.functional as F
+from helpers import grads_of, n_bins_of
+from helpers import random_batch as batch
 
-from facevoice import compare as C
-from facevoice import embed as embed_mod
-from facevoice import train as tr
-from facevoice.losses import orthogonal_projection_loss
-from facevoice.methods import get_method, resolve, run_names
-from facevoice.methods.pins import contrastive_loss, curriculum_tau, mine_negatives
+from facevoice.evaluation import compare as C
+from facevoice.training import embed as embed_mod
+from facevoice.training import train as tr
+from facevoice.training.losses import orthogonal_projection_loss
+from facevoice.training.methods import get_method, resolve, run_names
+from facevoice.training.methods.pins import contrastive_loss, curriculum_tau, mine_negatives
 
 LEARNERS = ["fop", "dimnet", "pins"]
 RUN = {"seed": 0, "threads": 1, "progress": False}
@@ -81,7 +82,7 @@ def test_paper_networks_get_gradients_everywhere(name):
 
 
 def test_fop_is_ssnet_fops_fusion_and_loss_on_two_encoders():
-    from facevoice.methods.ssnet_fop import SSNetFOP
+    from facevoice.training.methods.ssnet_fop import SSNetFOP
 
     cls = type(get_method("fop").build(resolve("fop", "debug"), 4, 64))
     assert cls.loss_from_features is SSNetFOP.loss_from_features and cls.project is SSNetFOP.project

@@ -1,4 +1,4 @@
-"""Batch jobs and their cache (facevoice.batch), with a small processor of our own."""
+"""Batch jobs and their cache (facevoice.data.batch), with a small processor of our own."""
 
 import json
 import os
@@ -8,10 +8,10 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from facevoice import batch
-from facevoice.batch import BatchReader, Item, Result
 from helpers import REPO, image_video, sample_face
+
+from facevoice.data import batch
+from facevoice.data.batch import BatchReader, Item, Result
 
 SCHEMA = pa.schema([("value", pa.int64())])
 
@@ -109,7 +109,7 @@ def test_frames_job_reuses_a_clip_moved_to_another_folder(tmp_path):
 
     def frames_job(root, out):
         source = json.dumps({"layout": "videos", "videos": str(root / "videos")})
-        res = subprocess.run([sys.executable, "-m", "facevoice.frames", "--source", source, "--identity", "id1",
+        res = subprocess.run([sys.executable, "-m", "facevoice.preprocess.frames", "--source", source, "--identity", "id1",
                               "--output", str(out), "--cache", str(tmp_path / "cache"), "--no-progress",
                               "--params", '{"fps": 1, "max_per_clip": 2}'], capture_output=True, text=True, env=env)
         assert res.returncode == 0, res.stderr

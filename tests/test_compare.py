@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from facevoice import compare as C
-from facevoice import evaluate as E
-from facevoice import trials as T
+from facevoice.evaluation import compare as C
+from facevoice.evaluation import evaluate as E
+from facevoice.evaluation import protocol
+from facevoice.evaluation import trials as T
+from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -19,12 +21,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("cmp")
-    man = T.synthetic_manifest({"test": 12}, videos=1, clips=2, frames=2, seed=4)
-    T.write_trials(T.generate(man, "test", 1, {"verification": {"n_trials": 120},
+    man = synthetic_manifest({"test": 12}, videos=1, clips=2, frames=2, seed=4)
+    protocol.write_trials(T.generate(man, "test", 1, {"verification": {"n_trials": 120},
                                               "matching": {"n_trials": 40}}), d / "trials")
     out = []
     for name, signal in (("alpha", 0.4), ("beta", 1.0)):
-        df = E.synthetic_embeddings(man, "test", dim=8, signal=signal, seed=len(name))
+        df = synthetic_embeddings(man, "test", dim=8, signal=signal, seed=len(name))
         E.write_embeddings(d / f"{name}.parquet", df["id"], df["identity"], df["modality"],
                            list(df["embedding"]))
         E.run(str(d / f"{name}.parquet"), str(d / "trials"), str(d / f"{name}.json"),
@@ -169,7 +171,7 @@ def _figure_values(figures):
 
 
 def test_ablations_yaml_names_tables_and_real_variants():
-    from facevoice.methods import run_names
+    from facevoice.training.methods import run_names
 
     runs = set(run_names())
     ablations = C.load_ablations()

@@ -2,9 +2,9 @@ import copy
 
 import pytest
 import yaml
+from helpers import REPO, snakemake
 
 from facevoice.config import ConfigError, load, validate
-from helpers import REPO, snakemake
 
 
 @pytest.fixture()
@@ -77,8 +77,8 @@ def test_unknown_method_names_the_known_ones(tmp_path):
 
 
 def test_model_selection_never_on_a_test_split(cfg):
-    from facevoice.methods import MethodError
-    from facevoice.train import settings
+    from facevoice.training.methods import MethodError
+    from facevoice.training.train import settings
 
     for split in ("test", "tset"):  # a test split, or a typo that would select on nothing
         cfg["train"]["val"]["split"] = split

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from conftest import DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
-from facevoice import demo
+
+from facevoice.demo import build as demo
 
 
 def _ffmpeg() -> str:
@@ -254,7 +254,7 @@ def test_cli_reports_up_to_date(demo_corpus, capsys):
 
 def test_relative_cache_and_out_paths_work(tmp_path, monkeypatch):
     """`facevoice demo` takes config's relative paths; the package clients run elsewhere."""
-    from facevoice import demo
+    from facevoice.demo import build as demo
 
     catalog = demo.load_catalog()
     key = next(k for k, p in catalog["packages"].items() if p.get("registry", "pypi") == "pypi"

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_rules import REPO, rules, tiny_tree
 
 SRC = REPO / "src"
@@ -126,7 +125,7 @@ def imports_in(source: str, package: str = "facevoice") -> tuple[set[str], set[s
                     if module_file(f"{base}.{a.name}"):
                         ours.add(f"{base}.{a.name}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            # plug-ins loaded by name (importlib.import_module("facevoice.methods.dje"))
+            # plug-ins loaded by name (importlib.import_module("facevoice.training.methods.dje"))
             if re.fullmatch(r"facevoice(\.\w+)+", node.value) and module_file(node.value):
                 ours.add(node.value)
     return ours, theirs
@@ -293,7 +292,7 @@ def test_the_check_catches_a_missing_package_and_a_drifted_version(workflow_rule
     reached = set()
     deps = third_party_of(rule_code(train)[0], seen=reached)
     assert {"torch", "librosa", "facenet_pytorch"} <= set(deps), deps
-    plugins = {f"facevoice.methods.{f.stem}" for f in (SRC / "facevoice" / "methods").glob("*.py")
+    plugins = {f"facevoice.training.methods.{f.stem}" for f in (SRC / "facevoice" / "methods").glob("*.py")
                if f.name != "__init__.py"}
     assert plugins and plugins <= reached, plugins - reached
     broken = copy.deepcopy(envs)

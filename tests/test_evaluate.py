@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from facevoice import evaluate as E
-from facevoice import trials as T
-from facevoice.io import read_parquet
+from facevoice.common.io import read_parquet
+from facevoice.evaluation import evaluate as E
+from facevoice.evaluation import protocol
+from facevoice.evaluation import trials as T
+from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
 SIZES = {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}}
 
@@ -21,8 +23,8 @@ SIZES = {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}}
 def setup(tmp_path_factory):
     """8 test identities, no age; trial lists on disk; a hand-written embeddings file."""
     d = tmp_path_factory.mktemp("eval")
-    man = T.synthetic_manifest({"train": 2, "test": 8}, videos=1, clips=2, frames=2, seed=2)
-    T.write_trials(T.generate(man, "test", 3, SIZES), d / "trials")
+    man = synthetic_manifest({"train": 2, "test": 8}, videos=1, clips=2, frames=2, seed=2)
+    protocol.write_trials(T.generate(man, "test", 3, SIZES), d / "trials")
     test = man[man["split"] == "test"].reset_index(drop=True)
     idents = sorted(test["identity"].unique())
     # hand-written: each identity owns one axis; items differ slightly along a ninth axis
@@ -85,9 +87,9 @@ def test_json_shape_and_perfect_scores(setup, tmp_path):
 @pytest.fixture(scope="module")
 def noisy(setup):
     d, man = setup
-    df = E.synthetic_embeddings(man, "test", dim=6, signal=0.6, seed=9)
+    df = synthetic_embeddings(man, "test", dim=6, signal=0.6, seed=9)
     emb = E.embeddings_from_table(df)
-    return emb, T.read_trials(d / "trials")
+    return emb, protocol.read_trials(d / "trials")
 
 
 def test_against_brute_force(noisy):
@@ -138,7 +140,7 @@ def test_custom_scorer_and_bootstrap(noisy):
 def test_missing_and_mismatched_embeddings(setup, noisy):
     d, man = setup
     emb, lists = noisy
-    df = E.synthetic_embeddings(man, "test", dim=4, seed=1)
+    df = synthetic_embeddings(man, "test", dim=4, seed=1)
     with pytest.raises(KeyError, match="no embedding"):
         E.evaluate(E.embeddings_from_table(df.iloc[1:]), lists, n_boot=0)
     wrong = df.copy()
@@ -158,8 +160,8 @@ def test_write_and_load_embeddings_roundtrip(tmp_path):
 
 def test_a_method_is_scored_with_its_own_score(setup, tmp_path):
     """Faces anti-aligned with their voices: |cos| (avgatn's score) ranks them first, cosine last."""
-    from facevoice.io import write_parquet
-    from facevoice.train import verification_auc
+    from facevoice.common.io import write_parquet
+    from facevoice.training.train import verification_auc
 
     d, _ = setup
     t = pq.read_table(d / "perfect.parquet").to_pandas()

@@ -3,11 +3,11 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import image_video, sample_face, two_faces_image
 from PIL import Image
 
-from facevoice import faces, frames
-from facevoice.batch import BatchReader
-from helpers import image_video, sample_face, two_faces_image
+from facevoice.data.batch import BatchReader
+from facevoice.preprocess import faces, frames
 
 PARAMS = dict(image_size=112, margin=10, min_face_size=40, thresholds=[0.6, 0.7, 0.7], factor=0.709,
               min_prob=0.95, multiple="reject", align="landmarks", batch_size=4, gpu_batch_size=64, device="cpu")

@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from facevoice import features, speech
-from facevoice.batch import BatchReader
+from facevoice.data.batch import BatchReader
+from facevoice.preprocess import features, speech
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -206,7 +206,7 @@ def test_cli_round_trip(clips, tmp_path):
     direct = tmp_path / "direct.parquet"
     features.run(clips["voice"], direct, p)
     cli = tmp_path / "cli.parquet"
-    r = subprocess.run([sys.executable, "-m", "facevoice.features", "--input", str(clips["voice"]),
+    r = subprocess.run([sys.executable, "-m", "facevoice.preprocess.features", "--input", str(clips["voice"]),
                         "--output", str(cli), "--params", f"@{pfile}"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
@@ -214,7 +214,7 @@ def test_cli_round_trip(clips, tmp_path):
     for kind in p["kinds"]:
         np.testing.assert_array_equal(features.load_feature(cli, kind), features.load_feature(direct, kind))
     assert read_one(cli)[1] == read_one(direct)[1]
-    bad = subprocess.run([sys.executable, "-m", "facevoice.features", "--input", str(clips["voice"]),
+    bad = subprocess.run([sys.executable, "-m", "facevoice.preprocess.features", "--input", str(clips["voice"]),
                           "--output", str(tmp_path / "bad.parquet"),
                           "--params", json.dumps(fparams(kinds=["chroma"]))],
                          capture_output=True, text=True, env=env)

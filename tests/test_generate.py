@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from facevoice import generate as gen
-from facevoice import train as tr
-from facevoice.methods import resolve
-from facevoice.shards import MANIFEST_SCHEMA
+from facevoice.evaluation import generate as gen
+from facevoice.preprocess.shards import MANIFEST_SCHEMA
+from facevoice.testing import synthetic_shards
+from facevoice.training import train as tr
+from facevoice.training.methods import resolve
 
 RUN = {"seed": 0, "threads": 1, "progress": False}
 
@@ -23,7 +24,7 @@ RUN = {"seed": 0, "threads": 1, "progress": False}
 def setup(tmp_path_factory):
     """A small synthetic corpus, a briefly trained voice2face and a briefly trained dje."""
     root = tmp_path_factory.mktemp("gen")
-    manifest = tr.synthetic_shards(root, identities={"train": 8, "val": 4, "test": 6}, clips=2, faces_per_clip=3,
+    manifest = synthetic_shards(root, identities={"train": 8, "val": 4, "test": 6}, clips=2, faces_per_clip=3,
                                    image_size=32, frames=(50, 80), kinds=("logmel",), seed=3)
     shards = manifest.parent
     v2f = tr.train("voice2face", manifest, shards, root / "v2f",

@@ -1,8 +1,8 @@
 import pytest
 import yaml
-
-from facevoice.inputs import InputError, list_clips, read_meta, read_splits
 from helpers import REPO, snakemake, write_meta
+
+from facevoice.data.inputs import InputError, list_clips, read_meta, read_splits
 
 
 def make_tree(root, idents):
@@ -101,7 +101,7 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
 
 
 def test_batches_cut_an_identity_into_parts_that_jobs_list_alike(tmp_path):
-    from facevoice.inputs import SOURCE_KEYS, batch_clips, clips_digest
+    from facevoice.data.inputs import SOURCE_KEYS, batch_clips, clips_digest
 
     for v in range(2):
         d = tmp_path / "videos" / "id00001" / f"vid000000{v}A"
@@ -131,7 +131,7 @@ def test_a_batch_job_refuses_a_tree_changed_since_planning(tmp_path):
 
     make_tree(tmp_path, ["id00001"])
     source = json.dumps({"layout": "videos", "videos": str(tmp_path / "videos")})
-    res = subprocess.run([sys.executable, "-m", "facevoice.frames", "--source", source, "--identity", "id00001",
+    res = subprocess.run([sys.executable, "-m", "facevoice.preprocess.frames", "--source", source, "--identity", "id00001",
                           "--digest", "0000000000000000", "--output", str(tmp_path / "f.parquet"),
                           "--params", '{"fps": 1, "max_per_clip": 2}'], capture_output=True, text=True)
     assert res.returncode == 2 and "changed since the run was planned" in res.stderr

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from facevoice import losses
-from facevoice.methods.biq_mwrn import TopNet
+from facevoice.training import losses
+from facevoice.training.methods.biq_mwrn import TopNet
 
 S3 = math.sqrt(3.0)
 

@@ -11,8 +11,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from facevoice import metrics as M
-
+from facevoice.evaluation import metrics as M
 
 # --------------------------------------------------------------------------- references
 

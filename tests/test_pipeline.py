@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from facevoice.demo import copy_videos_subset, export_voxceleb1_layout
-from facevoice.inputs import read_splits, shard_plan
 from conftest import DEMO_CLIPS
-from helpers import REPO, ffmpeg, snakemake, two_faces_image
+from helpers import REPO, ffmpeg, snakemake
+
+from facevoice.data.inputs import read_splits, shard_plan
+from facevoice.demo.build import copy_videos_subset, export_voxceleb1_layout
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from facevoice import faces, features, report, shards
-from facevoice.batch import BatchReader, Result, batch_writer
-from facevoice.inputs import bucket_of, shard_files, shard_plan
-from facevoice.io import atomic_path, read_parquet_meta
+from facevoice.common.io import atomic_path, read_parquet_meta
+from facevoice.data.batch import BatchReader, Result, batch_writer
+from facevoice.data.inputs import bucket_of, shard_files, shard_plan
+from facevoice.preprocess import faces, features, report, shards
 
 ATTRS = {f"id{i}": {"name": f"N_{i}", "split": "train", "gender": "f", "nationality": None, "age": None}
          for i in range(1, 4)}

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import REPO
 from workflow_rules import tiny_tree
 
@@ -127,8 +126,9 @@ def sacct(env: dict, ids) -> list[dict]:
 
 def mini_corpus(root: Path, corpus: Path, ids: list[str], **overrides) -> Path:
     """The identities' first clip each, and test_pipeline's config for it."""
-    from facevoice.demo import copy_videos_subset
     from test_pipeline import write_config
+
+    from facevoice.demo.build import copy_videos_subset
 
     copy_videos_subset(corpus, root / "data", ids)
     for ident in ids:

@@ -21,8 +21,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from facevoice import speech
-from facevoice.batch import BatchReader
+from facevoice.data.batch import BatchReader
+from facevoice.preprocess import speech
 
 ROOT = Path(__file__).resolve().parents[1]
 F0 = 150.0
@@ -349,7 +349,7 @@ def test_defaults_match_config():
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "facevoice.speech", *args],
+    return subprocess.run([sys.executable, "-m", "facevoice.preprocess.speech", *args],
                           capture_output=True, text=True, env=env)
 
 
@@ -383,7 +383,7 @@ def test_cli_round_trip(media, tmp_path):
 
 def test_silero_keeps_real_speech_and_drops_spliced_gaps(demo_corpus, tmp_path):
     """Real voices with silence and noise spliced in at known places (facevoice.testing)."""
-    from facevoice.testing import spliced_speech, speech_scores
+    from facevoice.testing import speech_scores, spliced_speech
 
     voices = [speech.decode(c, 16000)["audio"] for c in sorted(demo_corpus.glob("videos/*/*/00001.mp4"))[:6]]
     y, labels = spliced_speech(voices, 16000, seed=0)

@@ -7,12 +7,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import grads_of, n_bins_of, random_batch as batch
+from helpers import grads_of, n_bins_of
+from helpers import random_batch as batch
 
-from facevoice import embed as embed_mod
-from facevoice import train as tr
-from facevoice.methods import MethodError, get_method, resolve, run_names
-from facevoice.nets import InceptionResnetEncoder
+from facevoice.data.manifest import split_items
+from facevoice.data.shard_reader import ShardReader
+from facevoice.training import embed as embed_mod
+from facevoice.training import train as tr
+from facevoice.training.methods import MethodError, get_method, resolve, run_names
+from facevoice.training.nets import InceptionResnetEncoder
 
 METHODS = ["ssnet_fop", "dje", "biq_mwrn"]
 RUN = {"seed": 0, "threads": 1, "progress": False}  # tiny networks: one thread is fastest
@@ -102,7 +105,7 @@ def test_mwrn_scale_starts_at_zero_and_moves():
 
 def test_batches_are_identity_balanced_and_reproducible(corpus):
     manifest, _ = corpus
-    items = tr.split_items(pd.read_parquet(manifest), "train")
+    items = split_items(pd.read_parquet(manifest), "train")
     plan = tr.plan_epoch(items, P=8, K=3, n_batches=10, seed=5, epoch=2)
     again = tr.plan_epoch(items, P=8, K=3, n_batches=10, seed=5, epoch=2)
     assert all(np.array_equal(a[k], b[k]) for a, b in zip(plan, again) for k in a)
@@ -125,7 +128,7 @@ def test_batches_are_identity_balanced_and_reproducible(corpus):
 def test_reader_streams_row_groups_and_returns_the_manifest_items(corpus):
     manifest, root = corpus
     m = pd.read_parquet(manifest)
-    reader = embed_mod.ShardReader(root, cache_groups=2)
+    reader = ShardReader(root, cache_groups=2)
     for rec in m.sample(12, random_state=0).to_dict("records"):
         if rec["modality"] == "face":
             img = reader.face(rec["shard"], rec["row"])
@@ -343,13 +346,13 @@ def test_face_weights_load_from_a_local_file_only(tmp_path):
 def test_training_never_reads_the_test_split(corpus, tmp_path, monkeypatch):
     manifest, root = corpus
     opened = []
-    real = embed_mod.ShardReader._file
+    real = ShardReader._file
 
     def spy(self, shard):
         opened.append(shard)
         return real(self, shard)
 
-    monkeypatch.setattr(embed_mod.ShardReader, "_file", spy)
+    monkeypatch.setattr(ShardReader, "_file", spy)
     tr.train("dje", manifest, root, tmp_path, resolve("dje", "debug", {"epochs": 1, "batches_per_epoch": 2}), RUN)
     splits = {s.split("/")[0] for s in opened}
     assert splits == {"train", "val"}
@@ -395,7 +398,7 @@ def with_pretrain(method, epochs=4, main_epochs=1, batches=8):
 
 @pytest.mark.parametrize("method", PRETRAINED)
 def test_the_paper_profile_pretrains_the_voice_stream_first(method):
-    from facevoice.methods import SPEAKER_STAGE
+    from facevoice.training.methods import SPEAKER_STAGE
 
     stages = resolve(method, "paper")["stages"]
     assert list(stages) == [SPEAKER_STAGE, "main"] and stages[SPEAKER_STAGE]["epochs"] > 0

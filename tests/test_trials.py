@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facevoice import trials as T
-from facevoice.io import read_parquet_meta
+from facevoice.common.io import read_parquet_meta
+from facevoice.evaluation import protocol
+from facevoice.evaluation import trials as T
+from facevoice.testing import synthetic_manifest
 
 SIZES = {"verification": {"n_trials": 300}, "matching": {"n_trials": 120}}
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return T.synthetic_manifest({"train": 5, "val": 6, "test": 14}, with_age=True, seed=3)
+    return synthetic_manifest({"train": 5, "val": 6, "test": 14}, with_age=True, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def _attrs(manifest):
     rows = manifest[manifest["split"] == "test"]
     per = rows.groupby("identity").agg(gender=("gender", "first"), nationality=("nationality", "first"),
                                        age=("age", "median"))
-    per["age_band"] = np.digitize(per["age"], T.DEFAULTS["age_cuts"])
+    per["age_band"] = np.digitize(per["age"], protocol.DEFAULTS["age_cuts"])
     return per
 
 
@@ -141,7 +143,7 @@ def test_missing_nationality_excludes_those_identities(manifest):
 
 
 def test_too_few_identities_for_large_n():
-    small = T.synthetic_manifest({"test": 6}, seed=1)
+    small = synthetic_manifest({"test": 6}, seed=1)
     m, meta = T.generate(small, "test", 1, SIZES)["matching"]
     assert meta["strata"]["F-V/U/6"]["available"]
     assert not meta["strata"]["F-V/U/7"]["available"]
@@ -150,13 +152,13 @@ def test_too_few_identities_for_large_n():
 
 
 def test_a_split_of_one_identity_says_so():
-    man = T.synthetic_manifest({"train": 4, "test": 1})
+    man = synthetic_manifest({"train": 4, "test": 1})
     meta = T.generate(man, "test", 1, SIZES)["verification"][1]
     assert meta["strata"]["U"]["reason"] == "the split has 1 identity with both a face and a voice item; this needs 2"
 
 
 def test_empty_split_is_unavailable():
-    man = T.synthetic_manifest({"train": 4, "test": 4})
+    man = synthetic_manifest({"train": 4, "test": 4})
     lists = T.generate(man, "val", 1, SIZES)
     assert all(not s["available"] for s in lists["verification"][1]["strata"].values())
 
@@ -176,15 +178,15 @@ def test_metadata_and_files(manifest, tmp_path):
     cfg.write_text("evaluation:\n  seed: 5\n  verification: {n_trials: 100}\n  matching: {n_trials: 20, n_max: 7}\n")
     assert T.main(["--manifest", str(mpath), "--split", "test", "--out", str(tmp_path / "t"),
                    "--config", str(cfg), "--params", '{"matching": {"n_max": 4}}']) == 0
-    for kind in T.KINDS:
+    for kind in protocol.KINDS:
         meta = read_parquet_meta(tmp_path / "t" / f"{kind}.parquet")
-        assert meta["format"] == T.FORMAT and meta["kind"] == kind
+        assert meta["format"] == protocol.FORMAT and meta["kind"] == kind
         assert meta["seed"] == 5 and meta["split"] == "test"
         assert set(meta["code_version"]) == {"facevoice", "git"}
         rows = manifest[manifest["split"] == "test"]
         assert meta["manifest"]["sha256"] == T.manifest_sha256(rows)[0]
         assert meta["manifest"]["rows"] == len(rows)
-    lists = T.read_trials(tmp_path / "t")
+    lists = protocol.read_trials(tmp_path / "t")
     assert set(lists["matching"][0]["n_candidates"]) == {2, 3, 4}
     assert (tmp_path / "t" / "summary.json").exists()
     # the hash follows the rows used

@@ -1,7 +1,7 @@
 """voice2face (seed 004): networks, the GAN's losses and updates, frozen parts, learning.
 
 The learning test needs a corpus where gender is a property of the person that both the
-face and the voice carry. ``facevoice.train.synthetic_shards`` gives every identity a
+face and the voice carry. ``facevoice.training.train.synthetic_shards`` gives every identity a
 latent shared by its faces and voices, but its gender column ("mf"[k % 2]) is unrelated
 to that latent. :func:`gendered_corpus` therefore writes the synthetic corpus and then
 rewrites its shards so that gender shows in both modalities: every face of a woman gets
@@ -25,9 +25,10 @@ import pytest
 import torch
 from PIL import Image
 
-from facevoice import train as tr
-from facevoice.methods import get_method, resolve, run_names
-from facevoice.methods import voice2face as v2f
+from facevoice.testing import synthetic_shards
+from facevoice.training import train as tr
+from facevoice.training.methods import get_method, resolve, run_names
+from facevoice.training.methods import voice2face as v2f
 
 RUN = {"seed": 0, "threads": 1, "progress": False}
 GENDER_FACE = 0.25
@@ -39,7 +40,7 @@ GENDER_VOICE = 1.0
 
 def gendered_corpus(root, identities=None, seed=0, **kw):
     """``synthetic_shards`` with gender written into faces and voices (module docstring)."""
-    manifest = tr.synthetic_shards(root, identities=identities, seed=seed, **kw)
+    manifest = synthetic_shards(root, identities=identities, seed=seed, **kw)
     shards_root = manifest.parent
     m = pd.read_parquet(manifest)
     sign = {i: (1.0 if g == "f" else -1.0) for i, g in m.drop_duplicates("identity")[["identity", "gender"]]
@@ -259,7 +260,7 @@ def test_different_voices_give_different_faces():
 
 def test_voice2face_learns_gender_on_the_synthetic_task(corpus, tmp_path):
     """Debug profile, seed 0, trainer + generate: the generated faces carry the speaker's gender."""
-    from facevoice import generate as gen
+    from facevoice.evaluation import generate as gen
 
     manifest, root = corpus
     out = tmp_path / "run"
@@ -287,7 +288,8 @@ def test_voice2face_learns_gender_on_the_synthetic_task(corpus, tmp_path):
     assert rep["matching_1v2"]["U"]["accuracy"] > 0.55, msg
 
     # different speakers' voices give different faces (no collapse onto one face)
-    from facevoice.embed import ShardReader, eval_voice, load_checkpoint, model_from_checkpoint
+    from facevoice.data.shard_reader import ShardReader
+    from facevoice.training.inference import eval_voice, load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(out / "model.pt"))
     m = pd.read_parquet(manifest)

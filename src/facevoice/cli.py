@@ -11,20 +11,20 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("facevoice.demo", "build the embedded demo corpus from registry packages"),
+    "demo": ("facevoice.demo.build", "build the embedded demo corpus from registry packages"),
     "check-config": ("facevoice.config", "validate a config file against the schema"),
-    "frames": ("facevoice.frames", "decode a batch of clips' frames (a pipeline stage)"),
-    "faces": ("facevoice.faces", "detect and align a batch of clips' faces (a pipeline stage)"),
-    "speech": ("facevoice.speech", "decode and speech-filter a batch of clips' audio (a pipeline stage)"),
-    "features": ("facevoice.features", "compute a batch of clips' voice features (a pipeline stage)"),
-    "shards": ("facevoice.shards", "write Parquet shards and the manifest (a pipeline stage)"),
-    "report": ("facevoice.report", "write the data report (a pipeline stage)"),
-    "train": ("facevoice.train", "train one method on the shards"),
-    "embed": ("facevoice.embed", "embed a split's faces and voices with a trained model"),
-    "generate": ("facevoice.generate", "draw and judge faces generated from voices (voice2face)"),
-    "trials": ("facevoice.trials", "generate or import evaluation trial lists"),
-    "evaluate": ("facevoice.evaluate", "score embeddings on trial lists"),
-    "compare": ("facevoice.compare", "write comparison tables and plots"),
+    "frames": ("facevoice.preprocess.frames", "decode a batch of clips' frames (a pipeline stage)"),
+    "faces": ("facevoice.preprocess.faces", "detect and align a batch of clips' faces (a pipeline stage)"),
+    "speech": ("facevoice.preprocess.speech", "decode and speech-filter a batch of clips' audio (a pipeline stage)"),
+    "features": ("facevoice.preprocess.features", "compute a batch of clips' voice features (a pipeline stage)"),
+    "shards": ("facevoice.preprocess.shards", "write Parquet shards and the manifest (a pipeline stage)"),
+    "report": ("facevoice.preprocess.report", "write the data report (a pipeline stage)"),
+    "train": ("facevoice.training.train", "train one method on the shards"),
+    "embed": ("facevoice.training.embed", "embed a split's faces and voices with a trained model"),
+    "generate": ("facevoice.evaluation.generate", "draw and judge faces generated from voices (voice2face)"),
+    "trials": ("facevoice.evaluation.trials", "generate or import evaluation trial lists"),
+    "evaluate": ("facevoice.evaluation.evaluate", "score embeddings on trial lists"),
+    "compare": ("facevoice.evaluation.compare", "write comparison tables and plots"),
 }
 
 

@@ -92,7 +92,7 @@ def validate(config: dict[str, Any], schema_path: str | Path | None = None) -> d
 
 def method_names() -> list[str]:
     """The method plug-ins' names, read from the package's files (no torch import)."""
-    folder = Path(__file__).resolve().parent / "methods"
+    folder = Path(__file__).resolve().parent / "training" / "methods"
     return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 

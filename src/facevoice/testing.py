@@ -8,7 +8,12 @@ ranges against those labels.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+from PIL import Image
 
 #: the gaps spliced between voices: (kind, seconds, level in dBFS)
 GAPS = (("silence", 0.8, None), ("white noise", 1.0, -50.0), ("white noise", 0.6, -35.0))
@@ -41,3 +46,144 @@ def speech_scores(ranges: list[tuple[int, int]], labels: np.ndarray, sample_rate
     tp = float((truth & said).sum())
     return {"precision": tp / max(1.0, float(said.sum())), "recall": tp / max(1.0, float(truth.sum())),
             "kept_of_gaps": float((said & ~truth).sum()) / max(1.0, float((~truth).sum()))}
+
+
+def synthetic_manifest(identities: dict[str, int] | None = None, videos: int = 2, clips: int = 2,
+                       frames: int = 2, nationalities: tuple[str, ...] = ("USA", "UK", "India"),
+                       with_age: bool = False, seed: int = 0) -> pd.DataFrame:
+    """A manifest in the pipeline's format, for tests and benchmarks.
+
+    ``identities`` maps split -> number of identities (default train 6, val 6, test 12).
+    Genders alternate m/f, nationalities cycle; ages (when asked) fall in two age bands.
+    """
+    identities = identities or {"train": 6, "val": 6, "test": 12}
+    rng = np.random.default_rng(seed)
+    rows = []
+    k = 0
+    for split, n in identities.items():
+        for _ in range(n):
+            k += 1
+            ident = f"id1{k:04d}"
+            gender = "mf"[k % 2]
+            nat = nationalities[k % len(nationalities)]
+            # ages in two bands, so that identities k and k + 6 share gender, nationality
+            # (with the default three nationalities) and age band
+            age = float(25 + 20 * ((k // 12) % 2) + rng.integers(0, 5)) if with_age else None
+            for v in range(videos):
+                for c in range(1, clips + 1):
+                    clip = f"{ident}/vid{v:02d}/{c:05d}"
+                    base = {"clip": clip, "identity": ident, "name": f"Person_{k}", "split": split,
+                            "gender": gender, "nationality": nat, "age": age, "shard": "s0", "row": 0}
+                    rows.append({**base, "item": f"{clip}/voice", "modality": "voice"})
+                    for f in range(frames):
+                        rows.append({**base, "item": f"{clip}/face/{f:04d}", "modality": "face"})
+    df = pd.DataFrame(rows)
+    df["row"] = np.arange(len(df))
+    df["age"] = df["age"].astype(float)
+    return df[["item", "clip", "identity", "name", "split", "modality", "gender", "nationality",
+               "age", "shard", "row"]]
+
+
+def synthetic_embeddings(manifest: pd.DataFrame, split: str = "test", dim: int = 64,
+                         signal: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """Embeddings where face and voice of one identity share a latent vector plus noise.
+
+    ``signal`` scales the shared part (0: chance). Returns a DataFrame in the input format.
+    """
+    rows = manifest[manifest["split"] == split]
+    rng = np.random.default_rng(seed)
+    idents = sorted(rows["identity"].astype(str).unique())
+    latent = dict(zip(idents, rng.standard_normal((len(idents), dim))))
+    vec = np.stack([signal * latent[str(i)] for i in rows["identity"]]) if len(rows) else np.zeros((0, dim))
+    vec = vec + rng.standard_normal(vec.shape) * 2.0
+    return pd.DataFrame({"id": rows["item"].astype(str).to_numpy(),
+                         "identity": rows["identity"].astype(str).to_numpy(),
+                         "modality": rows["modality"].to_numpy(),
+                         "embedding": list(vec.astype(np.float32))})
+
+
+def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None, clips: int = 2,
+                     faces_per_clip: int = 4, image_size: int = 32, frames: tuple[int, int] = (80, 160),
+                     kinds: tuple[str, ...] = ("logmel", "spectrogram"), latent: int = 4,
+                     signal: float = 1.0, noise: float = 0.5, clips_per_shard: int = 16, seed: int = 0) -> Path:
+    """Shards and manifest of a synthetic corpus where faces and voices share an identity signal.
+
+    Each identity has a latent vector z ~ N(0, I); its faces are 0.5 + 0.25 tanh(sum_j z_j
+    P_j) plus pixel noise and a random brightness, with smooth random patterns P_j; its
+    voices' features are ``signal * sum_j z_j Q_j[bin]`` plus noise ``noise`` per frame.
+    P and Q are shared by all identities, so a model that learns them generalises to
+    identities it never saw. Written with :func:`facevoice.preprocess.shards.write_shard` and
+    :func:`~facevoice.preprocess.shards.write_manifest` like the pipeline's; returns the manifest path.
+    """
+    import io as _io
+
+    import pyarrow as pa
+
+    from facevoice.data.batch import Result, batch_writer
+    from facevoice.preprocess import faces as faces_mod
+    from facevoice.preprocess import shards as shards_mod
+    from facevoice.preprocess.features import SCHEMA as FEAT_SCHEMA
+
+    identities = identities or {"train": 24, "val": 8, "test": 8}
+    root = Path(root)
+    tmp = root / "_clips"
+    out = root / "shards"
+    world = np.random.default_rng([seed, 1])
+    coarse = world.normal(size=(latent, 4, 4, 3))
+    patterns = np.stack([np.asarray(Image.fromarray(((c - c.min()) / (np.ptp(c) + 1e-9) * 255).astype(np.uint8))
+                                    .resize((image_size, image_size), Image.BICUBIC), dtype=np.float32) / 127.5 - 1.0
+                         for c in coarse])
+    bins = {"logmel": 64, "spectrogram": 257, "mfcc": 25}
+    profiles = {k: world.normal(size=(latent, bins[k])) for k in kinds}
+    rng = np.random.default_rng([seed, 2])
+    written = []
+    attributes = {}
+    k = 0
+    for split, n in identities.items():
+        recs = []
+        for _ in range(n):
+            k += 1
+            ident = f"id{k:05d}"
+            z = rng.normal(size=latent)
+            attributes[ident] = {"name": f"Person_{k}", "split": split, "gender": "mf"[k % 2],
+                                 "nationality": "X", "age": None}
+            for c in range(clips):
+                clip = f"{ident}/v{c:02d}/{c + 1:05d}"
+                imgs = []
+                for _f in range(faces_per_clip):
+                    base = 0.5 + 0.25 * np.tanh(np.tensordot(z, patterns, 1)) + rng.uniform(-0.1, 0.1)
+                    x = np.clip(base + rng.normal(scale=0.05, size=base.shape), 0, 1)
+                    buf = _io.BytesIO()
+                    Image.fromarray((x * 255).astype(np.uint8)).save(buf, format="PNG")
+                    imgs.append(buf.getvalue())
+                nf = len(imgs)
+                face_rows = pa.table({
+                    "frame_index": list(range(nf)), "time_s": [float(i) for i in range(nf)], "prob": [0.99] * nf,
+                    "box": [[0.0, 0.0, 10.0, 10.0]] * nf, "landmarks": [[0.0] * 10] * nf, "n_faces": [1] * nf,
+                    "image": imgs}, schema=faces_mod.SCHEMA)
+                t = int(rng.integers(frames[0], frames[1] + 1))
+                rows = {"kind": [], "n_bins": [], "n_frames": [], "values": []}
+                for kind in kinds:
+                    prof = signal * (z @ profiles[kind])
+                    x = prof[:, None] + rng.normal(scale=noise, size=(bins[kind], t))
+                    rows["kind"].append(kind)
+                    rows["n_bins"].append(bins[kind])
+                    rows["n_frames"].append(t)
+                    rows["values"].append(x.astype(np.float32).ravel().tolist())
+                recs.append((clip, face_rows, pa.table(rows, schema=FEAT_SCHEMA)))
+        for s in range(0, len(recs), clips_per_shard):
+            chunk = recs[s: s + clips_per_shard]
+            idx = f"{s // clips_per_shard:05d}"
+            for modality, col, schema, stage in (("face", 1, faces_mod.SCHEMA, "faces"),
+                                                  ("voice", 2, FEAT_SCHEMA, "features")):
+                batch_file = tmp / f"{split}-{idx}.{stage}.parquet"
+                with batch_writer(batch_file, schema, {"stage": stage}) as w:
+                    for r in chunk:
+                        w.add(r[0], r[0], Result("ok", None, r[col]))
+                shard = out / split / f"{modality}-{idx}.parquet"
+                shards_mod.write_shard([str(batch_file)], str(shard), modality, split,
+                                       list(kinds) if modality == "voice" else None)
+                written.append(str(shard))
+    shards_mod.write_manifest(written, str(out), str(out / "manifest.parquet"), attributes)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out / "manifest.parquet"

@@ -16,7 +16,7 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from facevoice.config import ConfigError, validate  # noqa: E402
-from facevoice.inputs import (  # noqa: E402
+from facevoice.data.inputs import (  # noqa: E402
     PINS_SETS,
     SEENHEARD,
     SOURCE_KEYS,
@@ -174,8 +174,8 @@ def train_params(wildcards):
     over = TRAIN.get("overrides") or {}
     section["overrides"] = {k: over[k] for k in (base, name) if k in over}
     if name not in _TRAIN_CHECKED:
-        from facevoice.methods import MethodError
-        from facevoice.train import settings
+        from facevoice.training.methods import MethodError
+        from facevoice.training.train import settings
 
         try:
             settings(name, section)

@@ -1,4 +1,4 @@
-from facevoice.compare import OUTPUTS as COMPARE_OUTPUTS, PROTOCOLS_TABLE, SEENHEARD_DIR
+from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS, PROTOCOLS_TABLE, SEENHEARD_DIR
 
 # With held-out videos (seenheard.videos), the seen-heard protocol's tables go beside the
 # unseen-unheard ones: in comparison/seenheard/, and both side by side in comparison/protocols.*
@@ -35,5 +35,5 @@ rule compare:
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.compare {params.results} {params.rocs} {params.sh} --out {params.out:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.results} {params.rocs} {params.sh} --out {params.out:q}"
         " --params {params.cfg:q} 2> {log:q}"

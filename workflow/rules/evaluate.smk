@@ -25,6 +25,6 @@ rule evaluate:
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluate --embeddings {input.embeddings:q} --trials {params.trials:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.evaluate --embeddings {input.embeddings:q} --trials {params.trials:q}"
         " --out {output.json:q} --roc-out {output.roc:q} --method {wildcards.method}"
         " --params {params.cfg:q} 2> {log:q}"

@@ -15,5 +15,5 @@ rule faces:
     resources:
         mem_mb=2000,
     shell:
-        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.faces --input {input:q} --output {output:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.preprocess.faces --input {input:q} --output {output:q}"
         " --params {params.cfg:q} --cache {params.cache:q} --no-progress 2> {log:q}"

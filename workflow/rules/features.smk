@@ -15,5 +15,5 @@ rule features:
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.features --input {input:q} --output {output:q}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.preprocess.features --input {input:q} --output {output:q}"
         " --params {params.cfg:q} --cache {params.cache:q} --no-progress 2> {log:q}"

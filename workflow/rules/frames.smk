@@ -16,6 +16,6 @@ rule frames:
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.frames {params.batch}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.preprocess.frames {params.batch}"
         " --identity {wildcards.identity:q} --part {wildcards.part} --output {output:q}"
         " --params {params.cfg:q} --cache {params.cache:q} --no-progress 2> {log:q}"

@@ -45,7 +45,7 @@ rule generate:
         gpu=1,
         mem_mb=4000,
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.generate --checkpoint {input.model:q} --manifest {input.manifest:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.generate --checkpoint {input.model:q} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --split {params.split} --train-split train --out-dir {params.out:q}"
         " --n-speakers {params.speakers} --seed {params.seed} --device {params.device} --threads {threads}"
         " --no-progress 2> {log:q}"

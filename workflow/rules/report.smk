@@ -25,7 +25,7 @@ rule data_report:
     conda:
         "../../envs/preprocess.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.report --clips {input.clips:q} --manifest {input.manifest:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.preprocess.report --clips {input.clips:q} --manifest {input.manifest:q}"
         " --results {params.results:q} --out {params.out:q} --top {params.top} 2> {log:q}"
 
 

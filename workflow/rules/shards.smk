@@ -15,7 +15,7 @@ rule clip_table:
     conda:
         "../../envs/preprocess.yaml"
     run:
-        from facevoice.io import write_parquet
+        from facevoice.common.io import write_parquet
 
         write_parquet(CLIPS, output[0], {"stage": "clip_table", "digest": params.digest})
 
@@ -38,7 +38,7 @@ rule shard:
     resources:
         mem_mb=1000,
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.shards write --modality {wildcards.modality} --split {wildcards.split}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.preprocess.shards write --modality {wildcards.modality} --split {wildcards.split}"
         " --kinds={params.kinds} --compression {params.compression} --heldout {params.heldout:q}"
         " --output {output:q} {input:q} 2> {log:q}"
 
@@ -58,5 +58,5 @@ rule manifest:
     conda:
         "../../envs/preprocess.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.shards manifest --clips {input.clips:q} --root {params.root:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.preprocess.shards manifest --clips {input.clips:q} --root {params.root:q}"
         " --buckets {params.buckets} --output {output:q} 2> {log:q}"

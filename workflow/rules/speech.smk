@@ -16,6 +16,6 @@ rule speech:
     resources:
         mem_mb=1000,
     shell:
-        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.speech {params.batch}"
+        "OMP_NUM_THREADS={threads} \"$FACEVOICE_PYTHON\" -m facevoice.preprocess.speech {params.batch}"
         " --identity {wildcards.identity:q} --part {wildcards.part} --output {output:q}"
         " --params {params.cfg:q} --cache {params.cache:q} --no-progress 2> {log:q}"

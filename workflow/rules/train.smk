@@ -46,7 +46,7 @@ rule train:
         gpu=1,
         mem_mb=int(TRAIN.get("mem_mb") or 8000),
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.train --method {wildcards.method} --manifest {input.manifest:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {wildcards.method} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
         " --threads {threads} --no-progress 2> {log:q}"
 
@@ -75,6 +75,6 @@ rule embed:
         gpu=1,
         mem_mb=4000,
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.embed --checkpoint {input.model:q} --method {wildcards.method}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.training.embed --checkpoint {input.model:q} --method {wildcards.method}"
         " --manifest {input.manifest:q} --shards-root {params.root:q} --split {wildcards.split}"
         " --device {params.device} --amp {params.amp} --threads {threads} --out {output:q} 2> {log:q}"

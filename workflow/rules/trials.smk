@@ -23,5 +23,5 @@ rule trials:
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.trials --manifest {input.manifest:q} --split {wildcards.split}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.trials --manifest {input.manifest:q} --split {wildcards.split}"
         " --out {params.out:q} --seed {params.seed} --params {params.cfg:q} {params.pins} 2> {log:q}"

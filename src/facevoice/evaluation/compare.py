@@ -1,0 +1,689 @@
+"""Comparison tables and plots for every evaluated method, beside the papers' figures.
+
+``facevoice compare --results a.json b.json ... [--roc a.parquet b.parquet ...] --out DIR``
+``[--seenheard-results c.json ... --seenheard-roc c.parquet ...]``
+
+Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables of the unseen-unheard protocol
+(test identities never seen in training); with ``--seenheard-results``, the same files for
+the seen-heard protocol (held-out videos of training identities) into ``DIR/seenheard/``, and
+both protocols side by side (AUC, EER, minDCF and 1:2 matching of stratum U, one row per
+method) in ``DIR/protocols.md`` and ``.csv``:
+
+* ``verification.{md,csv,tex}``: AUC, EER and minDCF by stratum (U, G, N, A, GNA);
+* ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
+* ``matching_1vN.{md,csv,tex}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
+* ``retrieval.{md,csv,tex}``: mAP and its chance level per direction;
+* ``tables.md``: the four tables with their notes, for the report;
+* ``roc_<S>.png``: the ROC curves of all methods overlaid, one plot per stratum;
+* ``matching_1vN_F-V.png``, ``matching_1vN_V-F.png``: 1:N accuracy against N.
+
+Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come in three kinds, named in the ``Figures`` column:
+``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
+Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
+papers' own figures from ``facevoice/evaluation/reference_results.yaml``, with paper and
+table; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
+recomputed, each shown under its protocol: ``test_set`` in that file, unseen-unheard unless
+it says seenheard; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
+EER 50, minDCF 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
+gallery). The papers' ablation tables (``ablations`` in that file) are shown when one of
+their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
+under the result of its variant (the full-model row under the method), the table's other
+rows after the other reported rows. A
+figure that does not exist (an unavailable stratum, a figure a paper does not report) is
+"—" (empty in the CSV); the notes under each table say why for ours.
+
+ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
+method name in their metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io as _io
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facevoice.common.io import atomic_path, read_parquet, write_text
+from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA
+
+N_VALUES = (2, 4, 6, 8, 10)
+#: Test protocols: unseen-unheard (identities never seen in training, the test split) and
+#: seen-heard (held-out videos of training identities, the seenheard split).
+PROTOCOLS = {"unseenunheard": "Unseen-unheard", "seenheard": "Seen-heard"}
+SEENHEARD_DIR = "seenheard"  # the seen-heard tables' folder, inside the comparison folder
+PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
+TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
+COMPARE_DEFAULTS = {"decimals": 2, "show_ci": True, "reference": True, "n_values": list(N_VALUES)}
+
+
+def outputs(strata: tuple[str, ...] = VERIFICATION_STRATA) -> list[str]:
+    """File names ``compare`` writes into its folder (for the workflow's rule)."""
+    files = [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "tex")] + ["tables.md"]
+    files += [f"roc_{s}.png" for s in strata]
+    files += [f"matching_1vN_{d}.png" for d in DIRECTIONS]
+    return files
+
+
+OUTPUTS = outputs()
+DASH = "—"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_results(paths: list[str | os.PathLike]) -> list[dict]:
+    out, seen = [], set()
+    for p in paths:
+        with open(p, encoding="utf-8") as fh:
+            res = json.load(fh)
+        name = (res.get("meta") or {}).get("method") or Path(p).stem
+        if name in seen:
+            raise ValueError(f"two results are named {name!r}")
+        seen.add(name)
+        res["_name"] = name
+        out.append(res)
+    return out
+
+
+def _reference_data(path: str | os.PathLike | None = None) -> dict:
+    import yaml
+
+    if path is None:
+        text = resources.files("facevoice.evaluation").joinpath("reference_results.yaml").read_text("utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def load_reference(path: str | os.PathLike | None = None, baselines: bool = False) -> list[dict]:
+    """The seeds' figures for their own methods (``papers``), then, with ``baselines``, the
+    figures they report for the older methods they compare against (``baselines``)."""
+    data = _reference_data(path)
+    return (data.get("papers") or []) + ((data.get("baselines") or []) if baselines else [])
+
+
+def load_ablations(path: str | os.PathLike | None = None) -> list[dict]:
+    """The seeds' ablation tables (``ablations``): one entry per table, each row tied to
+    the project's variant it corresponds to (``variant``; null where there is none)."""
+    return _reference_data(path).get("ablations") or []
+
+
+def load_rocs(paths: list[str | os.PathLike]) -> dict[str, Any]:
+    rocs = {}
+    for p in paths:
+        table, meta = read_parquet(p)
+        name = meta.get("method") or Path(p).stem
+        rocs[name] = table.to_pandas()
+    return rocs
+
+
+# --------------------------------------------------------------------------- cells
+
+
+class Cell:
+    """A figure in percent with an optional interval (None: no figure)."""
+
+    __slots__ = ("value", "lo", "hi", "decimals")
+
+    def __init__(self, value=None, lo=None, hi=None, decimals=None):
+        # decimals: the least precision to show (a reported figure keeps its own digits)
+        self.value, self.lo, self.hi, self.decimals = value, lo, hi, decimals
+
+
+def _pct(x) -> float | None:
+    return None if x is None else 100.0 * float(x)
+
+
+DCF_DECIMALS = 3  # minDCF is shown as it is (a cost in [0, 1]), not in percent
+
+
+def _from_result(value, ci, percent: bool = True) -> Cell:
+    """A result's figure and interval, in percent, or as it is (a cost: minDCF)."""
+    if value is None:
+        return Cell()
+    lo, hi = (ci if ci else (None, None))
+    if percent:
+        return Cell(_pct(value), _pct(lo), _pct(hi))
+    return Cell(float(value), lo, hi, decimals=DCF_DECIMALS)
+
+
+def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:
+    """(csv name, group header, sub header) per column; Markdown joins group and sub."""
+    if table == "verification":
+        return ([(f"auc_{s}", "AUC (%)", s) for s in VERIFICATION_STRATA]
+                + [(f"eer_{s}", "EER (%)", s) for s in VERIFICATION_STRATA]
+                + [(f"mindcf_{s}", "minDCF", s) for s in VERIFICATION_STRATA])
+    if table == "matching_1v2":
+        return [(f"{d}_{s}", f"{d} (%)", s) for d in DIRECTIONS for s in MATCHING_STRATA]
+    if table == "matching_1vN":
+        return [(f"{d}_N{n}", f"{d} (%)", f"1:{n}") for d in DIRECTIONS for n in cfg["n_values"]]
+    if table == "retrieval":
+        return ([(f"map_{d}", "mAP (%)", d) for d in DIRECTIONS]
+                + [(f"chance_{d}", "chance mAP (%)", d) for d in DIRECTIONS])
+    raise KeyError(table)
+
+
+def _ours(res: dict, table: str, cfg: dict) -> dict[str, Cell]:
+    cells: dict[str, Cell] = {}
+    v, m, r = res.get("verification") or {}, res.get("matching") or {}, res.get("retrieval") or {}
+    if table == "verification":
+        for s in VERIFICATION_STRATA:
+            e = v.get(s) or {}
+            ci = e.get("ci95") or {}
+            cells[f"auc_{s}"] = _from_result(e.get("auc"), ci.get("auc"))
+            cells[f"eer_{s}"] = _from_result(e.get("eer"), ci.get("eer"))
+            cells[f"mindcf_{s}"] = _from_result(e.get("min_dcf"), ci.get("min_dcf"), percent=False)
+    elif table == "matching_1v2":
+        for d in DIRECTIONS:
+            for s in MATCHING_STRATA:
+                e = (m.get(d) or {}).get(s) or {}
+                cells[f"{d}_{s}"] = _from_result(e.get("2"), (e.get("ci95") or {}).get("2"))
+    elif table == "matching_1vN":
+        for d in DIRECTIONS:
+            e = (m.get(d) or {}).get("U") or {}
+            for n in cfg["n_values"]:
+                cells[f"{d}_N{n}"] = _from_result(e.get(str(n)), (e.get("ci95") or {}).get(str(n)))
+    elif table == "retrieval":
+        for d in DIRECTIONS:
+            e = r.get(d) or {}
+            cells[f"map_{d}"] = _from_result(e.get("map"), (e.get("ci95") or {}).get("map"))
+            cells[f"chance_{d}"] = _from_result(e.get("chance"), None)
+    return cells
+
+
+def _reference(paper: dict, table: str, cfg: dict) -> tuple[dict[str, Cell], list[str]]:
+    cells: dict[str, Cell] = {}
+    tables: list[str] = []
+
+    def put(key: str, value, tab: str) -> None:
+        text = str(value)
+        digits = len(text.split(".")[1]) if "." in text else 0
+        cells[key] = Cell(float(value), decimals=digits)
+        if tab not in tables:
+            tables.append(tab)
+
+    for f in paper.get("figures") or []:
+        if f.get("test_set", "unseenunheard") != cfg.get("protocol", "unseenunheard"):
+            continue
+        proto, tab = f.get("protocol"), f.get("table", "?")
+        if table == "verification" and proto == "verification":
+            for metric in ("auc", "eer"):
+                if f.get(metric) is not None:
+                    put(f"{metric}_{f['stratum']}", f[metric], tab)
+        elif table in ("matching_1v2", "matching_1vN") and proto == "matching":
+            ns = {int(k): val for k, val in (f.get("n") or {}).items()}
+            if table == "matching_1v2" and 2 in ns:
+                put(f"{f['direction']}_{f['stratum']}", ns[2], tab)
+            if table == "matching_1vN" and f.get("stratum") == "U":
+                for n in cfg["n_values"]:
+                    if n in ns:
+                        put(f"{f['direction']}_N{n}", ns[n], tab)
+        elif table == "retrieval" and proto == "retrieval":
+            if f.get("map") is not None:
+                put(f"map_{f['direction']}", f["map"], tab)
+            if f.get("chance") is not None:
+                for d in ([f["direction"]] if f.get("direction") else DIRECTIONS):
+                    put(f"chance_{d}", f["chance"], tab)
+    return cells, tables
+
+
+def _chance(results: list[dict], table: str, cfg: dict) -> dict[str, Cell]:
+    cells: dict[str, Cell] = {}
+    if table == "verification":
+        for s in VERIFICATION_STRATA:
+            cells[f"auc_{s}"] = Cell(50.0)
+            cells[f"eer_{s}"] = Cell(50.0)
+            cells[f"mindcf_{s}"] = Cell(1.0, decimals=DCF_DECIMALS)
+    elif table == "matching_1v2":
+        for d in DIRECTIONS:
+            for s in MATCHING_STRATA:
+                cells[f"{d}_{s}"] = Cell(50.0)
+    elif table == "matching_1vN":
+        for d in DIRECTIONS:
+            for n in cfg["n_values"]:
+                cells[f"{d}_N{n}"] = Cell(100.0 / n)
+    elif table == "retrieval":
+        for d in DIRECTIONS:
+            ch = next(((res.get("retrieval") or {}).get(d, {}).get("chance") for res in results
+                       if ((res.get("retrieval") or {}).get(d) or {}).get("chance") is not None), None)
+            cells[f"map_{d}"] = Cell(_pct(ch))
+            cells[f"chance_{d}"] = Cell(_pct(ch))
+    return cells
+
+
+def ablations_in_play(results: list[dict], ablations: list[dict]) -> list[dict]:
+    """The ablation tables to show: those with a row whose variant (``method-variant``, not
+    the full model alone) is among the results."""
+    names = {res["_name"] for res in results}
+    return [a for a in ablations
+            if any(r.get("variant") in names and r["variant"] != a["method"] for r in a.get("rows") or [])]
+
+
+def _ablation_rows(results: list[dict], ablations: list[dict], table: str,
+                   cfg: dict) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The papers' ablation rows of one table: {result name: rows to show under it}, and
+    the other rows of the same tables (variant not evaluated, or none in the project)."""
+    names = {res["_name"] for res in results}
+    beside: dict[str, list[dict]] = {}
+    rest: list[dict] = []
+    for a in ablations_in_play(results, ablations):
+        for r in a["rows"]:
+            cells, tabs = _reference(r, table, cfg)
+            if not cells:
+                continue
+            row = {"method": f"{a.get('label', a['method'])}, {r['label']} [{r.get('variant') or 'no variant'}]",
+                   "kind": "reported", "figures": f"reported: {a['short']}, {', '.join(tabs)} (ablation)",
+                   "cells": cells}
+            if r.get("variant") in names:
+                beside.setdefault(r["variant"], []).append({**row, "group": "ours"})
+            else:
+                rest.append(row)
+    return beside, rest
+
+
+def build_rows(results: list[dict], papers: list[dict], table: str, cfg: dict,
+               ablations: list[dict] | None = None) -> list[dict]:
+    """Rows of one table: ours (each followed by the paper's ablation row of its variant,
+    if any), then chance, then the papers' reported figures, then their other ablation rows."""
+    beside, rest = _ablation_rows(results, ablations or [], table, cfg) if cfg["reference"] else ({}, [])
+    rows = []
+    for res in results:
+        rows.append({"method": res["_name"], "kind": "ours", "figures": "ours", "cells": _ours(res, table, cfg)})
+        rows += beside.get(res["_name"], [])
+    rows.append({"method": "chance", "kind": "chance",
+                 "figures": "chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
+                 "cells": _chance(results, table, cfg)})
+    if cfg["reference"]:
+        for p in papers:
+            cells, tabs = _reference(p, table, cfg)
+            if not cells:
+                continue
+            label = p.get("label") or p["key"]
+            rows.append({"method": f"{label} [{p['key']}]", "kind": "reported",
+                         "figures": f"reported: {p.get('short', p['key'])}, {', '.join(tabs)}",
+                         "cells": cells})
+    return rows + rest
+
+
+def _reference_notes(papers: list[dict], ablations: list[dict], table: str, cfg: dict) -> list[str]:
+    """The ``note`` of each reported entry (paper, baseline, ablation table in play) with a
+    figure in this table."""
+    notes = []
+    for p in papers:
+        if p.get("note") and _reference(p, table, cfg)[0]:
+            notes.append(f"{p.get('label') or p['key']} [{p['key']}], reported: {' '.join(p['note'].split())}")
+    for a in ablations:
+        if a.get("note") and any(_reference(r, table, cfg)[0] for r in a["rows"]):
+            notes.append(f"{a.get('label', a['method'])}, {a['short']}, {a['table']} (ablation), reported: "
+                         f"{' '.join(a['note'].split())}")
+    return notes
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(c: Cell, cfg: dict, latex: bool = False) -> str:
+    if c.value is None:
+        return "--" if latex else DASH
+    d = max(cfg["decimals"], c.decimals or 0)
+    s = f"{c.value:.{d}f}"
+    if cfg["show_ci"] and c.lo is not None and c.hi is not None:
+        ci = f"[{c.lo:.{d}f}, {c.hi:.{d}f}]"
+        s = f"{s} {{\\scriptsize {ci}}}" if latex else f"{s} {ci}"
+    return s
+
+
+def _notes(results: list[dict], table: str, cfg: dict) -> list[str]:
+    notes = []
+    for res in results:
+        name = res["_name"]
+        if table == "verification":
+            for s in VERIFICATION_STRATA:
+                e = (res.get("verification") or {}).get(s)
+                if e is None:
+                    notes.append(f"{name}, {s}: not in the results")
+                elif e.get("auc") is None:
+                    notes.append(f"{name}, {s}: unavailable ({e.get('reason')})")
+            n = {s: (res.get("verification") or {}).get(s, {}).get("n_trials") for s in VERIFICATION_STRATA}
+            notes.append(f"{name}: trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items()))
+        elif table.startswith("matching"):
+            for d in DIRECTIONS:
+                for s, e in ((res.get("matching") or {}).get(d) or {}).items():
+                    if table == "matching_1vN" and s != "U":
+                        continue
+                    if e.get("reason"):
+                        notes.append(f"{name}, {d} {s}: {e['reason']}")
+                e = ((res.get("matching") or {}).get(d) or {}).get("U") or {}
+                nt = e.get("n_trials") or {}
+                if nt:
+                    notes.append(f"{name}, {d}: trials per list " + ", ".join(
+                        f"1:{k} {v}" for k, v in sorted(nt.items(), key=lambda kv: int(kv[0]))
+                        if table == "matching_1vN" or k == "2"))
+        elif table == "retrieval":
+            for d in DIRECTIONS:
+                e = (res.get("retrieval") or {}).get(d) or {}
+                if e.get("map") is None:
+                    notes.append(f"{name}, {d}: unavailable ({e.get('reason')})")
+                else:
+                    notes.append(f"{name}, {d}: {e['n_probes']} probes against a gallery of "
+                                 f"{e['gallery_size']}")
+    return notes
+
+
+FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in brackets. Reported: each "
+          "paper's own figure (table named in the row; VoxCeleb1 unless a note says otherwise), "
+          "not recomputed here and comparable with ours only on the same corpus with the same protocol. "
+          "Ties count as wrong in matching and rank against the probe in retrieval; "
+          "EER is the crossing of the linearly interpolated FPR and FNR curves; minDCF is the "
+          "normalised minimum detection cost (P_target, C_miss, C_fa of each result's "
+          "meta.dcf; 0.01, 1, 1 by default), 1 for a system no better than deciding without "
+          "looking.")
+
+TITLES = {
+    "verification": "Cross-modal verification: AUC, EER and minDCF by stratum",
+    "matching_1v2": "1:2 matching accuracy by direction and stratum",
+    "matching_1vN": "1:N matching accuracy (stratum U)",
+    "retrieval": "Cross-modal retrieval: mAP and chance",
+}
+
+
+def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict) -> str:
+    head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
+                                    for _, g, s in cols]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
+    for r in rows:
+        name = f"*{r['method']}*" if r["kind"] != "ours" else f"**{r['method']}**"
+        cells = [_fmt(r["cells"].get(k, Cell()), cfg) for k, _, _ in cols]
+        lines.append("| " + " | ".join([name, r["figures"]] + cells) + " |")
+    lines += ["", FOOTER]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: list[dict], cols) -> str:
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["method", "kind", "figures"]
+    for k, _, _ in cols:
+        header += [k, f"{k}_lo", f"{k}_hi"]
+    w.writerow(header)
+
+    def num(x):
+        return "" if x is None else f"{x:.6g}"
+
+    for r in rows:
+        line = [r["method"], r["kind"], r["figures"]]
+        for k, _, _ in cols:
+            c = r["cells"].get(k, Cell())
+            line += [num(c.value), num(c.lo), num(c.hi)]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def _tex(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
+                 ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
+                 ("^", r"\^{}")):
+        s = s.replace(a, b)
+    return s.replace(r"\textbackslash\{\}", r"\textbackslash{}")
+
+
+def render_latex(rows: list[dict], cols, title: str, cfg: dict) -> str:
+    groups: list[tuple[str, int]] = []
+    for _, g, _ in cols:
+        if groups and groups[-1][0] == g:
+            groups[-1] = (g, groups[-1][1] + 1)
+        else:
+            groups.append((g, 1))
+    out = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
+           f"\\caption{{{_tex(title)}}}",
+           "\\begin{tabular}{ll" + "r" * len(cols) + "}", "\\toprule"]
+    top, rules, c0 = [" & "], [], 3
+    for g, n in groups:
+        top.append(f"\\multicolumn{{{n}}}{{c}}{{{_tex(g)}}}")
+        rules.append(f"\\cmidrule(lr){{{c0}-{c0 + n - 1}}}")
+        c0 += n
+    out.append(top[0] + " & ".join(top[1:]) + " \\\\")
+    out.append(" ".join(rules))
+    out.append("Method & Figures & " + " & ".join(_tex(s) for _, _, s in cols) + " \\\\")
+    out.append("\\midrule")
+    prev = None
+    for r in rows:
+        group = r.get("group", r["kind"])  # an ablation row under its variant stays in ours' block
+        if prev is not None and group != prev:
+            out.append("\\midrule")
+        prev = group
+        name = _tex(r["method"])
+        name = f"\\textit{{{name}}}" if r["kind"] != "ours" else name
+        cells = [_fmt(r["cells"].get(k, Cell()), cfg, latex=True) for k, _, _ in cols]
+        out.append(" & ".join([name, _tex(r["figures"])] + cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _savefig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_roc(results: list[dict], rocs: dict, stratum: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1, label="chance")
+    ax.plot([0, 1], [1, 0], ls="--", c="lightgrey", lw=0.8, label="FPR = FNR")
+    drawn, missing = 0, []
+    for res in results:
+        e = (res.get("verification") or {}).get(stratum) or {}
+        roc = rocs.get(res["_name"])
+        if e.get("auc") is None:
+            missing.append(f"{res['_name']}: {e.get('reason') or 'unavailable'}")
+            continue
+        if roc is None:
+            missing.append(f"{res['_name']}: no ROC file")
+            continue
+        sub = roc[roc["stratum"] == stratum]
+        if sub.empty:
+            missing.append(f"{res['_name']}: no ROC points")
+            continue
+        ax.plot(sub["fpr"], sub["tpr"], lw=1.5,
+                label=f"{res['_name']} (AUC {100 * e['auc']:.1f}, EER {100 * e['eer']:.1f})")
+        ax.plot([e["eer"]], [1 - e["eer"]], "o", ms=3, c=ax.lines[-1].get_color())
+        drawn += 1
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)",
+           ylabel="true accept rate (TPR)", title=f"Verification ROC, stratum {stratum}")
+    ax.set_aspect("equal")
+    if missing:
+        import textwrap
+
+        text = "\n".join(textwrap.fill(m, 60) for m in missing[:8])
+        if drawn:
+            ax.text(0.98, 0.02, text, ha="right", va="bottom", fontsize=6,
+                    transform=ax.transAxes, color="dimgrey")
+        else:
+            ax.text(0.5, 0.62, f"stratum {stratum} unavailable\n\n{text}", ha="center",
+                    va="center", fontsize=8, transform=ax.transAxes,
+                    bbox={"fc": "white", "ec": "lightgrey"})
+    ax.legend(loc="lower right" if not (missing and drawn) else "center right", fontsize=7)
+    _savefig(fig, path)
+
+
+def plot_1vN(results: list[dict], papers: list[dict], direction: str, path: Path, cfg: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    top = 10
+    for res in results:
+        e = ((res.get("matching") or {}).get(direction) or {}).get("U") or {}
+        ns = sorted(int(k) for k in e if k.isdigit() and e[k] is not None)
+        if not ns:
+            continue
+        top = max(top, ns[-1])
+        acc = [100 * e[str(n)] for n in ns]
+        line, = ax.plot(ns, acc, "o-", ms=3, lw=1.5, label=res["_name"])
+        ci = e.get("ci95") or {}
+        if all(ci.get(str(n)) for n in ns):
+            ax.fill_between(ns, [100 * ci[str(n)][0] for n in ns], [100 * ci[str(n)][1] for n in ns],
+                            color=line.get_color(), alpha=0.15, lw=0)
+    if cfg["reference"]:
+        for p in papers:
+            for f in p.get("figures") or []:
+                if f.get("protocol") == "matching" and f.get("direction") == direction \
+                        and f.get("stratum") == "U" and len(f.get("n") or {}) > 1:
+                    pts = sorted((int(k), float(v)) for k, v in f["n"].items())
+                    ax.plot([a for a, _ in pts], [b for _, b in pts], "s--", ms=4, lw=1,
+                            mfc="none", label=f"{p.get('label', p['key'])} (reported, {f.get('table')})")
+    xs = np.arange(2, top + 1)
+    ax.plot(xs, 100 / xs, ":", c="grey", label="chance (1/N)")
+    ax.set(xlabel="N (candidates)", ylabel="accuracy (%)", ylim=(0, 100),
+           title=f"1:N matching, {direction} (stratum U)")
+    ax.set_xticks(xs)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _savefig(fig, path)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None = None,
+            reference_path: str | None = None, config: dict | None = None,
+            protocol: str = "unseenunheard") -> list[Path]:
+    """Write one protocol's tables and plots (:data:`OUTPUTS`) into ``out``."""
+    cfg = {**COMPARE_DEFAULTS, **(config or {}), "protocol": protocol}
+    cfg["n_values"] = [int(n) for n in cfg["n_values"]]
+    results = load_results(results_paths)
+    papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
+    ablations = load_ablations(reference_path) if cfg["reference"] else []
+    rocs = load_rocs(roc_paths or [])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    name = PROTOCOLS[protocol]
+    combined = [f"# Face-voice association: comparison, {name.lower()} protocol", "",
+                "Methods: " + (", ".join(r["_name"] for r in results) or "none"), ""]
+    if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
+        combined += [f"No {name.lower()} figure of the seeds or the baselines is transcribed "
+                     f"(facevoice/evaluation/reference_results.yaml): the tables hold ours and chance.", ""]
+    for table in TABLES:
+        cols = _columns(table, cfg)
+        rows = build_rows(results, papers, table, cfg, ablations)
+        notes = _notes(results, table, cfg)
+        if cfg["reference"]:
+            notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
+        title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
+        md = render_markdown(rows, cols, title, notes, cfg)
+        for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
+                          ("tex", render_latex(rows, cols, title, cfg))):
+            write_text(out / f"{table}.{ext}", text)
+            written.append(out / f"{table}.{ext}")
+        combined += [md, ""]
+    if cfg["reference"] and papers:
+        combined += ["### Sources of the reported rows", ""]
+        combined += [f"- [{p['key']}] {' '.join(str(p.get('citation', '')).split())}" for p in papers]
+    write_text(out / "tables.md", "\n".join(combined) + "\n")
+    written.append(out / "tables.md")
+    for s in VERIFICATION_STRATA:
+        plot_roc(results, rocs, s, out / f"roc_{s}.png")
+        written.append(out / f"roc_{s}.png")
+    for d in DIRECTIONS:
+        plot_1vN(results, papers, d, out / f"matching_1vN_{d}.png", cfg)
+        written.append(out / f"matching_1vN_{d}.png")
+    return written
+
+
+PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "eer_U", "EER U (%)"),
+                    ("verification", "mindcf_U", "minDCF U"), ("matching_1v2", "V-F_U", "1:2 V-F U (%)"),
+                    ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
+
+
+def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config: dict | None = None) -> list[Path]:
+    """The two protocols side by side, one row per method: ``protocols.md`` and ``.csv``.
+
+    ``by_protocol`` maps a protocol (:data:`PROTOCOLS`) to its results files.
+    """
+    cfg = {**COMPARE_DEFAULTS, **(config or {})}
+    results = {p: {r["_name"]: r for r in load_results(paths)} for p, paths in by_protocol.items()}
+    methods = list(dict.fromkeys(m for res in results.values() for m in res))
+    cols = [(p, table, key, f"{PROTOCOLS[p]} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
+    lines = ["### Both protocols: verification and 1:2 matching, stratum U", "",
+             "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    table_rows = []
+    for m in methods:
+        cells = {f"{p}_{key}": _ours(results[p][m], table, cfg)[key] if m in results[p] else Cell()
+                 for p, table, key, _ in cols}
+        lines.append(f"| **{m}** | " + " | ".join(_fmt(c, cfg) for c in cells.values()) + " |")
+        table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
+    lines += ["", "Unseen-unheard: test identities never seen in training. Seen-heard: held-out videos "
+              "of training identities, never read in training. 95% bootstrap intervals over each "
+              "protocol's identities in brackets; chance is AUC 50, EER 50, minDCF 1, 1:2 50."]
+    out = Path(out)
+    write_text(out / PROTOCOLS_TABLE[0], "\n".join(lines) + "\n")
+    write_text(out / PROTOCOLS_TABLE[1], render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
+    return [out / name for name in PROTOCOLS_TABLE]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="facevoice compare",
+                                description="comparison tables and plots (see facevoice.evaluation.compare)")
+    p.add_argument("--results", nargs="*", default=[],
+                   help="results JSON of each method (none: chance and reported rows only)")
+    p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
+    p.add_argument("--seenheard", action="store_true",
+                   help="also write the seen-heard tables (OUT/seenheard/) and both protocols side by side "
+                        "(OUT/protocols.{md,csv}), even with no seen-heard results (chance rows only)")
+    p.add_argument("--seenheard-results", nargs="*", default=[],
+                   help="results JSON of the seen-heard protocol (implies --seenheard)")
+    p.add_argument("--seenheard-roc", nargs="*", default=[], help="ROC Parquet of the seen-heard results")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--config", default=None, help="config.yaml (its evaluation.compare section)")
+    p.add_argument("--params", default=None,
+                   help='JSON mapping over --config, e.g. \'{"compare": {"decimals": 1}}\'')
+    p.add_argument("--reference", default=None, help="reference figures YAML (default: packaged)")
+    p.add_argument("--no-reference", action="store_true", help="leave out the papers' rows")
+    p.add_argument("--decimals", type=int, default=None)
+    p.add_argument("--no-ci", action="store_true", help="leave intervals out of Markdown/LaTeX")
+    a = p.parse_args(argv)
+    cfg = dict(COMPARE_DEFAULTS)
+    if a.config or a.params:
+        from facevoice.evaluation.protocol import load_config
+
+        cfg.update(load_config(a.config, a.params).get("compare") or {})
+    if a.decimals is not None:
+        cfg["decimals"] = a.decimals
+    if a.no_ci:
+        cfg["show_ci"] = False
+    if a.no_reference:
+        cfg["reference"] = False
+    written = compare(a.results, a.out, a.roc, a.reference, cfg)
+    if a.seenheard or a.seenheard_results:
+        written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, a.seenheard_roc, a.reference, cfg,
+                           protocol="seenheard")
+        written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)
+    print(f"[compare] wrote {len(written)} files to {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""Score one method's embeddings on the trial lists: verification, matching, retrieval.
+
+``facevoice evaluate --embeddings E --trials DIR --out method.json [--roc-out roc.parquet]``
+
+Input: an embeddings Parquet with columns ``id`` (a manifest item), ``identity``,
+``modality`` (``face`` | ``voice``) and ``embedding`` (list of float; one length per
+modality), and a folder written by ``facevoice trials``. Every item the lists name must
+have an embedding, and its identity must agree with the lists' (a mismatch means the
+wrong file).
+
+Scores are cosine similarities (a zero vector scores 0), or the score the embeddings' metadata
+names as the method's own (``score``: ``abs_cosine`` for avgatn, :data:`SCORERS`), unless a
+scorer is given:
+``--scorer package.module:name`` names an object with ``pairs(face, voice)`` (row-aligned
+(n, d) arrays -> (n,) scores) and ``matrix(face, voice)`` ((n, d), (m, d) -> (n, m)), and
+optionally ``prepare_face(x)`` / ``prepare_voice(x)`` applied once to all embeddings of a
+modality; a class is instantiated without arguments; a plain function ``f(face, voice) ->
+(n,)`` on row-aligned arrays is used as ``pairs`` and broadcast for ``matrix``. The scorer
+always receives the face first.
+
+Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.evaluation.metrics`)::
+
+    {"verification": {S: {"auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold",
+                          "n_trials", "n_positive", "n_negative", "n_identities",
+                          "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi]},
+                          "reason",
+                          "accuracy_at_threshold": {"threshold", "accuracy"}}}
+                      for S in U, G, N, A, GNA,
+     "matching": {D: {S: {"2": acc, ..., "10": acc,        # U: 2..10; G, N, GN: 2
+                          "n_trials": {"2": n, ...}, "ci95": {"2": [lo, hi], ...},
+                          "reason"}}} for D in F-V, V-F,
+     "retrieval": {D: {"map", "chance", "n_probes", "gallery_size", "n_identities",
+                       "ci95": {"map": [lo, hi]}, "reason"}},
+     "meta": {method, code_version, embeddings, scorer, trials, bootstrap, dcf, definitions}}
+
+``min_dcf`` is the normalised minimum detection cost with ``meta.dcf``'s P_target, C_miss
+and C_fa (config ``evaluation.dcf``; NIST SRE and VoxSRC's 0.01, 1, 1 by default).
+
+``accuracy_at_threshold`` is there only for a method with its own decision threshold (named
+as ``score_threshold`` in its embeddings' metadata; avgatn's |cos| > 0.5).
+
+An unavailable stratum keeps its keys with ``null`` values (``n_trials`` 0, ``ci95``
+null) and ``reason`` says why; ``reason`` is null otherwise. In matching, ``reason``
+covers the N that are unavailable (say 1:10 on a split of 8 identities), whose values
+are null. ``ci95`` holds 95% percentile bootstrap intervals over identities (B
+replicates, fixed seed; ``meta.bootstrap``): each replicate redraws the split's
+identities with replacement and weighs every trial by its owner's multiplicity
+(verification: the face's identity; matching and retrieval: the probe's identity; the
+retrieval gallery stays whole). The same replicates serve every protocol and, with the
+same seed and lists, every method, so intervals of different methods are comparable.
+``--roc-out`` writes each stratum's ROC (``stratum``, ``fpr``, ``tpr``, ``threshold``;
+scikit-learn's ``drop_intermediate=True`` points, which trace the same curve) for the
+comparison plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from facevoice.common.io import read_parquet_meta, write_json, write_parquet
+from facevoice.common.version import code_version, file_sha256
+from facevoice.evaluation import metrics
+from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config, read_trials
+
+RESULTS_FORMAT = "facevoice-results/1"
+CI_KEY = "ci95"
+CI_LEVEL = 0.95
+EVAL_DEFAULTS = {"bootstrap": {"n": 1000, "seed": 0}, "retrieval": {"block_size": 512},
+                 "dcf": dict(metrics.DCF_DEFAULTS)}
+# The block size changes memory and speed, never a result: it is a command-line option
+# only, so that changing it never re-runs an evaluation.
+PAIR_CHUNK = 8192
+
+DEFINITIONS = {
+    "auc": "area under the ROC (trapezoid; ties count one half)",
+    "eer": ("crossing of FPR and FNR = 1 - TPR, each interpolated linearly between the "
+            "points of sklearn.metrics.roc_curve(drop_intermediate=False); threshold "
+            "interpolated on the same segment (the first finite threshold on the first segment)"),
+    "min_dcf": ("min over ROC points of (C_miss P_miss P_target + C_fa P_fa (1 - P_target)) / "
+                "min(C_miss P_target, C_fa (1 - P_target)); settings in meta.dcf"),
+    "matching": "correct when the true candidate scores strictly highest (ties are wrong)",
+    "map": ("mean over probes of AP over the whole ranked gallery; ties ranked against "
+            "the probe (irrelevant before relevant)"),
+    "chance": "mean over the same probes of E[AP] of a uniform random ranking: "
+              "(H_N + (R-1)/(N-1) (N - H_N)) / N",
+    "ci95": "95% percentile bootstrap over identities (see meta.bootstrap)",
+}
+
+
+# --------------------------------------------------------------------------- scorers
+
+
+class CosineScorer:
+    """Cosine similarity; rows are L2-normalised once (a zero vector stays zero)."""
+
+    name = "cosine"
+
+    @staticmethod
+    def _normalise(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(n > 0, n, 1.0)
+
+    def prepare_face(self, x: np.ndarray) -> np.ndarray:
+        return self._normalise(x)
+
+    def prepare_voice(self, x: np.ndarray) -> np.ndarray:
+        return self._normalise(x)
+
+    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        if face.shape[1] != voice.shape[1]:
+            raise ValueError(f"cosine needs equal dimensions (face {face.shape[1]}, voice {voice.shape[1]})")
+        return np.einsum("ij,ij->i", face, voice)
+
+    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        return face @ voice.T
+
+
+class AbsCosineScorer(CosineScorer):
+    """|cosine|: the score of a method trained on the absolute cosine (avgatn, seed 001 eq. 10-11)."""
+
+    name = "abs_cosine"
+
+    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        return np.abs(super().pairs(face, voice))
+
+    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        return np.abs(super().matrix(face, voice))
+
+
+#: scores a method can name as its own (``SCORE`` in its plug-in; ``score`` in its embeddings)
+SCORERS = {"cosine": CosineScorer, "abs_cosine": AbsCosineScorer}
+
+
+class PairwiseScorer:
+    """Wraps ``fn(face (n, d), voice (n, d)) -> (n,)``; ``matrix`` broadcasts it in chunks."""
+
+    def __init__(self, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", repr(fn))
+
+    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(face, voice), dtype=np.float64).reshape(-1)
+
+    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        out = np.empty((face.shape[0], voice.shape[0]))
+        step = max(1, PAIR_CHUNK // max(1, voice.shape[0]))
+        for lo in range(0, face.shape[0], step):
+            f = face[lo:lo + step]
+            out[lo:lo + step] = self.pairs(np.repeat(f, voice.shape[0], axis=0),
+                                           np.tile(voice, (f.shape[0], 1))).reshape(f.shape[0], -1)
+        return out
+
+
+def as_scorer(obj: Any = None):
+    """None -> cosine; an object with pairs() and matrix() -> itself; a callable -> pairwise."""
+    if obj is None:
+        return CosineScorer()
+    if isinstance(obj, type):
+        obj = obj()
+    if hasattr(obj, "pairs") and hasattr(obj, "matrix"):
+        return obj
+    if callable(obj):
+        return PairwiseScorer(obj)
+    raise TypeError(f"not a scorer: {obj!r}")
+
+
+def load_scorer(spec: str | None):
+    """``package.module:name`` -> scorer (None -> cosine)."""
+    if not spec:
+        return CosineScorer()
+    mod, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"--scorer wants package.module:name, got {spec!r}")
+    obj = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    scorer = as_scorer(obj)
+    if not hasattr(scorer, "name"):
+        scorer.name = spec
+    return scorer
+
+
+def _prepare(scorer, modality: str, x: np.ndarray) -> np.ndarray:
+    fn = getattr(scorer, f"prepare_{modality}", None)
+    return fn(x) if fn is not None else x
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of one method split by modality, with id -> row lookups."""
+
+    face: np.ndarray
+    voice: np.ndarray
+    face_ids: pd.Index
+    voice_ids: pd.Index
+    face_identity: np.ndarray
+    voice_identity: np.ndarray
+    path: str | None = None
+
+    def rows(self, modality: str, items, identities=None) -> np.ndarray:
+        index = self.face_ids if modality == "face" else self.voice_ids
+        items = np.asarray(items, dtype=object)
+        idx = index.get_indexer(items)
+        if (idx < 0).any():
+            missing = items[idx < 0]
+            raise KeyError(f"{len(set(missing))} {modality} items of the trial lists have no "
+                           f"embedding (e.g. {missing[0]!r})")
+        if identities is not None:
+            have = (self.face_identity if modality == "face" else self.voice_identity)[idx]
+            bad = have != np.asarray(identities, dtype=object)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{modality} item {items[k]!r}: embeddings say identity "
+                                 f"{have[k]!r}, trial lists say {np.asarray(identities)[k]!r}")
+        return idx
+
+
+def _list_to_matrix(col: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(arr) == 0:
+        return np.zeros((0, 0))
+    if pa.types.is_fixed_size_list(arr.type):
+        return arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(arr), -1)
+    if arr.null_count:
+        raise ValueError(f"{what}: null embeddings")
+    lengths = np.asarray(arr.value_lengths().to_numpy(zero_copy_only=False))
+    if (lengths != lengths[0]).any():
+        raise ValueError(f"{what}: embeddings of different lengths {sorted(set(lengths.tolist()))[:5]}")
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    return values.reshape(len(arr), int(lengths[0]))
+
+
+def load_embeddings(path: str | os.PathLike) -> Embeddings:
+    table = pq.read_table(path, columns=["id", "identity", "modality", "embedding"])
+    return embeddings_from_table(table, str(path))
+
+
+def embeddings_from_table(table: pa.Table | pd.DataFrame, path: str | None = None) -> Embeddings:
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate ids")
+    mod = np.asarray(table.column("modality").to_pylist(), dtype=object)
+    bad = set(mod) - {"face", "voice"}
+    if bad:
+        raise ValueError(f"{path}: unknown modality {sorted(map(str, bad))}")
+    ident = np.asarray([str(x) for x in table.column("identity").to_pylist()], dtype=object)
+    parts = {}
+    for m in ("face", "voice"):
+        sel = np.flatnonzero(mod == m)
+        mat = _list_to_matrix(table.column("embedding").take(pa.array(sel)), f"{path} ({m})")
+        parts[m] = (mat, pd.Index(ids[sel]), ident[sel])
+    return Embeddings(parts["face"][0], parts["voice"][0], parts["face"][1], parts["voice"][1],
+                      parts["face"][2], parts["voice"][2], path)
+
+
+def write_embeddings(path: str | os.PathLike, ids, identities, modalities, vectors) -> None:
+    """Write an embeddings Parquet in the evaluation's input format."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    emb = pa.ListArray.from_arrays(pa.array(np.arange(0, vectors.size + 1, vectors.shape[1],
+                                                      dtype=np.int32)), flat)
+    table = pa.table({"id": pa.array(list(ids), pa.string()),
+                      "identity": pa.array(list(identities), pa.string()),
+                      "modality": pa.array(list(modalities), pa.string()), "embedding": emb})
+    write_parquet(table, path)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _pair_scores(scorer, F: np.ndarray, V: np.ndarray, fi: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    out = np.empty(len(fi))
+    for lo in range(0, len(fi), PAIR_CHUNK):
+        out[lo:lo + PAIR_CHUNK] = scorer.pairs(F[fi[lo:lo + PAIR_CHUNK]], V[vi[lo:lo + PAIR_CHUNK]])
+    return out
+
+
+def _by_identity(codes: np.ndarray, values: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    return (np.bincount(codes, weights=values, minlength=n_ids),
+            np.bincount(codes, minlength=n_ids).astype(np.float64))
+
+
+def _unavailable_verification(reason: str) -> dict:
+    return {"auc": None, "eer": None, "eer_threshold": None, "min_dcf": None, "min_dcf_threshold": None,
+            "n_trials": 0, "n_positive": 0,
+            "n_negative": 0, "n_identities": 0, CI_KEY: None, "reason": reason}
+
+
+def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], scorer=None,
+             n_boot: int = 1000, boot_seed: int = 0, block_size: int = 512,
+             progress: Callable[[str], None] | None = None,
+             threshold: float | None = None, dcf: dict | None = None) -> tuple[dict, pd.DataFrame]:
+    """(results dict without ``meta``, ROC table) for one method. ``threshold``: a method's
+    decision threshold on its score; each verification stratum then also reports
+    ``accuracy_at_threshold`` (score > threshold means "same person"). ``dcf``: p_target,
+    c_miss, c_fa of minDCF."""
+    scorer = as_scorer(scorer)
+    say = progress or (lambda s: None)
+    F = _prepare(scorer, "face", emb.face)
+    V = _prepare(scorer, "voice", emb.voice)
+
+    universe: set[str] = set()
+    if "verification" in lists:
+        d = lists["verification"][0]
+        universe |= set(d["face_identity"]) | set(d["voice_identity"])
+    if "matching" in lists:
+        universe |= set(lists["matching"][0]["probe_identity"])
+    if "retrieval" in lists:
+        universe |= set(lists["retrieval"][0]["identity"])
+    ids = sorted(universe)
+    code = {k: i for i, k in enumerate(ids)}
+    W = metrics.identity_bootstrap_weights(len(ids), n_boot, boot_seed)
+    ci = (lambda reps: metrics.percentile_ci(reps, CI_LEVEL)) if n_boot else (lambda reps: None)
+
+    result: dict[str, Any] = {}
+    roc_frames = []
+
+    # verification
+    if "verification" in lists:
+        df, meta = lists["verification"]
+        out = {}
+        order = [s for s in VERIFICATION_STRATA if s in meta["strata"]] + \
+                [s for s in meta["strata"] if s not in VERIFICATION_STRATA]
+        for s in order:
+            st = meta["strata"][s]
+            sub = df[df["stratum"] == s]
+            if not st["available"] or len(sub) == 0:
+                out[s] = _unavailable_verification(st.get("reason") or "no trials")
+                continue
+            say(f"verification {s}: {len(sub)} trials")
+            fi = emb.rows("face", sub["face"], sub["face_identity"])
+            vi = emb.rows("voice", sub["voice"], sub["voice_identity"])
+            labels = sub["label"].to_numpy().astype(np.int8)
+            scores = _pair_scores(scorer, F, V, fi, vi)
+            m = metrics.verification_metrics(labels, scores, dcf)
+            owner = np.array([code[i] for i in sub["face_identity"]], dtype=np.int64)
+            m["n_identities"] = int(len(set(sub["face_identity"]) | set(sub["voice_identity"])))
+            if n_boot:
+                a, e, d = metrics.bootstrap_auc_eer(labels, scores, owner, W, dcf=dcf)
+                m[CI_KEY] = {"auc": ci(a), "eer": ci(e), "min_dcf": ci(d)}
+            else:
+                m[CI_KEY] = None
+            m["reason"] = None
+            if threshold is not None:  # the method's own decision rule (avgatn: |cos| > 0.5)
+                m["accuracy_at_threshold"] = {"threshold": float(threshold),
+                                              "accuracy": float(np.mean((scores > threshold) == (labels == 1)))}
+            out[s] = m
+            fpr, tpr, thr = metrics.roc_points(labels, scores)
+            roc_frames.append(pd.DataFrame({"stratum": s, "fpr": fpr, "tpr": tpr, "threshold": thr}))
+        result["verification"] = out
+
+    # matching
+    if "matching" in lists:
+        df, meta = lists["matching"]
+        out = {}
+        for direction in DIRECTIONS:
+            out[direction] = {}
+            keys = [k.split("/") for k in meta["strata"] if k.startswith(direction + "/")]
+            strata = [s for s in MATCHING_STRATA if any(k[1] == s for k in keys)] + \
+                     sorted({k[1] for k in keys} - set(MATCHING_STRATA))
+            for s in strata:
+                ns = sorted(int(k[2]) for k in keys if k[1] == s)
+                entry: dict[str, Any] = {}
+                n_trials, cis, reasons = {}, {}, {}
+                for n in ns:
+                    st = meta["strata"][f"{direction}/{s}/{n}"]
+                    sub = df[(df["direction"] == direction) & (df["stratum"] == s)
+                             & (df["n_candidates"] == n)]
+                    if not st["available"] or len(sub) == 0:
+                        entry[str(n)], n_trials[str(n)], cis[str(n)] = None, 0, None
+                        reasons.setdefault(st.get("reason") or "no trials", []).append(n)
+                        continue
+                    say(f"matching {direction} {s} 1:{n}: {len(sub)} trials")
+                    pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
+                    pi = emb.rows(pmod, sub["probe"], sub["probe_identity"])
+                    cand = np.concatenate(sub["candidates"].to_numpy()) if len(sub) else np.zeros(0)
+                    cid = np.concatenate(sub["candidate_identities"].to_numpy())
+                    ci_ = emb.rows(cmod, cand, cid)
+                    pr = np.repeat(pi, n)
+                    if direction == "F-V":
+                        sc = _pair_scores(scorer, F, V, pr, ci_)
+                    else:
+                        sc = _pair_scores(scorer, F, V, ci_, pr)
+                    correct = metrics.matching_correct(sc.reshape(len(sub), n),
+                                                       sub["target"].to_numpy())
+                    entry[str(n)] = float(correct.mean())
+                    n_trials[str(n)] = int(len(sub))
+                    owner = np.array([code[i] for i in sub["probe_identity"]], dtype=np.int64)
+                    num, den = _by_identity(owner, correct.astype(float), len(ids))
+                    cis[str(n)] = ci(metrics.bootstrap_ratio(num, den, W)) if n_boot else None
+                entry["n_trials"] = n_trials
+                entry[CI_KEY] = cis
+                entry["reason"] = ("; ".join(f"1:{','.join(map(str, v))}: {r}" for r, v in reasons.items())
+                                   if reasons else None)
+                out[direction][s] = entry
+        result["matching"] = out
+
+    # retrieval
+    if "retrieval" in lists:
+        df, meta = lists["retrieval"]
+        out = {}
+        for direction in DIRECTIONS:
+            st = meta["strata"].get(direction, {"available": False, "reason": "not in the lists"})
+            pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
+            probes = df[(df["modality"] == pmod) & df["probe"]]
+            gallery = df[df["modality"] == cmod]
+            if not st["available"] or len(probes) == 0 or len(gallery) == 0:
+                out[direction] = {"map": None, "chance": None, "n_probes": 0, "gallery_size": int(len(gallery)),
+                                  "n_identities": 0, CI_KEY: None,
+                                  "reason": st.get("reason") or "no probes"}
+                continue
+            say(f"retrieval {direction}: {len(probes)} probes x {len(gallery)} gallery")
+            pi = emb.rows(pmod, probes["item"], probes["identity"])
+            gi = emb.rows(cmod, gallery["item"], gallery["identity"])
+            gcode = np.array([code[i] for i in gallery["identity"]], dtype=np.int64)
+            pcode = np.array([code[i] for i in probes["identity"]], dtype=np.int64)
+            G = (V if cmod == "voice" else F)[gi]
+            P = (F if pmod == "face" else V)[pi]
+            aps = np.empty(len(pi))
+            for lo in range(0, len(pi), block_size):
+                blk = P[lo:lo + block_size]
+                S = scorer.matrix(blk, G) if direction == "F-V" else scorer.matrix(G, blk).T
+                rel = gcode[None, :] == pcode[lo:lo + block_size, None]
+                aps[lo:lo + block_size] = metrics.average_precisions(S, rel)
+            n_rel = np.bincount(gcode, minlength=len(ids))[pcode]
+            ok = n_rel > 0
+            if not ok.any():
+                out[direction] = {"map": None, "chance": None, "n_probes": 0,
+                                  "gallery_size": int(len(gi)), "n_identities": 0, CI_KEY: None,
+                                  "reason": "no probe has a relevant gallery item"}
+                continue
+            chance = metrics.expected_random_ap(len(gi), n_rel[ok])
+            num, den = _by_identity(pcode[ok], aps[ok], len(ids))
+            out[direction] = {
+                "map": float(np.mean(aps[ok])), "chance": float(np.mean(chance)),
+                "n_probes": int(ok.sum()), "gallery_size": int(len(gi)),
+                "n_identities": int(len(set(pcode[ok]))),
+                CI_KEY: {"map": ci(metrics.bootstrap_ratio(num, den, W))} if n_boot else None,
+                "reason": None,
+            }
+        result["retrieval"] = out
+
+    roc = (pd.concat(roc_frames, ignore_index=True) if roc_frames
+           else pd.DataFrame({"stratum": pd.Series(dtype=str), "fpr": pd.Series(dtype=float),
+                              "tpr": pd.Series(dtype=float), "threshold": pd.Series(dtype=float)}))
+    result["_bootstrap_identities"] = len(ids)
+    return result, roc
+
+
+def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
+        method: str | None = None, scorer_spec: str | None = None, n_boot: int = 1000,
+        boot_seed: int = 0, block_size: int = 512, verbose: bool = True, dcf: dict | None = None) -> dict:
+    """Evaluate an embeddings file on a trials folder and write the JSON (and ROC)."""
+    emb = load_embeddings(embeddings)
+    lists = read_trials(trials)
+    scorer = load_scorer(scorer_spec)
+    say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
+    # a method with its own score and decision threshold names them in its embeddings' metadata
+    emb_meta = read_parquet_meta(embeddings)
+    threshold = emb_meta.get("score_threshold") if scorer_spec is None else None
+    if scorer_spec is None and emb_meta.get("score"):
+        if emb_meta["score"] not in SCORERS:
+            raise ValueError(f"{embeddings} names the score {emb_meta['score']!r}; known: {', '.join(SCORERS)}")
+        scorer = SCORERS[emb_meta["score"]]()
+    dcf = {**metrics.DCF_DEFAULTS, **(dcf or {})}
+    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf)
+    n_ids = result.pop("_bootstrap_identities")
+    method = method or Path(out).stem
+    result["meta"] = {
+        "format": RESULTS_FORMAT,
+        "method": method,
+        "code_version": code_version(),
+        "embeddings": {"path": str(embeddings), "sha256": file_sha256(embeddings),
+                       "n_face": int(emb.face.shape[0]), "n_voice": int(emb.voice.shape[0]),
+                       "dim_face": int(emb.face.shape[1]) if emb.face.ndim == 2 else 0,
+                       "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0},
+        "scorer": getattr(scorer, "name", scorer_spec or "custom"),
+        "trials": {k: {"path": str(Path(trials) / f"{k}.parquet"), "split": m.get("split"),
+                       "seed": m.get("seed"), "source": m.get("source"),
+                       "manifest_sha256": (m.get("manifest") or {}).get("sha256"),
+                       "code_version": m.get("code_version")} for k, (_, m) in lists.items()},
+        "bootstrap": {"n": int(n_boot), "seed": int(boot_seed), "level": CI_LEVEL,
+                      "method": "percentile", "unit": "identity", "n_identities": int(n_ids),
+                      "owner": {"verification": "face identity", "matching": "probe identity",
+                                "retrieval": "probe identity (gallery fixed)"}},
+        "dcf": dcf,
+        "definitions": DEFINITIONS,
+    }
+    write_json(out, result)
+    if roc_out:
+        write_parquet(pa.Table.from_pandas(roc, preserve_index=False), roc_out,
+                      meta={"method": method, "format": "facevoice-roc/1"})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="facevoice evaluate",
+                                description="score embeddings on trial lists (see facevoice.evaluation.evaluate)")
+    p.add_argument("--embeddings", required=True, help="Parquet: id, identity, modality, embedding")
+    p.add_argument("--trials", required=True, help="folder written by facevoice trials")
+    p.add_argument("--out", required=True, help="results JSON")
+    p.add_argument("--roc-out", default=None, help="Parquet of the ROC points per stratum")
+    p.add_argument("--method", default=None, help="method name in the tables (default: --out's stem)")
+    p.add_argument("--scorer", default=None, help="package.module:name (default: cosine)")
+    p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
+    p.add_argument("--params", default=None,
+                   help='JSON mapping over --config, e.g. \'{"bootstrap": {"n": 1000, "seed": 0}, '
+                        '"dcf": {"p_target": 0.01, "c_miss": 1, "c_fa": 1}}\'')
+    p.add_argument("--bootstrap", type=int, default=None, help="replicates (0: no intervals)")
+    p.add_argument("--bootstrap-seed", type=int, default=None)
+    p.add_argument("--block-size", type=int, default=None,
+                   help="retrieval probes per block (memory only; default 512)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config, a.params) if (a.config or a.params) else {}
+    boot = {**EVAL_DEFAULTS["bootstrap"], **(cfg.get("bootstrap") or {})}
+    block = EVAL_DEFAULTS["retrieval"]["block_size"]
+    run(a.embeddings, a.trials, a.out, a.roc_out, a.method, a.scorer,
+        n_boot=int(a.bootstrap if a.bootstrap is not None else boot["n"]),
+        boot_seed=int(a.bootstrap_seed if a.bootstrap_seed is not None else boot["seed"]),
+        block_size=int(a.block_size or block), verbose=not a.quiet,
+        dcf={**EVAL_DEFAULTS["dcf"], **(cfg.get("dcf") or {})})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

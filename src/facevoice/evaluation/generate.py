@@ -1,0 +1,416 @@
+"""Faces generated from voices: a picture and the article's evaluation (seed 004).
+
+``facevoice generate --checkpoint model.pt --manifest M --shards-root DIR --split test
+--train-split train --out-dir DIR [--n-speakers 8] [--seed 0] [--device auto] [--threads N]``
+
+For a checkpoint whose model generates faces (``generate_faces(voices)``: ``voice2face``);
+any other gives a clear error. The model's ``embed_face`` is the face embedding network
+that judges the generated faces (voice2face: the judge trained on the training
+identities). Only identities of ``--split`` with at least one face and one voice are used.
+
+``grid.png``
+    one row per test speaker (``--n-speakers``, drawn with the seed): faces generated from
+    up to ``--grid-voices`` of the speaker's voices, then up to ``--grid-faces`` of their
+    real faces (resized to the model's face size), labelled with the identity, name and
+    gender; as many columns as the shown speakers fill. Size: ``DPI`` x (``LABEL_IN`` +
+    columns x ``CELL_IN``) by ``DPI`` x (``HEADER_IN`` + rows x ``CELL_IN``) pixels.
+``report.json``
+    ``gender``: a logistic regression (scikit-learn, default settings) is fitted on the
+    judge's embeddings of up to ``--train-faces-per-identity`` real faces of each
+    identity of ``--train-split`` with the manifest's gender, then applied to the judge's
+    embeddings of the faces generated from every voice of the split; the agreement rate
+    is the share of voices whose generated face gets the speaker's gender, beside its
+    chance level (the share of the majority gender among those voices: what always
+    answering that gender scores), the rate per gender, and the same classifier's
+    accuracy on the split's real faces (what a perfect generator could reach). Identities
+    whose gender is missing are never guessed: they are left out of the fit and of the
+    rate, and counted under ``missing``.
+    ``matching_1v2``: the article's 1:2 protocol as a standalone summary: a face generated
+    from one voice of speaker s, and two real faces: one of s, one of an impostor; correct
+    when the true face scores strictly higher (cosine of the judge's embeddings; ties are
+    wrong). ``U``: impostors are any other identity of the split; ``G``: of the speaker's
+    gender (identities with a missing gender left out). Trials (``--n-trials`` per
+    stratum) draw the speaker uniformly, then a voice, a true face, the impostor identity
+    and its face uniformly, from ``numpy.random.default_rng([seed, stratum])``; ``ci95`` is
+    the 95% percentile bootstrap interval over the speakers (1,000 replicates redrawing
+    them with replacement, as the evaluation's intervals). With ``--split seenheard`` the
+    speakers are training identities and their voices held-out videos never trained on:
+    the seen-speaker figure that shows whether different voices give different faces.
+    Also counts, the seed, the checkpoint and ``code_version``.
+
+Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facevoice.common.io import atomic_path, write_json
+from facevoice.common.version import file_sha256
+from facevoice.data.shard_reader import ShardReader
+from facevoice.training.inference import (
+    choose_device,
+    embed_items,
+    eval_voice,
+    face_tensor,
+    load_checkpoint,
+    model_from_checkpoint,
+    resize_face,
+)
+
+REPORT_FORMAT = "facevoice-generate/1"
+DPI = 100
+CELL_IN = 1.0      # inches per image cell
+LABEL_IN = 1.6     # inches of the row-label column
+HEADER_IN = 0.3    # inches of the column-header row
+
+
+class GenerateError(SystemExit):
+    """A checkpoint, manifest or split that ``generate`` cannot work with (its message is the error)."""
+
+    def __init__(self, msg: str):
+        super().__init__(f"facevoice generate: {msg}")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def identity_genders(rows: pd.DataFrame) -> dict[str, str | None]:
+    """Identity -> its gender from the manifest's ``gender`` column, None when missing."""
+    out: dict[str, str | None] = {}
+    has = "gender" in rows.columns
+    for ident, grp in rows.groupby("identity", sort=True):
+        vals = {str(v).strip() for v in (grp["gender"].tolist() if has else []) if not _missing(v)}
+        if len(vals) > 1:
+            raise GenerateError(f"identity {ident!r} has several gender values: {sorted(vals)}")
+        out[str(ident)] = vals.pop() if vals else None
+    return out
+
+
+def _split_index(manifest: pd.DataFrame, split: str):
+    from facevoice.data.manifest import split_items
+
+    if not (manifest["split"] == split).any():
+        raise GenerateError(f"split {split!r} has no items in the manifest "
+                            f"(splits: {sorted(manifest['split'].unique())})")
+    return split_items(manifest, split)
+
+
+def _pick(rng: np.random.Generator, idx: np.ndarray, cap: int | None) -> np.ndarray:
+    if cap is None or len(idx) <= cap:
+        return np.asarray(idx)
+    return np.sort(rng.choice(idx, int(cap), replace=False))
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def gender_agreement(train_emb: np.ndarray, train_gender: list[str], gen_emb: np.ndarray, gen_gender: list[str],
+                     real_emb: np.ndarray | None = None, real_gender: list[str] | None = None) -> dict[str, Any]:
+    """Fit gender on real training faces' embeddings; the share of generated faces that get
+    their speaker's gender, its chance level (majority share), per-gender rates and the
+    classifier's accuracy on the split's real faces."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = sorted(set(train_gender))
+    out: dict[str, Any] = {"available": False, "reason": None, "classes": classes,
+                           "train_faces_per_gender": {c: int(train_gender.count(c)) for c in classes}}
+    if len(classes) < 2:
+        out["reason"] = (f"the training faces with a known gender have {len(classes)} gender value(s) "
+                         f"({classes}); a classifier needs two")
+        return out
+    if not len(gen_gender):
+        out["reason"] = "no voice of the split belongs to an identity with a known gender"
+        return out
+    clf = LogisticRegression(max_iter=2000)
+    clf.fit(train_emb, np.asarray(train_gender))
+    pred = clf.predict(gen_emb)
+    truth = np.asarray(gen_gender)
+    agree = pred == truth
+    values, counts = np.unique(truth, return_counts=True)
+    out.update({
+        "available": True,
+        "agreement_rate": float(agree.mean()),
+        "chance_rate": float(counts.max() / counts.sum()),
+        "majority_gender": str(values[np.argmax(counts)]),
+        "n_voices": int(len(truth)),
+        "voices_per_gender": {str(v): int(c) for v, c in zip(values, counts)},
+        "agreement_by_gender": {str(v): float(agree[truth == v].mean()) for v in values},
+        "predicted_per_gender": {c: int((pred == c).sum()) for c in classes},
+        "train_accuracy": float((clf.predict(train_emb) == np.asarray(train_gender)).mean()),
+    })
+    if real_emb is not None and real_gender is not None and len(real_gender):
+        out["real_face_accuracy"] = float((clf.predict(real_emb) == np.asarray(real_gender)).mean())
+        out["n_real_faces"] = int(len(real_gender))
+    return out
+
+
+def matching_1v2(gen_emb: np.ndarray, gen_owner: np.ndarray, face_emb: np.ndarray, face_owner: np.ndarray,
+                 groups: dict[str, list[np.ndarray]], n_trials: int, seed: int, n_boot: int = 1000) -> dict[str, Any]:
+    """1:2 V-F accuracy with generated faces as probes; ``groups[stratum]``: arrays of
+    identity codes that may be impostors for each other. ``ci95``: the 95% percentile
+    bootstrap interval over the probes' identities (``n_boot`` replicates, as in evaluate)."""
+    from facevoice.evaluation.metrics import (
+        bootstrap_ratio,
+        identity_bootstrap_weights,
+        matching_correct,
+        percentile_ci,
+    )
+
+    g = _normalise(gen_emb) if len(gen_emb) else gen_emb
+    f = _normalise(face_emb) if len(face_emb) else face_emb
+    voices_of = {k: np.flatnonzero(gen_owner == k) for k in np.unique(gen_owner)}
+    faces_of = {k: np.flatnonzero(face_owner == k) for k in np.unique(face_owner)}
+    out: dict[str, Any] = {}
+    for stratum, grps in groups.items():
+        grps = [np.array([k for k in grp if k in voices_of and k in faces_of]) for grp in grps]
+        grps = [grp for grp in grps if len(grp) >= 2]
+        ids = np.concatenate(grps) if grps else np.array([], dtype=np.int64)
+        res: dict[str, Any] = {"available": bool(len(ids)), "n_identities": int(len(ids))}
+        if not len(ids):
+            res.update({"reason": "fewer than 2 identities share what the stratum needs", "n_trials": 0,
+                        "accuracy": None})
+            out[stratum] = res
+            continue
+        group_of = {int(k): grp for grp in grps for k in grp}
+        rng = np.random.default_rng([int(seed), zlib.crc32(stratum.encode())])
+        scores = np.zeros((n_trials, 2))
+        probe = np.zeros(n_trials, dtype=np.int64)
+        for t in range(n_trials):
+            s = probe[t] = int(ids[rng.integers(len(ids))])
+            others = group_of[s][group_of[s] != s]
+            imp = int(others[rng.integers(len(others))])
+            v = voices_of[s][rng.integers(len(voices_of[s]))]
+            ft = faces_of[s][rng.integers(len(faces_of[s]))]
+            fi = faces_of[imp][rng.integers(len(faces_of[imp]))]
+            scores[t] = (g[v] @ f[ft], g[v] @ f[fi])
+        correct = matching_correct(scores, np.zeros(n_trials, dtype=np.int64))
+        order = np.sort(ids)
+        col = np.searchsorted(order, probe)
+        weights = identity_bootstrap_weights(len(order), n_boot, seed)
+        reps = bootstrap_ratio(np.bincount(col, correct, len(order)), np.bincount(col, minlength=len(order)), weights)
+        res.update({"accuracy": float(correct.mean()), "ci95": percentile_ci(reps), "n_trials": int(n_trials),
+                    "reason": None})
+        out[stratum] = res
+    return out
+
+
+# --------------------------------------------------------------------------- picture
+
+
+def grid_size(rows: int, cols: int) -> tuple[int, int]:
+    """Pixel (width, height) of a grid of ``rows`` speakers x ``cols`` images."""
+    return int(round(DPI * (LABEL_IN + cols * CELL_IN))), int(round(DPI * (HEADER_IN + rows * CELL_IN)))
+
+
+def draw_grid(path: str | Path, rows: list[dict[str, Any]], n_gen: int, n_real: int) -> tuple[int, int]:
+    """``rows``: {"label", "generated": [HxWx3 float in [0, 1]], "real": [...]}; returns (w, h) px."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = n_gen + n_real
+    w_in, h_in = LABEL_IN + cols * CELL_IN, HEADER_IN + len(rows) * CELL_IN
+    fig = plt.figure(figsize=(w_in, h_in), dpi=DPI)
+    pad = 0.04
+    for c in range(cols):
+        x = (LABEL_IN + c * CELL_IN) / w_in
+        fig.text(x + CELL_IN / w_in / 2, 1 - HEADER_IN / h_in / 2,
+                 f"generated {c + 1}" if c < n_gen else f"real {c - n_gen + 1}",
+                 ha="center", va="center", fontsize=8, color="C0" if c < n_gen else "0.2")
+    for r, row in enumerate(rows):
+        y = 1 - (HEADER_IN + (r + 1) * CELL_IN) / h_in
+        fig.text(0.05 / w_in, y + CELL_IN / h_in / 2, row["label"], ha="left", va="center", fontsize=7)
+        imgs = list(row["generated"])[:n_gen] + [None] * (n_gen - len(row["generated"][:n_gen]))
+        imgs += list(row["real"])[:n_real] + [None] * (n_real - len(row["real"][:n_real]))
+        for c, img in enumerate(imgs):
+            x = (LABEL_IN + c * CELL_IN) / w_in
+            ax = fig.add_axes((x + pad * CELL_IN / w_in, y + pad * CELL_IN / h_in,
+                               (1 - 2 * pad) * CELL_IN / w_in, (1 - 2 * pad) * CELL_IN / h_in))
+            ax.set_axis_off()
+            if img is not None:
+                ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI)
+    plt.close(fig)
+    return grid_size(len(rows), cols)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def generate(checkpoint: str | Path, manifest: str | Path, shards_root: str | Path, out_dir: str | Path,
+             split: str = "test", train_split: str = "train", n_speakers: int = 8, seed: int = 0,
+             device: str = "auto", threads: int | None = None, n_trials: int = 1000,
+             voices_per_speaker: int | None = None, faces_per_identity: int | None = None,
+             train_faces_per_identity: int = 8, grid_voices: int = 3, grid_faces: int = 2,
+             batch_size: int = 64, amp: str = "auto", progress: bool | None = None) -> dict[str, Any]:
+    """Write ``grid.png`` and ``report.json`` into ``out_dir``; return the report."""
+    from facevoice.common.version import code_version
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = choose_device(device)
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, dev)
+    if not callable(getattr(model, "generate_faces", None)):
+        raise GenerateError(f"checkpoint of method {ckpt['method']!r} has no face generator (its model has no "
+                            f"generate_faces); generate works with generative methods such as voice2face")
+    hp = ckpt["hp"]
+    out_dir = Path(out_dir)
+    m = pd.read_parquet(manifest)
+    te = _split_index(m, split)
+    trn = _split_index(m, train_split)
+    if not te.identities:
+        raise GenerateError(f"split {split!r} has no identity with both a face and a voice")
+    genders = identity_genders(m[m["split"].isin([split, train_split])])
+    reader = ShardReader(shards_root)
+    rng = np.random.default_rng([int(seed), 3])
+
+    # --- the split: voices (generated faces) and real faces, per identity
+    v_rows = [_pick(rng, te.voices[k], voices_per_speaker) for k in range(len(te.identities))]
+    f_rows = [_pick(rng, te.faces[k], faces_per_identity) for k in range(len(te.identities))]
+    v_pos, f_pos = np.concatenate(v_rows), np.concatenate(f_rows)
+    v_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(v_rows)])
+    f_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(f_rows)])
+    emb_kw = dict(batch_size=batch_size, amp=amp, progress=progress)
+    gen_emb = embed_items(model, reader, te.items.iloc[v_pos].reset_index(drop=True), hp, dev,
+                          desc=f"generate {split}", voice_fn=lambda v: model.embed_face(model.generate_faces(v)),
+                          **emb_kw)
+    face_emb = embed_items(model, reader, te.items.iloc[f_pos].reset_index(drop=True), hp, dev,
+                           desc=f"judge {split} faces", **emb_kw)
+
+    # --- gender: fit on the train split's real faces, apply to generated faces
+    tr_known = [k for k, ident in enumerate(trn.identities) if genders.get(ident) is not None]
+    tr_pos = [_pick(rng, trn.faces[k], train_faces_per_identity) for k in tr_known]
+    tr_gender = [genders[trn.identities[k]] for k, r in zip(tr_known, tr_pos) for _ in r]
+    tr_emb = (embed_items(model, reader, trn.items.iloc[np.concatenate(tr_pos)].reset_index(drop=True), hp, dev,
+                          desc=f"judge {train_split} faces", **emb_kw) if tr_pos else np.zeros((0, 0), np.float32))
+    te_gender = [genders.get(ident) for ident in te.identities]
+    known_v = np.array([te_gender[k] is not None for k in v_owner], dtype=bool)
+    known_f = np.array([te_gender[k] is not None for k in f_owner], dtype=bool)
+    gender = gender_agreement(tr_emb, tr_gender, gen_emb[known_v], [te_gender[k] for k in v_owner[known_v]],
+                              face_emb[known_f], [te_gender[k] for k in f_owner[known_f]])
+    missing_ids = [ident for ident, g in zip(te.identities, te_gender) if g is None]
+    known_tr = set(tr_known)
+    gender["missing"] = {"identities": len(missing_ids), "voices": int((~known_v).sum()),
+                         "identity_list": missing_ids,
+                         "train_identities": len(trn.identities) - len(tr_known),
+                         "train_identity_list": [i for k, i in enumerate(trn.identities) if k not in known_tr]}
+    gender["train_identities"] = len(tr_known)
+    gender["train_faces"] = len(tr_gender)
+
+    # --- 1:2 matching with generated faces as probes
+    all_ids = np.arange(len(te.identities))
+    by_gender: dict[str, list[int]] = {}
+    for k, g in enumerate(te_gender):
+        if g is not None:
+            by_gender.setdefault(g, []).append(k)
+    matching = matching_1v2(gen_emb, v_owner, face_emb, f_owner,
+                            {"U": [all_ids], "G": [np.array(v) for _, v in sorted(by_gender.items())]},
+                            int(n_trials), int(seed))
+    matching["G"]["excluded_missing_gender"] = len(missing_ids)
+
+    # --- the picture
+    n_show = min(int(n_speakers), len(te.identities))
+    show = np.sort(np.random.default_rng([int(seed), 4]).choice(len(te.identities), n_show, replace=False))
+    names = m.drop_duplicates("identity").set_index("identity")["name"] if "name" in m.columns else None
+    size = hp.get("face_size")
+    rows = []
+    with torch.no_grad():
+        for k in show:
+            ident = te.identities[k]
+            vs = v_rows[k][:grid_voices]
+            gen = []
+            for i in vs:
+                rec = te.items.iloc[i]
+                x = torch.from_numpy(np.array(eval_voice(reader.voice(rec["shard"], int(rec["row"]),
+                                                                     hp["voice_feature"]), hp)))[None]
+                gen.append(model.generate_faces(x.to(dev)).float().cpu()[0].permute(1, 2, 0).numpy())
+            real = [face_tensor([resize_face(reader.face(te.items.iloc[i]["shard"], int(te.items.iloc[i]["row"])),
+                                             size)])[0].permute(1, 2, 0).numpy() for i in f_rows[k][:grid_faces]]
+            name = str(names.get(ident, "")) if names is not None else ""
+            label = "\n".join(x for x in (ident, name if name and name != ident else "",
+                                          f"gender {te_gender[k] or 'missing'}") if x)
+            rows.append({"label": label, "generated": gen, "real": real})
+    n_gen = max(len(r["generated"]) for r in rows)  # columns: no more than the speakers have
+    n_real = max(len(r["real"]) for r in rows)
+    width, height = draw_grid(out_dir / "grid.png", rows, n_gen, n_real)
+
+    report = {
+        "format": REPORT_FORMAT,
+        "method": ckpt["method"],
+        "checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint), "epoch": ckpt.get("epoch"),
+                       "stage": ckpt.get("stage"), "val_auc": ckpt.get("val_auc")},
+        "split": split, "train_split": train_split, "seed": int(seed), "device": str(dev),
+        "code_version": code_version(),
+        "counts": {"identities": len(te.identities), "voices": int(len(v_pos)), "faces": int(len(f_pos)),
+                   "dropped_identities": te.dropped, "train_identities": len(trn.identities),
+                   "train_faces": len(tr_gender)},
+        "params": {"n_trials": int(n_trials), "voices_per_speaker": voices_per_speaker,
+                   "faces_per_identity": faces_per_identity, "train_faces_per_identity": int(train_faces_per_identity),
+                   "face_size": size},
+        "gender": gender,
+        "matching_1v2": matching,
+        "grid": {"file": "grid.png", "speakers": [te.identities[k] for k in show],
+                 "generated_per_speaker": n_gen, "real_per_speaker": n_real, "width": width, "height": height},
+    }
+    write_json(out_dir / "report.json", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="facevoice generate", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True, help="a training checkpoint of a generative method (voice2face)")
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--shards-root", required=True, help="the shards folder (manifest paths are relative to it)")
+    ap.add_argument("--split", default="test", help="the speakers whose voices generate faces (default: test)")
+    ap.add_argument("--train-split", default="train", help="real faces the gender classifier is fitted on")
+    ap.add_argument("--out-dir", required=True, help="where grid.png and report.json go")
+    ap.add_argument("--n-speakers", type=int, default=8, help="rows of the grid")
+    ap.add_argument("--grid-voices", type=int, default=3, help="generated faces per speaker in the grid")
+    ap.add_argument("--grid-faces", type=int, default=2, help="real faces per speaker in the grid")
+    ap.add_argument("--n-trials", type=int, default=1000, help="1:2 trials per stratum")
+    ap.add_argument("--voices-per-speaker", type=int, default=None, help="cap on voices per speaker (default: all)")
+    ap.add_argument("--faces-per-identity", type=int, default=None, help="cap on real faces per speaker (default: all)")
+    ap.add_argument("--train-faces-per-identity", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    for opt in ("n_speakers", "grid_voices", "grid_faces", "n_trials", "train_faces_per_identity"):
+        if getattr(a, opt) < 1:
+            ap.error(f"--{opt.replace('_', '-')} must be at least 1")
+    rep = generate(a.checkpoint, a.manifest, a.shards_root, a.out_dir, split=a.split, train_split=a.train_split,
+                   n_speakers=a.n_speakers, seed=a.seed, device=a.device, threads=a.threads, n_trials=a.n_trials,
+                   voices_per_speaker=a.voices_per_speaker, faces_per_identity=a.faces_per_identity,
+                   train_faces_per_identity=a.train_faces_per_identity, grid_voices=a.grid_voices,
+                   grid_faces=a.grid_faces, amp=a.amp, progress=False if a.no_progress else None)
+    g = rep["gender"]
+    gtxt = (f"gender agreement {g['agreement_rate']:.3f} (chance {g['chance_rate']:.3f})" if g["available"]
+            else f"gender agreement unavailable ({g['reason']})")
+    u = rep["matching_1v2"]["U"]
+    utxt = (f"1:2 U {u['accuracy']:.3f} [{u['ci95'][0]:.3f}, {u['ci95'][1]:.3f}]" if u["available"]
+            else "1:2 U unavailable")
+    print(f"[generate {rep['method']}] {a.out_dir}: {gtxt}, {utxt}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

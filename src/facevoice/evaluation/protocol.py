@@ -1,0 +1,123 @@
+"""The evaluation protocols' vocabulary and files: strata, directions, list kinds, the trial-list
+schemas and their reading and writing, and the evaluation settings.
+
+Shared by the trial lists, the scoring and the comparison tables, so that no stage imports another."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from facevoice.common.io import read_parquet, write_json, write_parquet
+
+FORMAT = "facevoice-trials/1"
+
+
+VERIFICATION_STRATA = ("U", "G", "N", "A", "GNA")
+
+
+MATCHING_STRATA = ("U", "G", "N", "GN")
+
+
+DIRECTIONS = ("F-V", "V-F")
+
+
+KINDS = ("verification", "matching", "retrieval")
+
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    # The official Learnable PINs verification lists hold about 30,000 trials each (one
+    # per test utterance) and the 1:2 matching lists shipped beside them about 10,000.
+    "verification": {"n_trials": 30000, "strata": list(VERIFICATION_STRATA)},
+    "matching": {"n_trials": 10000, "n_max": 10, "strata": list(MATCHING_STRATA)},
+    "retrieval": {"max_probes": None},
+    # Age bands for stratum A: cut points in years, bands [-inf, 20), [20, 30), ...
+    "age_cuts": [20, 30, 40, 50, 60, 70],
+    "pins": {"dir": None, "sets": ["unseenunheard", "seenheard"]},
+}
+
+
+def _merge(base: dict, over: dict | None) -> dict:
+    out = json.loads(json.dumps(base))
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: str | os.PathLike | None, params: str | None = None) -> dict:
+    """:data:`DEFAULTS`, then the ``evaluation:`` section of the config file ``path``, then
+    ``params``: a JSON (or YAML) mapping shaped like that section, as the workflow's rules
+    pass it (``--params '{"verification": {"n_trials": 1000}}'``)."""
+    import yaml
+
+    cfg = _merge(DEFAULTS, {})
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            cfg = _merge(cfg, (yaml.safe_load(fh) or {}).get("evaluation") or {})
+    if params:
+        extra = yaml.safe_load(params) or {}
+        if not isinstance(extra, dict):
+            raise ValueError(f"--params must be a mapping, got {params!r}")
+        cfg = _merge(cfg, extra)
+    return cfg
+
+
+VERIFICATION_SCHEMA = pa.schema([
+    ("stratum", pa.string()), ("trial", pa.int32()), ("label", pa.int8()),
+    ("face", pa.string()), ("voice", pa.string()),
+    ("face_identity", pa.string()), ("voice_identity", pa.string()),
+])
+
+
+MATCHING_SCHEMA = pa.schema([
+    ("direction", pa.string()), ("stratum", pa.string()), ("n_candidates", pa.int8()),
+    ("trial", pa.int32()), ("probe", pa.string()), ("probe_identity", pa.string()),
+    ("candidates", pa.list_(pa.string())), ("candidate_identities", pa.list_(pa.string())),
+    ("target", pa.int8()),
+])
+
+
+RETRIEVAL_SCHEMA = pa.schema([
+    ("item", pa.string()), ("identity", pa.string()), ("modality", pa.string()),
+    ("probe", pa.bool_()),
+])
+
+
+SCHEMAS = {"verification": VERIFICATION_SCHEMA, "matching": MATCHING_SCHEMA,
+           "retrieval": RETRIEVAL_SCHEMA}
+
+
+def write_trials(lists: dict[str, tuple[pd.DataFrame, dict]], out: str | os.PathLike) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for kind, (df, meta) in lists.items():
+        table = pa.Table.from_pandas(df, schema=SCHEMAS[kind], preserve_index=False)
+        write_parquet(table, out / f"{kind}.parquet", meta=meta, compression="zstd")
+        summary[kind] = {k: meta[k] for k in ("source", "split", "seed", "code_version", "strata")}
+        summary[kind]["manifest_sha256"] = meta["manifest"]["sha256"]
+    write_json(out / "summary.json", summary)
+
+
+def read_trials(trials_dir: str | os.PathLike) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """{kind: (DataFrame, metadata)} for the lists present in ``trials_dir``."""
+    out = {}
+    for kind in KINDS:
+        path = Path(trials_dir) / f"{kind}.parquet"
+        if path.exists():
+            table, meta = read_parquet(path)
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path}: not a {FORMAT} trial list")
+            out[kind] = (table.to_pandas(), meta)
+    if not out:
+        raise FileNotFoundError(f"no trial lists in {trials_dir}")
+    return out
