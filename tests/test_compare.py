@@ -113,9 +113,7 @@ def test_reference_yaml_matches_methods_md():
             # voice2face's figures are in the text of a news article (seed 004), not in a table
             assert f["table"].startswith("Table ") or (p["key"] == "voice2face" and f["table"] == "article text")
             assert f["protocol"] in ("verification", "matching", "retrieval")
-    methods = Path(__file__).resolve().parents[2] / "shared" / "methods.md"
-    if not methods.exists():
-        pytest.skip("shared/methods.md is not beside the repository")
+    methods = Path(__file__).resolve().parent / "fixtures" / "methods.md"  # its "Paper results" lines
     text = methods.read_text()
     for key, p in papers.items():
         if key == "voice2face":  # methods.md gives no figure for it: checked against the seed below
@@ -159,7 +157,7 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
 
 # --------------------------------------------------------------------------- voice2face, ablations
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"  # the seeds' lines these tests check
 
 
 def _figure_values(figures):
@@ -197,8 +195,6 @@ def _cells(line):
 
 
 def test_transcribed_ablations_and_voice2face_are_the_seeds():
-    if not SEEDS.is_dir():
-        pytest.skip("shared/seeds is not beside the repository")
     files = {p.name[:3]: p.read_text(encoding="utf-8") for p in SEEDS.glob("0*.txt")}
     n_rows = 0
     for a in C.load_ablations():
