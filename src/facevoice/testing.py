@@ -115,10 +115,6 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
     identities it never saw. Written with :func:`facevoice.preprocess.shards.write_shard` and
     :func:`~facevoice.preprocess.shards.write_manifest` like the pipeline's; returns the manifest path.
     """
-    import io as _io
-
-    import pyarrow as pa
-
     from facevoice.data.batch import Result, batch_writer
     from facevoice.preprocess import faces as faces_mod
     from facevoice.preprocess import shards as shards_mod
@@ -149,28 +145,10 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
                                  "nationality": "X", "age": None}
             for c in range(clips):
                 clip = f"{ident}/v{c:02d}/{c + 1:05d}"
-                imgs = []
-                for _f in range(faces_per_clip):
-                    base = 0.5 + 0.25 * np.tanh(np.tensordot(z, patterns, 1)) + rng.uniform(-0.1, 0.1)
-                    x = np.clip(base + rng.normal(scale=0.05, size=base.shape), 0, 1)
-                    buf = _io.BytesIO()
-                    Image.fromarray((x * 255).astype(np.uint8)).save(buf, format="PNG")
-                    imgs.append(buf.getvalue())
-                nf = len(imgs)
-                face_rows = pa.table({
-                    "frame_index": list(range(nf)), "time_s": [float(i) for i in range(nf)], "prob": [0.99] * nf,
-                    "box": [[0.0, 0.0, 10.0, 10.0]] * nf, "landmarks": [[0.0] * 10] * nf, "n_faces": [1] * nf,
-                    "image": imgs}, schema=faces_mod.SCHEMA)
+                face_rows = _synthetic_faces(z, patterns, faces_per_clip, rng)
                 t = int(rng.integers(frames[0], frames[1] + 1))
-                rows = {"kind": [], "n_bins": [], "n_frames": [], "values": []}
-                for kind in kinds:
-                    prof = signal * (z @ profiles[kind])
-                    x = prof[:, None] + rng.normal(scale=noise, size=(bins[kind], t))
-                    rows["kind"].append(kind)
-                    rows["n_bins"].append(bins[kind])
-                    rows["n_frames"].append(t)
-                    rows["values"].append(x.astype(np.float32).ravel().tolist())
-                recs.append((clip, face_rows, pa.table(rows, schema=FEAT_SCHEMA)))
+                voice_rows = _synthetic_voice(z, {k: profiles[k] for k in kinds}, signal, t, noise, rng)
+                recs.append((clip, face_rows, voice_rows))
         for s in range(0, len(recs), clips_per_shard):
             chunk = recs[s: s + clips_per_shard]
             idx = f"{s // clips_per_shard:05d}"
@@ -187,3 +165,41 @@ def synthetic_shards(root: str | Path, identities: dict[str, int] | None = None,
     shards_mod.write_manifest(written, str(out), str(out / "manifest.parquet"), attributes)
     shutil.rmtree(tmp, ignore_errors=True)
     return out / "manifest.parquet"
+
+
+def _synthetic_faces(z: np.ndarray, patterns: np.ndarray, n: int, rng: np.random.Generator):
+    """``n`` face records of latent ``z`` in the faces stage's schema (PNG images)."""
+    import io as _io
+
+    import pyarrow as pa
+
+    from facevoice.data.records import FACES
+
+    imgs = []
+    for _f in range(n):
+        base = 0.5 + 0.25 * np.tanh(np.tensordot(z, patterns, 1)) + rng.uniform(-0.1, 0.1)
+        x = np.clip(base + rng.normal(scale=0.05, size=base.shape), 0, 1)
+        buf = _io.BytesIO()
+        Image.fromarray((x * 255).astype(np.uint8)).save(buf, format="PNG")
+        imgs.append(buf.getvalue())
+    return pa.table({"frame_index": list(range(n)), "time_s": [float(i) for i in range(n)], "prob": [0.99] * n,
+                     "box": [[0.0, 0.0, 10.0, 10.0]] * n, "landmarks": [[0.0] * 10] * n, "n_faces": [1] * n,
+                     "image": imgs}, schema=FACES)
+
+
+def _synthetic_voice(z: np.ndarray, profiles: dict[str, np.ndarray], signal: float, t: int, noise: float,
+                     rng: np.random.Generator):
+    """One clip's feature records of latent ``z``: per kind, ``signal * (z @ profile)`` per bin plus noise."""
+    import pyarrow as pa
+
+    from facevoice.preprocess.features import SCHEMA
+
+    rows = {"kind": [], "n_bins": [], "n_frames": [], "values": []}
+    for kind, profile in profiles.items():
+        prof = signal * (z @ profile)
+        x = prof[:, None] + rng.normal(scale=noise, size=(profile.shape[1], t))
+        rows["kind"].append(kind)
+        rows["n_bins"].append(profile.shape[1])
+        rows["n_frames"].append(t)
+        rows["values"].append(x.astype(np.float32).ravel().tolist())
+    return pa.table(rows, schema=SCHEMA)
