@@ -42,7 +42,7 @@ import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 from common import table  # noqa: E402
 
-from facevoice import speech  # noqa: E402
+from facevoice.preprocess import speech  # noqa: E402
 from facevoice.data import batch
 from facevoice.preprocess import faces, features, frames, shards
 

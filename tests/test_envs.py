@@ -286,13 +286,14 @@ def test_the_check_catches_a_missing_package_and_a_drifted_version(workflow_rule
     del broken[env_path]["facenet-pytorch"]
     problems = env_problems(workflow_rules, broken)
     assert any(p.startswith("rule faces:") and "facenet-pytorch" in p for p in problems), problems
-    # a package imported only inside a function, two modules away (train -> features -> librosa),
-    # and the method plug-ins, which the methods package loads by name
+    # a package imported only inside a function, two modules away (train -> methods -> nets ->
+    # facenet_pytorch), and the method plug-ins, which the methods package loads by name
     train = next(r for r in workflow_rules if r["name"] == "train")
     reached = set()
     deps = third_party_of(rule_code(train)[0], seen=reached)
-    assert {"torch", "librosa", "facenet_pytorch"} <= set(deps), deps
-    plugins = {f"facevoice.training.methods.{f.stem}" for f in (SRC / "facevoice" / "methods").glob("*.py")
+    assert {"torch", "facenet_pytorch"} <= set(deps), deps
+    assert deps["facenet_pytorch"] == "facevoice.training.nets", deps
+    plugins = {f"facevoice.training.methods.{f.stem}" for f in (SRC / "facevoice" / "training" / "methods").glob("*.py")
                if f.name != "__init__.py"}
     assert plugins and plugins <= reached, plugins - reached
     broken = copy.deepcopy(envs)

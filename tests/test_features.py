@@ -226,7 +226,7 @@ def test_stages_start_light(clips, tmp_path):
     """The speech job imports neither librosa, scipy nor pandas (seconds per clip, 150,000 clips)."""
     code = (
         "import sys, json\n"
-        "from facevoice import speech\n"
+        "from facevoice.preprocess import speech\n"
         f"speech.run({str(clips['wav_voice'])!r}, {str(tmp_path / 's.parquet')!r}, {{}})\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('librosa', 'scipy', 'pandas', 'numba'))\n"
         "assert not heavy, heavy\n"
