@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import yaml
 from conftest import DEMO, DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
 
+from facevoice.config import ConfigError
 from facevoice.demo import build, export, plan, sources
 from facevoice.demo.base import DemoError, VerificationError
 
@@ -263,3 +265,36 @@ def test_relative_cache_and_out_paths_work(tmp_path, monkeypatch):
     assert archive.is_absolute() and archive.is_file()
     assert archive.is_relative_to(tmp_path / ".cache" / "rel")
 
+
+def test_settings_are_the_config_over_the_schema_defaults(tmp_path, monkeypatch, capsys):
+    """The builder's defaults are written once, in the config schema; a config's demo: keys win
+    and are validated by facevoice.config."""
+    defaults = build.schema_defaults()
+    assert set(defaults) == set(build.SETTINGS)
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml: the defaults alone
+    assert build.demo_settings() == defaults
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    cfg["demo"] = {"seed": 7, "out": "elsewhere"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert build.demo_settings(path) == {**defaults, "seed": 7, "out": "elsewhere"}
+    assert build.demo_settings() == build.demo_settings(path)  # ./config.yaml when there is one
+    cfg["demo"]["clips_per_identity"] = 2  # under the schema's minimum
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    with pytest.raises(ConfigError, match="demo.clips_per_identity"):
+        build.demo_settings(path)
+    assert build.main(["--config", str(path), "--no-progress"]) == 1
+    assert "demo.clips_per_identity" in capsys.readouterr().err
+    assert build.main(["--config", str(tmp_path / "none.yaml"), "--no-progress"]) == 1
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_the_builder_needs_the_complete_section(tmp_path):
+    """No fallbacks in the builder: a missing key is an error, not a default."""
+    out = tmp_path / "out"
+    partial = {k: v for k, v in DEMO.items() if k != "seed"}
+    with pytest.raises(DemoError, match="lack seed"):
+        build.build_demo({**partial, "out": out}, progress=False)
+    with pytest.raises(DemoError, match="videos_per_identity is 5"):
+        build.build_demo({**DEMO, "out": out, "clips_per_identity": 4, "videos_per_identity": 5}, progress=False)
+    assert not out.exists()
