@@ -12,16 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+
+from facevoice.demo.build import demo_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CACHE = REPO / ".cache" / "facevoice" / "demo"
 DEMO_OUT = REPO / ".cache" / "facevoice" / "test-demo"
 # the demo corpus exactly as config.yaml builds it (so `facevoice demo` finds it up to date)
-_DEMO = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))["demo"]
-DEMO_SEED = int(_DEMO["seed"])
-DEMO_CLIPS = int(_DEMO["clips_per_identity"])
-DEMO_VIDEOS = int(_DEMO["videos_per_identity"])
+DEMO = {**demo_settings(REPO / "config.yaml"), "out": DEMO_OUT, "cache": DEMO_CACHE}
+DEMO_SEED = int(DEMO["seed"])
+DEMO_CLIPS = int(DEMO["clips_per_identity"])
+DEMO_VIDEOS = int(DEMO["videos_per_identity"])
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +30,7 @@ def demo_corpus() -> Path:
     """The demo corpus (VoxCeleb videos layout + meta, splits, provenance, corpus.json)."""
     from facevoice.demo.build import build_demo
 
-    return build_demo(DEMO_OUT, DEMO_CACHE, clips_per_identity=DEMO_CLIPS, videos_per_identity=DEMO_VIDEOS,
-                      seed=DEMO_SEED, progress=False)
+    return build_demo(DEMO, progress=False)
 
 
 @pytest.fixture(scope="session")

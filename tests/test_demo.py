@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
+import yaml
+from conftest import DEMO, DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
 
-from facevoice.demo import build as demo
+from facevoice.config import ConfigError
+from facevoice.demo import build, export, plan, sources
+from facevoice.demo.base import DemoError, VerificationError
 
 
 def _ffmpeg() -> str:
@@ -128,70 +131,70 @@ def test_provenance_covers_every_identity(demo_corpus):
 def test_rebuild_is_a_noop_and_the_build_is_deterministic(demo_corpus, tmp_path, capsys):
     info = json.loads((demo_corpus / "corpus.json").read_text())
     before = {c["path"]: (demo_corpus / c["path"]).stat().st_mtime_ns for c in info["clips"]}
-    demo.build_demo(demo_corpus, DEMO_CACHE, clips_per_identity=DEMO_CLIPS, videos_per_identity=DEMO_VIDEOS,
-                    seed=DEMO_SEED, progress=False)
+    build.build_demo({**DEMO, "out": demo_corpus}, progress=False)
     assert "demo corpus up to date" in capsys.readouterr().err
     assert before == {p: (demo_corpus / p).stat().st_mtime_ns for p in before}
     # the same inputs give byte-identical clips: render three identities again (one from a
     # video source) and compare with the hashes of the corpus
     videos = {r["id"] for r in info["identities"] if r["face"] in ("clm_franck", "feat_wolfgang")}
     ids = sorted(videos)[:1] + [r["id"] for r in info["identities"] if r["id"] not in videos][:2]
-    again = demo.reproduce_clips(demo_corpus, DEMO_CACHE, tmp_path, ids)
+    again = build.reproduce_clips(demo_corpus, DEMO_CACHE, tmp_path, ids)
     want = {c["path"]: c["sha256"] for c in info["clips"] if c["identity"] in ids}
     assert again == want
 
 
 def test_a_changed_catalog_or_file_is_not_up_to_date(demo_corpus, tmp_path):
-    catalog = demo.load_catalog()
+    catalog = sources.load_catalog()
     info = json.loads((demo_corpus / "corpus.json").read_text())
     params = info["params"]
-    assert demo.corpus_up_to_date(demo_corpus, catalog, params)[0]
-    assert not demo.corpus_up_to_date(demo_corpus, catalog, {**params, "seed": params["seed"] + 1})[0]
+    assert export.corpus_up_to_date(demo_corpus, catalog, params)[0]
+    assert not export.corpus_up_to_date(demo_corpus, catalog, {**params, "seed": params["seed"] + 1})[0]
     changed = {**catalog, "_sha256": "0" * 64}
-    assert demo.corpus_up_to_date(demo_corpus, changed, params) == (False, "catalog changed")
+    assert export.corpus_up_to_date(demo_corpus, changed, params) == (False, "catalog changed")
 
 
 def _small_package(catalog) -> str:
     return min((k for k, p in catalog["packages"].items() if p["registry"] == "pypi"),
-               key=lambda k: demo.archive_path(DEMO_CACHE, catalog["packages"][k]).stat().st_size)
+               key=lambda k: sources.archive_path(DEMO_CACHE, catalog["packages"][k]).stat().st_size)
 
 
 def test_verification_mismatch_fails_clearly(demo_corpus, tmp_path):
-    catalog = demo.load_catalog()
+    catalog = sources.load_catalog()
     # 1. a tampered archive in the cache, and no client to fetch it again
     key = _small_package(catalog)
     pkg = catalog["packages"][key]
-    bad = demo.archive_path(tmp_path / "cache", pkg)
+    bad = sources.archive_path(tmp_path / "cache", pkg)
     bad.parent.mkdir(parents=True)
-    data = bytearray(demo.archive_path(DEMO_CACHE, pkg).read_bytes())
+    data = bytearray(sources.archive_path(DEMO_CACHE, pkg).read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
-    with pytest.raises(demo.VerificationError, match="sha256"):
-        demo.fetch_package(catalog, key, tmp_path / "cache", clients=set())
+    with pytest.raises(VerificationError, match="sha256"):
+        sources.fetch_package(catalog, key, tmp_path / "cache", clients=set())
 
     # 2. a file inside a package that does not match the catalog stops the build
     cache = tmp_path / "cache2"
     for k, p in catalog["packages"].items():
-        link = demo.archive_path(cache, p)
+        link = sources.archive_path(cache, p)
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(demo.archive_path(DEMO_CACHE, p))
+        link.symlink_to(sources.archive_path(DEMO_CACHE, p))
     tampered = copy.deepcopy(catalog)
     first = next(iter(tampered["packages"]))
     face = next(f for f in tampered["faces"] if f["package"] == first)
     face["sha256"] = "0" * 64
-    with pytest.raises(demo.VerificationError, match=re.escape(face["file"])):
-        demo.build_demo(tmp_path / "out", cache, catalog=tampered, clients={"dpkg-deb"}, progress=False)
+    with pytest.raises(VerificationError, match=re.escape(face["file"])):
+        build.build_demo({**DEMO, "out": tmp_path / "out", "cache": cache}, catalog=tampered, clients={"dpkg-deb"},
+                         progress=False)
     assert not (tmp_path / "out" / "corpus.json").exists()
 
 
 def test_planning_skips_npm_sources_then_fails_when_too_few():
-    catalog = demo.load_catalog()
-    full = demo.plan_identities(catalog, {"pip", "apt-get", "dpkg-deb", "npm"}, seed=DEMO_SEED)
+    catalog = sources.load_catalog()
+    full = plan.plan_identities(catalog, {"pip", "apt-get", "dpkg-deb", "npm"}, seed=DEMO_SEED)
     npm_keys = {k for k, p in catalog["packages"].items() if p["registry"] == "npm"}
     assert len(full.identities) >= 36 and any(
         next(f for f in catalog["faces"] if f["key"] == i.face)["package"] in npm_keys for i in full.identities)
 
-    no_npm = demo.plan_identities(catalog, {"pip", "apt-get", "dpkg-deb"}, seed=DEMO_SEED)
+    no_npm = plan.plan_identities(catalog, {"pip", "apt-get", "dpkg-deb"}, seed=DEMO_SEED)
     assert len(no_npm.identities) >= 30 and no_npm.count("test") >= 10
     assert any("npm not found" in msg for msg in no_npm.skipped)
     faces = {f["key"]: f for f in catalog["faces"]}
@@ -200,11 +203,11 @@ def test_planning_skips_npm_sources_then_fails_when_too_few():
         assert faces[i.face]["gender"] == i.gender
     assert len({i.face for i in no_npm.identities}) == len({i.voice for i in no_npm.identities}) == 30
     # cached npm archives need no npm client
-    cached = demo.plan_identities(catalog, {"pip", "apt-get", "dpkg-deb"}, seed=DEMO_SEED, cached_packages=npm_keys)
+    cached = plan.plan_identities(catalog, {"pip", "apt-get", "dpkg-deb"}, seed=DEMO_SEED, cached_packages=npm_keys)
     assert [i.name for i in cached.identities] == [i.name for i in full.identities]
 
-    with pytest.raises(demo.DemoError) as err:
-        demo.plan_identities(catalog, {"pip", "npm"}, seed=DEMO_SEED)
+    with pytest.raises(DemoError) as err:
+        plan.plan_identities(catalog, {"pip", "npm"}, seed=DEMO_SEED)
     message = str(err.value)
     assert "apt-get" in message and "dpkg-deb" in message and "at least 30" in message
 
@@ -213,7 +216,7 @@ def test_export_voxceleb1_layout(demo_corpus, tmp_path):
     meta = _meta(demo_corpus)
     ids = [meta[0]["VoxCeleb1 ID"], meta[-1]["VoxCeleb1 ID"]]
     names = {r["VoxCeleb1 ID"]: r["VGGFace1 ID"] for r in meta}
-    out = demo.export_voxceleb1_layout(demo_corpus, tmp_path / "vox", identities=ids, fps=1.0)
+    out = export.export_voxceleb1_layout(demo_corpus, tmp_path / "vox", identities=ids, fps=1.0)
     assert [r["VoxCeleb1 ID"] for r in _meta(out)] == ids
     assert set(_splits(out)) == {names[i] for i in ids}
     for vox_id in ids:
@@ -234,19 +237,19 @@ def test_export_voxceleb1_layout(demo_corpus, tmp_path):
 def test_copy_videos_subset(demo_corpus, tmp_path):
     meta = _meta(demo_corpus)
     ids = [meta[1]["VoxCeleb1 ID"], meta[2]["VoxCeleb1 ID"]]
-    out = demo.copy_videos_subset(demo_corpus, tmp_path / "data", ids)
+    out = export.copy_videos_subset(demo_corpus, tmp_path / "data", ids)
     assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(ids)
     assert [r["VoxCeleb1 ID"] for r in _meta(out)] == ids
     for vox_id in ids:
         src = sorted(p.relative_to(demo_corpus) for p in (demo_corpus / "videos" / vox_id).rglob("*.mp4"))
         dst = sorted(p.relative_to(out) for p in (out / "videos" / vox_id).rglob("*.mp4"))
         assert src == dst
-    with pytest.raises(demo.DemoError, match="id00000"):
-        demo.copy_videos_subset(demo_corpus, tmp_path / "bad", ["id00000"])
+    with pytest.raises(DemoError, match="id00000"):
+        export.copy_videos_subset(demo_corpus, tmp_path / "bad", ["id00000"])
 
 
 def test_cli_reports_up_to_date(demo_corpus, capsys):
-    rc = demo.main(["--config", str(REPO / "config.yaml"), "--out", str(demo_corpus),
+    rc = build.main(["--config", str(REPO / "config.yaml"), "--out", str(demo_corpus),
                     "--cache", str(DEMO_CACHE), "--no-progress"])
     assert rc == 0
     assert "up to date" in capsys.readouterr().err
@@ -254,12 +257,44 @@ def test_cli_reports_up_to_date(demo_corpus, capsys):
 
 def test_relative_cache_and_out_paths_work(tmp_path, monkeypatch):
     """`facevoice demo` takes config's relative paths; the package clients run elsewhere."""
-    from facevoice.demo import build as demo
-
-    catalog = demo.load_catalog()
+    catalog = sources.load_catalog()
     key = next(k for k, p in catalog["packages"].items() if p.get("registry", "pypi") == "pypi"
                and "speakerbox" in k)
     monkeypatch.chdir(tmp_path)
-    archive = demo.fetch_package(catalog, key, ".cache/rel")
+    archive = sources.fetch_package(catalog, key, ".cache/rel")
     assert archive.is_absolute() and archive.is_file()
     assert archive.is_relative_to(tmp_path / ".cache" / "rel")
+
+
+def test_settings_are_the_config_over_the_schema_defaults(tmp_path, monkeypatch, capsys):
+    """The builder's defaults are written once, in the config schema; a config's demo: keys win
+    and are validated by facevoice.config."""
+    defaults = build.schema_defaults()
+    assert set(defaults) == set(build.SETTINGS)
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml: the defaults alone
+    assert build.demo_settings() == defaults
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    cfg["demo"] = {"seed": 7, "out": "elsewhere"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert build.demo_settings(path) == {**defaults, "seed": 7, "out": "elsewhere"}
+    assert build.demo_settings() == build.demo_settings(path)  # ./config.yaml when there is one
+    cfg["demo"]["clips_per_identity"] = 2  # under the schema's minimum
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    with pytest.raises(ConfigError, match="demo.clips_per_identity"):
+        build.demo_settings(path)
+    assert build.main(["--config", str(path), "--no-progress"]) == 1
+    assert "demo.clips_per_identity" in capsys.readouterr().err
+    assert build.main(["--config", str(tmp_path / "none.yaml"), "--no-progress"]) == 1
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_the_builder_needs_the_complete_section(tmp_path):
+    """No fallbacks in the builder: a missing key is an error, not a default."""
+    out = tmp_path / "out"
+    partial = {k: v for k, v in DEMO.items() if k != "seed"}
+    with pytest.raises(DemoError, match="lack seed"):
+        build.build_demo({**partial, "out": out}, progress=False)
+    with pytest.raises(DemoError, match="videos_per_identity is 5"):
+        build.build_demo({**DEMO, "out": out, "clips_per_identity": 4, "videos_per_identity": 5}, progress=False)
+    assert not out.exists()

@@ -20,7 +20,7 @@ from conftest import DEMO_CLIPS
 from helpers import REPO, ffmpeg, snakemake
 
 from facevoice.data.inputs import read_splits, shard_plan
-from facevoice.demo.build import copy_videos_subset, export_voxceleb1_layout
+from facevoice.demo.export import copy_videos_subset, export_voxceleb1_layout
 
 pytestmark = pytest.mark.slow
 

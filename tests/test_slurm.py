@@ -128,7 +128,7 @@ def mini_corpus(root: Path, corpus: Path, ids: list[str], **overrides) -> Path:
     """The identities' first clip each, and test_pipeline's config for it."""
     from test_pipeline import write_config
 
-    from facevoice.demo.build import copy_videos_subset
+    from facevoice.demo.export import copy_videos_subset
 
     copy_videos_subset(corpus, root / "data", ids)
     for ident in ids:
