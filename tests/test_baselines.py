@@ -111,6 +111,34 @@ def test_fop_is_ssnet_fops_fusion_and_loss_on_two_encoders():
     assert nf.gate is None and "gate" not in nf.loss(f, v, y)[1]
 
 
+# --------------------------------------------------------------------------- two streams
+
+
+@pytest.mark.parametrize("method", ["dje", "biq_mwrn", "dimnet", "pins", "fop"])
+def test_two_stream_methods_share_one_base(method):
+    """The encoders, face weights, backbones and (fop aside) embeddings are the base's, not copies;
+    the encoders are built first, so a method's heads are drawn after them."""
+    from facevoice.training.methods import TwoStreamModel
+
+    hp = resolve(method, "debug")
+    torch.manual_seed(0)
+    m = get_method(method).build(hp, 4, 64)
+    assert isinstance(m, TwoStreamModel)
+    shared = ["weights_source", "backbone_face", "backbone_voice", "encode_face", "encode_voice"]
+    shared += [] if method == "fop" else ["embed_face", "embed_voice"]  # fop scores its projections
+    for attr in shared:
+        assert getattr(type(m), attr) is getattr(TwoStreamModel, attr), f"{method} has its own {attr}"
+    assert [n for n, _ in m.named_children()][:2] == ["face_net", "voice_net"]
+    m.eval()
+    f, v, _ = batch(64)
+    with torch.no_grad():
+        assert torch.equal(m.backbone_face(f), m.face_net((f * 255 - 127.5) / 128))
+        assert torch.allclose(m.embed_voice(v).norm(dim=1), torch.ones(len(v)), atol=1e-6)
+    if method in ("biq_mwrn", "dimnet", "pins"):  # one space for both streams: equal widths
+        with pytest.raises(ValueError, match=rf"{method}: .* needs face_net.dim == voice_net.dim"):
+            get_method(method).build({**hp, "voice_net": {**hp["voice_net"], "dim": 8}}, 4, 64)
+
+
 # --------------------------------------------------------------------------- dimnet
 
 

@@ -46,8 +46,9 @@ from __future__ import annotations
 import argparse
 import sys
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,9 @@ from facevoice.training.inference import (
     model_from_checkpoint,
     resize_face,
 )
+
+if TYPE_CHECKING:
+    from facevoice.data.manifest import SplitItems
 
 REPORT_FORMAT = "facevoice-generate/1"
 DPI = 100
@@ -253,6 +257,132 @@ def draw_grid(path: str | Path, rows: list[dict[str, Any]], n_gen: int, n_real: 
 # --------------------------------------------------------------------------- the command
 
 
+@dataclass
+class _Judge:
+    """The model whose ``embed_face`` judges faces, with what embedding a set of items needs."""
+
+    model: Any
+    reader: ShardReader
+    hp: dict
+    device: torch.device
+    kw: dict  # embed_items' batch_size, amp, progress
+
+    def embed(self, items: pd.DataFrame, desc: str, **fns) -> np.ndarray:
+        return embed_items(self.model, self.reader, items.reset_index(drop=True), self.hp, self.device, desc=desc,
+                           **fns, **self.kw)
+
+
+@dataclass
+class _SplitEmbeddings:
+    """The split's voices (as generated faces) and real faces: rows per identity, owners, embeddings."""
+
+    v_rows: list[np.ndarray]
+    f_rows: list[np.ndarray]
+    v_owner: np.ndarray
+    f_owner: np.ndarray
+    gen_emb: np.ndarray
+    face_emb: np.ndarray
+
+
+def _load_generator(checkpoint: str | Path, dev: torch.device) -> tuple[dict, Any]:
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, dev)
+    if not callable(getattr(model, "generate_faces", None)):
+        raise GenerateError(f"checkpoint of method {ckpt['method']!r} has no face generator (its model has no "
+                            f"generate_faces); generate works with generative methods such as voice2face")
+    return ckpt, model
+
+
+def _embed_split(judge: _Judge, te: SplitItems, split: str, rng: np.random.Generator, voices_per_speaker: int | None,
+                 faces_per_identity: int | None) -> _SplitEmbeddings:
+    """Faces generated from the split's voices and its real faces, embedded by the judge."""
+    v_rows = [_pick(rng, te.voices[k], voices_per_speaker) for k in range(len(te.identities))]
+    f_rows = [_pick(rng, te.faces[k], faces_per_identity) for k in range(len(te.identities))]
+    v_pos, f_pos = np.concatenate(v_rows), np.concatenate(f_rows)
+    v_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(v_rows)])
+    f_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(f_rows)])
+    model = judge.model
+    gen_emb = judge.embed(te.items.iloc[v_pos], f"generate {split}",
+                          voice_fn=lambda v: model.embed_face(model.generate_faces(v)))
+    face_emb = judge.embed(te.items.iloc[f_pos], f"judge {split} faces")
+    return _SplitEmbeddings(v_rows, f_rows, v_owner, f_owner, gen_emb, face_emb)
+
+
+def _gender_report(judge: _Judge, trn: SplitItems, te: SplitItems, se: _SplitEmbeddings, genders: dict[str, str | None],
+                   rng: np.random.Generator, train_split: str, train_faces_per_identity: int) -> dict[str, Any]:
+    """Gender agreement: fitted on the train split's real faces, applied to the generated faces."""
+    tr_known = [k for k, ident in enumerate(trn.identities) if genders.get(ident) is not None]
+    tr_pos = [_pick(rng, trn.faces[k], train_faces_per_identity) for k in tr_known]
+    tr_gender = [genders[trn.identities[k]] for k, r in zip(tr_known, tr_pos) for _ in r]
+    tr_emb = (judge.embed(trn.items.iloc[np.concatenate(tr_pos)], f"judge {train_split} faces")
+              if tr_pos else np.zeros((0, 0), np.float32))
+    te_gender = [genders.get(ident) for ident in te.identities]
+    known_v = np.array([te_gender[k] is not None for k in se.v_owner], dtype=bool)
+    known_f = np.array([te_gender[k] is not None for k in se.f_owner], dtype=bool)
+    gender = gender_agreement(tr_emb, tr_gender, se.gen_emb[known_v], [te_gender[k] for k in se.v_owner[known_v]],
+                              se.face_emb[known_f], [te_gender[k] for k in se.f_owner[known_f]])
+    missing_ids = [ident for ident, g in zip(te.identities, te_gender) if g is None]
+    known_tr = set(tr_known)
+    gender["missing"] = {"identities": len(missing_ids), "voices": int((~known_v).sum()),
+                         "identity_list": missing_ids,
+                         "train_identities": len(trn.identities) - len(tr_known),
+                         "train_identity_list": [i for k, i in enumerate(trn.identities) if k not in known_tr]}
+    gender["train_identities"] = len(tr_known)
+    gender["train_faces"] = len(tr_gender)
+    return gender
+
+
+def _matching_report(se: _SplitEmbeddings, te_gender: list[str | None], n_trials: int, seed: int) -> dict[str, Any]:
+    """1:2 matching with generated faces as probes: impostors of any identity (U), of the same gender (G)."""
+    all_ids = np.arange(len(te_gender))
+    by_gender: dict[str, list[int]] = {}
+    for k, g in enumerate(te_gender):
+        if g is not None:
+            by_gender.setdefault(g, []).append(k)
+    matching = matching_1v2(se.gen_emb, se.v_owner, se.face_emb, se.f_owner,
+                            {"U": [all_ids], "G": [np.array(v) for _, v in sorted(by_gender.items())]},
+                            int(n_trials), int(seed))
+    matching["G"]["excluded_missing_gender"] = sum(g is None for g in te_gender)
+    return matching
+
+
+def _grid_row(judge: _Judge, te: SplitItems, k: int, se: _SplitEmbeddings, label: str, grid_voices: int,
+              grid_faces: int) -> dict[str, Any]:
+    """One speaker's row of the grid: faces generated from their voices, then real faces."""
+    reader, hp, model = judge.reader, judge.hp, judge.model
+    gen = []
+    for i in se.v_rows[k][:grid_voices]:
+        rec = te.items.iloc[i]
+        x = torch.from_numpy(np.array(eval_voice(reader.voice(rec["shard"], int(rec["row"]),
+                                                             hp["voice_feature"]), hp)))[None]
+        gen.append(model.generate_faces(x.to(judge.device)).float().cpu()[0].permute(1, 2, 0).numpy())
+    real = [face_tensor([resize_face(reader.face(te.items.iloc[i]["shard"], int(te.items.iloc[i]["row"])),
+                                     hp.get("face_size"))])[0].permute(1, 2, 0).numpy()
+            for i in se.f_rows[k][:grid_faces]]
+    return {"label": label, "generated": gen, "real": real}
+
+
+def _draw_speakers(judge: _Judge, te: SplitItems, se: _SplitEmbeddings, te_gender: list[str | None], m: pd.DataFrame,
+                   out_dir: Path, n_speakers: int, seed: int, grid_voices: int, grid_faces: int) -> dict[str, Any]:
+    """``grid.png`` of ``n_speakers`` speakers drawn with the seed; its entry of the report."""
+    n_show = min(int(n_speakers), len(te.identities))
+    show = np.sort(np.random.default_rng([int(seed), 4]).choice(len(te.identities), n_show, replace=False))
+    names = m.drop_duplicates("identity").set_index("identity")["name"] if "name" in m.columns else None
+    rows = []
+    with torch.no_grad():
+        for k in show:
+            ident = te.identities[k]
+            name = str(names.get(ident, "")) if names is not None else ""
+            label = "\n".join(x for x in (ident, name if name and name != ident else "",
+                                          f"gender {te_gender[k] or 'missing'}") if x)
+            rows.append(_grid_row(judge, te, k, se, label, grid_voices, grid_faces))
+    n_gen = max(len(r["generated"]) for r in rows)  # columns: no more than the speakers have
+    n_real = max(len(r["real"]) for r in rows)
+    width, height = draw_grid(out_dir / "grid.png", rows, n_gen, n_real)
+    return {"file": "grid.png", "speakers": [te.identities[k] for k in show],
+            "generated_per_speaker": n_gen, "real_per_speaker": n_real, "width": width, "height": height}
+
+
 def generate(checkpoint: str | Path, manifest: str | Path, shards_root: str | Path, out_dir: str | Path,
              split: str = "test", train_split: str = "train", n_speakers: int = 8, seed: int = 0,
              device: str = "auto", threads: int | None = None, n_trials: int = 1000,
@@ -265,12 +395,7 @@ def generate(checkpoint: str | Path, manifest: str | Path, shards_root: str | Pa
     if threads:
         torch.set_num_threads(int(threads))
     dev = choose_device(device)
-    ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt, dev)
-    if not callable(getattr(model, "generate_faces", None)):
-        raise GenerateError(f"checkpoint of method {ckpt['method']!r} has no face generator (its model has no "
-                            f"generate_faces); generate works with generative methods such as voice2face")
-    hp = ckpt["hp"]
+    ckpt, model = _load_generator(checkpoint, dev)
     out_dir = Path(out_dir)
     m = pd.read_parquet(manifest)
     te = _split_index(m, split)
@@ -278,79 +403,14 @@ def generate(checkpoint: str | Path, manifest: str | Path, shards_root: str | Pa
     if not te.identities:
         raise GenerateError(f"split {split!r} has no identity with both a face and a voice")
     genders = identity_genders(m[m["split"].isin([split, train_split])])
-    reader = ShardReader(shards_root)
+    judge = _Judge(model, ShardReader(shards_root), ckpt["hp"], dev,
+                   dict(batch_size=batch_size, amp=amp, progress=progress))
     rng = np.random.default_rng([int(seed), 3])
-
-    # --- the split: voices (generated faces) and real faces, per identity
-    v_rows = [_pick(rng, te.voices[k], voices_per_speaker) for k in range(len(te.identities))]
-    f_rows = [_pick(rng, te.faces[k], faces_per_identity) for k in range(len(te.identities))]
-    v_pos, f_pos = np.concatenate(v_rows), np.concatenate(f_rows)
-    v_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(v_rows)])
-    f_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(f_rows)])
-    emb_kw = dict(batch_size=batch_size, amp=amp, progress=progress)
-    gen_emb = embed_items(model, reader, te.items.iloc[v_pos].reset_index(drop=True), hp, dev,
-                          desc=f"generate {split}", voice_fn=lambda v: model.embed_face(model.generate_faces(v)),
-                          **emb_kw)
-    face_emb = embed_items(model, reader, te.items.iloc[f_pos].reset_index(drop=True), hp, dev,
-                           desc=f"judge {split} faces", **emb_kw)
-
-    # --- gender: fit on the train split's real faces, apply to generated faces
-    tr_known = [k for k, ident in enumerate(trn.identities) if genders.get(ident) is not None]
-    tr_pos = [_pick(rng, trn.faces[k], train_faces_per_identity) for k in tr_known]
-    tr_gender = [genders[trn.identities[k]] for k, r in zip(tr_known, tr_pos) for _ in r]
-    tr_emb = (embed_items(model, reader, trn.items.iloc[np.concatenate(tr_pos)].reset_index(drop=True), hp, dev,
-                          desc=f"judge {train_split} faces", **emb_kw) if tr_pos else np.zeros((0, 0), np.float32))
+    se = _embed_split(judge, te, split, rng, voices_per_speaker, faces_per_identity)
+    gender = _gender_report(judge, trn, te, se, genders, rng, train_split, train_faces_per_identity)
     te_gender = [genders.get(ident) for ident in te.identities]
-    known_v = np.array([te_gender[k] is not None for k in v_owner], dtype=bool)
-    known_f = np.array([te_gender[k] is not None for k in f_owner], dtype=bool)
-    gender = gender_agreement(tr_emb, tr_gender, gen_emb[known_v], [te_gender[k] for k in v_owner[known_v]],
-                              face_emb[known_f], [te_gender[k] for k in f_owner[known_f]])
-    missing_ids = [ident for ident, g in zip(te.identities, te_gender) if g is None]
-    known_tr = set(tr_known)
-    gender["missing"] = {"identities": len(missing_ids), "voices": int((~known_v).sum()),
-                         "identity_list": missing_ids,
-                         "train_identities": len(trn.identities) - len(tr_known),
-                         "train_identity_list": [i for k, i in enumerate(trn.identities) if k not in known_tr]}
-    gender["train_identities"] = len(tr_known)
-    gender["train_faces"] = len(tr_gender)
-
-    # --- 1:2 matching with generated faces as probes
-    all_ids = np.arange(len(te.identities))
-    by_gender: dict[str, list[int]] = {}
-    for k, g in enumerate(te_gender):
-        if g is not None:
-            by_gender.setdefault(g, []).append(k)
-    matching = matching_1v2(gen_emb, v_owner, face_emb, f_owner,
-                            {"U": [all_ids], "G": [np.array(v) for _, v in sorted(by_gender.items())]},
-                            int(n_trials), int(seed))
-    matching["G"]["excluded_missing_gender"] = len(missing_ids)
-
-    # --- the picture
-    n_show = min(int(n_speakers), len(te.identities))
-    show = np.sort(np.random.default_rng([int(seed), 4]).choice(len(te.identities), n_show, replace=False))
-    names = m.drop_duplicates("identity").set_index("identity")["name"] if "name" in m.columns else None
-    size = hp.get("face_size")
-    rows = []
-    with torch.no_grad():
-        for k in show:
-            ident = te.identities[k]
-            vs = v_rows[k][:grid_voices]
-            gen = []
-            for i in vs:
-                rec = te.items.iloc[i]
-                x = torch.from_numpy(np.array(eval_voice(reader.voice(rec["shard"], int(rec["row"]),
-                                                                     hp["voice_feature"]), hp)))[None]
-                gen.append(model.generate_faces(x.to(dev)).float().cpu()[0].permute(1, 2, 0).numpy())
-            real = [face_tensor([resize_face(reader.face(te.items.iloc[i]["shard"], int(te.items.iloc[i]["row"])),
-                                             size)])[0].permute(1, 2, 0).numpy() for i in f_rows[k][:grid_faces]]
-            name = str(names.get(ident, "")) if names is not None else ""
-            label = "\n".join(x for x in (ident, name if name and name != ident else "",
-                                          f"gender {te_gender[k] or 'missing'}") if x)
-            rows.append({"label": label, "generated": gen, "real": real})
-    n_gen = max(len(r["generated"]) for r in rows)  # columns: no more than the speakers have
-    n_real = max(len(r["real"]) for r in rows)
-    width, height = draw_grid(out_dir / "grid.png", rows, n_gen, n_real)
-
+    matching = _matching_report(se, te_gender, n_trials, seed)
+    grid = _draw_speakers(judge, te, se, te_gender, m, out_dir, n_speakers, seed, grid_voices, grid_faces)
     report = {
         "format": REPORT_FORMAT,
         "method": ckpt["method"],
@@ -358,16 +418,15 @@ def generate(checkpoint: str | Path, manifest: str | Path, shards_root: str | Pa
                        "stage": ckpt.get("stage"), "val_auc": ckpt.get("val_auc")},
         "split": split, "train_split": train_split, "seed": int(seed), "device": str(dev),
         "code_version": code_version(),
-        "counts": {"identities": len(te.identities), "voices": int(len(v_pos)), "faces": int(len(f_pos)),
+        "counts": {"identities": len(te.identities), "voices": int(len(se.v_owner)), "faces": int(len(se.f_owner)),
                    "dropped_identities": te.dropped, "train_identities": len(trn.identities),
-                   "train_faces": len(tr_gender)},
+                   "train_faces": gender["train_faces"]},
         "params": {"n_trials": int(n_trials), "voices_per_speaker": voices_per_speaker,
                    "faces_per_identity": faces_per_identity, "train_faces_per_identity": int(train_faces_per_identity),
-                   "face_size": size},
+                   "face_size": ckpt["hp"].get("face_size")},
         "gender": gender,
         "matching_1v2": matching,
-        "grid": {"file": "grid.png", "speakers": [te.identities[k] for k in show],
-                 "generated_per_speaker": n_gen, "real_per_speaker": n_real, "width": width, "height": height},
+        "grid": grid,
     }
     write_json(out_dir / "report.json", report)
     return report

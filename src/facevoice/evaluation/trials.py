@@ -492,6 +492,90 @@ def _clip_key(clip: str) -> str:
     return str(int(clip)) if clip.isdigit() else clip
 
 
+def _pins_index(rows: pd.DataFrame) -> tuple[dict[str, str], dict[tuple[str, str, str], str],
+                                            dict[tuple[str, str], list[str]]]:
+    """What a Learnable PINs path resolves against: name -> identity, (identity, video, clip
+    key) -> voice item, (identity, video) -> its face items in item order."""
+    name_to_id: dict[str, str] = {}
+    for name, ident in rows[["name", "identity"]].drop_duplicates().itertuples(index=False):
+        if _none(name) is not None:
+            name_to_id[str(name)] = str(ident)
+    voices: dict[tuple[str, str, str], str] = {}
+    faces: dict[tuple[str, str], list[str]] = {}
+    for item, clip, ident, mod in rows[["item", "clip", "identity", "modality"]].itertuples(index=False):
+        parts = str(clip).split("/")
+        video, c = parts[-2], parts[-1]
+        if mod == "voice":
+            voices[(str(ident), video, _clip_key(c))] = str(item)
+        else:
+            faces.setdefault((str(ident), video), []).append(str(item))
+    for v in faces.values():
+        v.sort()
+    return name_to_id, voices, faces
+
+
+def _resolve_pins_rows(src: pd.DataFrame, index: tuple) -> tuple[list[tuple], dict[str, int]]:
+    """The rows of one list as (label, face item, voice item, face identity, voice identity),
+    and the count of rows dropped per reason."""
+    name_to_id, voices, faces = index
+    dropped: dict[str, int] = {}
+    out = []
+    for label, vpath, fpath in zip(src["label"].astype(int), src["voice-path"], src["face-path"]):
+        vname, vvideo, vclip = pins_voice_path(vpath)
+        face_name, fvideo = pins_face_path(fpath)
+        vident, fident = name_to_id.get(vname), name_to_id.get(face_name)
+        if vident is None or fident is None:
+            dropped["name not in split"] = dropped.get("name not in split", 0) + 1
+            continue
+        voice = voices.get((vident, vvideo, _clip_key(vclip)))
+        if voice is None:
+            dropped["voice clip not in manifest"] = dropped.get("voice clip not in manifest", 0) + 1
+            continue
+        cands = faces.get((fident, fvideo))
+        if not cands:
+            dropped["face video not in manifest"] = dropped.get("face video not in manifest", 0) + 1
+            continue
+        pick = int(hashlib.sha256(fpath.strip().encode()).hexdigest()[:16], 16) % len(cands)
+        if label != int(vident == fident):
+            dropped["label contradicts identities"] = dropped.get("label contradicts identities", 0) + 1
+            continue
+        out.append((label, cands[pick], voice, fident, vident))
+    return out, dropped
+
+
+def _import_pins_list(pins_dir: str | os.PathLike, stratum: str, pins_set: str, split: str,
+                      index: tuple) -> tuple[pd.DataFrame, dict, dict]:
+    """One stratum's list: its trials, its status and its file entry of the metadata."""
+    fname = pins_file(PINS_FILES[stratum], pins_set)
+    path = Path(pins_dir) / fname
+    if not path.exists():
+        raise ValueError(f"{fname} not found in {pins_dir} (evaluation.pins.dir): the {pins_set} lists "
+                         f"of stratum {stratum} are needed, or leave {stratum} out of verification.strata")
+    raw = path.read_bytes()
+    file = {"file": fname, "sha256": hashlib.sha256(raw).hexdigest()}
+    src = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    src.columns = [c.strip() for c in src.columns]
+    need = ["label", "voice-path", "face-path"]
+    if any(c not in src.columns for c in need):
+        raise ValueError(f"{path}: expected columns {need}, found {list(src.columns)}")
+    out, dropped = _resolve_pins_rows(src, index)
+    file["rows"] = int(len(src))
+    file["dropped"] = dropped
+    print(f"[trials] {fname}: imported {len(out)} of {len(src)} rows"
+          + (f" (dropped: {dropped})" if dropped else ""), file=sys.stderr)
+    if not out:
+        raise ValueError(f"no row of {path} resolved against the manifest's split {split!r} "
+                         f"(dropped: {dropped}): is evaluation.pins.dir the right folder for this dataset?")
+    lab, face, voice, fid, vid = map(list, zip(*out))
+    frame = pd.DataFrame({
+        "stratum": stratum, "trial": np.arange(len(out), dtype=np.int32),
+        "label": np.asarray(lab, np.int8), "face": face, "voice": voice,
+        "face_identity": fid, "voice_identity": vid,
+    })
+    note = f"{sum(dropped.values())} of {len(src)} trials dropped: {dropped}" if dropped else None
+    return frame, _status(True, None, len(out), len(src), len(set(fid) | set(vid)), note=note), file
+
+
 def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
                 pins_set: str = "unseenunheard", strata: list[str] | None = None,
                 manifest_path: str | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict]:
@@ -514,74 +598,11 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
     if "name" not in rows.columns:
         raise ValueError("importing Learnable PINs lists needs the manifest's name column")
     pool = _Pool(rows, DEFAULTS["age_cuts"])
-    name_to_id: dict[str, str] = {}
-    for name, ident in rows[["name", "identity"]].drop_duplicates().itertuples(index=False):
-        if _none(name) is not None:
-            name_to_id[str(name)] = str(ident)
-    voices: dict[tuple[str, str, str], str] = {}
-    faces: dict[tuple[str, str], list[str]] = {}
-    for item, clip, ident, mod in rows[["item", "clip", "identity", "modality"]].itertuples(index=False):
-        parts = str(clip).split("/")
-        video, c = parts[-2], parts[-1]
-        if mod == "voice":
-            voices[(str(ident), video, _clip_key(c))] = str(item)
-        else:
-            faces.setdefault((str(ident), video), []).append(str(item))
-    for v in faces.values():
-        v.sort()
-
+    index = _pins_index(rows)
     frames, status, files = [], {}, {}
     for stratum in strata:
-        fname = pins_file(PINS_FILES[stratum], pins_set)
-        path = Path(pins_dir) / fname
-        if not path.exists():
-            raise ValueError(f"{fname} not found in {pins_dir} (evaluation.pins.dir): the {pins_set} lists "
-                             f"of stratum {stratum} are needed, or leave {stratum} out of verification.strata")
-        raw = path.read_bytes()
-        files[stratum] = {"file": fname, "sha256": hashlib.sha256(raw).hexdigest()}
-        src = pd.read_csv(path, dtype=str, skipinitialspace=True)
-        src.columns = [c.strip() for c in src.columns]
-        dropped: dict[str, int] = {}
-        out = []
-        need = ["label", "voice-path", "face-path"]
-        if any(c not in src.columns for c in need):
-            raise ValueError(f"{path}: expected columns {need}, found {list(src.columns)}")
-        for label, vpath, fpath in zip(src["label"].astype(int), src["voice-path"], src["face-path"]):
-            vname, vvideo, vclip = pins_voice_path(vpath)
-            face_name, fvideo = pins_face_path(fpath)
-            vident, fident = name_to_id.get(vname), name_to_id.get(face_name)
-            if vident is None or fident is None:
-                dropped["name not in split"] = dropped.get("name not in split", 0) + 1
-                continue
-            voice = voices.get((vident, vvideo, _clip_key(vclip)))
-            if voice is None:
-                dropped["voice clip not in manifest"] = dropped.get("voice clip not in manifest", 0) + 1
-                continue
-            cands = faces.get((fident, fvideo))
-            if not cands:
-                dropped["face video not in manifest"] = dropped.get("face video not in manifest", 0) + 1
-                continue
-            pick = int(hashlib.sha256(fpath.strip().encode()).hexdigest()[:16], 16) % len(cands)
-            if label != int(vident == fident):
-                dropped["label contradicts identities"] = dropped.get("label contradicts identities", 0) + 1
-                continue
-            out.append((label, cands[pick], voice, fident, vident))
-        files[stratum]["rows"] = int(len(src))
-        files[stratum]["dropped"] = dropped
-        print(f"[trials] {fname}: imported {len(out)} of {len(src)} rows"
-              + (f" (dropped: {dropped})" if dropped else ""), file=sys.stderr)
-        if not out:
-            raise ValueError(f"no row of {path} resolved against the manifest's split {split!r} "
-                             f"(dropped: {dropped}): is evaluation.pins.dir the right folder for this dataset?")
-        lab, face, voice, fid, vid = map(list, zip(*out))
-        frames.append(pd.DataFrame({
-            "stratum": stratum, "trial": np.arange(len(out), dtype=np.int32),
-            "label": np.asarray(lab, np.int8), "face": face, "voice": voice,
-            "face_identity": fid, "voice_identity": vid,
-        }))
-        ids = set(fid) | set(vid)
-        note = f"{sum(dropped.values())} of {len(src)} trials dropped: {dropped}" if dropped else None
-        status[stratum] = _status(True, None, len(out), len(src), len(ids), note=note)
+        frame, status[stratum], files[stratum] = _import_pins_list(pins_dir, stratum, pins_set, split, index)
+        frames.append(frame)
     cfg = _merge(DEFAULTS, {})
     meta = {**_base_meta(rows, split, seed, cfg, manifest_path, pool), "kind": "verification",
             "source": "learnable-pins", "pins": {"dir": str(pins_dir), "set": pins_set,

@@ -48,12 +48,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import json
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -61,17 +63,19 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from PIL import Image
 from tqdm import tqdm
 
 from facevoice.common.io import atomic_path, write_json, write_text
 from facevoice.common.version import code_version
 from facevoice.data.manifest import SplitItems, split_items
 from facevoice.data.shard_reader import ShardReader
-from facevoice.training.inference import autocast_dtype, choose_device, embed_items, resize_face, tile_to
+from facevoice.training.batches import BatchDataset, plan_epoch, val_subset
+from facevoice.training.inference import autocast_dtype, choose_device, embed_items
 from facevoice.training.methods import (  # noqa: F401
     PROFILE_NAMES,
+    FaceVoiceModel,
     MethodError,
+    Stage,
     get_method,
     make_optimizer,
     resolve,
@@ -159,112 +163,7 @@ def parse_sets(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------- data
-
-
-def plan_epoch(index: SplitItems, P: int, K: int, n_batches: int, seed: int, epoch: int) -> list[dict]:
-    """The batches of one epoch: P distinct identities, K faces and K voices each.
-
-    Identities are cycled through in fresh random orders, so each is drawn about equally
-    often; faces and voices are drawn without replacement when the identity has at least K.
-    """
-    rng = np.random.default_rng([seed, epoch, 0])
-    n_ids = len(index.identities)
-    P = min(P, n_ids)
-    pool: list[int] = []
-    batches = []
-    for _ in range(n_batches):
-        chosen: list[int] = []
-        held: list[int] = []
-        while len(chosen) < P:
-            if not pool:
-                pool = list(rng.permutation(n_ids))
-            k = pool.pop()
-            (held if k in chosen else chosen).append(k)
-        pool.extend(reversed(held))
-        f_rows, v_rows, labels = [], [], []
-        for k in chosen:
-            f = index.faces[k]
-            v = index.voices[k]
-            f_rows.append(rng.choice(f, K, replace=len(f) < K))
-            v_rows.append(rng.choice(v, K, replace=len(v) < K))
-            labels.append(np.full(K, k))
-        batches.append({"faces": np.concatenate(f_rows), "voices": np.concatenate(v_rows),
-                        "labels": np.concatenate(labels)})
-    return batches
-
-
-def augment_face(img: np.ndarray, size: int | None, aug: dict, rng: np.random.Generator) -> np.ndarray:
-    """Random square crop (side in [crop_scale, 1] x image), resize, flip, brightness/contrast."""
-    h, w = img.shape[:2]
-    scale = float(aug.get("crop_scale", 1.0))
-    if scale < 1.0:
-        side = max(1, int(round(rng.uniform(scale, 1.0) * min(h, w))))
-        y0 = int(rng.integers(0, h - side + 1))
-        x0 = int(rng.integers(0, w - side + 1))
-        img = img[y0: y0 + side, x0: x0 + side]
-        img = np.asarray(Image.fromarray(img).resize((size or w, size or h), Image.BILINEAR))
-    else:
-        img = resize_face(img, size)
-    x = img.astype(np.float32) / 255.0
-    if aug.get("flip") and rng.random() < 0.5:
-        x = x[:, ::-1]
-    j = float(aug.get("jitter", 0.0))
-    if j > 0:
-        c = 1.0 + rng.uniform(-j, j)
-        b = rng.uniform(-j, j)
-        m = x.mean()
-        x = np.clip((x - m) * c + m + b, 0.0, 1.0)
-    return np.ascontiguousarray(x)
-
-
-def crop_voice(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    x = tile_to(x, length)
-    s = int(rng.integers(0, x.shape[1] - length + 1))
-    return x[:, s: s + length]
-
-
-class BatchDataset(torch.utils.data.Dataset):
-    """One epoch's batches, decoded and augmented (deterministic per (seed, epoch, batch))."""
-
-    def __init__(self, plan: list[dict], items: pd.DataFrame, reader: ShardReader, hp: dict, seed: int, epoch: int):
-        self.plan = plan
-        self.shards = items["shard"].to_numpy()
-        self.rows = items["row"].to_numpy()
-        self.reader = reader
-        self.hp = hp
-        self.seed = seed
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, b: int):
-        rng = np.random.default_rng([self.seed, self.epoch, b + 1])
-        hp = self.hp
-        batch = self.plan[b]
-        faces = [augment_face(self.reader.face(self.shards[i], int(self.rows[i])), hp["face_size"], hp["face_aug"], rng)
-                 for i in batch["faces"]]
-        lo, hi = (int(x) for x in hp["crop_frames"])
-        length = int(rng.integers(lo, hi + 1))
-        kind = hp["voice_feature"]
-        voices = [crop_voice(self.reader.voice(self.shards[i], int(self.rows[i]), kind), length, rng)
-                  for i in batch["voices"]]
-        f = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
-        v = torch.from_numpy(np.stack(voices).astype(np.float32))
-        return f, v, torch.from_numpy(batch["labels"].astype(np.int64))
-
-
-def val_subset(index: SplitItems, per_identity: int, seed: int) -> pd.DataFrame:
-    """A fixed subset of a split: up to ``per_identity`` faces and voices per identity."""
-    rng = np.random.default_rng([seed, 7])
-    pick = []
-    for f, v in zip(index.faces, index.voices):
-        pick.append(np.sort(rng.choice(f, min(per_identity, len(f)), replace=False)))
-        pick.append(np.sort(rng.choice(v, min(per_identity, len(v)), replace=False)))
-    if not pick:
-        return index.items.iloc[:0]
-    return index.items.iloc[np.concatenate(pick)].reset_index(drop=True)
+# --------------------------------------------------------------------------- validation
 
 
 def undefined_auc_reason(emb: np.ndarray | None, items: pd.DataFrame, split: str) -> str:
@@ -311,9 +210,6 @@ def verification_auc(emb: np.ndarray, items: pd.DataFrame, score: str = "cosine"
     if labels.all() or not labels.any() or not np.isfinite(scores).all():
         return float("nan")
     return float(roc_auc_score(labels, scores))
-
-
-# --------------------------------------------------------------------------- synthetic data
 
 
 # --------------------------------------------------------------------------- training
@@ -436,237 +332,368 @@ def _to_float(v) -> float:
     return float(v.detach().float().cpu()) if torch.is_tensor(v) else float(v)
 
 
-def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | Path, hp: dict | None = None,
-          run: dict | None = None, *, profile: str = "demo", overrides: dict | None = None,
-          sets: dict | None = None, callbacks: Iterable[Callable[[str, dict], None]] = ()) -> dict[str, Any]:
-    """Train run ``name``; resume from ``<out>/state/last.pt`` when it matches. Returns the summary."""
-    hp = copy.deepcopy(hp) if hp is not None else resolve(name, profile, overrides, sets)
-    run = {**RUN_DEFAULTS, **(run or {})}
-    out = Path(out)
-    work = out / "state"
-    work.mkdir(parents=True, exist_ok=True)
-    if run["threads"]:
-        torch.set_num_threads(int(run["threads"]))
-    device = choose_device(run["device"])
-    amp_dtype = autocast_dtype(device, run["amp"])
-    seed = int(run["seed"])
-    progress = run["progress"]
-    log = lambda msg: print(f"[train {name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+@dataclass
+class _Data:
+    """The training identities, the fixed validation subset and the shards they are read from."""
 
+    train: SplitItems
+    val: SplitItems
+    val_items: pd.DataFrame
+    reader: ShardReader
+    n_bins: int
+
+
+@dataclass
+class _Run:
+    """One training run: its settings, data and model, and what the epochs so far left behind."""
+
+    name: str
+    hp: dict
+    run: dict
+    out: Path
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: _Data
+    mod: Any  # the method's plug-in module
+    model: FaceVoiceModel
+    stages: list[Stage]
+    starts: np.ndarray  # the epoch each stage starts after (cumulative epochs), and the total last
+    fingerprint: str
+    ckpt_base: dict = field(default_factory=dict)
+    run_info: dict = field(default_factory=dict)
+    resumed: dict | None = None  # the state/last.pt resumed from
+    history: list[dict] = field(default_factory=list)
+    stage_best: dict[str, dict] = field(default_factory=dict)
+    undefined: dict[int, str] = field(default_factory=dict)  # epoch -> why its validation AUC is undefined
+    done: int = 0  # epochs already trained
+    last_plot: float = field(default_factory=time.time)
+
+    @property
+    def seed(self) -> int:
+        return int(self.run["seed"])
+
+    @property
+    def work(self) -> Path:
+        return self.out / "state"
+
+    @property
+    def total(self) -> int:
+        return int(self.starts[-1])
+
+    def stage_at(self, epoch: int) -> int:
+        return int(np.searchsorted(self.starts, epoch, side="left") - 1)
+
+    def log(self, msg: str) -> None:
+        _say(self.name, msg)
+
+
+def _say(name: str, msg: str) -> None:
+    print(f"[train {name}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _StageRun:
+    """The stage being trained: its optimizers, loss scaler and cached encoder features."""
+
+    index: int
+    spec: Stage
+    opts: dict[str, torch.optim.Optimizer]
+    custom: bool  # the model makes its own updates (train_step)
+    scaler: torch.amp.GradScaler
+    cache: torch.Tensor | None
+
+
+def _load_data(manifest: str | Path, shards_root: str | Path, hp: dict, run: dict,
+               log: Callable[[str], None]) -> _Data:
     manifest_df = pd.read_parquet(manifest)
     tr = split_items(manifest_df, "train")
     if len(tr.identities) < 2:
         raise SystemExit(f"{manifest}: the train split has {len(tr.identities)} identities with both a face and "
                          f"a voice; training needs at least 2")
     va = split_items(manifest_df, run["val_split"])
-    val_items = val_subset(va, int(run["val_items_per_identity"]), seed)
+    val_items = val_subset(va, int(run["val_items_per_identity"]), int(run["seed"]))
     if va.dropped or tr.dropped:
         log(f"identities without a face or a voice left out: train {tr.dropped[:5]}, val {va.dropped[:5]}")
     reader = ShardReader(shards_root, cache_groups=int(run["cache_groups"]))
     first_voice = tr.items.loc[tr.items["modality"] == "voice", "shard"].iloc[0]
-    n_bins = reader.n_bins(first_voice, hp["voice_feature"])
-    mod = get_method(name)
+    return _Data(tr, va, val_items, reader, reader.n_bins(first_voice, hp["voice_feature"]))
 
+
+def _run_info(r: _Run, manifest: str | Path) -> dict:
+    """run.json's description of the run (the summary adds the results)."""
+    d, run, device, amp_dtype = r.data, r.run, r.device, r.amp_dtype
+    tr, va = d.train, d.val
+    return {"method": r.name, "profile": run.get("profile"), "hp": r.hp,
+            "run": {k: v for k, v in run.items() if k != "progress"},
+            "seed": r.seed, "device": str(device), "device_name": (torch.cuda.get_device_name(device)
+                                                                   if device.type == "cuda" else "cpu"),
+            "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
+            "face_weights": r.model.weights_source(), "torch": torch.__version__, "code_version": code_version(),
+            "data": {"manifest": str(manifest), "train_identities": len(tr.identities),
+                     "train_faces": tr.n_faces, "train_voices": int(sum(len(v) for v in tr.voices)),
+                     "val_split": run["val_split"], "val_identities": len(va.identities),
+                     "val_items": len(d.val_items), "dropped_identities": {"train": tr.dropped, "val": va.dropped},
+                     "voice_feature": r.hp["voice_feature"], "voice_bins": d.n_bins},
+            "stages": [{"name": s.name, "epochs": s.epochs, "P": s.P, "K": s.K} for s in r.stages]}
+
+
+def _prepare(name: str, manifest: str | Path, shards_root: str | Path, out: str | Path, hp: dict,
+             run: dict) -> _Run:
+    """The data, the model (initialised from the seed), its fingerprint and checkpoint header."""
+    out = Path(out)
+    (out / "state").mkdir(parents=True, exist_ok=True)
+    if run["threads"]:
+        torch.set_num_threads(int(run["threads"]))
+    device = choose_device(run["device"])
+    amp_dtype = autocast_dtype(device, run["amp"])
+    seed = int(run["seed"])
+    data = _load_data(manifest, shards_root, hp, run, functools.partial(_say, name))
+    mod = get_method(name)
     torch.manual_seed(seed)
     np.random.seed(seed % (2 ** 32))
-    model = mod.build(hp, len(tr.identities), n_bins, face_weights=run["face_weights"]).to(device)
-    weights_source = model.weights_source()
+    model = mod.build(hp, len(data.train.identities), data.n_bins, face_weights=run["face_weights"]).to(device)
     stages = model.stages()
-    starts = np.cumsum([0] + [s.epochs for s in stages])
-    total = int(starts[-1])
-    fingerprint = _fingerprint(name, hp, run, tr, val_items)
+    r = _Run(name, hp, run, out, device, amp_dtype, data, mod, model, stages,
+             np.cumsum([0] + [s.epochs for s in stages]), _fingerprint(name, hp, run, data.train, data.val_items))
+    r.ckpt_base = {"format": CHECKPOINT_FORMAT, "method": name, "hp": hp, "n_classes": len(data.train.identities),
+                   "n_bins": data.n_bins, "classes": data.train.identities, "face_weights": model.weights_source(),
+                   "seed": seed}
+    r.run_info = _run_info(r, manifest)
+    return r
 
-    # --- resume
+
+def _resume(r: _Run) -> None:
+    """Continue from ``state/last.pt`` when it is this run's (same fingerprint); else start afresh."""
+    last = r.work / "last.pt"
+    if not last.exists():
+        return
     state = None
-    last = work / "last.pt"
-    if last.exists():
-        try:
-            state = torch.load(last, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a checkpoint that cannot be read is not resumed from
-            log(f"cannot read {last} ({exc}); starting afresh")
-            state = None
-        if state is not None and state.get("fingerprint") != fingerprint:
-            log(f"{last} belongs to other settings or data; starting afresh")
-            state = None
-        if state is None:
-            for p in work.glob("*.pt"):
-                p.unlink()
-    history: list[dict] = []
-    stage_best: dict[str, dict] = {}
-    undefined: dict[int, str] = {}  # epoch -> why its validation AUC is undefined
-    done = 0
-    if state is not None:
-        model.set_stage(int(state["stage_index"]))
-        model.load_state_dict(state["model"])
-        history = state["history"]
-        stage_best = state["stage_best"]
-        undefined = {int(k): v for k, v in (state.get("undefined") or {}).items()}
-        done = int(state["epoch"])
-        log(f"resuming after epoch {done} of {total} from {last}")
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a checkpoint that cannot be read is not resumed from
+        r.log(f"cannot read {last} ({exc}); starting afresh")
+    if state is not None and state.get("fingerprint") != r.fingerprint:
+        r.log(f"{last} belongs to other settings or data; starting afresh")
+        state = None
+    if state is None:
+        for p in r.work.glob("*.pt"):
+            p.unlink()
+        return
+    r.model.set_stage(int(state["stage_index"]))
+    r.model.load_state_dict(state["model"])
+    r.resumed = state
+    r.history = state["history"]
+    r.stage_best = state["stage_best"]
+    r.undefined = {int(k): v for k, v in (state.get("undefined") or {}).items()}
+    r.done = int(state["epoch"])
+    r.log(f"resuming after epoch {r.done} of {r.total} from {last}")
 
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    ckpt_base = {"format": CHECKPOINT_FORMAT, "method": name, "hp": hp, "n_classes": len(tr.identities),
-                 "n_bins": n_bins, "classes": tr.identities, "face_weights": weights_source, "seed": seed}
-    run_info = {"method": name, "profile": run.get("profile"), "hp": hp,
-                "run": {k: v for k, v in run.items() if k != "progress"},
-                "seed": seed, "device": str(device), "device_name": (torch.cuda.get_device_name(device)
-                                                                     if device.type == "cuda" else "cpu"),
-                "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
-                "face_weights": weights_source, "torch": torch.__version__, "code_version": code_version(),
-                "data": {"manifest": str(manifest), "train_identities": len(tr.identities),
-                         "train_faces": tr.n_faces, "train_voices": int(sum(len(v) for v in tr.voices)),
-                         "val_split": run["val_split"], "val_identities": len(va.identities),
-                         "val_items": len(val_items), "dropped_identities": {"train": tr.dropped, "val": va.dropped},
-                         "voice_feature": hp["voice_feature"], "voice_bins": n_bins},
-                "stages": [{"name": s.name, "epochs": s.epochs, "P": s.P, "K": s.K} for s in stages]}
-    log(f"device {device} ({run_info['precision']}), face weights: {weights_source}, seed {seed}, "
-        f"{len(tr.identities)} train identities ({tr.n_faces} faces), {len(va.identities)} val identities")
 
-    nw = _num_workers(run, device)
-    last_plot = time.time()
-    opts: dict[str, torch.optim.Optimizer] = {}
-    custom = False
-    cur = None
-    cache = None
-    for epoch in range(done + 1, total + 1):
-        s = int(np.searchsorted(starts, epoch, side="left") - 1)
-        st = stages[s]
-        if s != cur:
-            first = epoch == starts[s] + 1
-            if first:
-                prev = [stages[i].name for i in range(s) if stages[i].name in stage_best]
-                if prev:
-                    best_path = work / f"best-{prev[-1]}.pt"
-                    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
-                    log(f"stage {st.name}: starting from the best epoch of stage {prev[-1]} "
-                        f"({stage_best[prev[-1]]['epoch']}, val AUC {stage_best[prev[-1]]['val_auc']:.4f})")
-            model.set_stage(s)
-            opts = model.stage_optimizers(st.optimizer)
-            custom = st.name in model.custom_steps
-            scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and not custom)
-            if not first and state is not None:
-                saved = state["optimizer"]
-                for key, o in opts.items():
-                    o.load_state_dict(saved[key])
-                if state.get("scaler"):
-                    scaler.load_state_dict(state["scaler"])
-            cache = None
-            if st.cache:
-                t0 = time.time()
-                feats = embed_items(model, reader, tr.items, hp, device, int(run["embed_batch_size"]), run["amp"],
-                                    progress, desc=f"{st.name}: cache features", face_fn=model.backbone_face,
-                                    voice_fn=model.backbone_voice)
-                cache = torch.from_numpy(feats).to(device)
-                log(f"stage {st.name}: encoder features of {len(feats)} train items cached ({time.time() - t0:.1f} s)")
-            cur = s
-        e_in = epoch - int(starts[s]) - 1
-        lr = _lr(st.optimizer, e_in, st.epochs)
-        for o in opts.values():
-            for g in o.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
-        torch.manual_seed(seed * 1_000_003 + epoch)
-        n_batches = int(st.batches_per_epoch or max(1, math.ceil(tr.n_faces / (min(st.P, len(tr.identities)) * st.K))))
-        # a stage with nothing to train (the chance scorer) only evaluates
-        plan = plan_epoch(tr, st.P, st.K, n_batches, seed, epoch) if opts else []
-        t0 = time.time()
-        model.train()
-        sums: dict[str, float] = {}
-        steps = samples = skipped = 0
-        if cache is not None:
-            batches: Iterable = ((cache[torch.from_numpy(b["faces"]).to(device)],
-                                  cache[torch.from_numpy(b["voices"]).to(device)],
-                                  torch.from_numpy(b["labels"].astype(np.int64))) for b in plan)
-        else:
-            ds = BatchDataset(plan, tr.items, reader, hp, seed, epoch)
-            batches = torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, num_workers=nw,
-                                                  pin_memory=device.type == "cuda",
-                                                  prefetch_factor=2 if nw else None)
-        bar = tqdm(batches, total=len(plan), desc=f"{name} epoch {epoch}/{total} ({st.name})", unit="batch",
-                   disable=None if progress is None else not progress, leave=False)
-        fed = WaitTimer(bar)
-        for f, v, y in fed:
-            f = f.to(device, non_blocking=True)
-            v = v.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            if custom:  # the model makes its own updates (adversarial stages)
-                terms = model.train_step(f, v, y, opts, _autocast(amp_dtype))
-                loss = terms.pop("loss")
-                if not torch.isfinite(loss.detach()):
-                    skipped += 1
-                    continue
-            else:
-                with _autocast(amp_dtype):
-                    loss, terms = (model.loss_from_features(f, v, y) if cache is not None else model.loss(f, v, y))
-                for o in opts.values():
-                    o.zero_grad(set_to_none=True)
-                if not torch.isfinite(loss.detach()):
-                    skipped += 1
-                    continue
-                scaler.scale(loss).backward()
-                for o in opts.values():
-                    scaler.step(o)
-                scaler.update()
-            steps += 1
-            samples += len(f) + len(v)
-            sums["loss"] = sums.get("loss", 0.0) + _to_float(loss)
-            for k, val in terms.items():
-                sums[k] = sums.get(k, 0.0) + _to_float(val)
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}")
-            for cb in callbacks:
-                cb("step", {"epoch": epoch, "step": steps, "model": model})
-        bar.close()
-        if skipped:
-            log(f"epoch {epoch}: {skipped} batch(es) with a non-finite loss skipped")
-        emb = embed_items(model, reader, val_items, hp, device, int(run["embed_batch_size"]), run["amp"],
-                          progress, desc="val") if len(val_items) else None
-        auc = verification_auc(emb, val_items, getattr(mod, "SCORE", "cosine")) if emb is not None else float("nan")
-        if not math.isfinite(auc):
-            undefined[epoch] = undefined_auc_reason(emb, val_items, run["val_split"])
-            log(f"epoch {epoch}: validation AUC undefined: {undefined[epoch]}")
-        row = {"epoch": epoch, "stage": st.name, "steps": steps, "samples": samples,
-               **{k: (v / steps if steps else float("nan")) for k, v in sums.items()},
-               "val_auc": auc, "lr": lr, "seconds": round(time.time() - t0, 3), "data_s": round(fed.waited, 3),
-               "skipped": skipped, "best": False}
-        prev_best = stage_best.get(st.name)
-        if better_epoch(auc, prev_best and prev_best["val_auc"]) or st.name in model.select_last:
-            row["best"] = True
-            stage_best[st.name] = {"epoch": epoch, "val_auc": auc}
-            for h in history:
-                if h["stage"] == st.name:
-                    h["best"] = False
-            _save({**ckpt_base, "model": model.state_dict(), "epoch": epoch, "stage": st.name, "stage_index": s,
-                   "val_auc": auc}, work / f"best-{st.name}.pt")
-        history.append(row)
-        _save({**ckpt_base, "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": {k: o.state_dict() for k, o in opts.items()},
-               "scaler": scaler.state_dict(), "epoch": epoch, "stage": st.name, "stage_index": s,
-               "history": history, "stage_best": stage_best, "undefined": undefined, "val_auc": auc}, last)
-        write_log(history, out)
-        if epoch == int(starts[s + 1]) or time.time() - last_plot > PLOT_EVERY_S:  # a stage's end, or a while
-            plot_curve(history, out / "curve.png", f"{name} ({run.get('profile')})")
-            last_plot = time.time()
-        log(f"epoch {epoch}/{total} [{st.name}] loss {row.get('loss', float('nan')):.4f} val AUC {auc:.4f} "
-            f"lr {lr:.2e} {row['seconds']:.1f} s" + (" *" if row["best"] else ""))
+def _enter_stage(r: _Run, s: int, epoch: int) -> _StageRun:
+    """Set up stage ``s`` at ``epoch``: from the previous stage's best weights when the stage
+    starts, with the resumed optimizer state when a resumed run starts inside it."""
+    spec, model = r.stages[s], r.model
+    first = epoch == r.starts[s] + 1
+    if first:
+        prev = [r.stages[i].name for i in range(s) if r.stages[i].name in r.stage_best]
+        if prev:
+            best_path = r.work / f"best-{prev[-1]}.pt"
+            model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+            r.log(f"stage {spec.name}: starting from the best epoch of stage {prev[-1]} "
+                  f"({r.stage_best[prev[-1]]['epoch']}, val AUC {r.stage_best[prev[-1]]['val_auc']:.4f})")
+    model.set_stage(s)
+    opts = model.stage_optimizers(spec.optimizer)
+    custom = spec.name in model.custom_steps
+    scaler = torch.amp.GradScaler("cuda", enabled=r.amp_dtype == torch.float16 and not custom)
+    if not first and r.resumed is not None:
+        saved = r.resumed["optimizer"]
+        for key, o in opts.items():
+            o.load_state_dict(saved[key])
+        if r.resumed.get("scaler"):
+            scaler.load_state_dict(r.resumed["scaler"])
+    return _StageRun(s, spec, opts, custom, scaler, _cache_features(r, spec) if spec.cache else None)
+
+
+def _cache_features(r: _Run, spec: Stage) -> torch.Tensor:
+    """The encoders' features of every training item, for a stage that trains heads on them."""
+    t0 = time.time()
+    feats = embed_items(r.model, r.data.reader, r.data.train.items, r.hp, r.device, int(r.run["embed_batch_size"]),
+                        r.run["amp"], r.run["progress"], desc=f"{spec.name}: cache features",
+                        face_fn=r.model.backbone_face, voice_fn=r.model.backbone_voice)
+    r.log(f"stage {spec.name}: encoder features of {len(feats)} train items cached ({time.time() - t0:.1f} s)")
+    return torch.from_numpy(feats).to(r.device)
+
+
+def _batches(r: _Run, st: _StageRun, plan: list[dict], epoch: int) -> Iterable:
+    """The epoch's batches: cached features, or faces and voices decoded by DataLoader workers."""
+    if st.cache is not None:
+        return ((st.cache[torch.from_numpy(b["faces"]).to(r.device)],
+                 st.cache[torch.from_numpy(b["voices"]).to(r.device)],
+                 torch.from_numpy(b["labels"].astype(np.int64))) for b in plan)
+    ds = BatchDataset(plan, r.data.train.items, r.data.reader, r.hp, r.seed, epoch)
+    nw = _num_workers(r.run, r.device)
+    return torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, num_workers=nw,
+                                       pin_memory=r.device.type == "cuda", prefetch_factor=2 if nw else None)
+
+
+def _step(r: _Run, st: _StageRun, f: torch.Tensor, v: torch.Tensor, y: torch.Tensor):
+    """One batch's update: (loss, terms), or None when the loss is not finite (the batch is skipped)."""
+    model, opts = r.model, st.opts
+    if st.custom:  # the model makes its own updates (adversarial stages)
+        terms = model.train_step(f, v, y, opts, _autocast(r.amp_dtype))
+        loss = terms.pop("loss")
+        return (loss, terms) if torch.isfinite(loss.detach()) else None
+    with _autocast(r.amp_dtype):
+        loss, terms = (model.loss_from_features(f, v, y) if st.cache is not None else model.loss(f, v, y))
+    for o in opts.values():
+        o.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss.detach()):
+        return None
+    st.scaler.scale(loss).backward()
+    for o in opts.values():
+        st.scaler.step(o)
+    st.scaler.update()
+    return loss, terms
+
+
+def _run_epoch(r: _Run, st: _StageRun, epoch: int, callbacks) -> tuple[dict, float]:
+    """Train one epoch of the stage: its row of log.csv (counts, mean loss terms, lr; the
+    validation AUC and the seconds still to fill in) and the time it started."""
+    spec, tr = st.spec, r.data.train
+    lr = _lr(spec.optimizer, epoch - int(r.starts[st.index]) - 1, spec.epochs)
+    for o in st.opts.values():
+        for g in o.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+    torch.manual_seed(r.seed * 1_000_003 + epoch)
+    n_batches = int(spec.batches_per_epoch or max(1, math.ceil(tr.n_faces / (min(spec.P, len(tr.identities))
+                                                                            * spec.K))))
+    # a stage with nothing to train (the chance scorer) only evaluates
+    plan = plan_epoch(tr, spec.P, spec.K, n_batches, r.seed, epoch) if st.opts else []
+    t0 = time.time()
+    r.model.train()
+    sums: dict[str, float] = {}
+    steps = samples = skipped = 0
+    progress = r.run["progress"]
+    bar = tqdm(_batches(r, st, plan, epoch), total=len(plan), desc=f"{r.name} epoch {epoch}/{r.total} "
+               f"({spec.name})", unit="batch", disable=None if progress is None else not progress, leave=False)
+    fed = WaitTimer(bar)
+    for f, v, y in fed:
+        f, v, y = (x.to(r.device, non_blocking=True) for x in (f, v, y))
+        stepped = _step(r, st, f, v, y)
+        if stepped is None:
+            skipped += 1
+            continue
+        loss, terms = stepped
+        steps += 1
+        samples += len(f) + len(v)
+        sums["loss"] = sums.get("loss", 0.0) + _to_float(loss)
+        for k, val in terms.items():
+            sums[k] = sums.get(k, 0.0) + _to_float(val)
+        bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}")
         for cb in callbacks:
-            cb("epoch", {"epoch": epoch, "row": row, "model": model})
+            cb("step", {"epoch": epoch, "step": steps, "model": r.model})
+    bar.close()
+    if skipped:
+        r.log(f"epoch {epoch}: {skipped} batch(es) with a non-finite loss skipped")
+    row = {"epoch": epoch, "stage": spec.name, "steps": steps, "samples": samples,
+           **{k: (v / steps if steps else float("nan")) for k, v in sums.items()},
+           "val_auc": float("nan"), "lr": lr, "seconds": None, "data_s": round(fed.waited, 3), "skipped": skipped,
+           "best": False}
+    return row, t0
 
-    # --- final outputs
-    final = [s.name for s in stages if s.name in stage_best]
+
+def _validate(r: _Run, epoch: int) -> float:
+    """The validation identities' verification AUC (model selection; never a test split)."""
+    d = r.data
+    emb = embed_items(r.model, d.reader, d.val_items, r.hp, r.device, int(r.run["embed_batch_size"]), r.run["amp"],
+                      r.run["progress"], desc="val") if len(d.val_items) else None
+    auc = verification_auc(emb, d.val_items, getattr(r.mod, "SCORE", "cosine")) if emb is not None else float("nan")
+    if not math.isfinite(auc):
+        r.undefined[epoch] = undefined_auc_reason(emb, d.val_items, r.run["val_split"])
+        r.log(f"epoch {epoch}: validation AUC undefined: {r.undefined[epoch]}")
+    return auc
+
+
+def _keep_if_best(r: _Run, st: _StageRun, row: dict) -> None:
+    """Mark ``row`` the stage's best and write ``state/best-<stage>.pt`` when its AUC is the
+    stage's best so far (or the stage keeps its last epoch)."""
+    name, auc = st.spec.name, row["val_auc"]
+    prev_best = r.stage_best.get(name)
+    if better_epoch(auc, prev_best and prev_best["val_auc"]) or name in r.model.select_last:
+        row["best"] = True
+        r.stage_best[name] = {"epoch": row["epoch"], "val_auc": auc}
+        for h in r.history:
+            if h["stage"] == name:
+                h["best"] = False
+        _save({**r.ckpt_base, "model": r.model.state_dict(), "epoch": row["epoch"], "stage": name,
+               "stage_index": st.index, "val_auc": auc}, r.work / f"best-{name}.pt")
+
+
+def _checkpoint(r: _Run, st: _StageRun, epoch: int, auc: float) -> None:
+    """``state/last.pt``: everything a resumed run needs to repeat an uninterrupted one."""
+    _save({**r.ckpt_base, "fingerprint": r.fingerprint, "model": r.model.state_dict(),
+           "optimizer": {k: o.state_dict() for k, o in st.opts.items()}, "scaler": st.scaler.state_dict(),
+           "epoch": epoch, "stage": st.spec.name, "stage_index": st.index, "history": r.history,
+           "stage_best": r.stage_best, "undefined": r.undefined, "val_auc": auc}, r.work / "last.pt")
+
+
+def _epoch(r: _Run, st: _StageRun, epoch: int, callbacks) -> None:
+    """Train, validate, select, checkpoint and report one epoch."""
+    row, t0 = _run_epoch(r, st, epoch, callbacks)
+    auc = row["val_auc"] = _validate(r, epoch)
+    row["seconds"] = round(time.time() - t0, 3)
+    _keep_if_best(r, st, row)
+    r.history.append(row)
+    _checkpoint(r, st, epoch, auc)
+    write_log(r.history, r.out)
+    if epoch == int(r.starts[st.index + 1]) or time.time() - r.last_plot > PLOT_EVERY_S:  # a stage's end, or a while
+        plot_curve(r.history, r.out / "curve.png", f"{r.name} ({r.run.get('profile')})")
+        r.last_plot = time.time()
+    r.log(f"epoch {epoch}/{r.total} [{st.spec.name}] loss {row.get('loss', float('nan')):.4f} val AUC {auc:.4f} "
+          f"lr {row['lr']:.2e} {row['seconds']:.1f} s" + (" *" if row["best"] else ""))
+    for cb in callbacks:
+        cb("epoch", {"epoch": epoch, "row": row, "model": r.model})
+
+
+def _finish(r: _Run) -> dict[str, Any]:
+    """``model.pt`` (the last stage's best checkpoint), the final log and curve, ``run.json``."""
+    final = [s.name for s in r.stages if s.name in r.stage_best]
     if not final:
-        raise SystemExit(f"{name}: no epoch was trained (every stage has 0 epochs)")
-    best = torch.load(work / f"best-{final[-1]}.pt", map_location="cpu", weights_only=False)
-    _save(best, out / "model.pt")
-    write_log(history, out)
-    plot_curve(history, out / "curve.png", f"{name} ({run.get('profile')})")
-    best_row = next((h for h in history if h["epoch"] == best["epoch"]), {})
+        raise SystemExit(f"{r.name}: no epoch was trained (every stage has 0 epochs)")
+    best = torch.load(r.work / f"best-{final[-1]}.pt", map_location="cpu", weights_only=False)
+    _save(best, r.out / "model.pt")
+    write_log(r.history, r.out)
+    plot_curve(r.history, r.out / "curve.png", f"{r.name} ({r.run.get('profile')})")
+    best_row = next((h for h in r.history if h["epoch"] == best["epoch"]), {})
     terms = {k: v for k, v in best_row.items() if k not in ("epoch", "stage", "best", "lr", "seconds", "data_s")}
-    summary = {**run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"],
-                                    "train_terms": terms},
-               "stage_best": stage_best, "epochs": total,
-               "val_auc_undefined": {str(k): v for k, v in sorted(undefined.items())},
-               "seconds": round(float(sum(h["seconds"] for h in history)), 2)}
-    write_json(out / "run.json", summary)
-    log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> {out / 'model.pt'}")
+    summary = {**r.run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"],
+                                      "train_terms": terms},
+               "stage_best": r.stage_best, "epochs": r.total,
+               "val_auc_undefined": {str(k): v for k, v in sorted(r.undefined.items())},
+               "seconds": round(float(sum(h["seconds"] for h in r.history)), 2)}
+    write_json(r.out / "run.json", summary)
+    r.log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> "
+          f"{r.out / 'model.pt'}")
     return summary
+
+
+def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | Path, hp: dict | None = None,
+          run: dict | None = None, *, profile: str = "demo", overrides: dict | None = None,
+          sets: dict | None = None, callbacks: Iterable[Callable[[str, dict], None]] = ()) -> dict[str, Any]:
+    """Train run ``name``; resume from ``<out>/state/last.pt`` when it matches. Returns the summary."""
+    hp = copy.deepcopy(hp) if hp is not None else resolve(name, profile, overrides, sets)
+    r = _prepare(name, manifest, shards_root, out, hp, {**RUN_DEFAULTS, **(run or {})})
+    _resume(r)
+    tr, va = r.data.train, r.data.val
+    r.log(f"device {r.device} ({r.run_info['precision']}), face weights: {r.run_info['face_weights']}, seed {r.seed}, "
+          f"{len(tr.identities)} train identities ({tr.n_faces} faces), {len(va.identities)} val identities")
+    st: _StageRun | None = None
+    for epoch in range(r.done + 1, r.total + 1):
+        s = r.stage_at(epoch)
+        if st is None or st.index != s:
+            st = _enter_stage(r, s, epoch)
+        _epoch(r, st, epoch, callbacks)
+    return _finish(r)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -50,6 +50,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
+
 
 def _discover() -> dict[str, str]:
     """Every module of this package not starting with ``_`` is a method plug-in, found by its
@@ -241,7 +243,7 @@ TWO_STREAM_DEBUG = {
 }
 
 
-# Speaker-classification pre-training of the voice stream (dje, biq_mwrn; see TwoStreamModel).
+# Speaker-classification pre-training of the voice stream (dje, biq_mwrn; see SpeakerPretrainModel).
 SPEAKER_STAGE = "speaker_pretrain"
 # Choice (the papers give no schedule): the project's one speaker pre-training setting, that
 # of voice2face's ``pretrain`` stage: Adam 1e-3, lr x 0.95 per epoch, 30 epochs of batches of
@@ -351,8 +353,59 @@ class FaceVoiceModel(nn.Module):
 
 
 class TwoStreamModel(FaceVoiceModel):
-    """A face stream (``face_net``) and a voice stream (``voice_net``) trained jointly in stage
-    ``main``, optionally after stage ``speaker_pretrain`` (:data:`SPEAKER_STAGE`), listed first.
+    """A face stream and a voice stream (dje, biq_mwrn, dimnet, pins, fop): the encoders
+    ``face_net`` (faces) and ``voice_net`` (voices), built from ``hp["face_net"]`` and
+    ``hp["voice_net"]`` first, in that order, so that a method's own modules are drawn after
+    them. A method adds its heads on the streams' features (:meth:`face_head`,
+    :meth:`voice_head`; none by default) and its loss; the embeddings scored are the heads'
+    outputs, L2-normalised (:meth:`embed_face`, :meth:`embed_voice`). The face weights the run
+    started from are the face stream's.
+    """
+
+    def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
+        super().__init__(hp, n_classes)
+        self.face_net = build_image_encoder(hp["face_net"], face_weights)
+        self.voice_net = build_voice_encoder(hp["voice_net"], n_bins)
+
+    def stream_dim(self, needed_by: str) -> int:
+        """The streams' common feature width; a ValueError naming ``needed_by`` when they differ."""
+        if self.face_net.dim != self.voice_net.dim:
+            raise ValueError(f"{self.name}: {needed_by} needs face_net.dim == voice_net.dim")
+        return self.face_net.dim
+
+    def weights_source(self) -> str:
+        return self.face_net.weights_source
+
+    def backbone_face(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.face_net(standardize_images(faces))
+
+    def backbone_voice(self, voices: torch.Tensor) -> torch.Tensor:
+        return self.voice_net(voices)
+
+    def face_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats
+
+    def voice_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats
+
+    def encode_face(self, faces: torch.Tensor) -> torch.Tensor:
+        """The face embedding before normalisation: the head on the face stream."""
+        return self.face_head(self.backbone_face(faces))
+
+    def encode_voice(self, voices: torch.Tensor) -> torch.Tensor:
+        """The voice embedding before normalisation: the head on the voice stream."""
+        return self.voice_head(self.backbone_voice(voices))
+
+    def embed_face(self, faces: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.encode_face(faces).float(), dim=1)
+
+    def embed_voice(self, voices: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.encode_voice(voices).float(), dim=1)
+
+
+class SpeakerPretrainModel(TwoStreamModel):
+    """Two streams trained jointly in stage ``main``, optionally after stage
+    ``speaker_pretrain`` (:data:`SPEAKER_STAGE`), listed first (dje, biq_mwrn).
 
     Stage ``speaker_pretrain``: the voice stream + a linear speaker classifier (with bias) on
     its output, cross-entropy over the *training identities* (the trainer's only labels: the

@@ -18,7 +18,7 @@ section: "语音子网络采用与 DIMNet-Voice 方法相同的结构,并使用�
 初始化" (the voice subnetwork has DIMNet-Voice's structure and is initialised with weights
 pre-trained on Voxceleb1; the face subnetwork likewise from VGGFace2, ``train.face_weights``).
 The voice stream is pre-trained here as a speaker classifier (DIMNet-voice + a linear
-classifier, cross-entropy; :class:`facevoice.training.methods.TwoStreamModel`), then ``main`` trains
+classifier, cross-entropy; :class:`facevoice.training.methods.SpeakerPretrainModel`), then ``main`` trains
 all of it, the voice stream included: "initialised" (初始化), not frozen.
 
 Choices where the paper is silent (named in the hyperparameters):
@@ -29,7 +29,7 @@ Choices where the paper is silent (named in the hyperparameters):
 - voice crops of 3-6 s (300-600 frames) in training; whole utterances (<= 10 s) to embed;
 - the voice pre-training (paper: task, data and schedule not given): speaker identification
   over the training identities only, with the project's one pre-training schedule; the
-  choices are written once, at :class:`facevoice.training.methods.TwoStreamModel` and
+  choices are written once, at :class:`facevoice.training.methods.SpeakerPretrainModel` and
   :data:`facevoice.training.methods.SPEAKER_PRETRAIN` (``demo`` and ``debug`` list the stage off).
 
 Ablations (paper table 4, and the margin sweep of fig. 7) as variants: ``sfc`` (one
@@ -52,12 +52,11 @@ from facevoice.training.methods import (
     SPEAKER_PRETRAIN_OFF,
     TWO_STREAM_DEBUG,
     TWO_STREAM_DEMO,
-    TwoStreamModel,
+    SpeakerPretrainModel,
     optimizer,
     stage,
     with_speaker_pretrain,
 )
-from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "biq_mwrn"
 TOPS = ("sfc", "dfc", "dfc_r", "mwrn")
@@ -126,34 +125,27 @@ class TopNet(nn.Module):
         return torch.tanh(x + self.eta * f)
 
 
-class BiQMWRN(TwoStreamModel):
+class BiQMWRN(SpeakerPretrainModel):
     name = NAME
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
-        super().__init__(hp, n_classes)
-        self.face_net = build_image_encoder(hp["face_net"], face_weights)
-        self.voice_net = build_voice_encoder(hp["voice_net"], n_bins)
-        if self.face_net.dim != self.voice_net.dim:
-            raise ValueError("the shared top network needs face_net.dim == voice_net.dim")
-        d = self.face_net.dim
+        super().__init__(hp, n_classes, n_bins, face_weights)
+        d = self.stream_dim("the shared top network")
         self.top = TopNet(hp["top"], d, int(hp["top_hidden"]), float(hp["eta_init"]))
         self.classifier = nn.Linear(d, n_classes)
         self.init_speaker_pretrain()
 
-    def weights_source(self) -> str:
-        return self.face_net.weights_source
+    def face_head(self, feats):
+        return self.top(feats)
 
-    def _face(self, faces):
-        return self.top(self.face_net(standardize_images(faces)))
-
-    def _voice(self, voices):
-        return self.top(self.voice_net(voices))
+    def voice_head(self, feats):
+        return self.top(feats)
 
     def loss(self, faces, voices, labels):
         if self.in_speaker_stage:
             return self.speaker_loss(voices, labels)
         hp = self.hp
-        fc, vc = self._face(faces).float(), self._voice(voices).float()
+        fc, vc = self.encode_face(faces).float(), self.encode_voice(voices).float()
         l_biq, terms = bi_quintuple_loss(fc, labels, vc, labels, float(hp["margin"]))
         l_id = F.cross_entropy(self.classifier(fc), labels) + F.cross_entropy(self.classifier(vc), labels)
         total = hp["biq_weight"] * l_biq + hp["id_weight"] * l_id
@@ -161,12 +153,6 @@ class BiQMWRN(TwoStreamModel):
         if self.hp["top"] == "mwrn":
             terms["eta"] = self.top.eta.detach().clone()
         return total, terms
-
-    def embed_face(self, faces):
-        return F.normalize(self._face(faces).float(), dim=1)
-
-    def embed_voice(self, voices):
-        return F.normalize(self._voice(voices).float(), dim=1)
 
 
 def build(hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None) -> BiQMWRN:

@@ -42,11 +42,10 @@ from facevoice.training.methods import (
     COMMON_DEFAULTS,
     TWO_STREAM_DEBUG,
     TWO_STREAM_DEMO,
-    FaceVoiceModel,
+    TwoStreamModel,
     optimizer,
     stage,
 )
-from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "dimnet"
 COVARIATES = ("identity",)  # what the trainer's batches carry
@@ -77,34 +76,21 @@ VARIANTS = {
 }
 
 
-class DIMNet(FaceVoiceModel):
+class DIMNet(TwoStreamModel):
     name = NAME
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
-        super().__init__(hp, n_classes)
         unknown = set(hp["covariates"]) - set(COVARIATES)
         if unknown:
             raise ValueError(f"dimnet: covariates {sorted(unknown)} are not in the training batches "
                              f"(available: {', '.join(COVARIATES)})")
-        self.face_net = build_image_encoder(hp["face_net"], face_weights)
-        self.voice_net = build_voice_encoder(hp["voice_net"], n_bins)
-        if self.face_net.dim != self.voice_net.dim:
-            raise ValueError("dimnet: one embedding space needs face_net.dim == voice_net.dim")
-        d = self.face_net.dim
+        super().__init__(hp, n_classes, n_bins, face_weights)
+        d = self.stream_dim("one embedding space")
         self.classifier = nn.Linear(d, n_classes)  # identity head (faces, and voices when shared)
         self.voice_classifier = None if hp["shared_classifier"] else nn.Linear(d, n_classes)
 
-    def weights_source(self) -> str:
-        return self.face_net.weights_source
-
-    def _face(self, faces):
-        return self.face_net(standardize_images(faces))
-
-    def _voice(self, voices):
-        return self.voice_net(voices)
-
     def loss(self, faces, voices, labels):
-        f, g = self._face(faces).float(), self._voice(voices).float()
+        f, g = self.encode_face(faces).float(), self.encode_voice(voices).float()
         vc = self.classifier if self.voice_classifier is None else self.voice_classifier
         logits_f, logits_v = self.classifier(f), vc(g)
         ce_f = F.cross_entropy(logits_f, labels)
@@ -115,12 +101,6 @@ class DIMNet(FaceVoiceModel):
             acc_f = (logits_f.argmax(1) == labels).float().mean()
             acc_v = (logits_v.argmax(1) == labels).float().mean()
         return total, {"id_face": ce_f.detach(), "id_voice": ce_v.detach(), "acc_face": acc_f, "acc_voice": acc_v}
-
-    def embed_face(self, faces):
-        return F.normalize(self._face(faces).float(), dim=1)
-
-    def embed_voice(self, voices):
-        return F.normalize(self._voice(voices).float(), dim=1)
 
 
 def build(hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None) -> DIMNet:

@@ -16,7 +16,7 @@ Stage ``speaker_pretrain`` (paper profile), before ``main``: "the face subnetwor
 initialized with pre-trained weights on the VGGFace2 dataset, and the voice subnetwork is
 initialized with pre-trained weights on Voxceleb1" (implementation details). The face weights
 are ``train.face_weights``; the voice stream is pre-trained here as a speaker classifier
-(DIMNet-voice + a linear classifier, cross-entropy; :class:`facevoice.training.methods.TwoStreamModel`),
+(DIMNet-voice + a linear classifier, cross-entropy; :class:`facevoice.training.methods.SpeakerPretrainModel`),
 then ``main`` trains all of it, the voice stream included, as the paper's "initialized" and
 "seamlessly train the face subnetwork and voice subnetwork" read (fine-tuned, not frozen).
 
@@ -32,7 +32,7 @@ Choices where the paper is silent (named in the hyperparameters):
 - voice crops of 3-6 s (300-600 frames) in training; whole utterances (<= 10 s) to embed;
 - the voice pre-training (paper: task, data and schedule not given): speaker identification
   over the training identities only, with the project's one pre-training schedule; the
-  choices are written once, at :class:`facevoice.training.methods.TwoStreamModel` and
+  choices are written once, at :class:`facevoice.training.methods.SpeakerPretrainModel` and
   :data:`facevoice.training.methods.SPEAKER_PRETRAIN` (``demo`` and ``debug`` list the stage off).
 
 Ablations (paper table 3), as variants: ``separate_fc`` (last FC not shared),
@@ -56,12 +56,11 @@ from facevoice.training.methods import (
     SPEAKER_PRETRAIN_OFF,
     TWO_STREAM_DEBUG,
     TWO_STREAM_DEMO,
-    TwoStreamModel,
+    SpeakerPretrainModel,
     optimizer,
     stage,
     with_speaker_pretrain,
 )
-from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "dje"
 
@@ -112,13 +111,11 @@ VARIANTS = {
 }
 
 
-class DJE(TwoStreamModel):
+class DJE(SpeakerPretrainModel):
     name = NAME
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
-        super().__init__(hp, n_classes)
-        self.face_net = build_image_encoder(hp["face_net"], face_weights)
-        self.voice_net = build_voice_encoder(hp["voice_net"], n_bins)
+        super().__init__(hp, n_classes, n_bins, face_weights)
         d = int(hp["embedding_dim"])
         self.fc_face = nn.Linear(self.face_net.dim, d)
         self.fc_voice = self.fc_face if hp["shared_fc"] else nn.Linear(self.voice_net.dim, d)
@@ -128,20 +125,17 @@ class DJE(TwoStreamModel):
         self.register_buffer("centers", torch.zeros(n_classes, d))
         self.init_speaker_pretrain()
 
-    def weights_source(self) -> str:
-        return self.face_net.weights_source
+    def face_head(self, feats):
+        return self.fc_face(feats)
 
-    def _face(self, faces):
-        return self.fc_face(self.face_net(standardize_images(faces)))
-
-    def _voice(self, voices):
-        return self.fc_voice(self.voice_net(voices))
+    def voice_head(self, feats):
+        return self.fc_voice(feats)
 
     def loss(self, faces, voices, labels):
         if self.in_speaker_stage:
             return self.speaker_loss(voices, labels)
         hp = self.hp
-        zf, zv = self._face(faces).float(), self._voice(voices).float()
+        zf, zv = self.encode_face(faces).float(), self.encode_voice(voices).float()
         ef, ev = F.normalize(zf, dim=1), F.normalize(zv, dim=1)
         l_rank, terms = bidirectional_ranking_loss(ef, ev, labels, hp["alpha1"], hp["alpha2"], hp["beta1"],
                                                    hp["beta2"], hp["lambda3"], hp["lambda4"])
@@ -154,12 +148,6 @@ class DJE(TwoStreamModel):
         total = hp["rank_weight"] * l_rank + hp["lambda1"] * l_id + hp["lambda2"] * l_cen
         terms.update({"rank": l_rank.detach(), "id": l_id.detach(), "center": l_cen.detach()})
         return total, terms
-
-    def embed_face(self, faces):
-        return F.normalize(self._face(faces).float(), dim=1)
-
-    def embed_voice(self, voices):
-        return F.normalize(self._voice(voices).float(), dim=1)
 
 
 def build(hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None) -> DJE:

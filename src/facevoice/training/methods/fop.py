@@ -47,9 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from facevoice.training.methods import COMMON_DEFAULTS, DEMO_EPOCHS, FaceVoiceModel, optimizer, stage
+from facevoice.training.methods import COMMON_DEFAULTS, DEMO_EPOCHS, TwoStreamModel, optimizer, stage
 from facevoice.training.methods.ssnet_fop import SSNetFOP
-from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "fop"
 
@@ -102,7 +101,7 @@ VARIANTS = {
 }
 
 
-class TwoStreamFOP(FaceVoiceModel):
+class TwoStreamFOP(TwoStreamModel):
     name = NAME
 
     # the heads and the loss are ssnet_fop's (same attribute names: proj_face, proj_voice, gate,
@@ -111,24 +110,13 @@ class TwoStreamFOP(FaceVoiceModel):
     loss_from_features = SSNetFOP.loss_from_features
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
-        super().__init__(hp, n_classes)
-        self.face_net = build_image_encoder(hp["face_net"], face_weights)
-        self.voice_net = build_voice_encoder(hp["voice_net"], n_bins)
+        super().__init__(hp, n_classes, n_bins, face_weights)
         fb, fe = self.face_net.dim, self.voice_net.dim
         d = int(hp["fop_dim"])
         self.proj_face = nn.Linear(fb, d)
         self.proj_voice = nn.Linear(fe, d)
         self.gate = nn.Linear(fe + fb, d) if hp["fusion"] else None  # reads [e, b]
         self.fop_classifier = nn.Linear(d, n_classes, bias=False)
-
-    def weights_source(self) -> str:
-        return self.face_net.weights_source
-
-    def backbone_face(self, faces):
-        return self.face_net(standardize_images(faces))
-
-    def backbone_voice(self, voices):
-        return self.voice_net(voices)
 
     def loss(self, faces, voices, labels):
         return self.loss_from_features(self.backbone_face(faces), self.backbone_voice(voices), labels)

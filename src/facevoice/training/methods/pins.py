@@ -50,11 +50,10 @@ from facevoice.training.methods import (
     COMMON_DEFAULTS,
     TWO_STREAM_DEBUG,
     TWO_STREAM_DEMO,
-    FaceVoiceModel,
+    TwoStreamModel,
     optimizer,
     stage,
 )
-from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 NAME = "pins"
 
@@ -133,39 +132,27 @@ def contrastive_loss(face: torch.Tensor, voice: torch.Tensor, labels: torch.Tens
                   "neg_dist": neg_d.detach().mean() if len(neg_d) else torch.tensor(float("nan"))}
 
 
-class Pins(FaceVoiceModel):
+class Pins(TwoStreamModel):
     name = NAME
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
-        super().__init__(hp, n_classes)
-        self.face_net = build_image_encoder(hp["face_net"], face_weights)
-        self.voice_net = build_voice_encoder(hp["voice_net"], n_bins)
-        if self.face_net.dim != self.voice_net.dim:
-            raise ValueError("pins: one embedding space needs face_net.dim == voice_net.dim")
+        super().__init__(hp, n_classes, n_bins, face_weights)
+        self.stream_dim("one embedding space")
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # curriculum clock
-
-    def weights_source(self) -> str:
-        return self.face_net.weights_source
 
     def tau(self) -> float:
         hp = self.hp
         return curriculum_tau(int(self.steps), hp["tau_start"], hp["tau_step"], hp["tau_every"], hp["tau_max"])
 
     def loss(self, faces, voices, labels):
-        f = self.face_net(standardize_images(faces))
-        v = self.voice_net(voices)
+        f = self.encode_face(faces)
+        v = self.encode_voice(voices)
         tau = self.tau()
         total, terms = contrastive_loss(f, v, labels, float(self.hp["margin"]), tau)
         if self.training:
             self.steps += 1
         terms["tau"] = torch.tensor(tau)
         return total, terms
-
-    def embed_face(self, faces):
-        return F.normalize(self.face_net(standardize_images(faces)).float(), dim=1)
-
-    def embed_voice(self, voices):
-        return F.normalize(self.voice_net(voices).float(), dim=1)
 
 
 def build(hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None) -> Pins:
