@@ -245,3 +245,94 @@ def test_voice2face_and_ablation_rows_in_the_tables(results, tmp_path):
     C.compare([variant], tmp_path / "sh", protocol="seenheard")
     for folder in ("plain", "sh"):
         assert "(ablation)" not in (tmp_path / folder / "verification.md").read_text(), folder
+
+
+# --------------------------------------------------------------------------- the results' contract
+
+
+def _edited(d, tmp_path, edit, name="alpha"):
+    """alpha's results with ``edit(doc)`` applied, written to tmp_path."""
+    doc = json.loads((d / f"{name}.json").read_text())
+    edit(doc)
+    path = tmp_path / f"{name}-edited.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_renamed_or_missing_key_fails_naming_the_key_and_the_file(results, tmp_path, capsys):
+    from facevoice.evaluation.results import ResultsError
+
+    d, _ = results
+
+    def rename_auc(doc):
+        doc["verification"]["G"]["roc_auc"] = doc["verification"]["G"].pop("auc")
+
+    path = _edited(d, tmp_path, rename_auc)
+    with pytest.raises(ResultsError, match=r"missing key 'verification\.G\.auc'; unknown key 'verification\.G\.roc_auc'"):
+        C.compare([path], tmp_path / "out")
+    assert C.main(["--results", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "verification.G.auc" in err and "Traceback" not in err
+    # a stratum, a direction, an N, a protocol taken away: each named
+    for edit, key in ((lambda doc: doc["verification"].pop("N"), "verification.N"),
+                      (lambda doc: doc["retrieval"].pop("V-F"), "retrieval.V-F"),
+                      (lambda doc: doc["matching"]["F-V"]["U"].pop("6"), "matching.F-V.U.6"),
+                      (lambda doc: doc["matching"]["V-F"]["G"]["ci95"].pop("2"), "matching.V-F.G.ci95.2"),
+                      (lambda doc: doc.pop("matching"), "matching"),
+                      (lambda doc: doc["meta"].pop("dcf"), "meta.dcf")):
+        with pytest.raises(ResultsError, match=re.escape(key)) as err:
+            C.load_results([_edited(d, tmp_path, edit)])
+        assert "alpha-edited.json" in str(err.value)
+
+
+def test_a_dash_only_where_the_results_say_unavailable(results, tmp_path):
+    from facevoice.evaluation.results import ResultsError
+
+    d, _ = results
+    res = json.loads((d / "alpha.json").read_text())
+    assert res["verification"]["A"]["available"] is False and "age" in res["verification"]["A"]["reason"]
+    assert res["verification"]["U"]["available"] is True
+
+    def unavailable_g(doc):  # G marked unavailable, as a small split would write it
+        g = doc["verification"]["G"]
+        g.update({k: None for k in ("auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold", "ci95")})
+        g.update({k: 0 for k in ("n_trials", "n_positive", "n_negative", "n_identities")})
+        g.update({"available": False, "reason": "fewer than 2 identities of a gender"})
+
+    C.compare([_edited(d, tmp_path, unavailable_g)], tmp_path / "out", reference_path=None,
+              config={"reference": False})
+    md = (tmp_path / "out" / "verification.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| **alpha** |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] != C.DASH and cells[3] == C.DASH and cells[5] == C.DASH  # AUC U, G, A
+    assert "alpha, G: unavailable (fewer than 2 identities of a gender)" in md
+
+    # a figure that is null while its entry says available is refused, never a dash
+    def null_auc(doc):
+        doc["verification"]["G"]["auc"] = None
+
+    with pytest.raises(ResultsError, match=r"verification\.G\.auc: is null but the entry is available"):
+        C.load_results([_edited(d, tmp_path, null_auc)])
+
+    # a stratum the trial lists never held (not requested) is absent by record: a dash, "not in the results"
+    def not_requested(doc):
+        doc["verification"].pop("N")
+        doc["meta"]["trials"]["verification"]["strata"].remove("N")
+
+    C.compare([_edited(d, tmp_path, not_requested)], tmp_path / "out2", config={"reference": False})
+    md = (tmp_path / "out2" / "verification.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| **alpha** |"))
+    assert [c.strip() for c in row.strip("|").split("|")][4] == C.DASH and "alpha, N: not in the results" in md
+
+
+def test_results_of_another_format_are_refused(results, tmp_path):
+    from facevoice.evaluation.results import RESULTS_FORMAT, ResultsError
+
+    d, _ = results
+
+    def old(doc):
+        doc["meta"]["format"] = "facevoice-results/1"
+
+    with pytest.raises(ResultsError, match="meta.format.*evaluate the method again"):
+        C.load_results([_edited(d, tmp_path, old)])
+    assert json.loads((d / "alpha.json").read_text())["meta"]["format"] == RESULTS_FORMAT

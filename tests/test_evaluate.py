@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from facevoice.common.io import read_parquet
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
+from facevoice.evaluation import results as R
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
@@ -75,6 +77,15 @@ def test_json_shape_and_perfect_scores(setup, tmp_path):
         r = res["retrieval"][dname]
         assert {"map", "chance"} <= set(r)
         assert r["map"] == 1.0 and 0 < r["chance"] < 1
+    # availability is explicit, and the document is what facevoice.evaluation.results reads back
+    assert [v[s]["available"] for s in ("U", "G", "N", "A", "GNA")] == [True, True, True, False, False]
+    assert m["F-V"]["U"]["available"] == {str(n): n <= 8 for n in range(2, 11)}
+    assert res["retrieval"]["V-F"]["available"] is True and res["retrieval"]["V-F"]["reason"] is None
+    assert res["meta"]["format"] == R.RESULTS_FORMAT
+    assert res["meta"]["trials"]["verification"]["strata"] == ["A", "G", "GNA", "N", "U"]
+    back = R.load(out)
+    assert back.name == "perfect" and back.verification_at("U").auc == 1.0 and back.matching_at("V-F", "U").accuracy[9] is None
+    assert json.loads(json.dumps(back.to_json())) == res
     meta = res["meta"]
     assert meta["method"] == "perfect" and meta["scorer"] == "cosine"
     assert meta["bootstrap"]["n"] == 50 and meta["trials"]["verification"]["seed"] == 3
@@ -186,3 +197,45 @@ def test_a_method_is_scored_with_its_own_score(setup, tmp_path):
     with pytest.raises(ValueError, match="names the score 'manhattan'"):
         write_parquet(table, tmp_path / "bad.parquet", {"score": "manhattan"})
         E.run(str(tmp_path / "bad.parquet"), str(d / "trials"), str(tmp_path / "bad.json"), n_boot=0, verbose=False)
+
+
+def test_a_document_that_breaks_the_results_format_is_never_written(setup, tmp_path, monkeypatch):
+    d, _ = setup
+    real = E.evaluate
+
+    def renamed(*args, **kwargs):
+        res, roc = real(*args, **kwargs)
+        res["retrieval"]["F-V"]["mean_ap"] = res["retrieval"]["F-V"].pop("map")
+        return res, roc
+
+    monkeypatch.setattr(E, "evaluate", renamed)
+    out = tmp_path / "broken.json"
+    with pytest.raises(R.ResultsError, match=r"missing key 'retrieval\.F-V\.map'") as err:
+        E.run(str(d / "perfect.parquet"), str(d / "trials"), str(out), n_boot=0, verbose=False)
+    assert str(out) in str(err.value) and not out.exists()
+
+
+def test_results_entries_keep_availability_consistent():
+    """An unavailable entry has a reason and no figure; an available one figures and no reason."""
+    r = R._Reader("test.json")
+    ok = R.VerificationResult(True, auc=0.7, eer=0.3, min_dcf=0.9, n_trials=10, n_positive=5, n_negative=5,
+                              n_identities=4).to_json()
+    assert R.VerificationResult.from_json(r, ok, "verification.U").auc == 0.7
+    for change, message in (({"reason": "why"}, "reason: should be null"),
+                            ({"available": False, "reason": "why"}, "auc: should be null"),
+                            ({"eer": None}, "eer: is null but the entry is available"),
+                            ({"n_trials": 2.5}, "n_trials: should be a count"),
+                            ({"ci95": {"auc": [0.1, 0.2]}}, "missing key 'verification.U.ci95.eer'")):
+        with pytest.raises(R.ResultsError, match=re.escape(message)):
+            R.VerificationResult.from_json(r, {**ok, **change}, "verification.U")
+    gone = R.VerificationResult.unavailable("no age metadata").to_json()
+    assert R.VerificationResult.from_json(r, gone, "verification.A").available is False
+    with pytest.raises(R.ResultsError, match="should say why"):
+        R.VerificationResult.from_json(r, {**gone, "reason": None}, "verification.A")
+    m = R.MatchingResult({2: 0.6, 3: None}, {2: True, 3: False}, {2: 40, 3: 0}, {2: (0.5, 0.7), 3: None},
+                         "1:3: fewer than 3 identities").to_json()
+    assert R.MatchingResult.from_json(r, m, "matching.F-V.U").ci95 == {2: (0.5, 0.7), 3: None}
+    with pytest.raises(R.ResultsError, match="reason: should be null exactly when every N is available"):
+        R.MatchingResult.from_json(r, {**m, "reason": None}, "matching.F-V.U")
+    with pytest.raises(R.ResultsError, match=re.escape("matching.F-V.U.n_trials.3: should be 0")):
+        R.MatchingResult.from_json(r, {**m, "n_trials": {"2": 40, "3": 7}}, "matching.F-V.U")

@@ -158,3 +158,41 @@ def test_atomic_path_sweeps_a_killed_writers_temp_file(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and not stale.exists() and other.exists()
+
+
+def test_manifest_takes_identity_attributes_from_the_clip_table(tmp_path):
+    """The manifest job reads names, genders, nationalities and ages from clips.parquet (the
+    clip table written at planning), not from its command line; the split is the shard's."""
+    from facevoice.data.inputs import CLIP_COLUMNS
+
+    rows = [("id1/vA/00001", "id1", "vA", "00001", "N_1", "train", "f", "X", 31.0),
+            ("id1/vB/00001", "id1", "vB", "00001", "N_1", "seenheard", "f", "X", 31.0),  # a held-out video
+            ("id2/vA/00001", "id2", "vA", "00001", "N_2", "test", "m", None, None)]
+    clips = pd.DataFrame([r + ("", "", 0) for r in rows], columns=CLIP_COLUMNS)
+    clips.to_parquet(tmp_path / "clips.parquet")
+    kinds = ["logmel"]
+    batches = {}  # (identity, modality) -> its batch file, as the preprocessing writes them
+    for ident in ("id1", "id2"):
+        own = [r[0] for r in rows if r[1] == ident]
+        batches[ident, "face"] = batch_file(tmp_path / f"{ident}-f.parquet", "faces", faces.SCHEMA,
+                                            [(c, Result("ok", None, face_rows(1))) for c in own])
+        batches[ident, "voice"] = batch_file(tmp_path / f"{ident}-v.parquet", "features", features.SCHEMA,
+                                             [(c, Result("ok", None, feature_rows(kinds, 2))) for c in own])
+    root = tmp_path / "shards"
+    for (split, _), idents in shard_plan(clips, 1).items():
+        for modality in ("face", "voice"):
+            shards.write_shard([batches[i, modality] for i in idents], str(root / split / f"{modality}-00000.parquet"),
+                               modality, split, kinds, heldout=["id1/vB"])
+    out = tmp_path / "manifest.parquet"
+    assert shards.main(["manifest", "--clips", str(tmp_path / "clips.parquet"), "--root", str(root),
+                        "--buckets", "1", "--output", str(out)]) == 0
+    m = pq.read_table(out).to_pandas().set_index("item")
+    assert len(m) == 6
+    assert m.loc["id1/vA/00001/face/0000", ["name", "split", "gender", "nationality", "age"]].tolist() == \
+        ["N_1", "train", "f", "X", 31.0]
+    assert m.loc["id1/vB/00001/voice", "split"] == "seenheard" and m.loc["id1/vB/00001/voice", "name"] == "N_1"
+    assert m.loc["id2/vA/00001/voice", ["name", "gender"]].tolist() == ["N_2", "m"]
+    assert m.loc["id2/vA/00001/voice", ["nationality", "age"]].isna().all()  # missing metadata stays missing
+    (root / "test" / "voice-00000.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="voice-00000"):
+        shards.manifest_from_clips(str(tmp_path / "clips.parquet"), str(root), 1, str(out))

@@ -1,3 +1,5 @@
+from facevoice.evaluation.results import RESULTS_FORMAT
+
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings (EXTERNAL, common.smk).
 TRAINED = list(config.get("train", {}).get("methods", []))
@@ -20,6 +22,9 @@ rule evaluate:
     params:
         trials=parent_of("input", "trials"),
         cfg=eval_params("bootstrap", "dcf"),
+        # the results' format (facevoice.evaluation.results): a new one re-runs the evaluations
+        # (Snakemake's params trigger), so that compare never meets a file of the old format
+        results_format=RESULTS_FORMAT,
     log:
         f"{OUT}/logs/evaluate/{{split}}/{{method}}.log",
     conda:

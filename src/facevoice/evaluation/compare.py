@@ -29,8 +29,11 @@ gallery). The papers' ablation tables (``ablations`` in that file) are shown whe
 their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
 under the result of its variant (the full-model row under the method), the table's other
 rows after the other reported rows. A
-figure that does not exist (an unavailable stratum, a figure a paper does not report) is
-"—" (empty in the CSV); the notes under each table say why for ours.
+figure that does not exist is "—" (empty in the CSV): for ours only where the results say so
+(a stratum or N marked ``available: false`` with its reason, or one the trial lists did not
+hold), and the notes under each table say why; for the papers, a figure they do not report.
+Results are read through :mod:`facevoice.evaluation.results`: a file with a missing, renamed
+or unknown key is refused with the key and the file, never shown as a dash.
 
 ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
 method name in their metadata.
@@ -41,7 +44,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io as _io
-import json
 import os
 import sys
 from importlib import resources
@@ -52,6 +54,8 @@ import numpy as np
 
 from facevoice.common.io import atomic_path, read_parquet, write_text
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA
+from facevoice.evaluation.results import MatchingResult, Results, ResultsError
+from facevoice.evaluation.results import load as load_result
 
 N_VALUES = (2, 4, 6, 8, 10)
 #: Test protocols: unseen-unheard (identities never seen in training, the test split) and
@@ -78,16 +82,15 @@ DASH = "—"
 # --------------------------------------------------------------------------- inputs
 
 
-def load_results(paths: list[str | os.PathLike]) -> list[dict]:
+def load_results(paths: list[str | os.PathLike]) -> list[Results]:
+    """The results files, checked (:mod:`facevoice.evaluation.results`: a missing or renamed
+    key is a :class:`ResultsError` naming it and the file), with distinct method names."""
     out, seen = [], set()
     for p in paths:
-        with open(p, encoding="utf-8") as fh:
-            res = json.load(fh)
-        name = (res.get("meta") or {}).get("method") or Path(p).stem
-        if name in seen:
-            raise ValueError(f"two results are named {name!r}")
-        seen.add(name)
-        res["_name"] = name
+        res = load_result(p)
+        if res.name in seen:
+            raise ValueError(f"two results are named {res.name!r}")
+        seen.add(res.name)
         out.append(res)
     return out
 
@@ -154,6 +157,21 @@ def _from_result(value, ci, percent: bool = True) -> Cell:
     return Cell(float(value), lo, hi, decimals=DCF_DECIMALS)
 
 
+def _figure(entry, name: str, percent: bool = True) -> Cell:
+    """A verification or retrieval entry's figure; no figure ("—") only where the results
+    say so: the entry unavailable, or its stratum not in the trial lists (``entry`` None)."""
+    if entry is None or not entry.available:
+        return Cell()
+    return _from_result(getattr(entry, name), (entry.ci95 or {}).get(name), percent)
+
+
+def _accuracy(entry: MatchingResult | None, n: int) -> Cell:
+    """A matching stratum's 1:``n`` accuracy; none where N is unavailable or not in the lists."""
+    if entry is None or not entry.available.get(n, False):
+        return Cell()
+    return _from_result(entry.accuracy[n], entry.ci95[n])
+
+
 def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:
     """(csv name, group header, sub header) per column; Markdown joins group and sub."""
     if table == "verification":
@@ -170,31 +188,26 @@ def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:
     raise KeyError(table)
 
 
-def _ours(res: dict, table: str, cfg: dict) -> dict[str, Cell]:
+def _ours(res: Results, table: str, cfg: dict) -> dict[str, Cell]:
     cells: dict[str, Cell] = {}
-    v, m, r = res.get("verification") or {}, res.get("matching") or {}, res.get("retrieval") or {}
     if table == "verification":
         for s in VERIFICATION_STRATA:
-            e = v.get(s) or {}
-            ci = e.get("ci95") or {}
-            cells[f"auc_{s}"] = _from_result(e.get("auc"), ci.get("auc"))
-            cells[f"eer_{s}"] = _from_result(e.get("eer"), ci.get("eer"))
-            cells[f"mindcf_{s}"] = _from_result(e.get("min_dcf"), ci.get("min_dcf"), percent=False)
+            e = res.verification_at(s)
+            cells[f"auc_{s}"] = _figure(e, "auc")
+            cells[f"eer_{s}"] = _figure(e, "eer")
+            cells[f"mindcf_{s}"] = _figure(e, "min_dcf", percent=False)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
-                e = (m.get(d) or {}).get(s) or {}
-                cells[f"{d}_{s}"] = _from_result(e.get("2"), (e.get("ci95") or {}).get("2"))
+                cells[f"{d}_{s}"] = _accuracy(res.matching_at(d, s), 2)
     elif table == "matching_1vN":
         for d in DIRECTIONS:
-            e = (m.get(d) or {}).get("U") or {}
             for n in cfg["n_values"]:
-                cells[f"{d}_N{n}"] = _from_result(e.get(str(n)), (e.get("ci95") or {}).get(str(n)))
+                cells[f"{d}_N{n}"] = _accuracy(res.matching_at(d, "U"), n)
     elif table == "retrieval":
         for d in DIRECTIONS:
-            e = r.get(d) or {}
-            cells[f"map_{d}"] = _from_result(e.get("map"), (e.get("ci95") or {}).get("map"))
-            cells[f"chance_{d}"] = _from_result(e.get("chance"), None)
+            cells[f"map_{d}"] = _figure(res.retrieval_at(d), "map")
+            cells[f"chance_{d}"] = _figure(res.retrieval_at(d), "chance")
     return cells
 
 
@@ -234,7 +247,7 @@ def _reference(paper: dict, table: str, cfg: dict) -> tuple[dict[str, Cell], lis
     return cells, tables
 
 
-def _chance(results: list[dict], table: str, cfg: dict) -> dict[str, Cell]:
+def _chance(results: list[Results], table: str, cfg: dict) -> dict[str, Cell]:
     cells: dict[str, Cell] = {}
     if table == "verification":
         for s in VERIFICATION_STRATA:
@@ -251,26 +264,26 @@ def _chance(results: list[dict], table: str, cfg: dict) -> dict[str, Cell]:
                 cells[f"{d}_N{n}"] = Cell(100.0 / n)
     elif table == "retrieval":
         for d in DIRECTIONS:
-            ch = next(((res.get("retrieval") or {}).get(d, {}).get("chance") for res in results
-                       if ((res.get("retrieval") or {}).get(d) or {}).get("chance") is not None), None)
+            ch = next((res.retrieval_at(d).chance for res in results
+                       if res.retrieval_at(d) is not None and res.retrieval_at(d).chance is not None), None)
             cells[f"map_{d}"] = Cell(_pct(ch))
             cells[f"chance_{d}"] = Cell(_pct(ch))
     return cells
 
 
-def ablations_in_play(results: list[dict], ablations: list[dict]) -> list[dict]:
+def ablations_in_play(results: list[Results], ablations: list[dict]) -> list[dict]:
     """The ablation tables to show: those with a row whose variant (``method-variant``, not
     the full model alone) is among the results."""
-    names = {res["_name"] for res in results}
+    names = {res.name for res in results}
     return [a for a in ablations
             if any(r.get("variant") in names and r["variant"] != a["method"] for r in a.get("rows") or [])]
 
 
-def _ablation_rows(results: list[dict], ablations: list[dict], table: str,
+def _ablation_rows(results: list[Results], ablations: list[dict], table: str,
                    cfg: dict) -> tuple[dict[str, list[dict]], list[dict]]:
     """The papers' ablation rows of one table: {result name: rows to show under it}, and
     the other rows of the same tables (variant not evaluated, or none in the project)."""
-    names = {res["_name"] for res in results}
+    names = {res.name for res in results}
     beside: dict[str, list[dict]] = {}
     rest: list[dict] = []
     for a in ablations_in_play(results, ablations):
@@ -288,15 +301,15 @@ def _ablation_rows(results: list[dict], ablations: list[dict], table: str,
     return beside, rest
 
 
-def build_rows(results: list[dict], papers: list[dict], table: str, cfg: dict,
+def build_rows(results: list[Results], papers: list[dict], table: str, cfg: dict,
                ablations: list[dict] | None = None) -> list[dict]:
     """Rows of one table: ours (each followed by the paper's ablation row of its variant,
     if any), then chance, then the papers' reported figures, then their other ablation rows."""
     beside, rest = _ablation_rows(results, ablations or [], table, cfg) if cfg["reference"] else ({}, [])
     rows = []
     for res in results:
-        rows.append({"method": res["_name"], "kind": "ours", "figures": "ours", "cells": _ours(res, table, cfg)})
-        rows += beside.get(res["_name"], [])
+        rows.append({"method": res.name, "kind": "ours", "figures": "ours", "cells": _ours(res, table, cfg)})
+        rows += beside.get(res.name, [])
     rows.append({"method": "chance", "kind": "chance",
                  "figures": "chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
                  "cells": _chance(results, table, cfg)})
@@ -340,40 +353,48 @@ def _fmt(c: Cell, cfg: dict, latex: bool = False) -> str:
     return s
 
 
-def _notes(results: list[dict], table: str, cfg: dict) -> list[str]:
+def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
     notes = []
     for res in results:
-        name = res["_name"]
         if table == "verification":
-            for s in VERIFICATION_STRATA:
-                e = (res.get("verification") or {}).get(s)
-                if e is None:
-                    notes.append(f"{name}, {s}: not in the results")
-                elif e.get("auc") is None:
-                    notes.append(f"{name}, {s}: unavailable ({e.get('reason')})")
-            n = {s: (res.get("verification") or {}).get(s, {}).get("n_trials") for s in VERIFICATION_STRATA}
-            notes.append(f"{name}: trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items()))
+            notes += _verification_notes(res)
         elif table.startswith("matching"):
-            for d in DIRECTIONS:
-                for s, e in ((res.get("matching") or {}).get(d) or {}).items():
-                    if table == "matching_1vN" and s != "U":
-                        continue
-                    if e.get("reason"):
-                        notes.append(f"{name}, {d} {s}: {e['reason']}")
-                e = ((res.get("matching") or {}).get(d) or {}).get("U") or {}
-                nt = e.get("n_trials") or {}
-                if nt:
-                    notes.append(f"{name}, {d}: trials per list " + ", ".join(
-                        f"1:{k} {v}" for k, v in sorted(nt.items(), key=lambda kv: int(kv[0]))
-                        if table == "matching_1vN" or k == "2"))
+            notes += _matching_notes(res, table)
         elif table == "retrieval":
             for d in DIRECTIONS:
-                e = (res.get("retrieval") or {}).get(d) or {}
-                if e.get("map") is None:
-                    notes.append(f"{name}, {d}: unavailable ({e.get('reason')})")
+                e = res.retrieval_at(d)
+                if e is None:
+                    notes.append(f"{res.name}, {d}: not in the results")
+                elif not e.available:
+                    notes.append(f"{res.name}, {d}: unavailable ({e.reason})")
                 else:
-                    notes.append(f"{name}, {d}: {e['n_probes']} probes against a gallery of "
-                                 f"{e['gallery_size']}")
+                    notes.append(f"{res.name}, {d}: {e.n_probes} probes against a gallery of {e.gallery_size}")
+    return notes
+
+
+def _verification_notes(res: Results) -> list[str]:
+    notes = []
+    for s in VERIFICATION_STRATA:
+        e = res.verification_at(s)
+        if e is None:
+            notes.append(f"{res.name}, {s}: not in the results")
+        elif not e.available:
+            notes.append(f"{res.name}, {s}: unavailable ({e.reason})")
+    n = {s: getattr(res.verification_at(s), "n_trials", None) for s in VERIFICATION_STRATA}
+    notes.append(f"{res.name}: trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items()))
+    return notes
+
+
+def _matching_notes(res: Results, table: str) -> list[str]:
+    notes = []
+    for d in DIRECTIONS:
+        for s, e in ((res.matching or {}).get(d) or {}).items():
+            if (table != "matching_1vN" or s == "U") and e.reason:
+                notes.append(f"{res.name}, {d} {s}: {e.reason}")
+        nt = getattr(res.matching_at(d, "U"), "n_trials", {})
+        if nt:
+            notes.append(f"{res.name}, {d}: trials per list " + ", ".join(
+                f"1:{k} {v}" for k, v in sorted(nt.items()) if table == "matching_1vN" or k == 2))
     return notes
 
 
@@ -481,7 +502,7 @@ def _savefig(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(results: list[dict], rocs: dict, stratum: str, path: Path) -> None:
+def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -492,21 +513,21 @@ def plot_roc(results: list[dict], rocs: dict, stratum: str, path: Path) -> None:
     ax.plot([0, 1], [1, 0], ls="--", c="lightgrey", lw=0.8, label="FPR = FNR")
     drawn, missing = 0, []
     for res in results:
-        e = (res.get("verification") or {}).get(stratum) or {}
-        roc = rocs.get(res["_name"])
-        if e.get("auc") is None:
-            missing.append(f"{res['_name']}: {e.get('reason') or 'unavailable'}")
+        e = res.verification_at(stratum)
+        roc = rocs.get(res.name)
+        if e is None or not e.available:
+            missing.append(f"{res.name}: {(e.reason if e else None) or 'unavailable'}")
             continue
         if roc is None:
-            missing.append(f"{res['_name']}: no ROC file")
+            missing.append(f"{res.name}: no ROC file")
             continue
         sub = roc[roc["stratum"] == stratum]
         if sub.empty:
-            missing.append(f"{res['_name']}: no ROC points")
+            missing.append(f"{res.name}: no ROC points")
             continue
         ax.plot(sub["fpr"], sub["tpr"], lw=1.5,
-                label=f"{res['_name']} (AUC {100 * e['auc']:.1f}, EER {100 * e['eer']:.1f})")
-        ax.plot([e["eer"]], [1 - e["eer"]], "o", ms=3, c=ax.lines[-1].get_color())
+                label=f"{res.name} (AUC {100 * e.auc:.1f}, EER {100 * e.eer:.1f})")
+        ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=ax.lines[-1].get_color())
         drawn += 1
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)",
            ylabel="true accept rate (TPR)", title=f"Verification ROC, stratum {stratum}")
@@ -526,7 +547,7 @@ def plot_roc(results: list[dict], rocs: dict, stratum: str, path: Path) -> None:
     _savefig(fig, path)
 
 
-def plot_1vN(results: list[dict], papers: list[dict], direction: str, path: Path, cfg: dict) -> None:
+def plot_1vN(results: list[Results], papers: list[dict], direction: str, path: Path, cfg: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -535,16 +556,15 @@ def plot_1vN(results: list[dict], papers: list[dict], direction: str, path: Path
     fig, ax = plt.subplots(figsize=(6, 4.2))
     top = 10
     for res in results:
-        e = ((res.get("matching") or {}).get(direction) or {}).get("U") or {}
-        ns = sorted(int(k) for k in e if k.isdigit() and e[k] is not None)
+        e = res.matching_at(direction, "U")
+        ns = sorted(n for n, ok in e.available.items() if ok) if e is not None else []
         if not ns:
             continue
         top = max(top, ns[-1])
-        acc = [100 * e[str(n)] for n in ns]
-        line, = ax.plot(ns, acc, "o-", ms=3, lw=1.5, label=res["_name"])
-        ci = e.get("ci95") or {}
-        if all(ci.get(str(n)) for n in ns):
-            ax.fill_between(ns, [100 * ci[str(n)][0] for n in ns], [100 * ci[str(n)][1] for n in ns],
+        acc = [100 * e.accuracy[n] for n in ns]
+        line, = ax.plot(ns, acc, "o-", ms=3, lw=1.5, label=res.name)
+        if all(e.ci95.get(n) for n in ns):
+            ax.fill_between(ns, [100 * e.ci95[n][0] for n in ns], [100 * e.ci95[n][1] for n in ns],
                             color=line.get_color(), alpha=0.15, lw=0)
     if cfg["reference"]:
         for p in papers:
@@ -582,7 +602,7 @@ def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None 
     written: list[Path] = []
     name = PROTOCOLS[protocol]
     combined = [f"# Face-voice association: comparison, {name.lower()} protocol", "",
-                "Methods: " + (", ".join(r["_name"] for r in results) or "none"), ""]
+                "Methods: " + (", ".join(r.name for r in results) or "none"), ""]
     if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
         combined += [f"No {name.lower()} figure of the seeds or the baselines is transcribed "
                      f"(facevoice/evaluation/reference_results.yaml): the tables hold ours and chance.", ""]
@@ -624,7 +644,7 @@ def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config
     ``by_protocol`` maps a protocol (:data:`PROTOCOLS`) to its results files.
     """
     cfg = {**COMPARE_DEFAULTS, **(config or {})}
-    results = {p: {r["_name"]: r for r in load_results(paths)} for p, paths in by_protocol.items()}
+    results = {p: {r.name: r for r in load_results(paths)} for p, paths in by_protocol.items()}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
     cols = [(p, table, key, f"{PROTOCOLS[p]} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
     lines = ["### Both protocols: verification and 1:2 matching, stratum U", "",
@@ -676,11 +696,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg["show_ci"] = False
     if a.no_reference:
         cfg["reference"] = False
-    written = compare(a.results, a.out, a.roc, a.reference, cfg)
-    if a.seenheard or a.seenheard_results:
-        written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, a.seenheard_roc, a.reference, cfg,
-                           protocol="seenheard")
-        written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)
+    try:
+        written = compare(a.results, a.out, a.roc, a.reference, cfg)
+        if a.seenheard or a.seenheard_results:
+            written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, a.seenheard_roc, a.reference,
+                               cfg, protocol="seenheard")
+            written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)
+    except ResultsError as exc:  # a results file that breaks the format: its name and the key, no traceback
+        print(f"[compare] {exc}", file=sys.stderr)
+        return 1
     print(f"[compare] wrote {len(written)} files to {a.out}", file=sys.stderr)
     return 0
 

@@ -18,20 +18,12 @@ modality; a class is instantiated without arguments; a plain function ``f(face, 
 (n,)`` on row-aligned arrays is used as ``pairs`` and broadcast for ``matrix``. The scorer
 always receives the face first.
 
-Output JSON (fractions in [0, 1]; the metric definitions are in :mod:`facevoice.evaluation.metrics`)::
-
-    {"verification": {S: {"auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold",
-                          "n_trials", "n_positive", "n_negative", "n_identities",
-                          "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi]},
-                          "reason",
-                          "accuracy_at_threshold": {"threshold", "accuracy"}}}
-                      for S in U, G, N, A, GNA,
-     "matching": {D: {S: {"2": acc, ..., "10": acc,        # U: 2..10; G, N, GN: 2
-                          "n_trials": {"2": n, ...}, "ci95": {"2": [lo, hi], ...},
-                          "reason"}}} for D in F-V, V-F,
-     "retrieval": {D: {"map", "chance", "n_probes", "gallery_size", "n_identities",
-                       "ci95": {"map": [lo, hi]}, "reason"}},
-     "meta": {method, code_version, embeddings, scorer, trials, bootstrap, dcf, definitions}}
+Output: the results JSON, whose format (:data:`RESULTS_FORMAT`) is written once, in
+:mod:`facevoice.evaluation.results`; every document is checked against it before it is
+written. In short: ``verification`` per stratum (AUC, EER and its threshold, minDCF and
+its threshold, counts), ``matching`` per direction, stratum and N (accuracy), ``retrieval``
+per direction (mAP and its chance level), each with ``ci95``, and ``meta`` (method,
+code_version, embeddings, scorer, trials, bootstrap, dcf, definitions).
 
 ``min_dcf`` is the normalised minimum detection cost with ``meta.dcf``'s P_target, C_miss
 and C_fa (config ``evaluation.dcf``; NIST SRE and VoxSRC's 0.01, 1, 1 by default).
@@ -39,12 +31,11 @@ and C_fa (config ``evaluation.dcf``; NIST SRE and VoxSRC's 0.01, 1, 1 by default
 ``accuracy_at_threshold`` is there only for a method with its own decision threshold (named
 as ``score_threshold`` in its embeddings' metadata; avgatn's |cos| > 0.5).
 
-An unavailable stratum keeps its keys with ``null`` values (``n_trials`` 0, ``ci95``
-null) and ``reason`` says why; ``reason`` is null otherwise. In matching, ``reason``
-covers the N that are unavailable (say 1:10 on a split of 8 identities), whose values
-are null. ``ci95`` holds 95% percentile bootstrap intervals over identities (B
-replicates, fixed seed; ``meta.bootstrap``): each replicate redraws the split's
-identities with replacement and weighs every trial by its owner's multiplicity
+A stratum the lists hold but cannot fill (no age metadata, fewer identities than N) is
+written ``available: false`` with the ``reason``; its figures are null. ``ci95`` holds 95%
+percentile bootstrap intervals over identities (B replicates, fixed seed;
+``meta.bootstrap``): each replicate redraws the split's identities with replacement and
+weighs every trial by its owner's multiplicity
 (verification: the face's identity; matching and retrieval: the probe's identity; the
 retrieval gallery stays whole). The same replicates serve every protocol and, with the
 same seed and lists, every method, so intervals of different methods are comparable.
@@ -70,11 +61,10 @@ import pyarrow.parquet as pq
 
 from facevoice.common.io import read_parquet_meta, write_json, write_parquet
 from facevoice.common.version import code_version, file_sha256
-from facevoice.evaluation import metrics
+from facevoice.evaluation import metrics, results
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config, read_trials
+from facevoice.evaluation.results import RESULTS_FORMAT, MatchingResult, RetrievalResult, VerificationResult
 
-RESULTS_FORMAT = "facevoice-results/1"
-CI_KEY = "ci95"
 CI_LEVEL = 0.95
 EVAL_DEFAULTS = {"bootstrap": {"n": 1000, "seed": 0}, "retrieval": {"block_size": 512},
                  "dcf": dict(metrics.DCF_DEFAULTS)}
@@ -285,37 +275,13 @@ def write_embeddings(path: str | os.PathLike, ids, identities, modalities, vecto
 # --------------------------------------------------------------------------- evaluation
 
 
-def _pair_scores(scorer, F: np.ndarray, V: np.ndarray, fi: np.ndarray, vi: np.ndarray) -> np.ndarray:
-    out = np.empty(len(fi))
-    for lo in range(0, len(fi), PAIR_CHUNK):
-        out[lo:lo + PAIR_CHUNK] = scorer.pairs(F[fi[lo:lo + PAIR_CHUNK]], V[vi[lo:lo + PAIR_CHUNK]])
-    return out
-
-
 def _by_identity(codes: np.ndarray, values: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.bincount(codes, weights=values, minlength=n_ids),
             np.bincount(codes, minlength=n_ids).astype(np.float64))
 
 
-def _unavailable_verification(reason: str) -> dict:
-    return {"auc": None, "eer": None, "eer_threshold": None, "min_dcf": None, "min_dcf_threshold": None,
-            "n_trials": 0, "n_positive": 0,
-            "n_negative": 0, "n_identities": 0, CI_KEY: None, "reason": reason}
-
-
-def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], scorer=None,
-             n_boot: int = 1000, boot_seed: int = 0, block_size: int = 512,
-             progress: Callable[[str], None] | None = None,
-             threshold: float | None = None, dcf: dict | None = None) -> tuple[dict, pd.DataFrame]:
-    """(results dict without ``meta``, ROC table) for one method. ``threshold``: a method's
-    decision threshold on its score; each verification stratum then also reports
-    ``accuracy_at_threshold`` (score > threshold means "same person"). ``dcf``: p_target,
-    c_miss, c_fa of minDCF."""
-    scorer = as_scorer(scorer)
-    say = progress or (lambda s: None)
-    F = _prepare(scorer, "face", emb.face)
-    V = _prepare(scorer, "voice", emb.voice)
-
+def bootstrap_identities(lists: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
+    """The identities the bootstrap redraws: every identity of the lists, sorted."""
     universe: set[str] = set()
     if "verification" in lists:
         d = lists["verification"][0]
@@ -324,144 +290,195 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
         universe |= set(lists["matching"][0]["probe_identity"])
     if "retrieval" in lists:
         universe |= set(lists["retrieval"][0]["identity"])
-    ids = sorted(universe)
-    code = {k: i for i, k in enumerate(ids)}
-    W = metrics.identity_bootstrap_weights(len(ids), n_boot, boot_seed)
-    ci = (lambda reps: metrics.percentile_ci(reps, CI_LEVEL)) if n_boot else (lambda reps: None)
+    return sorted(universe)
 
-    result: dict[str, Any] = {}
-    roc_frames = []
 
-    # verification
+@dataclass
+class _Scoring:
+    """What every protocol scores with: the scorer and the prepared embeddings (face ``F``,
+    voice ``V``), the bootstrap (identity codes and replicate weights ``W``) and the options."""
+
+    emb: Embeddings
+    scorer: Any
+    F: np.ndarray
+    V: np.ndarray
+    code: dict[str, int]
+    W: np.ndarray
+    n_boot: int
+    block_size: int
+    say: Callable[[str], None]
+    threshold: float | None
+    dcf: dict | None
+
+    @property
+    def n_ids(self) -> int:
+        return len(self.code)
+
+    def owners(self, identities) -> np.ndarray:
+        """Each trial's bootstrap unit, from its owner's identity."""
+        return np.array([self.code[i] for i in identities], dtype=np.int64)
+
+    def ci(self, replicates) -> list[float] | None:
+        return metrics.percentile_ci(replicates, CI_LEVEL)
+
+    def pair_scores(self, fi: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        """Scores of the (face row, voice row) pairs, in chunks."""
+        out = np.empty(len(fi))
+        for lo in range(0, len(fi), PAIR_CHUNK):
+            out[lo:lo + PAIR_CHUNK] = self.scorer.pairs(self.F[fi[lo:lo + PAIR_CHUNK]], self.V[vi[lo:lo + PAIR_CHUNK]])
+        return out
+
+
+def _verification(ctx: _Scoring, df: pd.DataFrame, meta: dict) -> tuple[dict[str, VerificationResult], list]:
+    """Every stratum of the verification list (the usual ones first), and their ROC frames."""
+    out, rocs = {}, []
+    order = [s for s in VERIFICATION_STRATA if s in meta["strata"]] + \
+            [s for s in meta["strata"] if s not in VERIFICATION_STRATA]
+    for s in order:
+        st = meta["strata"][s]
+        sub = df[df["stratum"] == s]
+        if not st["available"] or len(sub) == 0:
+            out[s] = VerificationResult.unavailable(st.get("reason") or "no trials")
+            continue
+        ctx.say(f"verification {s}: {len(sub)} trials")
+        out[s], roc = _verification_stratum(ctx, sub)
+        rocs.append(pd.DataFrame({"stratum": s, **roc}))
+    return out, rocs
+
+
+def _verification_stratum(ctx: _Scoring, sub: pd.DataFrame) -> tuple[VerificationResult, dict]:
+    fi = ctx.emb.rows("face", sub["face"], sub["face_identity"])
+    vi = ctx.emb.rows("voice", sub["voice"], sub["voice_identity"])
+    labels = sub["label"].to_numpy().astype(np.int8)
+    scores = ctx.pair_scores(fi, vi)
+    ci95 = accuracy = None
+    if ctx.n_boot:
+        a, e, d = metrics.bootstrap_auc_eer(labels, scores, ctx.owners(sub["face_identity"]), ctx.W, dcf=ctx.dcf)
+        ci95 = {"auc": ctx.ci(a), "eer": ctx.ci(e), "min_dcf": ctx.ci(d)}
+    if ctx.threshold is not None:  # the method's own decision rule (avgatn: |cos| > 0.5)
+        accuracy = {"threshold": float(ctx.threshold),
+                    "accuracy": float(np.mean((scores > ctx.threshold) == (labels == 1)))}
+    result = VerificationResult(
+        available=True, **metrics.verification_metrics(labels, scores, ctx.dcf),
+        n_identities=int(len(set(sub["face_identity"]) | set(sub["voice_identity"]))),
+        ci95=ci95, accuracy_at_threshold=accuracy)
+    fpr, tpr, thr = metrics.roc_points(labels, scores)
+    return result, {"fpr": fpr, "tpr": tpr, "threshold": thr}
+
+
+def _matching(ctx: _Scoring, df: pd.DataFrame, meta: dict) -> dict[str, dict[str, MatchingResult]]:
+    """Every direction, stratum (the usual ones first) and N of the matching list."""
+    out: dict[str, dict[str, MatchingResult]] = {}
+    for direction in DIRECTIONS:
+        out[direction] = {}
+        keys = [k.split("/") for k in meta["strata"] if k.startswith(direction + "/")]
+        strata = [s for s in MATCHING_STRATA if any(k[1] == s for k in keys)] + \
+                 sorted({k[1] for k in keys} - set(MATCHING_STRATA))
+        for s in strata:
+            ns = sorted(int(k[2]) for k in keys if k[1] == s)
+            out[direction][s] = _matching_stratum(ctx, df, meta, direction, s, ns)
+    return out
+
+
+def _matching_stratum(ctx: _Scoring, df: pd.DataFrame, meta: dict, direction: str, stratum: str,
+                      ns: list[int]) -> MatchingResult:
+    accuracy, available, n_trials, ci95 = {}, {}, {}, {}
+    reasons: dict[str, list[int]] = {}
+    for n in ns:
+        st = meta["strata"][f"{direction}/{stratum}/{n}"]
+        sub = df[(df["direction"] == direction) & (df["stratum"] == stratum) & (df["n_candidates"] == n)]
+        if not st["available"] or len(sub) == 0:
+            accuracy[n], available[n], n_trials[n], ci95[n] = None, False, 0, None
+            reasons.setdefault(st.get("reason") or "no trials", []).append(n)
+            continue
+        ctx.say(f"matching {direction} {stratum} 1:{n}: {len(sub)} trials")
+        correct = _matching_correct(ctx, sub, direction, n)
+        accuracy[n], available[n], n_trials[n] = float(correct.mean()), True, int(len(sub))
+        num, den = _by_identity(ctx.owners(sub["probe_identity"]), correct.astype(float), ctx.n_ids)
+        ci95[n] = ctx.ci(metrics.bootstrap_ratio(num, den, ctx.W)) if ctx.n_boot else None
+    reason = "; ".join(f"1:{','.join(map(str, v))}: {r}" for r, v in reasons.items()) if reasons else None
+    return MatchingResult(accuracy, available, n_trials, ci95, reason)
+
+
+def _matching_correct(ctx: _Scoring, sub: pd.DataFrame, direction: str, n: int) -> np.ndarray:
+    """Per trial of one 1:``n`` list: does the true candidate score strictly highest?"""
+    pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
+    pi = ctx.emb.rows(pmod, sub["probe"], sub["probe_identity"])
+    cand = np.concatenate(sub["candidates"].to_numpy()) if len(sub) else np.zeros(0)
+    cid = np.concatenate(sub["candidate_identities"].to_numpy())
+    ci_ = ctx.emb.rows(cmod, cand, cid)
+    pr = np.repeat(pi, n)
+    sc = ctx.pair_scores(pr, ci_) if direction == "F-V" else ctx.pair_scores(ci_, pr)
+    return metrics.matching_correct(sc.reshape(len(sub), n), sub["target"].to_numpy())
+
+
+def _retrieval(ctx: _Scoring, df: pd.DataFrame, meta: dict) -> dict[str, RetrievalResult]:
+    """Both directions of the retrieval list."""
+    out = {}
+    for direction in DIRECTIONS:
+        st = meta["strata"].get(direction, {"available": False, "reason": "not in the lists"})
+        pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
+        probes = df[(df["modality"] == pmod) & df["probe"]]
+        gallery = df[df["modality"] == cmod]
+        if not st["available"] or len(probes) == 0 or len(gallery) == 0:
+            out[direction] = RetrievalResult.unavailable(st.get("reason") or "no probes", int(len(gallery)))
+            continue
+        ctx.say(f"retrieval {direction}: {len(probes)} probes x {len(gallery)} gallery")
+        out[direction] = _retrieval_direction(ctx, direction, probes, gallery)
+    return out
+
+
+def _retrieval_direction(ctx: _Scoring, direction: str, probes: pd.DataFrame,
+                         gallery: pd.DataFrame) -> RetrievalResult:
+    pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
+    pi = ctx.emb.rows(pmod, probes["item"], probes["identity"])
+    gi = ctx.emb.rows(cmod, gallery["item"], gallery["identity"])
+    gcode, pcode = ctx.owners(gallery["identity"]), ctx.owners(probes["identity"])
+    G = (ctx.V if cmod == "voice" else ctx.F)[gi]
+    P = (ctx.F if pmod == "face" else ctx.V)[pi]
+    aps = np.empty(len(pi))
+    for lo in range(0, len(pi), ctx.block_size):
+        blk = P[lo:lo + ctx.block_size]
+        S = ctx.scorer.matrix(blk, G) if direction == "F-V" else ctx.scorer.matrix(G, blk).T
+        rel = gcode[None, :] == pcode[lo:lo + ctx.block_size, None]
+        aps[lo:lo + ctx.block_size] = metrics.average_precisions(S, rel)
+    n_rel = np.bincount(gcode, minlength=ctx.n_ids)[pcode]
+    ok = n_rel > 0
+    if not ok.any():
+        return RetrievalResult.unavailable("no probe has a relevant gallery item", int(len(gi)))
+    chance = metrics.expected_random_ap(len(gi), n_rel[ok])
+    num, den = _by_identity(pcode[ok], aps[ok], ctx.n_ids)
+    return RetrievalResult(
+        available=True, map=float(np.mean(aps[ok])), chance=float(np.mean(chance)), n_probes=int(ok.sum()),
+        gallery_size=int(len(gi)), n_identities=int(len(set(pcode[ok]))),
+        ci95={"map": ctx.ci(metrics.bootstrap_ratio(num, den, ctx.W))} if ctx.n_boot else None)
+
+
+def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], scorer=None,
+             n_boot: int = 1000, boot_seed: int = 0, block_size: int = 512,
+             progress: Callable[[str], None] | None = None,
+             threshold: float | None = None, dcf: dict | None = None) -> tuple[dict, pd.DataFrame]:
+    """(results' protocol sections without ``meta``, as JSON objects; ROC table) for one
+    method. ``threshold``: a method's decision threshold on its score; each verification
+    stratum then also reports ``accuracy_at_threshold`` (score > threshold means "same
+    person"). ``dcf``: p_target, c_miss, c_fa of minDCF."""
+    scorer = as_scorer(scorer)
+    ids = bootstrap_identities(lists)
+    ctx = _Scoring(emb, scorer, _prepare(scorer, "face", emb.face), _prepare(scorer, "voice", emb.voice),
+                   {k: i for i, k in enumerate(ids)}, metrics.identity_bootstrap_weights(len(ids), n_boot, boot_seed),
+                   n_boot, block_size, progress or (lambda s: None), threshold, dcf)
+    sections: dict[str, Any] = {}
+    roc_frames: list[pd.DataFrame] = []
     if "verification" in lists:
-        df, meta = lists["verification"]
-        out = {}
-        order = [s for s in VERIFICATION_STRATA if s in meta["strata"]] + \
-                [s for s in meta["strata"] if s not in VERIFICATION_STRATA]
-        for s in order:
-            st = meta["strata"][s]
-            sub = df[df["stratum"] == s]
-            if not st["available"] or len(sub) == 0:
-                out[s] = _unavailable_verification(st.get("reason") or "no trials")
-                continue
-            say(f"verification {s}: {len(sub)} trials")
-            fi = emb.rows("face", sub["face"], sub["face_identity"])
-            vi = emb.rows("voice", sub["voice"], sub["voice_identity"])
-            labels = sub["label"].to_numpy().astype(np.int8)
-            scores = _pair_scores(scorer, F, V, fi, vi)
-            m = metrics.verification_metrics(labels, scores, dcf)
-            owner = np.array([code[i] for i in sub["face_identity"]], dtype=np.int64)
-            m["n_identities"] = int(len(set(sub["face_identity"]) | set(sub["voice_identity"])))
-            if n_boot:
-                a, e, d = metrics.bootstrap_auc_eer(labels, scores, owner, W, dcf=dcf)
-                m[CI_KEY] = {"auc": ci(a), "eer": ci(e), "min_dcf": ci(d)}
-            else:
-                m[CI_KEY] = None
-            m["reason"] = None
-            if threshold is not None:  # the method's own decision rule (avgatn: |cos| > 0.5)
-                m["accuracy_at_threshold"] = {"threshold": float(threshold),
-                                              "accuracy": float(np.mean((scores > threshold) == (labels == 1)))}
-            out[s] = m
-            fpr, tpr, thr = metrics.roc_points(labels, scores)
-            roc_frames.append(pd.DataFrame({"stratum": s, "fpr": fpr, "tpr": tpr, "threshold": thr}))
-        result["verification"] = out
-
-    # matching
+        sections["verification"], roc_frames = _verification(ctx, *lists["verification"])
     if "matching" in lists:
-        df, meta = lists["matching"]
-        out = {}
-        for direction in DIRECTIONS:
-            out[direction] = {}
-            keys = [k.split("/") for k in meta["strata"] if k.startswith(direction + "/")]
-            strata = [s for s in MATCHING_STRATA if any(k[1] == s for k in keys)] + \
-                     sorted({k[1] for k in keys} - set(MATCHING_STRATA))
-            for s in strata:
-                ns = sorted(int(k[2]) for k in keys if k[1] == s)
-                entry: dict[str, Any] = {}
-                n_trials, cis, reasons = {}, {}, {}
-                for n in ns:
-                    st = meta["strata"][f"{direction}/{s}/{n}"]
-                    sub = df[(df["direction"] == direction) & (df["stratum"] == s)
-                             & (df["n_candidates"] == n)]
-                    if not st["available"] or len(sub) == 0:
-                        entry[str(n)], n_trials[str(n)], cis[str(n)] = None, 0, None
-                        reasons.setdefault(st.get("reason") or "no trials", []).append(n)
-                        continue
-                    say(f"matching {direction} {s} 1:{n}: {len(sub)} trials")
-                    pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
-                    pi = emb.rows(pmod, sub["probe"], sub["probe_identity"])
-                    cand = np.concatenate(sub["candidates"].to_numpy()) if len(sub) else np.zeros(0)
-                    cid = np.concatenate(sub["candidate_identities"].to_numpy())
-                    ci_ = emb.rows(cmod, cand, cid)
-                    pr = np.repeat(pi, n)
-                    if direction == "F-V":
-                        sc = _pair_scores(scorer, F, V, pr, ci_)
-                    else:
-                        sc = _pair_scores(scorer, F, V, ci_, pr)
-                    correct = metrics.matching_correct(sc.reshape(len(sub), n),
-                                                       sub["target"].to_numpy())
-                    entry[str(n)] = float(correct.mean())
-                    n_trials[str(n)] = int(len(sub))
-                    owner = np.array([code[i] for i in sub["probe_identity"]], dtype=np.int64)
-                    num, den = _by_identity(owner, correct.astype(float), len(ids))
-                    cis[str(n)] = ci(metrics.bootstrap_ratio(num, den, W)) if n_boot else None
-                entry["n_trials"] = n_trials
-                entry[CI_KEY] = cis
-                entry["reason"] = ("; ".join(f"1:{','.join(map(str, v))}: {r}" for r, v in reasons.items())
-                                   if reasons else None)
-                out[direction][s] = entry
-        result["matching"] = out
-
-    # retrieval
+        sections["matching"] = _matching(ctx, *lists["matching"])
     if "retrieval" in lists:
-        df, meta = lists["retrieval"]
-        out = {}
-        for direction in DIRECTIONS:
-            st = meta["strata"].get(direction, {"available": False, "reason": "not in the lists"})
-            pmod, cmod = ("face", "voice") if direction == "F-V" else ("voice", "face")
-            probes = df[(df["modality"] == pmod) & df["probe"]]
-            gallery = df[df["modality"] == cmod]
-            if not st["available"] or len(probes) == 0 or len(gallery) == 0:
-                out[direction] = {"map": None, "chance": None, "n_probes": 0, "gallery_size": int(len(gallery)),
-                                  "n_identities": 0, CI_KEY: None,
-                                  "reason": st.get("reason") or "no probes"}
-                continue
-            say(f"retrieval {direction}: {len(probes)} probes x {len(gallery)} gallery")
-            pi = emb.rows(pmod, probes["item"], probes["identity"])
-            gi = emb.rows(cmod, gallery["item"], gallery["identity"])
-            gcode = np.array([code[i] for i in gallery["identity"]], dtype=np.int64)
-            pcode = np.array([code[i] for i in probes["identity"]], dtype=np.int64)
-            G = (V if cmod == "voice" else F)[gi]
-            P = (F if pmod == "face" else V)[pi]
-            aps = np.empty(len(pi))
-            for lo in range(0, len(pi), block_size):
-                blk = P[lo:lo + block_size]
-                S = scorer.matrix(blk, G) if direction == "F-V" else scorer.matrix(G, blk).T
-                rel = gcode[None, :] == pcode[lo:lo + block_size, None]
-                aps[lo:lo + block_size] = metrics.average_precisions(S, rel)
-            n_rel = np.bincount(gcode, minlength=len(ids))[pcode]
-            ok = n_rel > 0
-            if not ok.any():
-                out[direction] = {"map": None, "chance": None, "n_probes": 0,
-                                  "gallery_size": int(len(gi)), "n_identities": 0, CI_KEY: None,
-                                  "reason": "no probe has a relevant gallery item"}
-                continue
-            chance = metrics.expected_random_ap(len(gi), n_rel[ok])
-            num, den = _by_identity(pcode[ok], aps[ok], len(ids))
-            out[direction] = {
-                "map": float(np.mean(aps[ok])), "chance": float(np.mean(chance)),
-                "n_probes": int(ok.sum()), "gallery_size": int(len(gi)),
-                "n_identities": int(len(set(pcode[ok]))),
-                CI_KEY: {"map": ci(metrics.bootstrap_ratio(num, den, W))} if n_boot else None,
-                "reason": None,
-            }
-        result["retrieval"] = out
-
+        sections["retrieval"] = _retrieval(ctx, *lists["retrieval"])
     roc = (pd.concat(roc_frames, ignore_index=True) if roc_frames
            else pd.DataFrame({"stratum": pd.Series(dtype=str), "fpr": pd.Series(dtype=float),
                               "tpr": pd.Series(dtype=float), "threshold": pd.Series(dtype=float)}))
-    result["_bootstrap_identities"] = len(ids)
-    return result, roc
+    return results.sections_json(sections), roc
 
 
 def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
@@ -481,9 +498,21 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
         scorer = SCORERS[emb_meta["score"]]()
     dcf = {**metrics.DCF_DEFAULTS, **(dcf or {})}
     result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf)
-    n_ids = result.pop("_bootstrap_identities")
     method = method or Path(out).stem
-    result["meta"] = {
+    result["meta"] = _meta(emb, lists, embeddings, trials, method, getattr(scorer, "name", scorer_spec or "custom"),
+                           n_boot, boot_seed, dcf)
+    results.validate(result, out)  # the format compare reads: a broken document is never written
+    write_json(out, result)
+    if roc_out:
+        write_parquet(pa.Table.from_pandas(roc, preserve_index=False), roc_out,
+                      meta={"method": method, "format": "facevoice-roc/1"})
+    return result
+
+
+def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: str, scorer: str,
+          n_boot: int, boot_seed: int, dcf: dict) -> dict:
+    """The results' ``meta``: the method, its inputs and every setting the figures depend on."""
+    return {
         "format": RESULTS_FORMAT,
         "method": method,
         "code_version": code_version(),
@@ -491,23 +520,19 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
                        "n_face": int(emb.face.shape[0]), "n_voice": int(emb.voice.shape[0]),
                        "dim_face": int(emb.face.shape[1]) if emb.face.ndim == 2 else 0,
                        "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0},
-        "scorer": getattr(scorer, "name", scorer_spec or "custom"),
+        "scorer": scorer,
         "trials": {k: {"path": str(Path(trials) / f"{k}.parquet"), "split": m.get("split"),
                        "seed": m.get("seed"), "source": m.get("source"),
                        "manifest_sha256": (m.get("manifest") or {}).get("sha256"),
-                       "code_version": m.get("code_version")} for k, (_, m) in lists.items()},
+                       "code_version": m.get("code_version"), "strata": list(m["strata"])}
+                   for k, (_, m) in lists.items()},
         "bootstrap": {"n": int(n_boot), "seed": int(boot_seed), "level": CI_LEVEL,
-                      "method": "percentile", "unit": "identity", "n_identities": int(n_ids),
+                      "method": "percentile", "unit": "identity", "n_identities": len(bootstrap_identities(lists)),
                       "owner": {"verification": "face identity", "matching": "probe identity",
                                 "retrieval": "probe identity (gallery fixed)"}},
         "dcf": dcf,
         "definitions": DEFINITIONS,
     }
-    write_json(out, result)
-    if roc_out:
-        write_parquet(pa.Table.from_pandas(roc, preserve_index=False), roc_out,
-                      meta={"method": method, "format": "facevoice-roc/1"})
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
