@@ -175,3 +175,38 @@ def test_draw_splits_is_seeded_and_identity_disjoint(tmp_path):
     with pytest.raises(ValueError, match="keep one for training"):
         mavceleb.draw_splits(ids[:3], val=1, test=2)
 
+
+def test_the_manifest_carries_each_clips_language(tmp_path):
+    """manifest_from_clips takes the language of every clip from the clip table (per clip, not
+    per identity: an identity speaks several), and leaves it null where the table has none."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from facevoice.common.io import write_parquet
+    from facevoice.data.batch import Result, batch_writer
+    from facevoice.data.inputs import shard_files
+    from facevoice.preprocess import faces, shards
+
+    make_tree(tmp_path)
+    clips = list_clips(config_for(tmp_path))
+    clips.loc[clips["clip"] == "id0003/Urdu.vidG/00001", "language"] = None  # missing stays missing
+    write_parquet(pa.Table.from_pandas(clips, preserve_index=False), tmp_path / "clips.parquet", {})
+    one_face = pa.table({"frame_index": [0], "time_s": [0.0], "prob": [0.99], "box": [[0.0] * 4],
+                         "landmarks": [[0.0] * 10], "n_faces": [1], "image": [b"x"]}, schema=faces.SCHEMA)
+    root = tmp_path / "shards"
+    for rel in shard_files(clips, 1):
+        split, modality = rel.split("/")[0], rel.split("/")[1].split("-")[0]
+        if modality == "voice":  # face shards suffice here: the manifest indexes whatever the shards hold
+            continue
+        batch = tmp_path / f"{split}.parquet"
+        with batch_writer(batch, faces.SCHEMA, {"stage": "faces"}) as w:
+            for clip in clips.loc[clips["split"] == split, "clip"]:
+                w.add(clip, clip, Result("ok", None, one_face))
+        shards.write_shard([str(batch)], str(root / rel), "face", split)
+        shards.write_shard([], str(root / rel.replace("face-", "voice-")), "voice", split, ["logmel"])
+    shards.manifest_from_clips(str(tmp_path / "clips.parquet"), str(root), 1, str(root / "manifest.parquet"))
+    m = pq.read_table(root / "manifest.parquet").to_pandas().set_index("clip")
+    assert m.loc["id0001/English.vidA/00000", "language"] == "English"
+    assert m.loc["id0001/Urdu.vidC/00001", "language"] == "Urdu"
+    assert m.loc["id0003/Urdu.vidG/00000", "language"] == "Urdu"
+    assert pd.isna(m.loc["id0003/Urdu.vidG/00001", "language"])
