@@ -205,3 +205,33 @@ def languages(clips: pd.DataFrame, split: str | None = None) -> list[str]:
     if "language" not in rows.columns:
         return []
     return sorted(str(x) for x in rows["language"].dropna().unique())
+
+
+def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """(training language, test languages) of config ``fame:``, checked against the clip table;
+    None when ``fame.train_language`` is not set (no FAME protocol).
+
+    The training language must be spoken by training identities, and each test language by
+    test identities (``fame.test_languages``; empty: every language of the test split).
+    """
+    section = config.get("fame") or {}
+    train = section.get("train_language")
+    if not train:
+        return None
+    if config["input"]["layout"] != "mavceleb":
+        raise InputError(f"config key 'fame.train_language' is {train!r}, but only input.layout 'mavceleb' "
+                         f"gives clips a language (layout {config['input']['layout']!r})")
+    spoken = languages(clips, "train")
+    if train not in spoken:
+        raise InputError(f"config key 'fame.train_language': no training identity speaks {train!r}; "
+                         f"languages of the training split: {spoken}")
+    tested = languages(clips, "test")
+    if not tested:
+        raise InputError("config key 'fame.train_language' is set, but the test split has no identity "
+                         "(input.splits: set 4) to verify on")
+    wanted = list(section.get("test_languages") or tested)
+    missing = [x for x in wanted if x not in tested]
+    if missing:
+        raise InputError(f"config key 'fame.test_languages': no test identity speaks {missing}; "
+                         f"languages of the test split: {tested}")
+    return train, wanted
