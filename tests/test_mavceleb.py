@@ -1,5 +1,7 @@
 """The MAV-Celeb input layout: clips per identity per language, metadata, splits, malformed trees."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
@@ -210,3 +212,31 @@ def test_the_manifest_carries_each_clips_language(tmp_path):
     assert m.loc["id0001/Urdu.vidC/00001", "language"] == "Urdu"
     assert m.loc["id0003/Urdu.vidG/00000", "language"] == "Urdu"
     assert pd.isna(m.loc["id0003/Urdu.vidG/00001", "language"])
+
+
+def test_miniature_tree_from_demo_media(demo_corpus, tmp_path):
+    import soundfile as sf
+    from PIL import Image
+
+    from facevoice.data.inputs import read_meta as read_vox1_meta
+    from facevoice.testing import mavceleb_tree
+
+    demo_ids = sorted(read_vox1_meta(demo_corpus / "vox1_meta.csv"))[:2]
+    root = mavceleb_tree(demo_corpus, tmp_path / "mav", identities=demo_ids)
+    cfg = config_for(root, str(root / "v2_meta.csv"))
+    cfg["input"]["splits"] = str(root / "identity_splits.txt")
+    df = list_clips(cfg)
+    videos = sum(len(list((demo_corpus / "videos" / i).iterdir())) for i in demo_ids)
+    assert sorted(df["identity"].unique()) == ["id0001", "id0002"]
+    assert len(df) == sum(len(list((demo_corpus / "videos" / i).glob("*/*.mp4"))) for i in demo_ids)
+    assert df["video"].nunique() == videos
+    # two videos per identity: one per language, every identity speaks both
+    assert df.groupby("identity")["language"].nunique().tolist() == [2, 2]
+    assert df["gender"].isin(["m", "f"]).all() and df["split"].eq("train").all()  # the demo's first ids train
+    for rec in df.drop_duplicates("video").to_dict("records"):
+        frames = sorted(Path(rec["frames_source"]).glob("*.jpg"))
+        assert frames and frames[0].name == "000000025.jpg"
+        with Image.open(frames[0]) as im:
+            assert min(im.size) > 32
+        audio, rate = sf.read(rec["speech_source"])
+        assert rate == 16000 and audio.ndim == 1 and len(audio) > rate  # over a second of speech
