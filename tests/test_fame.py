@@ -13,7 +13,6 @@ from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import fame, trials
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
-
 SMALL = {"matching": {"n_trials": 20, "n_max": 3}}
 
 
@@ -210,3 +209,13 @@ def test_the_challenges_way_gives_the_pipelines_eer(tmp_path):
     assert got["eer"] == pytest.approx(want["eer"], abs=1e-5) and got["auc"] == pytest.approx(want["auc"], abs=1e-5)
     with pytest.raises(ValueError, match="labelled keys have no score"):
         fame.score_submission(fame.read_submission(sub).iloc[1:], labels)
+
+
+def test_training_manifest_keeps_the_heard_language_for_training_and_selection():
+    m, first_test = language_manifest()
+    t = mavceleb.training_manifest(m, "English")
+    learn = t["split"].isin(["train", "val"])
+    assert set(t.loc[learn, "language"]) == {"English"}
+    assert t[~learn].reset_index(drop=True).equals(m[~m["split"].isin(["train", "val"])].reset_index(drop=True))
+    with pytest.raises(ValueError, match="no language column"):
+        mavceleb.training_manifest(m.drop(columns="language"), "English")

@@ -235,3 +235,13 @@ def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[str, li
         raise InputError(f"config key 'fame.test_languages': no test identity speaks {missing}; "
                          f"languages of the test split: {tested}")
     return train, wanted
+
+
+def training_manifest(manifest: pd.DataFrame, train_language: str) -> pd.DataFrame:
+    """The manifest a method trained on ``train_language`` should read: the train and val rows
+    in that language only (model selection stays within the heard language), every other
+    split whole. Not wired into the trainer yet (README: MAV-Celeb / FAME)."""
+    if "language" not in manifest.columns:
+        raise ValueError("the manifest has no language column: only the mavceleb layout gives one")
+    learn = manifest["split"].isin(["train", "val"])
+    return manifest[~learn | (manifest["language"] == train_language)].reset_index(drop=True)
