@@ -108,7 +108,7 @@ def _check_methods(config: dict[str, Any]) -> None:
 
 def _check_layout(config: dict[str, Any]) -> None:
     inp = config["input"]
-    need = {"videos": ["videos"], "voxceleb1": ["wav", "face_frames"]}[inp["layout"]]
+    need = {"videos": ["videos"], "voxceleb1": ["wav", "face_frames"], "mavceleb": ["voices", "faces"]}[inp["layout"]]
     missing = [k for k in need if not inp.get(k)]
     if missing:
         keys = ", ".join(f"'input.{k}'" for k in missing)

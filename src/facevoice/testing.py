@@ -3,7 +3,8 @@
 ``spliced_speech``: real voices with silence and noise spliced in at known places, the
 labelled test of the speech filters (each voice counts as speech throughout, each spliced
 gap as non-speech); ``speech_scores``: frame-level precision and recall of kept sample
-ranges against those labels.
+ranges against those labels. ``mavceleb_tree``: a miniature MAV-Celeb release (faces and
+voices per identity per language) from the demo corpus's media.
 """
 
 from __future__ import annotations
@@ -203,3 +204,55 @@ def _synthetic_voice(z: np.ndarray, profiles: dict[str, np.ndarray], signal: flo
         rows["n_frames"].append(t)
         rows["values"].append(x.astype(np.float32).ravel().tolist())
     return pa.table(rows, schema=SCHEMA)
+
+
+def mavceleb_tree(corpus_dir: str | Path, out: str | Path, identities: list[str] | None = None,
+                  languages: tuple[str, ...] = ("English", "Urdu"), fps: float = 1.0) -> Path:
+    """A miniature MAV-Celeb release made of demo media (:mod:`facevoice.data.mavceleb`'s layout).
+
+    Each demo identity (``identities``: demo ids; default all) becomes ``id0001``, ``id0002``,
+    ... in id order; its k-th video (sorted) is filed under ``languages[k % len(languages)]``,
+    so with two videos per identity each identity speaks both languages. A video's clips
+    become its utterances ``00000.wav``, ``00001.wav``, ... (16 kHz mono), and the frames of
+    all its clips, sampled at ``fps``, its face frames, named by their frame number at 25 fps
+    (``000000025.jpg``, ``000000050.jpg``, ...) as in the release. Writes ``voices/``,
+    ``faces/``, ``v2_meta.csv`` (``ids,name,gender``; names are placeholders) and
+    ``identity_splits.txt`` keyed by the new ids with each identity's demo split; returns ``out``.
+    """
+    import tempfile
+
+    from facevoice.data.inputs import read_meta, read_splits
+    from facevoice.demo.build import export_voxceleb1_layout
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        vox = export_voxceleb1_layout(corpus_dir, Path(tmp) / "vox", identities=identities, fps=fps)
+        meta, splits = read_meta(vox / "vox1_meta.csv"), read_splits(vox / "identity_splits.txt")
+        codes = {v: k for k, v in {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}.items()}
+        meta_lines, split_lines = ["ids,name,gender"], []
+        for k, demo_id in enumerate(sorted(meta), 1):
+            ident, m = f"id{k:04d}", meta[demo_id]
+            gender = {"m": "Male", "f": "Female"}.get(m.gender or "", "")
+            meta_lines.append(f"{ident},Person {k},{gender}")
+            split_lines.append(f"{ident} {codes[splits[m.name]]}")
+            for v, video in enumerate(sorted(p.name for p in (vox / "wav" / demo_id).iterdir())):
+                _mavceleb_video(vox, demo_id, m.name, video, out, ident, languages[v % len(languages)])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "v2_meta.csv").write_text("\n".join(meta_lines) + "\n", encoding="utf-8")
+        (out / "identity_splits.txt").write_text("".join(f"{x}\n" for x in split_lines), encoding="utf-8")
+    return out
+
+
+def _mavceleb_video(vox: Path, demo_id: str, name: str, video: str, out: Path, ident: str, language: str) -> None:
+    """One exported VoxCeleb1 video as a MAV-Celeb video: its utterances and its face frames."""
+    voices = out / "voices" / ident / language / video
+    faces = out / "faces" / ident / language / video
+    voices.mkdir(parents=True, exist_ok=True)
+    faces.mkdir(parents=True, exist_ok=True)
+    frame = 0
+    for u, wav in enumerate(sorted((vox / "wav" / demo_id / video).glob("*.wav"))):
+        shutil.copyfile(wav, voices / f"{u:05d}.wav")
+        track = vox / "unzippedIntervalFaces" / "data" / name / "1.6" / video / str(int(wav.stem))
+        for jpg in sorted(track.glob("*.jpg")):
+            frame += 25
+            shutil.copyfile(jpg, faces / f"{frame:09d}.jpg")

@@ -84,11 +84,11 @@ for _ident, _part in BATCHES:
 def batch_sources(column):
     """Input function: the media of a batch that exist (frames: 1, speech: 2).
 
-    A VoxCeleb1 utterance without a face track has no frames folder: the frames stage then
-    rejects the clip instead of Snakemake refusing to run. Only that layout's folders are
-    looked up; the videos layout's files were just listed.
+    A VoxCeleb1 utterance without a face track (a MAV-Celeb video without face frames) has no
+    frames folder: the frames stage then rejects the clip instead of Snakemake refusing to
+    run. Only those layouts' folders are looked up; the videos layout's files were just listed.
     """
-    check = config["input"]["layout"] == "voxceleb1" and column == 1
+    check = config["input"]["layout"] in ("voxceleb1", "mavceleb") and column == 1
 
     def sources(wildcards):
         paths = BATCHES[(wildcards.identity, wildcards.part)][column]

@@ -1,6 +1,6 @@
 """Find the clips of a dataset and check its metadata before any job runs.
 
-Two input layouts are understood (config ``input.layout``):
+Three input layouts are understood (config ``input.layout``):
 
 ``videos``
     ``<input.videos>/<identity>/<video>/<clip>.mp4``: a tree of talking-face clips (the
@@ -11,7 +11,13 @@ Two input layouts are understood (config ``input.layout``):
     frames in ``<input.face_frames>/<Name>/1.6/<video>/<N>/NNNN.jpg`` (``N`` is the clip
     number without leading zeros). ``Name`` comes from the metadata's ``VGGFace1 ID``.
 
-Both use VoxCeleb1's ``vox1_meta.csv`` (tab-separated ``VoxCeleb1 ID, VGGFace1 ID, Gender,
+``mavceleb``
+    The MAV-Celeb release of the FAME challenge: ``<input.voices>/<id>/<Language>/<video>/NNNNN.wav``
+    and the video's face frames in ``<input.faces>/<id>/<Language>/<video>/``; the clip table's
+    ``language`` column says each utterance's language (:mod:`facevoice.data.mavceleb`, which
+    also reads its metadata and splits). The other layouts leave ``language`` empty.
+
+The first two use VoxCeleb1's ``vox1_meta.csv`` (tab-separated ``VoxCeleb1 ID, VGGFace1 ID, Gender,
 Nationality, Set``; an optional ``Age`` column is read when present) and an
 ``identity_splits.txt`` of ``Name set`` lines (1 train, 2 val, 3 seen-heard test,
 4 unseen-unheard test).
@@ -54,10 +60,10 @@ PINS_SETS = {"test": "unseenunheard", SEENHEARD: "seenheard"}
 
 CLIP_COLUMNS = [
     "clip", "identity", "video", "clip_name", "name", "split", "gender", "nationality", "age",
-    "frames_source", "speech_source", "part",
+    "language", "frames_source", "speech_source", "part",
 ]
 #: The keys of config's ``input:`` section that say where a batch's media are.
-SOURCE_KEYS = ("layout", "videos", "video_extensions", "wav", "face_frames")
+SOURCE_KEYS = ("layout", "videos", "video_extensions", "wav", "face_frames", "voices", "faces")
 
 
 def pins_file(kind: str, pins_set: str) -> str:
@@ -186,6 +192,10 @@ def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tup
     identity's VGGFace1 name (the VoxCeleb1 face frames are filed under it).
     """
     rows = []
+    if source["layout"] == "mavceleb":
+        from facevoice.data import mavceleb
+
+        return mavceleb.identity_clips(source, identity)
     if source["layout"] == "videos":
         exts = [e.lower() for e in source.get("video_extensions") or [".mp4"]]
         for video, clip, path in _scan_identity(Path(source["videos"]) / identity, exts):
@@ -257,6 +267,26 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
 
     ``part`` is the clip's batch within its identity (config ``batches.max_clips``).
     """
+    if config["input"]["layout"] == "mavceleb":
+        from facevoice.data import mavceleb
+
+        records = mavceleb.clip_records(config)
+    else:
+        records = _clip_records(config)
+    df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS[:-1])
+    max_clips = int(config["batches"]["max_clips"])
+    df = df.sort_values("clip", kind="stable").reset_index(drop=True)
+    df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
+    _check_disjoint(df)
+    held = heldout_videos(df, config)
+    if held:
+        video_key = df["identity"] + "/" + df["video"]
+        df.loc[video_key.isin(held), "split"] = SEENHEARD
+    return df
+
+
+def _clip_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clip table's rows (without ``part``) of the videos and voxceleb1 layouts."""
     inp = config["input"]
     meta = read_meta(_require(inp.get("meta"), "input.meta", "the metadata file (vox1_meta.csv)"))
     splits = read_splits(_require(inp.get("splits"), "input.splits", "the identity splits file"))
@@ -298,19 +328,10 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
         records.append({
             "clip": f"{ident}/{video}/{clip}", "identity": ident, "video": video, "clip_name": clip,
             "name": m.name, "split": splits[m.name], "gender": m.gender,
-            "nationality": m.nationality, "age": m.age,
+            "nationality": m.nationality, "age": m.age, "language": None,
             "frames_source": frames_src, "speech_source": speech_src,
         })
-    df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS[:-1])
-    max_clips = int(config["batches"]["max_clips"])
-    df = df.sort_values("clip", kind="stable").reset_index(drop=True)
-    df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
-    _check_disjoint(df)
-    held = heldout_videos(df, config)
-    if held:
-        video_key = df["identity"] + "/" + df["video"]
-        df.loc[video_key.isin(held), "split"] = SEENHEARD
-    return df
+    return records
 
 
 def _check_disjoint(df: pd.DataFrame) -> None:

@@ -8,6 +8,9 @@ identities); ``val`` lists are made on request (the trainer selects models on it
 subset of the validation identities).
 ``--import-pins PINDIR --pins-set {unseenunheard,seenheard}`` takes the verification trials
 from the official Learnable PINs lists instead (matching and retrieval are still generated).
+``--language L`` (the MAV-Celeb layout, the FAME protocol) keeps only the split's items in
+language L (the manifest's ``language`` column): every list is drawn within the split's
+identities that have faces and voices in L, and the metadata records ``language``.
 
 Files
 -----
@@ -452,13 +455,27 @@ def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     return rows
 
 
+def language_rows(rows: pd.DataFrame, language: str) -> pd.DataFrame:
+    """The rows of ``rows`` in ``language``; ValueError naming the languages there are when none is."""
+    have = sorted(rows["language"].dropna().astype(str).unique()) if "language" in rows.columns else []
+    if language not in have:
+        raise ValueError(f"no item in language {language!r} in the manifest's rows of this split (languages: "
+                         f"{have or 'none: the manifest has no language, only the mavceleb layout gives one'})")
+    return rows[rows["language"] == language]
+
+
 def generate(manifest: pd.DataFrame, split: str, seed: int, config: dict | None = None,
-             manifest_path: str | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
-    """All three lists for ``split``: {kind: (DataFrame, metadata)}."""
+             manifest_path: str | None = None, language: str | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """All three lists for ``split``: {kind: (DataFrame, metadata)}; only the items in
+    ``language`` when given (:func:`language_rows`)."""
     cfg = _merge(DEFAULTS, config or {})
     rows = split_rows(manifest, split)
+    if language is not None:
+        rows = language_rows(rows, language)
     pool = _Pool(rows, cfg["age_cuts"])
     base = _base_meta(rows, split, seed, cfg, manifest_path, pool)
+    if language is not None:
+        base["language"] = language
     v, vs = _verification(pool, seed, int(cfg["verification"]["n_trials"]),
                           list(cfg["verification"]["strata"]))
     m, ms = _matching(pool, seed, int(cfg["matching"]["n_trials"]), int(cfg["matching"]["n_max"]),
@@ -635,11 +652,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--import-pins", default=None, metavar="DIR",
                    help="take verification trials from official Learnable PINs lists in DIR")
     p.add_argument("--pins-set", default=None, help="unseenunheard (default) or seenheard")
+    p.add_argument("--language", default=None,
+                   help="only the split's items in this language (the manifest's language column: FAME)")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.params)
     seed = int(a.seed if a.seed is not None else cfg["seed"])
     manifest = read_manifest(a.manifest)
-    lists = generate(manifest, a.split, seed, cfg, manifest_path=str(a.manifest))
+    try:
+        lists = generate(manifest, a.split, seed, cfg, manifest_path=str(a.manifest), language=a.language)
+    except ValueError as exc:
+        if a.language is None:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     pins_set = a.pins_set or PINS_SETS.get(a.split)
     pins_dir = a.import_pins or (cfg["pins"].get("dir") if pins_set in cfg["pins"]["sets"] else None)
     if pins_dir:

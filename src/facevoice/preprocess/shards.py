@@ -17,7 +17,8 @@ Voice shard ``shards/<split>/voice-NNNNN.parquet``, one row per clip:
     values, row-major bins x frames), ``K_bins``, ``K_frames``.
 Manifest ``shards/manifest.parquet``, one row per item:
     item, clip, identity, name, split, modality, gender, nationality, age (from the clip
-    table), shard (path relative to the shards folder), row (row number inside the shard).
+    table), language (the clip's, from the clip table: the MAV-Celeb layout's; null for the
+    other layouts), shard (path relative to the shards folder), row (row number inside the shard).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ FACE_FIELDS = ["frame_index", "time_s", "prob", "box", "landmarks", "image"]
 MANIFEST_SCHEMA = pa.schema([
     ("item", pa.string()), ("clip", pa.string()), ("identity", pa.string()), ("name", pa.string()),
     ("split", pa.string()), ("modality", pa.string()), ("gender", pa.string()),
-    ("nationality", pa.string()), ("age", pa.float64()), ("shard", pa.string()), ("row", pa.int64()),
+    ("nationality", pa.string()), ("age", pa.float64()), ("language", pa.string()), ("shard", pa.string()),
+    ("row", pa.int64()),
 ])
 ATTRIBUTES = ("name", "gender", "nationality", "age")
 
@@ -122,8 +124,11 @@ def write_shard(inputs: list[str], output: str, modality: str, split: str, kinds
     return {**meta, "n_rows": n_rows}
 
 
-def write_manifest(shards: Iterable[str], shards_root: str, output: str, attributes: dict[str, dict]) -> int:
-    """Index every item of every shard, with each identity's ``attributes``; return the item count."""
+def write_manifest(shards: Iterable[str], shards_root: str, output: str, attributes: dict[str, dict],
+                   languages: dict[str, str | None] | None = None) -> int:
+    """Index every item of every shard, with each identity's ``attributes`` and each clip's
+    language (``languages``: clip -> language; a clip not in it has none); return the item count."""
+    languages = languages or {}
     root = Path(shards_root).resolve()
     cols: dict[str, list] = {n: [] for n in MANIFEST_SCHEMA.names}
     for shard in tqdm(sorted(shards), desc="manifest", unit="shard", disable=None):
@@ -139,6 +144,7 @@ def write_manifest(shards: Iterable[str], shards_root: str, output: str, attribu
                 cols[key].append(value)
             for key in ATTRIBUTES:
                 cols[key].append(a.get(key))
+            cols["language"].append(languages.get(clip))
     table = pa.table(cols, schema=MANIFEST_SCHEMA)
     dup = table.group_by("item").aggregate([("item", "count")]).filter(pa.compute.field("item_count") > 1)
     if dup.num_rows:
@@ -158,7 +164,10 @@ def manifest_from_clips(clips_path: str, shards_root: str, buckets: int, output:
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} shard(s) missing, e.g. {missing[0]}: run the shard jobs first")
-    return write_manifest(files, shards_root, output, identity_attributes(clips))
+    languages = {}
+    if "language" in clips.columns:
+        languages = {c: (None if pd.isna(lang) else str(lang)) for c, lang in zip(clips["clip"], clips["language"])}
+    return write_manifest(files, shards_root, output, identity_attributes(clips), languages)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,274 @@
+"""The FAME challenge's protocol (Face-voice Association in Multilingual Environments) on MAV-Celeb.
+
+A method trains on one language (config ``fame.train_language``) and is verified on each test
+language: **heard** when the test language is the training language, **unheard** otherwise
+(:func:`condition`). Test identities are never seen in training. The challenge scores the EER
+of each of the four (training language, heard / unheard) cells of a two-language corpus and
+ranks by their mean.
+
+Here:
+
+- per test language, trial lists of the test identities' items in that language
+  (``facevoice trials --language L``, :func:`facevoice.evaluation.trials.language_rows`),
+  scored by ``facevoice evaluate`` like any other list (EER, AUC, minDCF);
+- :func:`results_table`: those results as rows (method, training language, test language,
+  heard / unheard, EER, AUC, minDCF in percent), with :func:`overall` (the mean EER) and
+  :data:`REFERENCE`, the baseline's published EERs, each with its corpus version, challenge
+  edition and the commit of the baseline's README it was read from;
+- the challenge's score files (:func:`write_submission`, :func:`zip_submission`): for a
+  ``<Language>_test.txt`` list of ``key voice_path face_path`` lines, a file
+  ``sub_score_<TrainLanguage>_{heard,unheard}.txt`` of ``key score`` lines, zipped flat.
+
+**Sign of the submitted score.** The challenge expects a distance, lower = same person (the
+baseline writes the L2 distance between its face and voice embeddings and its scorer ranks
+by the negated value). The pipeline's scores are similarities, higher = same person (cosine,
+or the method's own, e.g. |cosine|), so the file holds ``1 - score`` (:func:`to_distance`):
+the cosine distance, a monotone function of the L2 distance between L2-normalised
+embeddings. Any decreasing function gives the same EER, so this is the method's own ranking.
+
+**File names.** The baseline's README names the files ``sub_scores_<heard language>_heard.txt``
+and ``..._unheard.txt`` (both after the training language); its ``computeScore.py`` (commit
+e3c56df, 2025-09-12) writes ``sub_score_<version>_<training language>_heard.txt`` and
+``sub_score_<version>_<test language>_unheard.txt``. The names here follow the first form
+with ``sub_score_`` (:func:`submission_name`): check the challenge page before uploading.
+
+The official test lists carry no labels (the challenge keeps them); our own test identities'
+lists do, and the tables are computed on those. Nothing here is a stage of its own yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from facevoice.evaluation import metrics
+
+HEARD, UNHEARD = "heard", "unheard"
+TABLE_COLUMNS = ["method", "train_language", "test_language", "condition", "eer", "auc", "min_dcf",
+                 "n_trials", "source"]
+
+# The FOP baseline's EERs (percent) as the baseline's README (github.com/mavceleb/mavceleb_baseline)
+# prints them, in its table of training language x test language. Each row: corpus version,
+# its languages, the challenge editions that used it, the README commit (and date) read, and
+# {training language: {test language: EER}}.
+_BASELINE = [
+    ("MAV-Celeb v1", "English-Urdu", "FAME 2024, FAME 2026", "1be1e7a (2024-07-19), e2b4cb1 (2025-11-05)",
+     {"English": {"English": 29.3, "Urdu": 37.9}, "Urdu": {"English": 40.4, "Urdu": 25.8}}),
+    ("MAV-Celeb v2", "English-Hindi", "FAME 2024", "1be1e7a (2024-07-19)",
+     {"English": {"English": 20.8, "Hindi": 24.0}, "Hindi": {"English": 24.0, "Hindi": 19.3}}),
+    ("MAV-Celeb v3", "English-German", "FAME 2026", "e2b4cb1 (2025-11-05; it replaced earlier v3 figures)",
+     {"English": {"English": 35.3, "German": 48.0}, "German": {"English": 45.1, "German": 37.9}}),
+]
+#: The published overall scores (mean of the four EERs) beside the rows above, to check them against.
+BASELINE_OVERALL = {"MAV-Celeb v1": 33.4, "MAV-Celeb v2": 22.0, "MAV-Celeb v3": 41.5}
+
+
+def condition(train_language: str, test_language: str) -> str:
+    """``heard`` when the test language is the training language, else ``unheard``."""
+    return HEARD if test_language == train_language else UNHEARD
+
+
+def reference_rows() -> pd.DataFrame:
+    """:data:`_BASELINE` as table rows (EER only: the README gives no AUC or minDCF)."""
+    rows = []
+    for corpus, langs, editions, commit, cells in _BASELINE:
+        for train, tests in cells.items():
+            for test, eer in tests.items():
+                rows.append({"method": "FOP (baseline)", "corpus": corpus, "languages": langs,
+                             "editions": editions, "train_language": train, "test_language": test,
+                             "condition": condition(train, test), "eer": eer, "auc": None, "min_dcf": None,
+                             "n_trials": None,
+                             "source": f"mavceleb/mavceleb_baseline README, commit {commit}"})
+    return pd.DataFrame(rows)
+
+
+def results_table(results: Mapping[tuple[str, str], Mapping[str, Any]], train_language: str,
+                  stratum: str = "U") -> pd.DataFrame:
+    """One row per (method, test language) of ``facevoice evaluate`` results (fractions), in percent.
+
+    ``results`` maps (method, test language) to an evaluate JSON; ``stratum`` is the
+    verification stratum read (U: every pair of the language's test identities).
+    """
+    rows = []
+    for (method, test_language), res in sorted(results.items()):
+        v = (res.get("verification") or {}).get(stratum) or {}
+        pct = {k: (None if v.get(k) is None else 100.0 * float(v[k])) for k in ("eer", "auc", "min_dcf")}
+        rows.append({"method": method, "train_language": train_language, "test_language": test_language,
+                     "condition": condition(train_language, test_language), **pct,
+                     "n_trials": v.get("n_trials"), "source": "this run"})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def overall(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the mean EER over its rows (the challenge's score when the rows are its four
+    cells: two training languages x heard / unheard), and how many cells it averages."""
+    ok = table.dropna(subset=["eer"])
+    out = ok.groupby("method", sort=True)["eer"].agg(["mean", "count"]).reset_index()
+    return out.rename(columns={"mean": "overall_eer", "count": "n_cells"})
+
+
+# --------------------------------------------------------------------------- submission files
+
+
+def read_test_list(path: str | os.PathLike) -> pd.DataFrame:
+    """A challenge test list (``key voice_path face_path`` per line) as key, voice, face."""
+    rows, seen = [], set()
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{lineno}: expected 'key voice_path face_path', found {line!r}")
+        if parts[0] in seen:
+            raise ValueError(f"{path}:{lineno}: key {parts[0]!r} appears twice")
+        seen.add(parts[0])
+        rows.append(parts)
+    if not rows:
+        raise ValueError(f"{path}: no trial in the list")
+    return pd.DataFrame(rows, columns=["key", "voice", "face"])
+
+
+def list_language(path: str | os.PathLike) -> str:
+    """The test language of a list named ``<Language>_test.txt``."""
+    name = Path(path).name
+    if not name.endswith("_test.txt") or name == "_test.txt":
+        raise ValueError(f"{path}: a challenge test list is named <Language>_test.txt")
+    return name[: -len("_test.txt")]
+
+
+def submission_name(train_language: str, test_language: str) -> str:
+    """``sub_score_<TrainLanguage>_heard.txt`` or ``..._unheard.txt`` (see the module's note)."""
+    return f"sub_score_{train_language}_{condition(train_language, test_language)}.txt"
+
+
+def to_distance(scores: np.ndarray) -> np.ndarray:
+    """The submitted value of similarity scores (higher = same): ``1 - score`` (lower = same)."""
+    return 1.0 - np.asarray(scores, dtype=np.float64)
+
+
+def _matrix(table: pd.DataFrame, modality: str, ids: list[str]) -> np.ndarray:
+    rows = table[table["modality"] == modality].drop_duplicates("id").set_index("id")["embedding"]
+    missing = [i for i in ids if i not in rows.index]
+    if missing:
+        raise KeyError(f"{len(set(missing))} {modality} paths of the test list have no embedding "
+                       f"(e.g. {missing[0]!r}): the embeddings' id must be the path as the list writes it")
+    return np.stack([np.asarray(rows[i], dtype=np.float64) for i in ids])
+
+
+def submission_scores(trials: pd.DataFrame, embeddings: pd.DataFrame, scorer: Any,
+                      item_id: Callable[[str], str] = str) -> pd.DataFrame:
+    """key, score (a distance: :func:`to_distance`) of every trial of a test list.
+
+    ``embeddings`` has columns id, modality, embedding; ``item_id`` maps a list path to its
+    id (default: the path itself). ``scorer`` has ``pairs(face, voice)`` on row-aligned
+    arrays (similarities, higher = same) and optionally ``prepare_face`` / ``prepare_voice``,
+    as :mod:`facevoice.evaluation.evaluate`'s scorers.
+    """
+    face = _matrix(embeddings, "face", [item_id(p) for p in trials["face"]])
+    voice = _matrix(embeddings, "voice", [item_id(p) for p in trials["voice"]])
+    prep_f, prep_v = getattr(scorer, "prepare_face", None), getattr(scorer, "prepare_voice", None)
+    face = prep_f(face) if prep_f else face
+    voice = prep_v(voice) if prep_v else voice
+    scores = np.asarray(scorer.pairs(face, voice), dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("the scorer gave non-finite scores")
+    return pd.DataFrame({"key": trials["key"].to_numpy(), "score": to_distance(scores)})
+
+
+def write_submission(scores: pd.DataFrame, out_dir: str | os.PathLike, train_language: str,
+                     test_language: str) -> Path:
+    """Write ``key score`` lines (six decimals, the list's order) to :func:`submission_name`."""
+    path = Path(out_dir) / submission_name(train_language, test_language)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{k} {s:.6f}\n" for k, s in zip(scores["key"], scores["score"])), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def zip_submission(files: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Zip the score files flat (no folders inside), as the challenge's upload expects."""
+    files = sorted(Path(f) for f in files)
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two score files share a name: {names}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for f in files:
+            info = zipfile.ZipInfo(f.name, date_time=(1980, 1, 1, 0, 0, 0))  # same bytes on every run
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, f.read_bytes())
+    os.replace(tmp, out)
+    return out
+
+
+def read_submission(path: str | os.PathLike) -> pd.DataFrame:
+    """key, score of a score file (the inverse of :func:`write_submission`)."""
+    rows = [ln.split() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    bad = [r for r in rows if len(r) != 2 or not math.isfinite(float(r[1]))]
+    if bad:
+        raise ValueError(f"{path}: expected 'key score' lines, found {bad[0]}")
+    return pd.DataFrame({"key": [r[0] for r in rows], "score": [float(r[1]) for r in rows]})
+
+
+# --------------------------------------------------------------------------- our own lists, the challenge's way
+
+
+def _key(text: str, width: int = 8) -> str:
+    """An ``width``-character [0-9a-z] key: a hash of ``text`` in base 36."""
+    n = int(hashlib.sha256(text.encode()).hexdigest(), 16)
+    digits = []
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        digits.append("0123456789abcdefghijklmnopqrstuvwxyz"[r])
+    return "".join(digits)
+
+
+def challenge_list(verification: pd.DataFrame, name: str, stratum: str = "U") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Our verification trials of one stratum as a challenge test list and its hidden labels.
+
+    Returns (key, voice, face) with manifest items for paths, and (key, label); keys are
+    8 characters, a hash of ``name`` (say the language) and the trial number, so one list
+    always gets the same keys.
+    """
+    rows = verification[verification["stratum"] == stratum].sort_values("trial", kind="stable")
+    keys, taken = [], set()
+    for trial in rows["trial"]:
+        salt = 0
+        key = _key(f"{name}/{stratum}/{trial}")
+        while key in taken:  # a collision (about 1 in 10^4 for a list of 30,000): draw again
+            salt += 1
+            key = _key(f"{name}/{stratum}/{trial}/{salt}")
+        taken.add(key)
+        keys.append(key)
+    listed = pd.DataFrame({"key": keys, "voice": rows["voice"].to_numpy(), "face": rows["face"].to_numpy()})
+    labels = pd.DataFrame({"key": keys, "label": rows["label"].to_numpy().astype(int)})
+    return listed, labels
+
+
+def write_test_list(listed: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a test list as the challenge does: ``key voice_path face_path`` lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k} {v} {f}\n" for k, v, f in zip(listed["key"], listed["voice"], listed["face"])),
+                    encoding="utf-8")
+    return path
+
+
+def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict | None = None) -> dict:
+    """EER, AUC, minDCF (fractions) of a score file against labels, as the challenge ranks it:
+    the distance negated (lower = same person). Every labelled key must be scored once."""
+    merged = labels.merge(submission, on="key", how="left", validate="one_to_one")
+    if merged["score"].isna().any():
+        raise ValueError(f"{int(merged['score'].isna().sum())} labelled keys have no score, e.g. "
+                         f"{merged.loc[merged['score'].isna(), 'key'].iloc[0]!r}")
+    return metrics.verification_metrics(merged["label"].to_numpy(), -merged["score"].to_numpy(), dcf)

@@ -1,0 +1,221 @@
+"""The FAME protocol: languages in config, trial lists per test language, heard / unheard tables,
+reference rows, and the challenge's score files."""
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facevoice.data import mavceleb
+from facevoice.data.inputs import InputError
+from facevoice.evaluation import evaluate as E
+from facevoice.evaluation import fame, trials
+from facevoice.testing import synthetic_embeddings, synthetic_manifest
+
+SMALL = {"matching": {"n_trials": 20, "n_max": 3}}
+
+
+def language_manifest(seed=0):
+    """A synthetic manifest whose identities speak English in video 0 and Urdu in video 1,
+    except that the first test identity has no Urdu video."""
+    m = synthetic_manifest({"train": 6, "val": 2, "test": 8}, videos=2, clips=2, frames=2, seed=seed)
+    video = m["clip"].str.split("/").str[1]
+    m["language"] = np.where(video == "vid00", "English", "Urdu")
+    first_test = sorted(m.loc[m["split"] == "test", "identity"].unique())[0]
+    return m[~((m["identity"] == first_test) & (m["language"] == "Urdu"))].reset_index(drop=True), first_test
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_fame_languages_are_checked_against_the_clips():
+    clips, _ = language_manifest()
+    cfg = {"input": {"layout": "mavceleb"}, "fame": {"train_language": "Urdu"}}
+    assert mavceleb.fame_languages(clips, cfg) == ("Urdu", ["English", "Urdu"])
+    cfg["fame"]["test_languages"] = ["English"]
+    assert mavceleb.fame_languages(clips, cfg) == ("Urdu", ["English"])
+    assert mavceleb.fame_languages(clips, {"input": {"layout": "mavceleb"}, "fame": {}}) is None
+    for section, match in [({"train_language": "Hindi"}, r"fame.train_language.*'Hindi'.*\['English', 'Urdu'\]"),
+                           ({"train_language": "Urdu", "test_languages": ["German"]},
+                            r"fame.test_languages.*\['German'\]")]:
+        with pytest.raises(InputError, match=match):
+            mavceleb.fame_languages(clips, {"input": {"layout": "mavceleb"}, "fame": section})
+    with pytest.raises(InputError, match=r"only input.layout 'mavceleb' gives clips a language"):
+        mavceleb.fame_languages(clips, {"input": {"layout": "videos"}, "fame": {"train_language": "Urdu"}})
+
+
+def test_schema_takes_the_fame_section():
+    import yaml
+    from helpers import REPO
+
+    from facevoice.config import ConfigError, validate
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["fame"] = {"train_language": "English", "test_languages": ["English", "Urdu"]}
+    validate(cfg)
+    cfg["fame"]["heard"] = "English"
+    with pytest.raises(ConfigError, match=r"unknown config key 'fame.heard'"):
+        validate(cfg)
+
+
+# --------------------------------------------------------------------------- trial lists per language
+
+
+def test_trial_lists_per_test_language():
+    m, first_test = language_manifest()
+    lists = {lang: trials.generate(m, "test", seed=3, config={**SMALL, "verification": {"n_trials": 40, "strata": ["U"]}},
+                                   language=lang) for lang in ("English", "Urdu")}
+    lang_of = dict(zip(m["item"], m["language"]))
+    for lang, ls in lists.items():
+        v, meta = ls["verification"]
+        assert meta["language"] == lang
+        assert {lang_of[i] for i in v["face"]} | {lang_of[i] for i in v["voice"]} == {lang}
+        assert set(v["face_identity"]) | set(v["voice_identity"]) <= set(m.loc[m["split"] == "test", "identity"])
+        assert (v["label"] == (v["face_identity"] == v["voice_identity"])).all()
+        assert v["label"].sum() == len(v) - v["label"].sum() > 0  # half positive
+        assert {lang_of[i] for i in ls["retrieval"][0]["item"]} == {lang}
+    # the identity without Urdu items is in the English lists only
+    urdu, english = lists["Urdu"]["verification"][0], lists["English"]["verification"][0]
+    assert first_test not in set(urdu["face_identity"]) and first_test in set(english["face_identity"])
+    # without a language: the lists of before, and no language in the metadata
+    plain = trials.generate(m, "test", seed=3, config={**SMALL, "verification": {"n_trials": 40, "strata": ["U"]}})
+    assert "language" not in plain["verification"][1]
+    with pytest.raises(ValueError, match=r"no item in language 'Hindi'.*\['English', 'Urdu'\]"):
+        trials.generate(m, "test", seed=3, language="Hindi")
+    with pytest.raises(ValueError, match=r"only the mavceleb layout gives one"):
+        trials.generate(m.drop(columns="language"), "test", seed=3, language="English")
+
+
+def test_trials_command_takes_a_language(tmp_path):
+    m, _ = language_manifest()
+    m.to_parquet(tmp_path / "manifest.parquet")
+    args = ["--manifest", str(tmp_path / "manifest.parquet"), "--split", "test", "--seed", "1",
+            "--params", '{"verification": {"n_trials": 20, "strata": ["U"]}, "matching": {"n_max": 2}}']
+    assert trials.main(args + ["--out", str(tmp_path / "urdu"), "--language", "Urdu"]) == 0
+    v = pd.read_parquet(tmp_path / "urdu" / "verification.parquet")
+    assert set(m.set_index("item").loc[v["voice"], "language"]) == {"Urdu"}
+    assert trials.main(args + ["--out", str(tmp_path / "x"), "--language", "Hindi"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_results_table_labels_heard_and_unheard():
+    def res(eer, auc):
+        return {"verification": {"U": {"eer": eer, "auc": auc, "min_dcf": 0.9, "n_trials": 100}}}
+
+    results = {("dje", "English"): res(0.30, 0.75), ("dje", "Urdu"): res(0.40, 0.65),
+               ("fop", "Urdu"): {"verification": {"U": {"eer": None, "auc": None, "min_dcf": None, "n_trials": 0}}}}
+    t = fame.results_table(results, "English")
+    assert t.columns.tolist() == fame.TABLE_COLUMNS
+    row = t.set_index(["method", "test_language"]).loc[("dje", "Urdu")]
+    assert row["condition"] == "unheard" and row["eer"] == pytest.approx(40.0) and row["auc"] == pytest.approx(65.0)
+    assert t.set_index(["method", "test_language"]).loc[("dje", "English"), "condition"] == "heard"
+    o = fame.overall(t).set_index("method")
+    assert o.loc["dje", "overall_eer"] == pytest.approx(35.0) and o.loc["dje", "n_cells"] == 2
+    assert "fop" not in o.index  # an unavailable cell is no score
+
+
+def test_reference_rows_match_the_published_overall_scores():
+    ref = fame.reference_rows()
+    assert len(ref) == 12 and set(ref["condition"]) == {"heard", "unheard"}
+    for corpus, overall in fame.BASELINE_OVERALL.items():
+        rows = ref[ref["corpus"] == corpus]
+        # the four cells give the published mean (within the rounding of five printed figures)
+        assert abs(rows["eer"].mean() - overall) <= 0.1, corpus
+        assert rows["source"].str.contains("mavceleb/mavceleb_baseline README, commit").all()
+        assert rows["editions"].str.match(r"FAME 20(24|26)").all()
+    cell = ref.set_index(["corpus", "train_language", "test_language"])
+    # heard: trained and tested on the same language (the README's table is train x test language)
+    assert cell.loc[("MAV-Celeb v1", "Urdu", "Urdu"), "eer"] == 25.8
+    assert cell.loc[("MAV-Celeb v1", "Urdu", "Urdu"), "condition"] == "heard"
+    assert cell.loc[("MAV-Celeb v1", "Urdu", "English"), "eer"] == 40.4
+    assert cell.loc[("MAV-Celeb v3", "German", "German"), "eer"] == 37.9
+
+
+# --------------------------------------------------------------------------- score files
+
+
+def handmade(tmp_path):
+    lst = tmp_path / "English_test.txt"
+    lst.write_text("ysuvkz41 voices/English/00000.wav faces/English/00000.jpg\n"
+                   "tog3zj45 voices/English/00001.wav faces/English/00001.jpg\n"
+                   "\n"
+                   "ky5xfj1d voices/English/00001.wav faces/English/00000.jpg\n")
+    emb = pd.DataFrame({
+        "id": ["voices/English/00000.wav", "voices/English/00001.wav",
+               "faces/English/00000.jpg", "faces/English/00001.jpg"],
+        "modality": ["voice", "voice", "face", "face"],
+        "embedding": [[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [1.0, 1.0]]})
+    return lst, emb
+
+
+def test_score_file_from_a_handmade_list(tmp_path):
+    lst, emb = handmade(tmp_path)
+    listed = fame.read_test_list(lst)
+    assert listed["key"].tolist() == ["ysuvkz41", "tog3zj45", "ky5xfj1d"]
+    assert fame.list_language(lst) == "English"
+    scores = fame.submission_scores(listed, emb, E.CosineScorer())
+    # cosine 1, cos 45 degrees, 0 -> distances 1 - cos: the same person's pair scores lowest
+    assert scores["score"].tolist() == pytest.approx([0.0, 1 - np.sqrt(0.5), 1.0])
+    heard = fame.write_submission(scores, tmp_path / "sub", "English", "English")
+    unheard = fame.write_submission(scores, tmp_path / "sub", "Urdu", "English")
+    assert heard.name == "sub_score_English_heard.txt" and unheard.name == "sub_score_Urdu_unheard.txt"
+    assert heard.read_text() == "ysuvkz41 0.000000\ntog3zj45 0.292893\nky5xfj1d 1.000000\n"
+    back = fame.read_submission(heard)
+    assert back["key"].tolist() == listed["key"].tolist()
+    z = fame.zip_submission([unheard, heard], tmp_path / "submission.zip")
+    with zipfile.ZipFile(z) as f:
+        assert f.namelist() == ["sub_score_English_heard.txt", "sub_score_Urdu_unheard.txt"]  # flat
+        assert f.read("sub_score_English_heard.txt") == heard.read_bytes()
+    first = z.read_bytes()
+    assert fame.zip_submission([heard, unheard], tmp_path / "submission.zip").read_bytes() == first  # reproducible
+
+
+def test_score_file_refuses_what_it_cannot_score(tmp_path):
+    lst, emb = handmade(tmp_path)
+    with pytest.raises(KeyError, match=r"1 face paths of the test list have no embedding.*faces/English/00001.jpg"):
+        fame.submission_scores(fame.read_test_list(lst), emb[emb["id"] != "faces/English/00001.jpg"],
+                               E.CosineScorer())
+    bad = tmp_path / "Urdu_test.txt"
+    bad.write_text("k1 voices/Urdu/00000.wav faces/Urdu/00000.jpg\nk1 voices/Urdu/00001.wav faces/Urdu/00001.jpg\n")
+    with pytest.raises(ValueError, match=r"Urdu_test.txt:2: key 'k1' appears twice"):
+        fame.read_test_list(bad)
+    bad.write_text("k1 voices/Urdu/00000.wav\n")
+    with pytest.raises(ValueError, match=r"Urdu_test.txt:1: expected 'key voice_path face_path'"):
+        fame.read_test_list(bad)
+    with pytest.raises(ValueError, match=r"named <Language>_test.txt"):
+        fame.list_language(tmp_path / "test.txt")
+
+
+def test_the_challenges_way_gives_the_pipelines_eer(tmp_path):
+    """Our own test list written in the challenge's format, scored through the score file (distances,
+    lower = same), gives the EER and AUC that `facevoice evaluate` gives on the same trials."""
+    m, _ = language_manifest()
+    lists = trials.generate(m, "test", seed=5, config={**SMALL, "verification": {"n_trials": 200, "strata": ["U"]}},
+                            language="English")
+    emb_df = synthetic_embeddings(m, "test", dim=16, signal=0.6, seed=2)
+    res, _ = E.evaluate(E.embeddings_from_table(emb_df), {"verification": lists["verification"]}, n_boot=0)
+    listed, labels = fame.challenge_list(lists["verification"][0], "English")
+    assert listed["key"].str.fullmatch(r"[0-9a-z]{8}").all() and listed["key"].is_unique
+    path = fame.write_test_list(listed, tmp_path / "English_test.txt")
+    assert fame.read_test_list(path).equals(listed)
+    sub = fame.write_submission(fame.submission_scores(listed, emb_df, E.CosineScorer()), tmp_path, "Urdu", "English")
+    got = fame.score_submission(fame.read_submission(sub), labels)
+    want = res["verification"]["U"]
+    assert 0.05 < want["eer"] < 0.45  # a real signal, not chance or perfection: the sign matters
+    assert got["eer"] == pytest.approx(want["eer"], abs=1e-5) and got["auc"] == pytest.approx(want["auc"], abs=1e-5)
+    with pytest.raises(ValueError, match="labelled keys have no score"):
+        fame.score_submission(fame.read_submission(sub).iloc[1:], labels)
+
+
+def test_training_manifest_keeps_the_heard_language_for_training_and_selection():
+    m, first_test = language_manifest()
+    t = mavceleb.training_manifest(m, "English")
+    learn = t["split"].isin(["train", "val"])
+    assert set(t.loc[learn, "language"]) == {"English"}
+    assert t[~learn].reset_index(drop=True).equals(m[~m["split"].isin(["train", "val"])].reset_index(drop=True))
+    with pytest.raises(ValueError, match="no language column"):
+        mavceleb.training_manifest(m.drop(columns="language"), "English")
