@@ -11,12 +11,13 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from facevoice.common.io import read_parquet
+from facevoice.config import section
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
-SIZES = {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}}
+SIZES = section("evaluation", {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}})
 
 
 @pytest.fixture(scope="module")
