@@ -5,14 +5,19 @@
 #   snakemake --cores all --configfile my.yaml    # your data
 #
 # Each stage is one rule file in workflow/rules/ and one module of src/facevoice/ of the
-# same name. The config is validated against workflow/schemas/config.schema.yaml first.
+# same name. The config is checked against workflow/schemas/config.schema.yaml first and
+# completed with the defaults it holds (`facevoice check-config my.yaml --print` shows the result).
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the config only when no --configfile is given: a config file stands alone,
+# completed by the schema's defaults, never merged over the repository's config.yaml.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

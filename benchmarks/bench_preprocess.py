@@ -213,7 +213,7 @@ def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) ->
     data.mkdir(parents=True)
     for i, v in enumerate(videos):
         os.symlink(v, data / f"{i:05d}.mp4")
-    source = j({"layout": "videos", "videos": str(work / "mem-videos")})
+    source = j({**cfg["input"], "layout": "videos", "videos": str(work / "mem-videos")})
     batch_args = ["--source", source, "--identity", "idmem", "--no-progress"]
     rows = []
     steps = [
@@ -228,8 +228,8 @@ def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) ->
         rows.append([name, f"a batch of {len(videos)} clips", peak_rss_mb(mod, args)])
     for repeat in (2, 8):
         big = repeated_batch(face_batch, work / f"m_rep{repeat}.parquet", repeat)
-        args = ["write", "--modality", "face", "--split", "train", "--output", str(work / f"m_sh{repeat}.parquet"),
-                str(big)]
+        args = ["write", "--modality", "face", "--split", "train", "--compression", cfg["shards"]["compression"],
+                "--output", str(work / f"m_sh{repeat}.parquet"), str(big)]
         n = len(batch.BatchReader(big).records)
         rows.append(["shard writer", f"{n} clips", peak_rss_mb("facevoice.preprocess.shards", args)])
     table("Peak memory per job (max RSS, MB)", ["stage", "input", "MB"], rows)

@@ -108,7 +108,8 @@ def test_frames_job_reuses_a_clip_moved_to_another_folder(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 
     def frames_job(root, out):
-        source = json.dumps({"layout": "videos", "videos": str(root / "videos")})
+        source = json.dumps({"layout": "videos", "videos": str(root / "videos"), "video_extensions": [".mp4"],
+                             "wav": None, "face_frames": None, "voices": None, "faces": None})
         res = subprocess.run([sys.executable, "-m", "facevoice.preprocess.frames", "--source", source, "--identity", "id1",
                               "--output", str(out), "--cache", str(tmp_path / "cache"), "--no-progress",
                               "--params", '{"fps": 1, "max_per_clip": 2}'], capture_output=True, text=True, env=env)

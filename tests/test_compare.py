@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from facevoice.common.config import section
 from facevoice.evaluation import compare as C
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
@@ -22,8 +23,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("cmp")
     man = synthetic_manifest({"test": 12}, videos=1, clips=2, frames=2, seed=4)
-    protocol.write_trials(T.generate(man, "test", 1, {"verification": {"n_trials": 120},
-                                              "matching": {"n_trials": 40}}), d / "trials")
+    protocol.write_trials(T.generate(man, "test", 1, section("evaluation", {"verification": {"n_trials": 120},
+                                                                     "matching": {"n_trials": 40}})), d / "trials")
     out = []
     for name, signal in (("alpha", 0.4), ("beta", 1.0)):
         df = synthetic_embeddings(man, "test", dim=8, signal=signal, seed=len(name))

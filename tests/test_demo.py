@@ -16,7 +16,7 @@ import soundfile as sf
 import yaml
 from conftest import DEMO, DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
 
-from facevoice.config import ConfigError
+from facevoice.common.config import ConfigError
 from facevoice.demo import build, export, plan, sources
 from facevoice.demo.base import DemoError, VerificationError
 
@@ -268,7 +268,7 @@ def test_relative_cache_and_out_paths_work(tmp_path, monkeypatch):
 
 def test_settings_are_the_config_over_the_schema_defaults(tmp_path, monkeypatch, capsys):
     """The builder's defaults are written once, in the config schema; a config's demo: keys win
-    and are validated by facevoice.config."""
+    and are validated by facevoice.common.config."""
     defaults = build.schema_defaults()
     assert set(defaults) == set(build.SETTINGS)
     monkeypatch.chdir(tmp_path)  # no ./config.yaml: the defaults alone

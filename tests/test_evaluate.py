@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from facevoice.common.config import section
 from facevoice.common.io import read_parquet
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
@@ -18,7 +19,7 @@ from facevoice.evaluation import results as R
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
-SIZES = {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}}
+SIZES = section("evaluation", {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}})
 
 
 @pytest.fixture(scope="module")

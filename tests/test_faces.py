@@ -18,6 +18,17 @@ def test_select_indices_spreads_over_clip():
     assert frames.select_indices(10, 3) == [0, 4, 9]
 
 
+def test_params_are_complete_sections_checked_by_the_schema():
+    """A key left out is an error naming it (no module default); values are the schema's to check."""
+    assert faces.check(PARAMS) == PARAMS and frames.check({"fps": 1.0, "max_per_clip": 8})
+    with pytest.raises(ValueError, match=r"'faces.min_face_size' is missing"):
+        faces.check({k: v for k, v in PARAMS.items() if k != "min_face_size"})
+    with pytest.raises(ValueError, match=r"'frames.max_per_clip' is missing"):
+        frames.check({"fps": 1.0})
+    with pytest.raises(ValueError, match=r"faces.multiple.*'biggest'.*reject, largest, central, probable"):
+        faces.check({**PARAMS, "multiple": "biggest"})
+
+
 def test_similarity_transform_recovers_a_known_one():
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 100, (5, 2))

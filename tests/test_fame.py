@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facevoice.common.config import section as complete_section
 from facevoice.data import mavceleb
 from facevoice.data.inputs import InputError
 from facevoice.evaluation import evaluate as E
@@ -14,6 +15,11 @@ from facevoice.evaluation import fame, trials
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
 SMALL = {"matching": {"n_trials": 20, "n_max": 3}}
+
+
+def small(**over):
+    """The evaluation section of these tests: SMALL and ``over`` over the schema's defaults."""
+    return complete_section("evaluation", {**SMALL, **over})
 
 
 def language_manifest(seed=0):
@@ -49,7 +55,7 @@ def test_schema_takes_the_fame_section():
     import yaml
     from helpers import REPO
 
-    from facevoice.config import ConfigError, validate
+    from facevoice.common.config import ConfigError, validate
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["fame"] = {"train_language": "English", "test_languages": ["English", "Urdu"]}
@@ -64,7 +70,7 @@ def test_schema_takes_the_fame_section():
 
 def test_trial_lists_per_test_language():
     m, first_test = language_manifest()
-    lists = {lang: trials.generate(m, "test", seed=3, config={**SMALL, "verification": {"n_trials": 40, "strata": ["U"]}},
+    lists = {lang: trials.generate(m, "test", seed=3, config=small(verification={"n_trials": 40, "strata": ["U"]}),
                                    language=lang) for lang in ("English", "Urdu")}
     lang_of = dict(zip(m["item"], m["language"]))
     for lang, ls in lists.items():
@@ -79,12 +85,12 @@ def test_trial_lists_per_test_language():
     urdu, english = lists["Urdu"]["verification"][0], lists["English"]["verification"][0]
     assert first_test not in set(urdu["face_identity"]) and first_test in set(english["face_identity"])
     # without a language: the lists of before, and no language in the metadata
-    plain = trials.generate(m, "test", seed=3, config={**SMALL, "verification": {"n_trials": 40, "strata": ["U"]}})
+    plain = trials.generate(m, "test", seed=3, config=small(verification={"n_trials": 40, "strata": ["U"]}))
     assert "language" not in plain["verification"][1]
     with pytest.raises(ValueError, match=r"no item in language 'Hindi'.*\['English', 'Urdu'\]"):
-        trials.generate(m, "test", seed=3, language="Hindi")
+        trials.generate(m, "test", seed=3, config=small(), language="Hindi")
     with pytest.raises(ValueError, match=r"only the mavceleb layout gives one"):
-        trials.generate(m.drop(columns="language"), "test", seed=3, language="English")
+        trials.generate(m.drop(columns="language"), "test", seed=3, config=small(), language="English")
 
 
 def test_trials_command_takes_a_language(tmp_path):
@@ -194,7 +200,7 @@ def test_the_challenges_way_gives_the_pipelines_eer(tmp_path):
     """Our own test list written in the challenge's format, scored through the score file (distances,
     lower = same), gives the EER and AUC that `facevoice evaluate` gives on the same trials."""
     m, _ = language_manifest()
-    lists = trials.generate(m, "test", seed=5, config={**SMALL, "verification": {"n_trials": 200, "strata": ["U"]}},
+    lists = trials.generate(m, "test", seed=5, config=small(verification={"n_trials": 200, "strata": ["U"]}),
                             language="English")
     emb_df = synthetic_embeddings(m, "test", dim=16, signal=0.6, seed=2)
     res, _ = E.evaluate(E.embeddings_from_table(emb_df), {"verification": lists["verification"]}, n_boot=0)

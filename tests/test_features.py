@@ -17,8 +17,8 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
-import yaml
 
+from facevoice.common.config import defaults
 from facevoice.data.batch import BatchReader
 from facevoice.preprocess import features, speech
 
@@ -27,7 +27,8 @@ SR = 16000
 
 
 def config_section(name: str) -> dict:
-    return yaml.safe_load((ROOT / "config.yaml").read_text())[name]
+    """A section of the schema's defaults (config.yaml's, test_config checks)."""
+    return defaults(name)
 
 
 def fparams(**changes) -> dict:
@@ -193,9 +194,15 @@ def test_bad_usage(clips, tmp_path):
     assert not (tmp_path / "o.parquet").exists()
 
 
-def test_defaults_match_config():
+def test_a_key_left_out_is_named_never_filled_in():
     cfg = config_section("features")
-    assert features.check_params(cfg) == features.check_params({"kinds": cfg["kinds"]})
+    assert features.check_params(cfg) == cfg
+    with pytest.raises(ValueError, match=r"'features.spectrogram' is missing"):
+        features.check_params({k: v for k, v in cfg.items() if k != "spectrogram"})
+    p = fparams()
+    del p["mfcc"]["n_mfcc"]
+    with pytest.raises(ValueError, match=r"'features.mfcc.n_mfcc' is missing"):
+        features.check_params(p)
 
 
 def test_cli_round_trip(clips, tmp_path):
@@ -226,8 +233,9 @@ def test_stages_start_light(clips, tmp_path):
     """The speech job imports neither librosa, scipy nor pandas (seconds per clip, 150,000 clips)."""
     code = (
         "import sys, json\n"
+        "from facevoice.common.config import defaults\n"
         "from facevoice.preprocess import speech\n"
-        f"speech.run({str(clips['wav_voice'])!r}, {str(tmp_path / 's.parquet')!r}, {{}})\n"
+        f"speech.run({str(clips['wav_voice'])!r}, {str(tmp_path / 's.parquet')!r}, defaults('speech'))\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('librosa', 'scipy', 'pandas', 'numba'))\n"
         "assert not heavy, heavy\n"
     )

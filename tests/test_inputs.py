@@ -122,6 +122,8 @@ def test_batches_cut_an_identity_into_parts_that_jobs_list_alike(tmp_path):
         assert [r[2] for r in listed] == group["speech_source"].tolist()
         assert clips_digest([r[0] for r in listed]) == clips_digest(group["clip"].tolist())
     assert batch_clips(source, "id00001", "Ann_A", "002", 4) == []
+    with pytest.raises(InputError, match=r"input.video_extensions"):  # named, never a default
+        batch_clips({k: v for k, v in source.items() if k != "video_extensions"}, "id00001", "Ann_A", "000", 4)
 
 
 def test_a_batch_job_refuses_a_tree_changed_since_planning(tmp_path):
@@ -130,7 +132,8 @@ def test_a_batch_job_refuses_a_tree_changed_since_planning(tmp_path):
     import sys
 
     make_tree(tmp_path, ["id00001"])
-    source = json.dumps({"layout": "videos", "videos": str(tmp_path / "videos")})
+    source = json.dumps({"layout": "videos", "videos": str(tmp_path / "videos"), "video_extensions": [".mp4"],
+                         "wav": None, "face_frames": None, "voices": None, "faces": None})
     res = subprocess.run([sys.executable, "-m", "facevoice.preprocess.frames", "--source", source, "--identity", "id00001",
                           "--digest", "0000000000000000", "--output", str(tmp_path / "f.parquet"),
                           "--params", '{"fps": 1, "max_per_clip": 2}'], capture_output=True, text=True)
@@ -196,10 +199,12 @@ def test_seenheard_draw_follows_its_seed_and_not_other_identities(tmp_path):
 
 
 def test_seenheard_rejects_a_fractional_count(tmp_path):
+    from facevoice.common.config import ConfigError, validate
+
     cfg = seen_tree(tmp_path)
     cfg["seenheard"] = {"videos": 1.5, "seed": 0}
-    with pytest.raises(InputError, match=r"seenheard.videos.*whole number"):
-        list_clips(cfg)
+    with pytest.raises(ConfigError, match=r"seenheard.videos.*whole number"):  # the schema's check
+        validate(cfg)
 
 
 def _seen_lists(folder, rows):

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from helpers import REPO
 
-from facevoice.config import ConfigError, validate
+from facevoice.common.config import ConfigError, section, validate
 from facevoice.data import mavceleb
-from facevoice.data.inputs import InputError, batch_clips, list_clips
+from facevoice.data.inputs import SOURCE_KEYS, InputError, batch_clips, list_clips
 
 # identity -> language -> video -> utterances
 TREE = {
@@ -38,8 +38,9 @@ def make_tree(root, tree=TREE, faces=True):
 
 def config_for(root, meta=None):
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["input"] = {"layout": "mavceleb", "voices": str(root / "voices"), "faces": str(root / "faces"),
-                    "meta": meta, "splits": str(root / "identity_splits.txt")}
+    cfg["input"] = section("input", {"layout": "mavceleb", "voices": str(root / "voices"),
+                                     "faces": str(root / "faces"), "meta": meta,
+                                     "splits": str(root / "identity_splits.txt")})
     cfg["seenheard"] = {"videos": 0}
     cfg["results"] = str(root / "results")
     return cfg
@@ -69,7 +70,7 @@ def test_a_batch_job_lists_the_same_clips(tmp_path):
     make_tree(tmp_path)
     cfg = config_for(tmp_path)
     df = list_clips(cfg)
-    source = {k: cfg["input"].get(k) for k in ("layout", "voices", "faces")}
+    source = {k: cfg["input"][k] for k in SOURCE_KEYS}
     listed = batch_clips(source, "id0002", "id0002", "000", 256)
     sub = df[df["identity"] == "id0002"]
     assert [r[0] for r in listed] == sub["clip"].tolist()

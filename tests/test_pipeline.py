@@ -364,9 +364,9 @@ def test_evaluation_of_any_models_embeddings_and_what_reruns(videos_run):
     original = cfg_path.read_text()
     cfg = yaml.safe_load(original)
     paths = {}
-    for name, signal in (("handmade", 3.0), ("noise", 0.0)):
+    for name, strength in (("handmade", 3.0), ("noise", 0.0)):
         paths[name] = {split: str(synthetic_embeddings(manifest[manifest.split == split],
-                                                       root / f"{name}_{split}.parquet", signal, 7))
+                                                       root / f"{name}_{split}.parquet", strength, 7))
                        for split in ("val", "test")}
     cfg.setdefault("evaluation", {})["embeddings"] = {"handmade": paths["handmade"]}
     cfg["evaluation"]["bootstrap"] = {"n": 50, "seed": 0}

@@ -81,7 +81,7 @@ def test_held_out_videos_go_to_the_seenheard_shard_only(tmp_path):
     assert [c["clip"] for c in train["clips"]] == ["id1/vA/00001", "id1/vA/00002", "id2/vA/00001"]
     assert [c["clip"] for c in seen["clips"]] == ["id1/vB/00001"]
     assert shards.main(["write", "--modality", "face", "--split", "seenheard", "--heldout", '["id1/vA"]',
-                        "--output", str(tmp_path / "cli.parquet"), a]) == 0
+                        "--compression", "zstd", "--output", str(tmp_path / "cli.parquet"), a]) == 0
     assert set(pq.read_table(tmp_path / "cli.parquet").column("clip").to_pylist()) == {"id1/vA/00001", "id1/vA/00002"}
 
 

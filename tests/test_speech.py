@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import yaml
 
+from facevoice.common.config import defaults
 from facevoice.data.batch import BatchReader
 from facevoice.preprocess import speech
 
@@ -81,8 +81,8 @@ def mux_mp4(wav: Path | None, out: Path, seconds: float, faststart: bool = False
 
 
 def config_params() -> dict:
-    """The contract: config.yaml's speech: section."""
-    return yaml.safe_load((ROOT / "config.yaml").read_text())["speech"]
+    """The contract: the speech: section of the schema's defaults (config.yaml's, test_config checks)."""
+    return defaults("speech")
 
 
 def params(**changes) -> dict:
@@ -339,9 +339,16 @@ def test_bad_usage_raises(media, tmp_path):
     assert not (tmp_path / "o.parquet").exists()
 
 
-def test_defaults_match_config():
-    assert speech.check_params(config_params()) == speech.check_params({
-        "sample_rate": config_params()["sample_rate"], "method": config_params()["method"]})
+def test_a_key_left_out_is_named_never_filled_in():
+    assert speech.check_params(config_params()) == config_params()
+    for key, left in (("method", "speech.method"), ("webrtcvad", "speech.webrtcvad"),
+                      ("min_speech_s", "speech.min_speech_s")):
+        with pytest.raises(ValueError, match=rf"'{left}' is missing"):
+            speech.check_params({k: v for k, v in config_params().items() if k != key})
+    p = params()
+    del p["energy"]["threshold"]
+    with pytest.raises(ValueError, match=r"'speech.energy.threshold' is missing"):
+        speech.check_params(p)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -403,8 +410,8 @@ def test_silero_keeps_real_speech_and_drops_spliced_gaps(demo_corpus, tmp_path):
 
 def test_silero_settings_are_checked():
     assert speech.check_params(params(method="silero", sample_rate=32000))["silero"]["threshold"] == 0.5
-    for bad in (params(method="silero", silero={"threshold": 1.5}),
-                params(method="silero", sample_rate=44100),
-                params(method="silero", silero={"pad_ms": -1})):
-        with pytest.raises(ValueError, match="silero"):
+    for bad, key in ((params(method="silero", silero={"threshold": 1.5}), "silero.threshold"),
+                     (params(method="silero", sample_rate=44100), "sample_rate"),  # no VAD rate (schema)
+                     (params(method="silero", silero={"pad_ms": -1}), "silero.pad_ms")):
+        with pytest.raises(ValueError, match=key):
             speech.check_params(bad)

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facevoice.common.config import ConfigError, defaults, section
 from facevoice.common.io import read_parquet_meta
 from facevoice.evaluation import protocol
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_manifest
 
-SIZES = {"verification": {"n_trials": 300}, "matching": {"n_trials": 120}}
+SIZES = section("evaluation", {"verification": {"n_trials": 300}, "matching": {"n_trials": 120}})
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def _attrs(manifest):
     rows = manifest[manifest["split"] == "test"]
     per = rows.groupby("identity").agg(gender=("gender", "first"), nationality=("nationality", "first"),
                                        age=("age", "median"))
-    per["age_band"] = np.digitize(per["age"], protocol.DEFAULTS["age_cuts"])
+    per["age_band"] = np.digitize(per["age"], defaults("evaluation")["age_cuts"])
     return per
 
 
@@ -115,8 +116,8 @@ def test_same_seed_same_lists_other_seed_different(manifest, lists):
 
 
 def test_changing_one_size_keeps_other_lists(manifest, lists):
-    bigger = T.generate(manifest, "test", 11, {"verification": {"n_trials": 300},
-                                                 "matching": {"n_trials": 60}})
+    bigger = T.generate(manifest, "test", 11, section("evaluation", {"verification": {"n_trials": 300},
+                                                                     "matching": {"n_trials": 60}}))
     pd.testing.assert_frame_equal(lists["verification"][0], bigger["verification"][0])
 
 
@@ -194,6 +195,20 @@ def test_metadata_and_files(manifest, tmp_path):
     h0 = T.manifest_sha256(rows)[0]
     rows.loc[rows.index[0], "gender"] = "f" if rows["gender"].iloc[0] == "m" else "m"
     assert T.manifest_sha256(rows)[0] != h0
+
+
+def test_settings_come_complete_from_the_schema(manifest, tmp_path):
+    """No defaults of its own: the lists need the complete evaluation: section, which
+    load_config completes with the schema's defaults (and checks)."""
+    with pytest.raises(ConfigError, match=r"'evaluation.age_cuts' is missing"):
+        T.generate(manifest, "test", 1, {k: v for k, v in SIZES.items() if k != "age_cuts"})
+    assert protocol.load_config(None) == defaults("evaluation")
+    over = protocol.load_config(None, '{"matching": {"n_max": 4}}')
+    assert over["matching"] == {**defaults("evaluation")["matching"], "n_max": 4}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluation:\n  matching: {n_max: 1}\n")
+    with pytest.raises(ConfigError, match=r"evaluation.matching.n_max"):
+        protocol.load_config(bad)
 
 
 def _write_pins(tmp_path, manifest):

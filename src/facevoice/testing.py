@@ -222,7 +222,7 @@ def mavceleb_tree(corpus_dir: str | Path, out: str | Path, identities: list[str]
     import tempfile
 
     from facevoice.data.inputs import read_meta, read_splits
-    from facevoice.demo.build import export_voxceleb1_layout
+    from facevoice.demo.export import export_voxceleb1_layout
 
     out = Path(out)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:

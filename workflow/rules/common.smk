@@ -1,5 +1,9 @@
 # Shared set-up: validate the config, list the clips, cut them into batches, plan the shards.
 # Everything here runs when Snakemake parses the workflow, before any job.
+#
+# facevoice.common.config.validate completes `config` in place with the schema's defaults
+# (workflow/schemas/config.schema.yaml), as `facevoice check-config` does: every key of
+# every section is present below, so no rule holds a default of its own.
 
 import json
 import os
@@ -15,7 +19,7 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from facevoice.config import ConfigError, validate  # noqa: E402
+from facevoice.common.config import ConfigError, validate  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
     PINS_SETS,
     SEENHEARD,
@@ -37,7 +41,7 @@ _held = heldout_summary(CLIPS)
 if _held:
     logger.info(_held)
 
-OUT = f"{config.get('results', 'results')}/{config['dataset']}"
+OUT = f"{config['results']}/{config['dataset']}"
 
 # Every job runs its stage module as `"$FACEVOICE_PYTHON" -m facevoice.<module> ...`.
 # FACEVOICE_PYTHON is the interpreter running Snakemake (the project's venv) or, under
@@ -66,7 +70,7 @@ wildcard_constraints:
 
 # --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
 MAX_CLIPS = int(config["batches"]["max_clips"])
-SOURCE = json.dumps({k: config["input"].get(k) for k in SOURCE_KEYS}, sort_keys=True)
+SOURCE = json.dumps({k: config["input"][k] for k in SOURCE_KEYS}, sort_keys=True)
 BATCHES = {}  # (identity, part) -> (clip keys, frames sources, speech sources); clip order
 for _ident, _part, _clip, _fsrc, _ssrc in zip(
     CLIPS["identity"], CLIPS["part"], CLIPS["clip"], CLIPS["frames_source"], CLIPS["speech_source"]
@@ -158,7 +162,8 @@ def shard_heldout(wildcards):
 
 
 # --- training (train.smk): the train: section --------------------------------------------
-TRAIN = config.get("train") or {}
+TRAIN = config["train"]
+TRAIN_THREADS = TRAIN["threads"] or 4  # threads of a train, embed or generate job (train.threads null: 4)
 _TRAIN_CHECKED = {}
 
 
@@ -171,7 +176,7 @@ def train_params(wildcards):
     name = wildcards.method
     base = name.split("-", 1)[0]
     section = {k: v for k, v in TRAIN.items() if k not in ("methods", "overrides")}
-    over = TRAIN.get("overrides") or {}
+    over = TRAIN["overrides"]
     section["overrides"] = {k: over[k] for k in (base, name) if k in over}
     if name not in _TRAIN_CHECKED:
         from facevoice.training.methods import MethodError
@@ -186,22 +191,22 @@ def train_params(wildcards):
 
 
 # --- evaluation (trials.smk, evaluate.smk, compare.smk): the evaluation: section ---------
-EVAL = config.get("evaluation", {})
+EVAL = config["evaluation"]
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings.
-EXTERNAL = EVAL.get("embeddings") or {}
+EXTERNAL = EVAL["embeddings"]
 
 
 def eval_params(*keys):
     """Some keys of the evaluation: section, as the JSON a stage reads."""
-    return json.dumps({k: EVAL[k] for k in keys if k in EVAL}, sort_keys=True)
+    return json.dumps({k: EVAL[k] for k in keys}, sort_keys=True)
 
 
 def pins_args(wildcards):
     """--import-pins arguments of the trials jobs (evaluation.pins: its dir, and the set of the split)."""
-    pins = EVAL.get("pins") or {}
+    pins = EVAL["pins"]
     pins_set = PINS_SETS.get(wildcards.split)
-    if not pins.get("dir") or pins_set not in pins.get("sets", list(PINS_SETS.values())):
+    if not pins["dir"] or pins_set not in pins["sets"]:
         return ""
     return f"--import-pins {shlex.quote(pins['dir'])} --pins-set {pins_set}"
 

@@ -2,7 +2,7 @@ from facevoice.evaluation.results import RESULTS_FORMAT
 
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings (EXTERNAL, common.smk).
-TRAINED = list(config.get("train", {}).get("methods", []))
+TRAINED = list(TRAIN["methods"])
 METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED]
 # seen-heard: the trained methods, and the named embeddings that have a seenheard file
 SEENHEARD_METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(SEENHEARD)]

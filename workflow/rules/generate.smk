@@ -4,10 +4,10 @@
 #
 # Include after train.smk; add GENERATE_TARGETS to `rule all`.
 
-GENERATE = config.get("generate") or {}
-GENERATE_SPLIT = GENERATE.get("split", "test")
+GENERATE = config["generate"]
+GENERATE_SPLIT = GENERATE["split"]
 # methods listed in generate.methods and trained here (train.methods)
-GENERATE_METHODS = [m for m in GENERATE.get("methods") or [] if m in TRAIN_METHODS]
+GENERATE_METHODS = [m for m in GENERATE["methods"] if m in TRAIN_METHODS]
 if GENERATE_METHODS and GENERATE_SPLIT == SEENHEARD and not SEENHEARD_SPLITS:
     raise WorkflowError("generate.split is seenheard, but no video is held out (seenheard.videos is 0, or no "
                         "training identity has two videos): set generate.split to test")
@@ -33,14 +33,14 @@ rule generate:
         root=parent_of("input", "manifest"),
         out=parent_of("output", "grid"),
         split=GENERATE_SPLIT,
-        speakers=int(GENERATE.get("speakers", 8)),
-        seed=int(GENERATE.get("seed", 0)),
-        device=TRAIN.get("device") or "auto",
+        speakers=GENERATE["speakers"],
+        seed=GENERATE["seed"],
+        device=TRAIN["device"],
     log:
         f"{OUT}/logs/generate/{{method}}.log",
     conda:
         "../../envs/train.yaml"
-    threads: int(TRAIN.get("threads") or 4)
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
         mem_mb=4000,

@@ -19,7 +19,7 @@ rule data_report:
     params:
         results=parent_of("input", "clips"),
         out=parent_of("output", "md"),
-        top=config.get("report", {}).get("top_identities", 40),
+        top=config["report"]["top_identities"],
     log:
         f"{OUT}/logs/report.log",
     conda:

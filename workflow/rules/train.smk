@@ -6,7 +6,7 @@
 # TRAIN (the train: section) and train_params() are in common.smk.
 # A method, or an ablation "method-variant" (`facevoice train --list`); evaluate.smk
 # evaluates the same list.
-TRAIN_METHODS = list(TRAIN.get("methods") or [])
+TRAIN_METHODS = list(TRAIN["methods"])
 # The splits the evaluation reads. Validation embeddings are not built by default: model
 # selection embeds the validation identities inside the train job; request
 # embeddings/<method>/val.parquet by name for your own use.
@@ -24,7 +24,7 @@ rule train:
     input:
         manifest=rules.manifest.output,
         # train and validation shards only: the test identities stay untouched
-        shards=[shard_path(*k) for k in sorted(SHARDS) if k[0] in ("train", TRAIN.get("val", {}).get("split", "val"))],
+        shards=[shard_path(*k) for k in sorted(SHARDS) if k[0] in ("train", TRAIN["val"]["split"])],
     output:
         model=f"{TRAIN_DIR}/model.pt",
         log=f"{TRAIN_DIR}/log.csv",
@@ -41,10 +41,10 @@ rule train:
         f"{OUT}/logs/train/{{method}}.log",
     conda:
         "../../envs/train.yaml"
-    threads: int(TRAIN.get("threads") or 4)
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
-        mem_mb=int(TRAIN.get("mem_mb") or 8000),
+        mem_mb=TRAIN["mem_mb"],
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {wildcards.method} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
@@ -61,8 +61,8 @@ rule embed:
         f"{OUT}/embeddings/{{method}}/{{split}}.parquet",
     params:
         root=parent_of("input", "manifest"),
-        device=TRAIN.get("device") or "auto",
-        amp=TRAIN.get("amp") or "auto",
+        device=TRAIN["device"],
+        amp=TRAIN["amp"],
     wildcard_constraints:
         method=TRAIN_NAME,
         split="|".join(EMBED_SPLITS + ["val"]),
@@ -70,7 +70,7 @@ rule embed:
         f"{OUT}/logs/embed/{{method}}/{{split}}.log",
     conda:
         "../../envs/train.yaml"
-    threads: int(TRAIN.get("threads") or 4)
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
         mem_mb=4000,

@@ -15,7 +15,7 @@ rule trials:
         split="val|test|seenheard",
     params:
         out=parent_of("output"),
-        seed=EVAL.get("seed", 0),
+        seed=EVAL["seed"],
         cfg=eval_params("verification", "matching", "retrieval", "age_cuts"),
         pins=pins_args,
     log:

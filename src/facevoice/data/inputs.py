@@ -191,13 +191,16 @@ def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tup
     ``source`` holds the :data:`SOURCE_KEYS` of config's ``input:`` section; ``name`` is the
     identity's VGGFace1 name (the VoxCeleb1 face frames are filed under it).
     """
+    missing = [k for k in SOURCE_KEYS if k not in source]
+    if missing:
+        raise InputError(f"the source lacks config key(s) {', '.join('input.' + k for k in missing)}")
     rows = []
     if source["layout"] == "mavceleb":
         from facevoice.data import mavceleb
 
         return mavceleb.identity_clips(source, identity)
     if source["layout"] == "videos":
-        exts = [e.lower() for e in source.get("video_extensions") or [".mp4"]]
+        exts = [e.lower() for e in source["video_extensions"]]
         for video, clip, path in _scan_identity(Path(source["videos"]) / identity, exts):
             rows.append((f"{identity}/{video}/{clip}", path, path))
     else:
@@ -296,7 +299,7 @@ def _clip_records(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "the videos folder" if root_key == "videos" else "the VoxCeleb1 wav folder")
     if inp["layout"] == "voxceleb1":
         _require(inp.get("face_frames"), "input.face_frames", "the VoxCeleb1 face frames folder")
-    source = {k: inp.get(k) for k in SOURCE_KEYS}
+    source = {k: inp[k] for k in SOURCE_KEYS}
     rows = []
     for ident in _dirs(root):
         name = meta[ident.name].name if ident.name in meta else ident.name
@@ -348,18 +351,16 @@ def heldout_videos(df: pd.DataFrame, config: dict[str, Any]) -> set[str]:
     ``veriflist_test_*_seenheard.txt`` and ``seenheard`` in ``evaluation.pins.sets``), exactly
     the training identities' videos those lists name; otherwise ``seenheard.videos`` per
     training identity (a count, or a share of its videos), drawn with ``seenheard.seed``.
-    An identity always keeps one video for training.
+    An identity always keeps one video for training. ``config`` is validated (a whole number
+    of videos, or a share below 1: the schema's check).
     """
-    section = config.get("seenheard") or {}
-    pins = (config.get("evaluation") or {}).get("pins") or {}
-    if pins.get("dir") and "seenheard" in pins.get("sets", ["unseenunheard", "seenheard"]):
+    pins = config["evaluation"]["pins"]
+    if pins["dir"] and "seenheard" in pins["sets"]:
         return _listed_videos(df, pins["dir"])
-    n = float(section.get("videos", 1))
+    n = float(config["seenheard"]["videos"])
     if n <= 0:
         return set()
-    if n >= 1 and n != int(n):
-        raise InputError(f"config key 'seenheard.videos' is {n}: give a whole number of videos, or a share below 1")
-    seed = int(section.get("seed") or 0)
+    seed = int(config["seenheard"]["seed"])
     train = df[df["split"] == "train"]
     held: set[str] = set()
     for ident, videos in train.groupby("identity")["video"]:

@@ -3,7 +3,7 @@
 :func:`build_demo` runs the steps: plan the identities (:mod:`.plan`), fetch and verify their
 sources (:mod:`.sources`), render every identity's clips, planning again without any source
 that fails (:mod:`.render`), then write the tables and ``corpus.json`` (:mod:`.export`).
-:func:`demo_settings` reads the ``demo:`` section, validated by :mod:`facevoice.config`, over
+:func:`demo_settings` reads the ``demo:`` section, validated by :mod:`facevoice.common.config`, over
 the defaults that the config schema holds.
 """
 
@@ -20,8 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from facevoice.config import ConfigError, find_schema
-from facevoice.config import load as load_config
+from facevoice.common.config import ConfigError, find_schema
+from facevoice.common.config import load as load_config
 from facevoice.demo.base import DemoError, log
 from facevoice.demo.export import corpus_up_to_date, read_corpus, write_corpus_json, write_tables
 from facevoice.demo.plan import Plan, PlannedIdentity, plan_identities
@@ -46,7 +46,7 @@ SETTINGS = ("out", "cache", "clips_per_identity", "videos_per_identity", "seed")
 
 
 def demo_settings(config: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The complete ``demo:`` section: the config file's (validated by :mod:`facevoice.config`)
+    """The complete ``demo:`` section: the config file's (validated by :mod:`facevoice.common.config`)
     over the schema's defaults. ``config`` None: ./config.yaml when there is one, else the
     defaults alone."""
     path = Path("config.yaml") if config is None else Path(config)

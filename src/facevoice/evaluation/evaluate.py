@@ -66,10 +66,10 @@ from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICAT
 from facevoice.evaluation.results import RESULTS_FORMAT, MatchingResult, RetrievalResult, VerificationResult
 
 CI_LEVEL = 0.95
-EVAL_DEFAULTS = {"bootstrap": {"n": 1000, "seed": 0}, "retrieval": {"block_size": 512},
-                 "dcf": dict(metrics.DCF_DEFAULTS)}
-# The block size changes memory and speed, never a result: it is a command-line option
-# only, so that changing it never re-runs an evaluation.
+# Retrieval probes per block. The block size changes memory and speed, never a result: it
+# is a command-line option only (not in the config), so that changing it never re-runs an
+# evaluation.
+BLOCK_SIZE = 512
 PAIR_CHUNK = 8192
 
 DEFINITIONS = {
@@ -554,14 +554,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="retrieval probes per block (memory only; default 512)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    cfg = load_config(a.config, a.params) if (a.config or a.params) else {}
-    boot = {**EVAL_DEFAULTS["bootstrap"], **(cfg.get("bootstrap") or {})}
-    block = EVAL_DEFAULTS["retrieval"]["block_size"]
+    cfg = load_config(a.config, a.params)  # the evaluation: section, completed by the schema's defaults
+    boot = cfg["bootstrap"]
     run(a.embeddings, a.trials, a.out, a.roc_out, a.method, a.scorer,
         n_boot=int(a.bootstrap if a.bootstrap is not None else boot["n"]),
         boot_seed=int(a.bootstrap_seed if a.bootstrap_seed is not None else boot["seed"]),
-        block_size=int(a.block_size or block), verbose=not a.quiet,
-        dcf={**EVAL_DEFAULTS["dcf"], **(cfg.get("dcf") or {})})
+        block_size=int(a.block_size or BLOCK_SIZE), verbose=not a.quiet, dcf=cfg["dcf"])
     return 0
 
 

@@ -1,5 +1,5 @@
 """The evaluation protocols' vocabulary and files: strata, directions, list kinds, the trial-list
-schemas and their reading and writing, and the evaluation settings.
+schemas and their reading and writing, and the evaluation settings (:func:`load_config`).
 
 Shared by the trial lists, the scoring and the comparison tables, so that no stage imports another."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -30,19 +29,6 @@ DIRECTIONS = ("F-V", "V-F")
 KINDS = ("verification", "matching", "retrieval")
 
 
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    # The official Learnable PINs verification lists hold about 30,000 trials each (one
-    # per test utterance) and the 1:2 matching lists shipped beside them about 10,000.
-    "verification": {"n_trials": 30000, "strata": list(VERIFICATION_STRATA)},
-    "matching": {"n_trials": 10000, "n_max": 10, "strata": list(MATCHING_STRATA)},
-    "retrieval": {"max_probes": None},
-    # Age bands for stratum A: cut points in years, bands [-inf, 20), [20, 30), ...
-    "age_cuts": [20, 30, 40, 50, 60, 70],
-    "pins": {"dir": None, "sets": ["unseenunheard", "seenheard"]},
-}
-
-
 def _merge(base: dict, over: dict | None) -> dict:
     out = json.loads(json.dumps(base))
     for k, v in (over or {}).items():
@@ -54,21 +40,22 @@ def _merge(base: dict, over: dict | None) -> dict:
 
 
 def load_config(path: str | os.PathLike | None, params: str | None = None) -> dict:
-    """:data:`DEFAULTS`, then the ``evaluation:`` section of the config file ``path``, then
-    ``params``: a JSON (or YAML) mapping shaped like that section, as the workflow's rules
-    pass it (``--params '{"verification": {"n_trials": 1000}}'``)."""
+    """The complete ``evaluation:`` section a command works with: that of the config file
+    ``path``, then ``params`` over it (a JSON or YAML mapping shaped like the section, as the
+    workflow's rules pass it: ``--params '{"verification": {"n_trials": 1000}}'``), checked
+    and completed with the schema's defaults (:func:`facevoice.common.config.section`; the schema
+    is the one place that holds them)."""
     import yaml
 
-    cfg = _merge(DEFAULTS, {})
-    if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            cfg = _merge(cfg, (yaml.safe_load(fh) or {}).get("evaluation") or {})
+    from facevoice.common.config import load_yaml, section
+
+    cfg = (load_yaml(path).get("evaluation") or {}) if path is not None else {}
     if params:
         extra = yaml.safe_load(params) or {}
         if not isinstance(extra, dict):
             raise ValueError(f"--params must be a mapping, got {params!r}")
         cfg = _merge(cfg, extra)
-    return cfg
+    return section("evaluation", cfg)
 
 
 VERIFICATION_SCHEMA = pa.schema([

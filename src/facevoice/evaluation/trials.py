@@ -86,18 +86,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from facevoice.common.config import check_section
 from facevoice.common.version import code_version
 from facevoice.data.inputs import PINS_FILES, PINS_SETS, SEENHEARD, pins_face_path, pins_file, pins_voice_path
 from facevoice.data.manifest import read_manifest
 from facevoice.evaluation.protocol import (  # noqa: F401
-    DEFAULTS,
     DIRECTIONS,
     FORMAT,
     MATCHING_SCHEMA,
     RETRIEVAL_SCHEMA,
     VERIFICATION_SCHEMA,
     VERIFICATION_STRATA,
-    _merge,
     load_config,
     write_trials,
 )
@@ -464,16 +463,22 @@ def language_rows(rows: pd.DataFrame, language: str) -> pd.DataFrame:
     return rows[rows["language"] == language]
 
 
-def generate(manifest: pd.DataFrame, split: str, seed: int, config: dict | None = None,
+def generate(manifest: pd.DataFrame, split: str, seed: int, config: dict,
              manifest_path: str | None = None, language: str | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
     """All three lists for ``split``: {kind: (DataFrame, metadata)}; only the items in
-    ``language`` when given (:func:`language_rows`)."""
-    cfg = _merge(DEFAULTS, config or {})
+    ``language`` when given (:func:`language_rows`).
+
+    ``config`` is the complete ``evaluation:`` section (:func:`load_config`;
+    ``facevoice.common.config.section("evaluation", {...})`` completes a partial one).
+    """
+    cfg = check_section("evaluation", config)
     rows = split_rows(manifest, split)
     if language is not None:
         rows = language_rows(rows, language)
     pool = _Pool(rows, cfg["age_cuts"])
-    base = _base_meta(rows, split, seed, cfg, manifest_path, pool)
+    params = {"verification": cfg["verification"], "matching": cfg["matching"],
+              "retrieval": {"max_probes": cfg["retrieval"]["max_probes"]}, "age_cuts": cfg["age_cuts"]}
+    base = _base_meta(rows, split, seed, params, manifest_path, pool)
     if language is not None:
         base["language"] = language
     v, vs = _verification(pool, seed, int(cfg["verification"]["n_trials"]),
@@ -488,7 +493,7 @@ def generate(manifest: pd.DataFrame, split: str, seed: int, config: dict | None 
     }
 
 
-def _base_meta(rows: pd.DataFrame, split: str, seed: int, cfg: dict, manifest_path: str | None,
+def _base_meta(rows: pd.DataFrame, split: str, seed: int, params: dict, manifest_path: str | None,
                pool: _Pool) -> dict:
     sha, cols = manifest_sha256(rows)
     return {
@@ -496,9 +501,7 @@ def _base_meta(rows: pd.DataFrame, split: str, seed: int, cfg: dict, manifest_pa
         "code_version": code_version(), "numpy_version": np.__version__,
         "manifest": {"path": manifest_path, "sha256": sha, "rows": int(len(rows)),
                      "identities": int(len(pool.identities)), "hash_columns": cols},
-        "params": {"verification": cfg["verification"], "matching": cfg["matching"],
-                   "retrieval": {"max_probes": cfg["retrieval"].get("max_probes")},
-                   "age_cuts": cfg["age_cuts"]},
+        "params": params,
     }
 
 
@@ -614,19 +617,17 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
     rows = split_rows(manifest, split)
     if "name" not in rows.columns:
         raise ValueError("importing Learnable PINs lists needs the manifest's name column")
-    pool = _Pool(rows, DEFAULTS["age_cuts"])
+    pool = _Pool(rows, [])  # the lists name their strata: age bands play no part here
     index = _pins_index(rows)
     frames, status, files = [], {}, {}
     for stratum in strata:
         frame, status[stratum], files[stratum] = _import_pins_list(pins_dir, stratum, pins_set, split, index)
         frames.append(frame)
-    cfg = _merge(DEFAULTS, {})
-    meta = {**_base_meta(rows, split, seed, cfg, manifest_path, pool), "kind": "verification",
+    meta = {**_base_meta(rows, split, seed, {"pins_set": pins_set}, manifest_path, pool), "kind": "verification",
             "source": "learnable-pins", "pins": {"dir": str(pins_dir), "set": pins_set,
                                                  "files": files,
                                                  "face_resolution": "sha256(face path) mod items of the video"},
             "strata": status}
-    meta["params"] = {"pins_set": pins_set}
     return _concat(frames, VERIFICATION_SCHEMA), meta
 
 

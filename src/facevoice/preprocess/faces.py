@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from facevoice.common.config import check_section
 from facevoice.data import batch
 from facevoice.data.batch import Result
 from facevoice.data.records import FACES as SCHEMA
@@ -242,17 +243,10 @@ class Processor:
         return out
 
 
-REQUIRED = ("image_size", "margin", "min_face_size", "thresholds", "factor", "min_prob", "multiple", "align",
-            "batch_size", "gpu_batch_size", "device")
-
-
 def check(params: dict[str, Any]) -> dict[str, Any]:
-    missing = [k for k in REQUIRED if k not in params]
-    if missing:
-        raise ValueError(f"faces params: missing {missing} (config faces:)")
-    if params["multiple"] not in ("reject", "largest", "central", "probable"):
-        raise ValueError(f"faces.multiple must be reject, largest, central or probable, not {params['multiple']!r}")
-    return dict(params)
+    """Config's complete ``faces:`` section, checked against the schema (a key left out is an
+    error naming it, never a default); returns a copy."""
+    return check_section(STAGE, params)
 
 
 CODE = batch.code_key(__file__, ["torch", "facenet-pytorch", "pillow", "numpy"])

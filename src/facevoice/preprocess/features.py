@@ -53,8 +53,8 @@ whose speech was rejected has no rows, ``status`` "rejected" and ``reason`` "spe
 reason>".  :func:`load_feature` reads one kind of one clip back as an ``(n_bins,
 n_frames)`` array.
 
-Params are config's ``features:`` section; keys it leaves out take the values of
-:data:`DEFAULTS` (the defaults of ``config.yaml``).
+Params are config's complete ``features:`` section (its keys and their defaults are in
+``workflow/schemas/config.schema.yaml``; ``facevoice.common.config.defaults("features")`` gives them).
 
 Usage::
 
@@ -63,7 +63,6 @@ Usage::
 
 from __future__ import annotations
 
-import copy
 import functools
 import sys
 from pathlib import Path
@@ -72,22 +71,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from facevoice.common.config import check_section
 from facevoice.common.io import arrow_array, arrow_list, arrow_strings, numpy_values
 from facevoice.data import batch
 from facevoice.data.batch import Result
 
 STAGE = "features"
 KINDS = ("spectrogram", "logmel", "mfcc")
-
-#: Config ``features:`` defaults, used for keys a params dict leaves out.
-DEFAULTS: dict[str, Any] = {
-    "kinds": ["spectrogram", "logmel", "mfcc"],
-    "spectrogram": {"n_fft": 512, "win_ms": 25, "hop_ms": 10, "log": True, "normalize": "utterance"},
-    "logmel": {"n_fft": 512, "win_ms": 25, "hop_ms": 10, "n_mels": 64, "fmin": 0, "fmax": None,
-               "normalize": "utterance"},
-    "mfcc": {"n_mfcc": 25, "n_mels": 40, "n_fft": 512, "win_ms": 25, "hop_ms": 10,
-             "normalize": "none"},
-}
 
 NORM_STD_FLOOR = 1e-5  # utterance normalisation: divide by max(std, this)
 AMIN = 1e-10           # power_to_db floor (librosa default)
@@ -106,62 +96,21 @@ SCHEMA = pa.schema(
 # --------------------------------------------------------------------------- params
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Validate config's ``features:`` section; return a complete copy (defaults filled in).
+    """Check config's complete ``features:`` section; return a copy.
 
-    Raises ``ValueError`` naming the offending key.
+    The schema checks every key (:func:`facevoice.common.config.check_section`: a key left out is an
+    error, never a default); here only what it cannot say, relations between keys (those
+    that depend on the sample rate are checked by :func:`compute`). Raises ``ValueError``
+    naming the offending key.
     """
-    if not isinstance(params, dict):
-        raise ValueError(f"features params must be a JSON object, got {type(params).__name__}")
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"features params: unknown key(s) {sorted(unknown)}")
-    p = copy.deepcopy(DEFAULTS)
-    for key, value in params.items():
-        if key == "kinds":
-            p[key] = copy.deepcopy(value)
-            continue
-        if not isinstance(value, dict):
-            raise ValueError(f"features params: {key} must be an object")
-        bad = set(value) - set(DEFAULTS[key])
-        if bad:
-            raise ValueError(f"features params: unknown key(s) {sorted(bad)} in {key}")
-        p[key].update(copy.deepcopy(value))
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ValueError(f"features params: {msg}")
-
+    p = check_section(STAGE, params)
     kinds = p["kinds"]
-    need(isinstance(kinds, list) and len(kinds) > 0, "kinds must be a non-empty list")
-    need(all(k in KINDS for k in kinds), f"kinds must be among {KINDS}, got {kinds!r}")
-    need(len(set(kinds)) == len(kinds), f"kinds has duplicates: {kinds!r}")
-    for kind in kinds:
-        s = p[kind]
-        need(_is_int(s["n_fft"]) and s["n_fft"] >= 16, f"{kind}.n_fft must be an integer >= 16")
-        for k in ("win_ms", "hop_ms"):
-            need(_is_number(s[k]) and s[k] > 0, f"{kind}.{k} must be a positive number")
-        need(s["normalize"] in ("utterance", "none"),
-             f"{kind}.normalize must be 'utterance' or 'none', got {s['normalize']!r}")
-        if kind == "spectrogram":
-            need(isinstance(s["log"], bool), "spectrogram.log must be true or false")
-        if kind in ("logmel", "mfcc"):
-            need(_is_int(s["n_mels"]) and s["n_mels"] >= 1, f"{kind}.n_mels must be an integer >= 1")
-        if kind == "logmel":
-            need(_is_number(s["fmin"]) and s["fmin"] >= 0, "logmel.fmin must be a number >= 0")
-            need(s["fmax"] is None or (_is_number(s["fmax"]) and s["fmax"] > s["fmin"]),
-                 "logmel.fmax must be null or a number above fmin")
-        if kind == "mfcc":
-            need(_is_int(s["n_mfcc"]) and 1 <= s["n_mfcc"] <= s["n_mels"],
-                 "mfcc.n_mfcc must be an integer in [1, mfcc.n_mels]")
+    lm, mf = p["logmel"], p["mfcc"]
+    if "logmel" in kinds and lm["fmax"] is not None and lm["fmax"] <= lm["fmin"]:
+        raise ValueError(f"features params: logmel.fmax ({lm['fmax']}) must be null or above fmin ({lm['fmin']})")
+    if "mfcc" in kinds and mf["n_mfcc"] > mf["n_mels"]:
+        raise ValueError(f"features params: mfcc.n_mfcc ({mf['n_mfcc']}) must be at most mfcc.n_mels ({mf['n_mels']})")
     return p
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from facevoice.common.config import check_section
 from facevoice.data import batch
 from facevoice.data.batch import Result
 
@@ -114,10 +115,9 @@ def _folder_frames(path: Path, fps: float, cap: int) -> Iterator[tuple[int, floa
 
 
 def check(params: dict[str, Any]) -> dict[str, Any]:
-    for key in ("fps", "max_per_clip"):
-        if key not in params:
-            raise ValueError(f"frames params: '{key}' is required (config frames:)")
-    return dict(params)
+    """Config's complete ``frames:`` section, checked against the schema (a key left out is an
+    error naming it, never a default); returns a copy."""
+    return check_section(STAGE, params)
 
 
 def decode_clip(source: str, params: dict[str, Any]) -> Result:

@@ -123,7 +123,7 @@ def plot(per_split: pd.DataFrame, rejects: pd.DataFrame, speech: pd.DataFrame, m
     plt.close(fig)
 
 
-def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: int = 40) -> None:
+def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: int) -> None:
     results_p, out = Path(results), Path(out_dir)
     clips = pd.read_parquet(clips_path)
     manifest = pd.read_parquet(manifest_path)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--results", required=True, help="results/<dataset>: holds frames/ faces/ speech/ features/")
     ap.add_argument("--out", required=True, help="the report folder")
-    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--top", type=int, required=True, help="config report.top_identities")
     args = ap.parse_args(argv)
     build(args.clips, args.manifest, args.results, args.out, args.top)
     print(f"[report] {args.out}/report.md", file=sys.stderr)

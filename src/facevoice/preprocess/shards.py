@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--modality", choices=["face", "voice"], required=True)
     w.add_argument("--split", required=True)
     w.add_argument("--kinds", default="", help="comma-separated feature kinds (voice shards)")
-    w.add_argument("--compression", default="zstd")
+    w.add_argument("--compression", required=True, help="config shards.compression")
     w.add_argument("--heldout", default="[]",
                    help="JSON list of the held-out videos (identity/video) of these identities (seen-heard)")
     w.add_argument("--output", required=True)

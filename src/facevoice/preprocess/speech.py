@@ -61,51 +61,40 @@ kept of X s)``; ``too little speech (X s kept, minimum Y s)`` (``min_speech_s``)
 bad usage (bad params, a batch that differs from the planned one) raises ``ValueError``;
 the command line turns those into exit status 2.
 
-Params are config's ``speech:`` section; keys it leaves out take the values of
-:data:`DEFAULTS` (the defaults of ``config.yaml``).
+Params are config's complete ``speech:`` section (its keys and their defaults are in
+``workflow/schemas/config.schema.yaml``; ``facevoice.common.config.defaults("speech")`` gives them).
 
 Usage::
 
     python -m facevoice.preprocess.speech --input CLIP.mp4 --output OUT.parquet --params '{"sample_rate": 16000, ...}'
-    python -m facevoice.preprocess.speech --source '{"layout": "videos", "videos": "data/demo/videos"}' \
+    python -m facevoice.preprocess.speech --source '{"layout": "videos", "videos": "data/demo/videos", \
+        "video_extensions": [".mp4"], "wav": null, "face_frames": null, "voices": null, "faces": null}' \
         --identity id10001 --part 000 --output OUT.parquet --params @speech.json --cache CACHE/
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from facevoice.common.config import check_section
 from facevoice.common.io import arrow_array, arrow_list
 from facevoice.data import batch
 from facevoice.data.batch import Result
 
 STAGE = "speech"
 
-#: Config ``speech:`` defaults, used for keys a params dict leaves out.
-DEFAULTS: dict[str, Any] = {
-    "sample_rate": 16000,
-    "min_input_rate": 8000,
-    "method": "webrtcvad",
-    "webrtcvad": {"mode": 2, "frame_ms": 20, "padding_ms": 50},
-    "silero": {"threshold": 0.5, "min_speech_ms": 250, "min_silence_ms": 100, "pad_ms": 30},
-    "energy": {"window_ms": 25, "hop_ms": 10, "rule": "relative_db", "threshold": -35.0},
-    "min_speech_s": 0.5,
-}
-
 #: Frames whose mean power is below this (dB re full scale 1.0) count as digital silence
 #: under the energy method, whatever the rule.
 SILENCE_FLOOR_DBFS = -90.0
 
-VAD_RATES = (8000, 16000, 32000, 48000)
 METHODS = ("webrtcvad", "energy", "silero")
 
 SCHEMA = pa.schema(
@@ -121,81 +110,20 @@ SCHEMA = pa.schema(
 # --------------------------------------------------------------------------- params
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _check_silero(p: dict[str, Any], need: Callable[[bool, str], None]) -> None:
-    si = p["silero"]
-    need(p["sample_rate"] == 8000 or p["sample_rate"] % 16000 == 0,
-         f"silero needs sample_rate 8000 or a multiple of 16000, got {p['sample_rate']}")
-    need(_is_number(si["threshold"]) and 0 < si["threshold"] < 1,
-         f"silero.threshold must be a probability in (0, 1), got {si['threshold']!r}")
-    for k in ("min_speech_ms", "min_silence_ms", "pad_ms"):
-        need(_is_number(si[k]) and si[k] >= 0, f"silero.{k} must be a number >= 0, got {si[k]!r}")
-
-
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Validate config's ``speech:`` section; return a complete copy (defaults filled in).
+    """Check config's complete ``speech:`` section; return a copy.
 
-    Raises ``ValueError`` naming the offending key.
+    The schema checks every key (:func:`facevoice.common.config.check_section`: a key left out is an
+    error, never a default); here only what it cannot say: energy windows of at least one
+    sample at ``sample_rate``. Raises ``ValueError`` naming the offending key.
     """
-    if not isinstance(params, dict):
-        raise ValueError(f"speech params must be a JSON object, got {type(params).__name__}")
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"speech params: unknown key(s) {sorted(unknown)}")
-    p = copy.deepcopy(DEFAULTS)
-    for key, value in params.items():
-        if isinstance(DEFAULTS[key], dict):
-            if not isinstance(value, dict):
-                raise ValueError(f"speech params: {key} must be an object")
-            bad = set(value) - set(DEFAULTS[key])
-            if bad:
-                raise ValueError(f"speech params: unknown key(s) {sorted(bad)} in {key}")
-            p[key].update(copy.deepcopy(value))
-        else:
-            p[key] = value
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ValueError(f"speech params: {msg}")
-
-    need(isinstance(p["sample_rate"], int) and not isinstance(p["sample_rate"], bool)
-         and p["sample_rate"] > 0, f"sample_rate must be a positive integer, got {p['sample_rate']!r}")
-    need(p["min_input_rate"] is None or (_is_number(p["min_input_rate"]) and p["min_input_rate"] >= 0),
-         f"min_input_rate must be a number >= 0 or null, got {p['min_input_rate']!r}")
-    need(p["method"] in METHODS, f"method must be one of {', '.join(METHODS)}, got {p['method']!r}")
-    need(_is_number(p["min_speech_s"]) and p["min_speech_s"] >= 0,
-         f"min_speech_s must be a number >= 0, got {p['min_speech_s']!r}")
-    v = p["webrtcvad"]
-    e = p["energy"]
-    if p["method"] == "silero":
-        _check_silero(p, need)
-    elif p["method"] == "webrtcvad":
-        need(p["sample_rate"] in VAD_RATES,
-             f"webrtcvad needs sample_rate in {VAD_RATES}, got {p['sample_rate']}")
-        need(v["mode"] in (0, 1, 2, 3) and not isinstance(v["mode"], bool),
-             f"webrtcvad.mode must be 0, 1, 2 or 3, got {v['mode']!r}")
-        need(v["frame_ms"] in (10, 20, 30) and not isinstance(v["frame_ms"], bool),
-             f"webrtcvad.frame_ms must be 10, 20 or 30, got {v['frame_ms']!r}")
-        need(_is_number(v["padding_ms"]) and v["padding_ms"] >= 0,
-             f"webrtcvad.padding_ms must be a number >= 0, got {v['padding_ms']!r}")
-    else:
+    p = check_section(STAGE, params)
+    if p["method"] == "energy":
+        e = p["energy"]
         for k in ("window_ms", "hop_ms"):
-            need(_is_number(e[k]) and round(e[k] * p["sample_rate"] / 1000) >= 1,
-                 f"energy.{k} must be a positive number of at least one sample, got {e[k]!r}")
-        need(e["rule"] in ("relative_db", "percentile"),
-             f"energy.rule must be 'relative_db' or 'percentile', got {e['rule']!r}")
-        need(_is_number(e["threshold"]), f"energy.threshold must be a number, got {e['threshold']!r}")
-        if e["rule"] == "relative_db":
-            need(e["threshold"] <= 0,
-                 f"energy.threshold is dB relative to the loudest frame for rule relative_db "
-                 f"and must be <= 0, got {e['threshold']!r}")
-        else:
-            need(0 <= e["threshold"] <= 100,
-                 f"energy.threshold is a percentile for rule percentile and must be in "
-                 f"[0, 100], got {e['threshold']!r}")
+            if round(e[k] * p["sample_rate"] / 1000) < 1:
+                raise ValueError(f"speech params: energy.{k} must be at least one sample at "
+                                 f"{p['sample_rate']} Hz, got {e[k]!r}")
     return p
 
 
