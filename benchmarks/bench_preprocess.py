@@ -42,9 +42,8 @@ import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 from common import table  # noqa: E402
 
-from facevoice.preprocess import speech  # noqa: E402
 from facevoice.data import batch
-from facevoice.preprocess import faces, features, frames, shards
+from facevoice.preprocess import faces, features, frames, shards, speech
 
 
 def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
