@@ -168,7 +168,7 @@ def test_manifest_takes_identity_attributes_from_the_clip_table(tmp_path):
     rows = [("id1/vA/00001", "id1", "vA", "00001", "N_1", "train", "f", "X", 31.0),
             ("id1/vB/00001", "id1", "vB", "00001", "N_1", "seenheard", "f", "X", 31.0),  # a held-out video
             ("id2/vA/00001", "id2", "vA", "00001", "N_2", "test", "m", None, None)]
-    clips = pd.DataFrame([r + ("", "", 0) for r in rows], columns=CLIP_COLUMNS)
+    clips = pd.DataFrame([r + (None, "", "", 0) for r in rows], columns=CLIP_COLUMNS)
     clips.to_parquet(tmp_path / "clips.parquet")
     kinds = ["logmel"]
     batches = {}  # (identity, modality) -> its batch file, as the preprocessing writes them
