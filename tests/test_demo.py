@@ -308,7 +308,7 @@ F0_LABEL = re.compile(r"f0 estimate \((\d+) Hz\)")
 #: how the catalog's figures were computed: over the voice's first 40 listed files (see
 #: facevoice.demo.audio.estimate_f0); reproduced for all 26 f0-labelled voices when this test was written
 F0_FILES = 40
-#: the voices recomputed (all 26 take about 75 s on two cores; these 5 about 11 s): every format
+#: the voices recomputed (all 26 take about 75 s on two cores; these 5 11-16 s): every format
 #: (ogg, gsm, wav, s16le8k), both kinds, both genders, two voices with more than 40 files, and the
 #: male and the female estimate nearest the label thresholds (147.6 Hz and 181.7 Hz)
 F0_CHECKED = ("gcin_liu", "kl_es_syllab", "ast_july", "c2_vk5qi", "c2_cq_ref")
