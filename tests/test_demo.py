@@ -11,13 +11,14 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 from conftest import DEMO, DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
 
 from facevoice.common.config import ConfigError
-from facevoice.demo import build, export, plan, sources
+from facevoice.demo import audio, build, export, plan, sources
 from facevoice.demo.base import DemoError, VerificationError
 
 
@@ -298,3 +299,81 @@ def test_the_builder_needs_the_complete_section(tmp_path):
     with pytest.raises(DemoError, match="videos_per_identity is 5"):
         build.build_demo({**DEMO, "out": out, "clips_per_identity": 4, "videos_per_identity": 5}, progress=False)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------
+# the catalog's F0 gender labels, recomputed with the function that made them
+
+F0_LABEL = re.compile(r"f0 estimate \((\d+) Hz\)")
+#: how the catalog's figures were computed: over the voice's first 40 listed files (see
+#: facevoice.demo.audio.estimate_f0); reproduced for all 26 f0-labelled voices when this test was written
+F0_FILES = 40
+#: the voices recomputed (all 26 take about 75 s on two cores; these 5 11-16 s): every format
+#: (ogg, gsm, wav, s16le8k), both kinds, both genders, two voices with more than 40 files, and the
+#: male and the female estimate nearest the label thresholds (147.6 Hz and 181.7 Hz)
+F0_CHECKED = ("gcin_liu", "kl_es_syllab", "ast_july", "c2_vk5qi", "c2_cq_ref")
+
+
+def _f0_voices(catalog) -> dict[str, tuple[dict, int]]:
+    """Voice key -> (voice, the N of its ``f0 estimate (N Hz)`` label)."""
+    out = {}
+    for voice in catalog["voices"]:
+        label = F0_LABEL.match(voice["gender_source"])
+        if label:
+            out[voice["key"]] = (voice, int(label.group(1)))
+    return out
+
+
+def _f0_gender(hz: float) -> str | None:
+    return "m" if hz < 150 else "f" if hz > 165 else None
+
+
+def test_f0_labels_agree_with_their_recorded_figures():
+    """Every ``f0 estimate (N Hz)`` label: N is the recorded ``f0_hz`` rounded, and the gender is
+    the one the thresholds give (male < 150 Hz, female > 165 Hz)."""
+    catalog = sources.load_catalog()
+    voices = _f0_voices(catalog)
+    assert len(voices) == 26
+    for key, (voice, n_hz) in voices.items():
+        assert abs(voice["f0_hz"] - n_hz) <= 0.5, key
+        assert _f0_gender(voice["f0_hz"]) == voice["gender"], key
+    # a recorded figure without the label (or the reverse) would escape these checks
+    assert {v["key"] for v in catalog["voices"] if "f0_hz" in v} == set(voices)
+
+
+def _voice_audio(catalog, voice, members: list[str]) -> list:
+    """The members' decoded audio, from the download cache (skips when the cache lacks them)."""
+    pkg = catalog["packages"][voice["package"]]
+    archive = sources.archive_path(DEMO_CACHE, pkg)
+    if not archive.is_file():
+        pytest.skip(f"{pkg['archive']} (voice {voice['key']}) is not in the download cache {DEMO_CACHE}")
+    digests = dict(voice["files"])
+    try:  # reuses the verified files the demo build extracted; extracts (and verifies) missing ones
+        paths = sources.extract_files(catalog, voice["package"], archive, DEMO_CACHE,
+                                      {m: digests[m] for m in members})
+    except VerificationError:
+        raise
+    except (DemoError, OSError, subprocess.SubprocessError) as exc:  # e.g. no dpkg-deb to unpack a .deb
+        pytest.skip(f"voice {voice['key']}: files not extractable from the cache: {exc}")
+    return [audio.decode_audio(paths[m], voice["format"]) for m in members]
+
+
+def test_f0_estimates_are_reproduced_from_the_cached_files():
+    """``estimate_f0`` recomputes the catalog's figure for the voices of F0_CHECKED (why these:
+    see there) from the download cache: over the voice's first F0_FILES listed files, each
+    trimmed as the builder trims prompts, concatenated back to back (pooling per-file frames,
+    the median of per-file medians, untrimmed files or all listed files give other figures).
+    The estimate rounds to the recorded ``f0_hz`` (0.1 Hz) and to the N of the label, and gives
+    the voice's gender."""
+    catalog = sources.load_catalog()
+    voices = _f0_voices(catalog)
+    assert set(F0_CHECKED) <= set(voices)
+    for key in F0_CHECKED:
+        voice, n_hz = voices[key]
+        members = [m for m, _ in voice["files"][:F0_FILES]]
+        clips = _voice_audio(catalog, voice, members)
+        hz, frames = audio.estimate_f0(np.concatenate([audio._trim(y, 16000) for y in clips]))
+        assert frames >= 20, key
+        assert round(hz, 1) == voice["f0_hz"], (key, hz)
+        assert round(hz) == n_hz, (key, hz)
+        assert _f0_gender(hz) == voice["gender"], (key, hz)
