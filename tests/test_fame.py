@@ -225,3 +225,67 @@ def test_training_manifest_keeps_the_heard_language_for_training_and_selection()
     assert t[~learn].reset_index(drop=True).equals(m[~m["split"].isin(["train", "val"])].reset_index(drop=True))
     with pytest.raises(ValueError, match="no language column"):
         mavceleb.training_manifest(m.drop(columns="language"), "English")
+
+
+def test_the_trainer_reads_the_training_language_alone(corpus, tmp_path):
+    """`facevoice train --language L`: the train and val items in L only (counted in run.json),
+    L in run.json and in the checkpoint's fingerprint; without it, every item as before."""
+    import json
+
+    from facevoice.training import train as tr
+
+    manifest, root = corpus
+    m = pd.read_parquet(manifest)
+    m["language"] = np.where(m["clip"].str.split("/").str[1] == "v00", "English", "Urdu")
+    path = tmp_path / "manifest.parquet"
+    m.to_parquet(path)
+    args = ["--method", "dje", "--manifest", str(path), "--shards-root", str(root), "--profile", "debug",
+            "--set", "epochs=1", "--set", "batches_per_epoch=1", "--threads", "1", "--no-progress"]
+    assert tr.main(args + ["--out", str(tmp_path / "en"), "--language", "English"]) == 0
+    assert tr.main(args + ["--out", str(tmp_path / "all")]) == 0
+    en, every = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("en", "all"))
+    train_faces = m[(m["split"] == "train") & (m["modality"] == "face")]
+    assert en["data"]["train_faces"] == int((train_faces["language"] == "English").sum()) < len(train_faces)
+    assert every["data"]["train_faces"] == len(train_faces)
+    assert en["language"] == en["run"]["language"] == "English" and "language" not in every
+    assert "language" not in every["run"]
+    fingerprints = [tr.torch.load(tmp_path / d / "state" / "last.pt", weights_only=False)["fingerprint"]
+                    for d in ("en", "all")]
+    assert fingerprints[0] != fingerprints[1]
+    with pytest.raises(SystemExit, match=r"--language Hindi.*no identities|identities with both a face and a voice "
+                                         r"in language Hindi"):
+        tr.main(args + ["--out", str(tmp_path / "hi"), "--language", "Hindi"])
+    m.drop(columns="language").to_parquet(path)
+    with pytest.raises(SystemExit, match=r"--language English: the manifest has no language column"):
+        tr.main(args + ["--out", str(tmp_path / "none"), "--language", "English"])
+
+
+# --------------------------------------------------------------------------- the workflow
+
+
+def plan(tmp_path, train_language, methods=("chance",)):
+    """`snakemake -n -p` of the MAV-Celeb test tree (test_mavceleb.TREE) with fame.train_language."""
+    from test_mavceleb import config_for, make_tree, snakemake_on
+
+    make_tree(tmp_path)
+    cfg = config_for(tmp_path)
+    cfg.update(dataset="mav", results="results")
+    cfg["train"]["methods"], cfg["generate"]["methods"] = list(methods), []
+    cfg["fame"] = {"train_language": train_language}
+    res = snakemake_on(tmp_path, cfg, "-n", "-p")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = dict(ln.split()[:2] for ln in res.stdout.splitlines() if ln.split()[:1] and
+                  ln.split()[0].startswith(("fame_", "train")))
+    commands = [ln for ln in res.stdout.splitlines() if "facevoice.training.train" in ln]
+    return counts, commands
+
+
+def test_the_workflow_plans_the_fame_rules(tmp_path):
+    counts, commands = plan(tmp_path / "fame", "English", methods=("chance", "dje"))
+    assert counts == {"train": "2", "fame_trials": "2", "fame_evaluate": "4", "fame_lists": "2",
+                      "fame_table": "1", "fame_submission": "2"}
+    assert len(commands) == 2 and all(c.rstrip().endswith("--language English 2> " + c.split("2> ")[-1])
+                                      for c in commands)
+    counts, commands = plan(tmp_path / "plain", None)
+    assert not any(k.startswith("fame_") for k in counts) and counts["train"] == "1"
+    assert "--language" not in commands[0]

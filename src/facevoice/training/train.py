@@ -15,8 +15,8 @@ Data
     protocol, config ``fame.train_language``; the MAV-Celeb layout's ``language`` column) the
     train and validation items are those in language L only
     (:func:`facevoice.data.mavceleb.training_manifest`), so model selection stays within the
-    training language; ``run.json`` and the checkpoint fingerprint record L. Each batch holds P identities x K
-    faces x K voices (face i and voice i of the same identity form a pair), identities
+    training language; ``run.json`` and the checkpoint fingerprint record L. Each batch holds
+    P identities x K faces x K voices (face i and voice i of the same identity form a pair), identities
     drawn without repetition inside a batch and cycled through evenly across batches; an
     epoch is ``batches_per_epoch`` batches (default ceil(train faces / (P K))). Faces get a
     random square crop, a horizontal flip and brightness/contrast jitter; every voice of a
