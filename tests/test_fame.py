@@ -289,3 +289,82 @@ def test_the_workflow_plans_the_fame_rules(tmp_path):
     counts, commands = plan(tmp_path / "plain", None)
     assert not any(k.startswith("fame_") for k in counts) and counts["train"] == "1"
     assert "--language" not in commands[0]
+
+
+def test_lint_is_clean_with_the_fame_rules(tmp_path):
+    """`snakemake --lint` with fame.train_language set (the rules exist only then)."""
+    import yaml
+    from helpers import REPO, snakemake
+    from test_mavceleb import config_for, make_tree
+
+    make_tree(tmp_path)
+    cfg = config_for(tmp_path)
+    cfg.update(dataset="mav", results="results")
+    cfg["train"]["methods"], cfg["generate"]["methods"] = ["chance", "dje"], []
+    cfg["fame"] = {"train_language": "English"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                    "--lint", timeout=300)
+    assert "fame: training on English" in res.stdout + res.stderr  # the FAME rules were read
+    assert res.returncode == 0, f"snakemake --lint found problems:\n{res.stdout[-6000:]}\n{res.stderr[-6000:]}"
+@pytest.mark.slow
+def test_fame_through_snakemake(demo_corpus, tmp_path):
+    """A miniature two-language release of demo media (not MAV-Celeb) with fame.train_language:
+    the train jobs read the English items alone, the table has each method heard and unheard
+    beside the baseline's rows, and each method's zip holds the two score files, one line per
+    key of the written test lists, whose EER is the evaluation's."""
+    import json
+
+    from test_mavceleb import config_for, snakemake_on
+
+    from facevoice.data.inputs import read_meta as read_vox1_meta
+    from facevoice.data.inputs import read_splits
+    from facevoice.testing import mavceleb_tree
+
+    meta, splits = read_vox1_meta(demo_corpus / "vox1_meta.csv"), read_splits(demo_corpus / "identity_splits.txt")
+    ids = [i for s in ("train", "val", "test") for i in [i for i in sorted(meta) if splits[meta[i].name] == s][:2]]
+    root = mavceleb_tree(demo_corpus, tmp_path / "mav", identities=ids)
+    cfg = config_for(root, str(root / "v2_meta.csv"))
+    cfg.update(dataset="mav", results="results")
+    cfg["frames"]["max_per_clip"] = 3
+    cfg["shards"]["buckets"] = 2
+    cfg["train"].update(methods=["chance", "dje"], profile="debug", threads=1)
+    cfg["generate"]["methods"] = []
+    cfg["evaluation"]["bootstrap"]["n"] = 20
+    cfg["fame"] = {"train_language": "English", "test_languages": []}
+    methods, out = cfg["train"]["methods"], tmp_path / "results" / "mav"
+    targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv"] + [f"submission/{m}.zip" for m in methods]]
+    res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+    m = pd.read_parquet(out / "shards" / "manifest.parquet")
+    assert set(m.loc[m["split"] == "train", "language"]) == {"English", "Urdu"}
+    train_voices = m[(m["split"] == "train") & (m["modality"] == "voice")]
+    for method in methods:  # the train job saw the English train items alone
+        run = json.loads((out / "train" / method / "run.json").read_text())
+        assert run["language"] == "English"
+        assert run["data"]["train_voices"] == int((train_voices["language"] == "English").sum()) < len(train_voices)
+
+    table = pd.read_csv(out / "fame" / "table.csv")
+    ours = table[table["source"] == "this run"]
+    assert sorted(ours["method"].unique()) == sorted(methods)
+    for method in methods:
+        rows = ours[ours["method"] == method].set_index("test_language")
+        assert rows["condition"].to_dict() == {"English": "heard", "Urdu": "unheard"}
+        assert rows["eer"].between(0, 100).all() and (rows["n_trials"] > 0).all()
+    assert (table["method"] == "FOP (baseline)").sum() == 12
+    assert "| dje | English | Urdu | unheard |" in (out / "fame" / "table.md").read_text()
+
+    for method in methods:
+        summary = json.loads((out / "fame" / "submission" / f"{method}.json").read_text())
+        with zipfile.ZipFile(out / "fame" / "submission" / f"{method}.zip") as z:
+            assert z.namelist() == ["sub_score_English_heard.txt", "sub_score_English_unheard.txt"]
+            for name, language in [("sub_score_English_heard.txt", "English"),
+                                   ("sub_score_English_unheard.txt", "Urdu")]:
+                keys = fame.read_test_list(out / "fame" / "lists" / f"{language}_test.txt")["key"].tolist()
+                lines = [ln.split() for ln in z.read(name).decode().splitlines()]
+                assert [ln[0] for ln in lines] == keys and all(len(ln) == 2 for ln in lines)
+                assert np.isfinite([float(ln[1]) for ln in lines]).all()
+                # scored back against the lists' labels: the EER of facevoice evaluate on the same trials
+                evaluated = json.loads((out / "fame" / "evaluation" / language / f"{method}.json").read_text())
+                assert summary["files"][name]["eer"] == pytest.approx(evaluated["verification"]["U"]["eer"], abs=1e-6)

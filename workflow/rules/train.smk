@@ -19,7 +19,8 @@ TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 # the command only when set, so a run without it keeps its command (and its jobs) of before;
 # setting or changing the language changes the command, and Snakemake re-runs the train jobs.
 FAME_TRAIN_LANGUAGE = config["fame"]["train_language"]
-TRAIN_LANGUAGE_ARG = f" --language {shlex.quote(FAME_TRAIN_LANGUAGE)}" if FAME_TRAIN_LANGUAGE else ""
+# (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape in the command)
+TRAIN_LANGUAGE_ARG = f" --language {FAME_TRAIN_LANGUAGE}" if FAME_TRAIN_LANGUAGE else ""
 
 TRAIN_TARGETS = (
     expand(f"{OUT}/train/{{method}}/{{name}}", method=TRAIN_METHODS, name=["model.pt", "log.csv", "curve.png", "run.json"])
@@ -55,7 +56,7 @@ rule train:
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {wildcards.method} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
-        " --threads {threads} --no-progress" + TRAIN_LANGUAGE_ARG.replace("{", "{{").replace("}", "}}") + " 2> {log:q}"
+        " --threads {threads} --no-progress" f"{TRAIN_LANGUAGE_ARG} 2> {{log:q}}"
 
 
 rule embed:
