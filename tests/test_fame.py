@@ -227,6 +227,50 @@ def test_training_manifest_keeps_the_heard_language_for_training_and_selection()
         mavceleb.training_manifest(m.drop(columns="language"), "English")
 
 
+def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
+    """`facevoice fame table / lists / submit` on trial lists per language and a method's embeddings,
+    as the rules run them: the table's rows, a list per language, a zip of one line per key."""
+    import json
+
+    m, _ = language_manifest()
+    m.to_parquet(tmp_path / "m.parquet")
+    emb = tmp_path / "test.parquet"
+    df = synthetic_embeddings(m, "test", dim=16, signal=0.6, seed=2)
+    E.write_embeddings(emb, df["id"], df["identity"], df["modality"], np.stack(df["embedding"]))
+    results = []
+    for lang in ("English", "Urdu"):
+        assert trials.main(["--manifest", str(tmp_path / "m.parquet"), "--split", "test", "--seed", "1", "--language",
+                            lang, "--out", str(tmp_path / "trials" / lang), "--params",
+                            '{"verification": {"n_trials": 60, "strata": ["U"]}, "matching": {"n_max": 2}}']) == 0
+        E.run(str(emb), str(tmp_path / "trials" / lang), str(tmp_path / f"{lang}.json"), n_boot=0, verbose=False)
+        results += ["--result", "m1", lang, str(tmp_path / f"{lang}.json")]
+        assert fame.main(["lists", "--trials", str(tmp_path / "trials" / lang), "--language", lang,
+                          "--out", str(tmp_path / "lists")]) == 0
+    assert fame.main(["table", "--train-language", "Urdu", "--dataset", "syn", *results,
+                      "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv")]) == 0
+    table = pd.read_csv(tmp_path / "t.csv")
+    ours = table[table["source"] == "this run"].set_index("test_language")
+    assert ours["condition"].to_dict() == {"English": "unheard", "Urdu": "heard"} and set(ours["corpus"]) == {"syn"}
+    want = json.loads((tmp_path / "English.json").read_text())["verification"]["U"]["eer"]
+    assert ours.loc["English", "eer"] == pytest.approx(100 * want)
+    assert len(table) == 2 + 12 and "| m1 | Urdu | English | unheard |" in (tmp_path / "t.md").read_text()
+    lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
+    args = ["submit", "--train-language", "Urdu", "--embeddings", str(emb), "--out", str(tmp_path / "sub"),
+            "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]
+    assert fame.main(args + [x for p in lists for x in ("--list", p)]) == 0
+    summary = json.loads((tmp_path / "sub.json").read_text())
+    with zipfile.ZipFile(tmp_path / "sub.zip") as z:
+        assert z.namelist() == ["sub_score_Urdu_heard.txt", "sub_score_Urdu_unheard.txt"]
+        keys = [ln.split()[0] for ln in z.read("sub_score_Urdu_unheard.txt").decode().splitlines()]
+    assert keys == fame.read_test_list(lists[0])["key"].tolist()
+    assert summary["files"]["sub_score_Urdu_unheard.txt"]["eer"] == pytest.approx(want, abs=1e-6)
+    # two unheard languages would share a file name: refused, nothing zipped
+    hindi = tmp_path / "lists" / "Hindi_test.txt"
+    hindi.write_text((tmp_path / "lists" / "English_test.txt").read_text())
+    assert fame.main(args[:-2] + ["--zip", str(tmp_path / "x.zip"), "--list", lists[0], "--list", str(hindi)]) == 2
+    assert not (tmp_path / "x.zip").exists()
+
+
 def test_the_trainer_reads_the_training_language_alone(corpus, tmp_path):
     """`facevoice train --language L`: the train and val items in L only (counted in run.json),
     L in run.json and in the checkpoint's fingerprint; without it, every item as before."""
