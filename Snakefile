@@ -32,6 +32,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/trials.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/fame.smk"
 
 
 rule all:
@@ -42,4 +43,5 @@ rule all:
         GENERATE_TARGETS,
         expand(rules.trials.output, split=["test"] + SEENHEARD_SPLITS),
         rules.compare.output,
+        FAME_TARGETS,
     default_target: True

@@ -225,3 +225,190 @@ def test_training_manifest_keeps_the_heard_language_for_training_and_selection()
     assert t[~learn].reset_index(drop=True).equals(m[~m["split"].isin(["train", "val"])].reset_index(drop=True))
     with pytest.raises(ValueError, match="no language column"):
         mavceleb.training_manifest(m.drop(columns="language"), "English")
+
+
+def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
+    """`facevoice fame table / lists / submit` on trial lists per language and a method's embeddings,
+    as the rules run them: the table's rows, a list per language, a zip of one line per key."""
+    import json
+
+    m, _ = language_manifest()
+    m.to_parquet(tmp_path / "m.parquet")
+    emb = tmp_path / "test.parquet"
+    df = synthetic_embeddings(m, "test", dim=16, signal=0.6, seed=2)
+    E.write_embeddings(emb, df["id"], df["identity"], df["modality"], np.stack(df["embedding"]))
+    results = []
+    for lang in ("English", "Urdu"):
+        assert trials.main(["--manifest", str(tmp_path / "m.parquet"), "--split", "test", "--seed", "1", "--language",
+                            lang, "--out", str(tmp_path / "trials" / lang), "--params",
+                            '{"verification": {"n_trials": 60, "strata": ["U"]}, "matching": {"n_max": 2}}']) == 0
+        E.run(str(emb), str(tmp_path / "trials" / lang), str(tmp_path / f"{lang}.json"), n_boot=0, verbose=False)
+        results += ["--result", "m1", lang, str(tmp_path / f"{lang}.json")]
+        assert fame.main(["lists", "--trials", str(tmp_path / "trials" / lang), "--language", lang,
+                          "--out", str(tmp_path / "lists")]) == 0
+    assert fame.main(["table", "--train-language", "Urdu", "--dataset", "syn", *results,
+                      "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv")]) == 0
+    table = pd.read_csv(tmp_path / "t.csv")
+    ours = table[table["source"] == "this run"].set_index("test_language")
+    assert ours["condition"].to_dict() == {"English": "unheard", "Urdu": "heard"} and set(ours["corpus"]) == {"syn"}
+    want = json.loads((tmp_path / "English.json").read_text())["verification"]["U"]["eer"]
+    assert ours.loc["English", "eer"] == pytest.approx(100 * want)
+    assert len(table) == 2 + 12 and "| m1 | Urdu | English | unheard |" in (tmp_path / "t.md").read_text()
+    lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
+    args = ["submit", "--train-language", "Urdu", "--embeddings", str(emb), "--out", str(tmp_path / "sub"),
+            "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]
+    assert fame.main(args + [x for p in lists for x in ("--list", p)]) == 0
+    summary = json.loads((tmp_path / "sub.json").read_text())
+    with zipfile.ZipFile(tmp_path / "sub.zip") as z:
+        assert z.namelist() == ["sub_score_Urdu_heard.txt", "sub_score_Urdu_unheard.txt"]
+        keys = [ln.split()[0] for ln in z.read("sub_score_Urdu_unheard.txt").decode().splitlines()]
+    assert keys == fame.read_test_list(lists[0])["key"].tolist()
+    assert summary["files"]["sub_score_Urdu_unheard.txt"]["eer"] == pytest.approx(want, abs=1e-6)
+    # two unheard languages would share a file name: refused, nothing zipped
+    hindi = tmp_path / "lists" / "Hindi_test.txt"
+    hindi.write_text((tmp_path / "lists" / "English_test.txt").read_text())
+    assert fame.main(args[:-2] + ["--zip", str(tmp_path / "x.zip"), "--list", lists[0], "--list", str(hindi)]) == 2
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_the_trainer_reads_the_training_language_alone(corpus, tmp_path):
+    """`facevoice train --language L`: the train and val items in L only (counted in run.json),
+    L in run.json and in the checkpoint's fingerprint; without it, every item as before."""
+    import json
+
+    from facevoice.training import train as tr
+
+    manifest, root = corpus
+    m = pd.read_parquet(manifest)
+    m["language"] = np.where(m["clip"].str.split("/").str[1] == "v00", "English", "Urdu")
+    path = tmp_path / "manifest.parquet"
+    m.to_parquet(path)
+    args = ["--method", "dje", "--manifest", str(path), "--shards-root", str(root), "--profile", "debug",
+            "--set", "epochs=1", "--set", "batches_per_epoch=1", "--threads", "1", "--no-progress"]
+    assert tr.main(args + ["--out", str(tmp_path / "en"), "--language", "English"]) == 0
+    assert tr.main(args + ["--out", str(tmp_path / "all")]) == 0
+    en, every = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("en", "all"))
+    train_faces = m[(m["split"] == "train") & (m["modality"] == "face")]
+    assert en["data"]["train_faces"] == int((train_faces["language"] == "English").sum()) < len(train_faces)
+    assert every["data"]["train_faces"] == len(train_faces)
+    assert en["language"] == en["run"]["language"] == "English" and "language" not in every
+    assert "language" not in every["run"]
+    fingerprints = [tr.torch.load(tmp_path / d / "state" / "last.pt", weights_only=False)["fingerprint"]
+                    for d in ("en", "all")]
+    assert fingerprints[0] != fingerprints[1]
+    with pytest.raises(SystemExit, match=r"--language Hindi.*no identities|identities with both a face and a voice "
+                                         r"in language Hindi"):
+        tr.main(args + ["--out", str(tmp_path / "hi"), "--language", "Hindi"])
+    m.drop(columns="language").to_parquet(path)
+    with pytest.raises(SystemExit, match=r"--language English: the manifest has no language column"):
+        tr.main(args + ["--out", str(tmp_path / "none"), "--language", "English"])
+
+
+# --------------------------------------------------------------------------- the workflow
+
+
+def plan(tmp_path, train_language, methods=("chance",)):
+    """`snakemake -n -p` of the MAV-Celeb test tree (test_mavceleb.TREE) with fame.train_language."""
+    from test_mavceleb import config_for, make_tree, snakemake_on
+
+    make_tree(tmp_path)
+    cfg = config_for(tmp_path)
+    cfg.update(dataset="mav", results="results")
+    cfg["train"]["methods"], cfg["generate"]["methods"] = list(methods), []
+    cfg["fame"] = {"train_language": train_language}
+    res = snakemake_on(tmp_path, cfg, "-n", "-p")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = dict(ln.split()[:2] for ln in res.stdout.splitlines() if ln.split()[:1] and
+                  ln.split()[0].startswith(("fame_", "train")))
+    commands = [ln for ln in res.stdout.splitlines() if "facevoice.training.train" in ln]
+    return counts, commands
+
+
+def test_the_workflow_plans_the_fame_rules(tmp_path):
+    counts, commands = plan(tmp_path / "fame", "English", methods=("chance", "dje"))
+    assert counts == {"train": "2", "fame_trials": "2", "fame_evaluate": "4", "fame_lists": "2",
+                      "fame_table": "1", "fame_submission": "2"}
+    assert len(commands) == 2 and all(c.rstrip().endswith("--language English 2> " + c.split("2> ")[-1])
+                                      for c in commands)
+    counts, commands = plan(tmp_path / "plain", None)
+    assert not any(k.startswith("fame_") for k in counts) and counts["train"] == "1"
+    assert "--language" not in commands[0]
+
+
+def test_lint_is_clean_with_the_fame_rules(tmp_path):
+    """`snakemake --lint` with fame.train_language set (the rules exist only then)."""
+    import yaml
+    from helpers import REPO, snakemake
+    from test_mavceleb import config_for, make_tree
+
+    make_tree(tmp_path)
+    cfg = config_for(tmp_path)
+    cfg.update(dataset="mav", results="results")
+    cfg["train"]["methods"], cfg["generate"]["methods"] = ["chance", "dje"], []
+    cfg["fame"] = {"train_language": "English"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                    "--lint", timeout=300)
+    assert "fame: training on English" in res.stdout + res.stderr  # the FAME rules were read
+    assert res.returncode == 0, f"snakemake --lint found problems:\n{res.stdout[-6000:]}\n{res.stderr[-6000:]}"
+@pytest.mark.slow
+def test_fame_through_snakemake(demo_corpus, tmp_path):
+    """A miniature two-language release of demo media (not MAV-Celeb) with fame.train_language:
+    the train jobs read the English items alone, the table has each method heard and unheard
+    beside the baseline's rows, and each method's zip holds the two score files, one line per
+    key of the written test lists, whose EER is the evaluation's."""
+    import json
+
+    from test_mavceleb import config_for, snakemake_on
+
+    from facevoice.data.inputs import read_meta as read_vox1_meta
+    from facevoice.data.inputs import read_splits
+    from facevoice.testing import mavceleb_tree
+
+    meta, splits = read_vox1_meta(demo_corpus / "vox1_meta.csv"), read_splits(demo_corpus / "identity_splits.txt")
+    ids = [i for s in ("train", "val", "test") for i in [i for i in sorted(meta) if splits[meta[i].name] == s][:2]]
+    root = mavceleb_tree(demo_corpus, tmp_path / "mav", identities=ids)
+    cfg = config_for(root, str(root / "v2_meta.csv"))
+    cfg.update(dataset="mav", results="results")
+    cfg["frames"]["max_per_clip"] = 3
+    cfg["shards"]["buckets"] = 2
+    cfg["train"].update(methods=["chance", "dje"], profile="debug", threads=1)
+    cfg["generate"]["methods"] = []
+    cfg["evaluation"]["bootstrap"]["n"] = 20
+    cfg["fame"] = {"train_language": "English", "test_languages": []}
+    methods, out = cfg["train"]["methods"], tmp_path / "results" / "mav"
+    targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv"] + [f"submission/{m}.zip" for m in methods]]
+    res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+    m = pd.read_parquet(out / "shards" / "manifest.parquet")
+    assert set(m.loc[m["split"] == "train", "language"]) == {"English", "Urdu"}
+    train_voices = m[(m["split"] == "train") & (m["modality"] == "voice")]
+    for method in methods:  # the train job saw the English train items alone
+        run = json.loads((out / "train" / method / "run.json").read_text())
+        assert run["language"] == "English"
+        assert run["data"]["train_voices"] == int((train_voices["language"] == "English").sum()) < len(train_voices)
+
+    table = pd.read_csv(out / "fame" / "table.csv")
+    ours = table[table["source"] == "this run"]
+    assert sorted(ours["method"].unique()) == sorted(methods)
+    for method in methods:
+        rows = ours[ours["method"] == method].set_index("test_language")
+        assert rows["condition"].to_dict() == {"English": "heard", "Urdu": "unheard"}
+        assert rows["eer"].between(0, 100).all() and (rows["n_trials"] > 0).all()
+    assert (table["method"] == "FOP (baseline)").sum() == 12
+    assert "| dje | English | Urdu | unheard |" in (out / "fame" / "table.md").read_text()
+
+    for method in methods:
+        summary = json.loads((out / "fame" / "submission" / f"{method}.json").read_text())
+        with zipfile.ZipFile(out / "fame" / "submission" / f"{method}.zip") as z:
+            assert z.namelist() == ["sub_score_English_heard.txt", "sub_score_English_unheard.txt"]
+            for name, language in [("sub_score_English_heard.txt", "English"),
+                                   ("sub_score_English_unheard.txt", "Urdu")]:
+                keys = fame.read_test_list(out / "fame" / "lists" / f"{language}_test.txt")["key"].tolist()
+                lines = [ln.split() for ln in z.read(name).decode().splitlines()]
+                assert [ln[0] for ln in lines] == keys and all(len(ln) == 2 for ln in lines)
+                assert np.isfinite([float(ln[1]) for ln in lines]).all()
+                # scored back against the lists' labels: the EER of facevoice evaluate on the same trials
+                evaluated = json.loads((out / "fame" / "evaluation" / language / f"{method}.json").read_text())
+                assert summary["files"][name]["eer"] == pytest.approx(evaluated["verification"]["U"]["eer"], abs=1e-6)

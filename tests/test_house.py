@@ -18,7 +18,7 @@ LAYERS = {
 }
 # modules run by a rule (workflow/rules/<name>.smk): none imports another
 STAGES = {"frames", "faces", "speech", "features", "shards", "report", "train", "embed", "trials",
-          "evaluate", "generate", "compare"}
+          "evaluate", "generate", "compare", "fame"}
 MAX_FUNCTION, MAX_MODULE = 80, 800
 
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trials": ("facevoice.evaluation.trials", "generate or import evaluation trial lists"),
     "evaluate": ("facevoice.evaluation.evaluate", "score embeddings on trial lists"),
     "compare": ("facevoice.evaluation.compare", "write comparison tables and plots"),
+    "fame": ("facevoice.evaluation.fame", "FAME: heard/unheard tables, test lists, score files (MAV-Celeb)"),
 }
 
 

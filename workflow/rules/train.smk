@@ -14,6 +14,14 @@ EMBED_SPLITS = ["test"] + SEENHEARD_SPLITS
 TRAIN_DIR = f"{OUT}/train/{{method}}"
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 
+# FAME (config fame.train_language, MAV-Celeb): a method trains and selects its epoch on the
+# train/val items in that language only (`facevoice train --language`). The option is part of
+# the command only when set, so a run without it keeps its command (and its jobs) of before;
+# setting or changing the language changes the command, and Snakemake re-runs the train jobs.
+FAME_TRAIN_LANGUAGE = config["fame"]["train_language"]
+# (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape in the command)
+TRAIN_LANGUAGE_ARG = f" --language {FAME_TRAIN_LANGUAGE}" if FAME_TRAIN_LANGUAGE else ""
+
 TRAIN_TARGETS = (
     expand(f"{OUT}/train/{{method}}/{{name}}", method=TRAIN_METHODS, name=["model.pt", "log.csv", "curve.png", "run.json"])
     + expand(f"{OUT}/embeddings/{{method}}/{{split}}.parquet", method=TRAIN_METHODS, split=EMBED_SPLITS)
@@ -48,7 +56,7 @@ rule train:
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {wildcards.method} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
-        " --threads {threads} --no-progress 2> {log:q}"
+        " --threads {threads} --no-progress" f"{TRAIN_LANGUAGE_ARG} 2> {{log:q}}"
 
 
 rule embed:

@@ -47,7 +47,6 @@ comparison plots.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -59,18 +58,28 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facevoice.common.io import read_parquet_meta, write_json, write_parquet
+from facevoice.common.io import write_json, write_parquet
 from facevoice.common.version import code_version, file_sha256
 from facevoice.evaluation import metrics, results
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config, read_trials
 from facevoice.evaluation.results import RESULTS_FORMAT, MatchingResult, RetrievalResult, VerificationResult
+from facevoice.evaluation.scoring import (  # noqa: F401  (the scorers' home; importable from here as before)
+    PAIR_CHUNK,
+    SCORERS,
+    AbsCosineScorer,
+    CosineScorer,
+    PairwiseScorer,
+    as_scorer,
+    load_scorer,
+    method_scorer,
+    prepare,
+)
 
 CI_LEVEL = 0.95
 # Retrieval probes per block. The block size changes memory and speed, never a result: it
 # is a command-line option only (not in the config), so that changing it never re-runs an
 # evaluation.
 BLOCK_SIZE = 512
-PAIR_CHUNK = 8192
 
 DEFINITIONS = {
     "auc": "area under the ROC (trapezoid; ties count one half)",
@@ -87,104 +96,6 @@ DEFINITIONS = {
     "ci95": "95% percentile bootstrap over identities (see meta.bootstrap)",
 }
 
-
-# --------------------------------------------------------------------------- scorers
-
-
-class CosineScorer:
-    """Cosine similarity; rows are L2-normalised once (a zero vector stays zero)."""
-
-    name = "cosine"
-
-    @staticmethod
-    def _normalise(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        n = np.linalg.norm(x, axis=1, keepdims=True)
-        return x / np.where(n > 0, n, 1.0)
-
-    def prepare_face(self, x: np.ndarray) -> np.ndarray:
-        return self._normalise(x)
-
-    def prepare_voice(self, x: np.ndarray) -> np.ndarray:
-        return self._normalise(x)
-
-    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        if face.shape[1] != voice.shape[1]:
-            raise ValueError(f"cosine needs equal dimensions (face {face.shape[1]}, voice {voice.shape[1]})")
-        return np.einsum("ij,ij->i", face, voice)
-
-    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        return face @ voice.T
-
-
-class AbsCosineScorer(CosineScorer):
-    """|cosine|: the score of a method trained on the absolute cosine (avgatn, seed 001 eq. 10-11)."""
-
-    name = "abs_cosine"
-
-    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        return np.abs(super().pairs(face, voice))
-
-    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        return np.abs(super().matrix(face, voice))
-
-
-#: scores a method can name as its own (``SCORE`` in its plug-in; ``score`` in its embeddings)
-SCORERS = {"cosine": CosineScorer, "abs_cosine": AbsCosineScorer}
-
-
-class PairwiseScorer:
-    """Wraps ``fn(face (n, d), voice (n, d)) -> (n,)``; ``matrix`` broadcasts it in chunks."""
-
-    def __init__(self, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], name: str | None = None):
-        self.fn = fn
-        self.name = name or getattr(fn, "__qualname__", repr(fn))
-
-    def pairs(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        return np.asarray(self.fn(face, voice), dtype=np.float64).reshape(-1)
-
-    def matrix(self, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        out = np.empty((face.shape[0], voice.shape[0]))
-        step = max(1, PAIR_CHUNK // max(1, voice.shape[0]))
-        for lo in range(0, face.shape[0], step):
-            f = face[lo:lo + step]
-            out[lo:lo + step] = self.pairs(np.repeat(f, voice.shape[0], axis=0),
-                                           np.tile(voice, (f.shape[0], 1))).reshape(f.shape[0], -1)
-        return out
-
-
-def as_scorer(obj: Any = None):
-    """None -> cosine; an object with pairs() and matrix() -> itself; a callable -> pairwise."""
-    if obj is None:
-        return CosineScorer()
-    if isinstance(obj, type):
-        obj = obj()
-    if hasattr(obj, "pairs") and hasattr(obj, "matrix"):
-        return obj
-    if callable(obj):
-        return PairwiseScorer(obj)
-    raise TypeError(f"not a scorer: {obj!r}")
-
-
-def load_scorer(spec: str | None):
-    """``package.module:name`` -> scorer (None -> cosine)."""
-    if not spec:
-        return CosineScorer()
-    mod, _, attr = spec.partition(":")
-    if not attr:
-        raise ValueError(f"--scorer wants package.module:name, got {spec!r}")
-    obj = importlib.import_module(mod)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    scorer = as_scorer(obj)
-    if not hasattr(scorer, "name"):
-        scorer.name = spec
-    return scorer
-
-
-def _prepare(scorer, modality: str, x: np.ndarray) -> np.ndarray:
-    fn = getattr(scorer, f"prepare_{modality}", None)
-    return fn(x) if fn is not None else x
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -464,7 +375,7 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
     person"). ``dcf``: p_target, c_miss, c_fa of minDCF."""
     scorer = as_scorer(scorer)
     ids = bootstrap_identities(lists)
-    ctx = _Scoring(emb, scorer, _prepare(scorer, "face", emb.face), _prepare(scorer, "voice", emb.voice),
+    ctx = _Scoring(emb, scorer, prepare(scorer, "face", emb.face), prepare(scorer, "voice", emb.voice),
                    {k: i for i, k in enumerate(ids)}, metrics.identity_bootstrap_weights(len(ids), n_boot, boot_seed),
                    n_boot, block_size, progress or (lambda s: None), threshold, dcf)
     sections: dict[str, Any] = {}
@@ -487,15 +398,9 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
     """Evaluate an embeddings file on a trials folder and write the JSON (and ROC)."""
     emb = load_embeddings(embeddings)
     lists = read_trials(trials)
-    scorer = load_scorer(scorer_spec)
-    say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
     # a method with its own score and decision threshold names them in its embeddings' metadata
-    emb_meta = read_parquet_meta(embeddings)
-    threshold = emb_meta.get("score_threshold") if scorer_spec is None else None
-    if scorer_spec is None and emb_meta.get("score"):
-        if emb_meta["score"] not in SCORERS:
-            raise ValueError(f"{embeddings} names the score {emb_meta['score']!r}; known: {', '.join(SCORERS)}")
-        scorer = SCORERS[emb_meta["score"]]()
+    scorer, threshold = method_scorer(embeddings, scorer_spec)
+    say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
     dcf = {**metrics.DCF_DEFAULTS, **(dcf or {})}
     result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf)
     method = method or Path(out).stem

@@ -33,14 +33,30 @@ e3c56df, 2025-09-12) writes ``sub_score_<version>_<training language>_heard.txt`
 with ``sub_score_`` (:func:`submission_name`): check the challenge page before uploading.
 
 The official test lists carry no labels (the challenge keeps them); our own test identities'
-lists do, and the tables are computed on those. Nothing here is a stage of its own yet.
+lists do, and the tables are computed on those.
+
+The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is set) runs
+``facevoice fame``:
+
+- ``facevoice fame table --train-language L --result METHOD LANGUAGE results.json ... --md T.md
+  --csv T.csv``: the heard / unheard table of ``facevoice evaluate`` results, with the mean EER
+  per method and the baseline's published rows (:func:`write_table`);
+- ``facevoice fame lists --trials DIR --language L --out DIR``: a language's verification
+  trials (stratum U) as the challenge's ``<L>_test.txt`` and its labels ``<L>_labels.csv``;
+- ``facevoice fame submit --train-language L --embeddings E --list X_test.txt ... --out DIR
+  --zip Z [--summary S.json]``: a method's score file per list and the zip of them; with
+  ``--summary``, each file scored back against the labels beside its list
+  (:func:`score_submission`: the EER ``facevoice evaluate`` gives on the same trials).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import math
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -48,7 +64,10 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from facevoice.common.io import write_json, write_text
 from facevoice.evaluation import metrics
+from facevoice.evaluation.protocol import read_trials
+from facevoice.evaluation.scoring import method_scorer
 
 HEARD, UNHEARD = "heard", "unheard"
 TABLE_COLUMNS = ["method", "train_language", "test_language", "condition", "eer", "auc", "min_dcf",
@@ -272,3 +291,150 @@ def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict |
         raise ValueError(f"{int(merged['score'].isna().sum())} labelled keys have no score, e.g. "
                          f"{merged.loc[merged['score'].isna(), 'key'].iloc[0]!r}")
     return metrics.verification_metrics(merged["label"].to_numpy(), -merged["score"].to_numpy(), dcf)
+
+
+# --------------------------------------------------------------------------- the stage: tables, lists, score files
+
+CSV_COLUMNS = ["method", "corpus", "languages", "editions", "train_language", "test_language", "condition",
+               "eer", "auc", "min_dcf", "n_trials", "source"]
+
+
+def _cell(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _markdown(table: pd.DataFrame, columns: list[tuple[str, str]]) -> list[str]:
+    """A markdown table of ``columns`` ((column, heading) pairs)."""
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    for row in table.to_dict("records"):
+        lines.append("| " + " | ".join(_cell(row[c]) for c, _ in columns) + " |")
+    return lines
+
+
+def table_markdown(table: pd.DataFrame, dataset: str, train_language: str) -> str:
+    """This run's rows and their mean EER per method, then the baseline's published rows."""
+    ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
+    cols = [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
+            ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", "minDCF %"),
+            ("n_trials", "trials")]
+    lines = [f"# FAME: heard / unheard ({dataset})", "",
+             f"Trained on {train_language}; verified on the test identities' items in each test language "
+             f"(heard: {train_language}; unheard: any other). EER, AUC and minDCF in percent, stratum U "
+             f"(every pair of the language's test identities).", ""]
+    lines += _markdown(ours, cols) + ["", "Mean EER per method (the challenge ranks the mean of its four cells: "
+                                          "two training languages x heard / unheard):", ""]
+    lines += _markdown(overall(ours), [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells")])
+    lines += ["", "## FOP baseline, published (EER %; the README gives no AUC or minDCF)", ""]
+    lines += _markdown(ref, [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
+                             ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")])
+    lines += ["", "Published overall: " + ", ".join(f"{k} {v}" for k, v in BASELINE_OVERALL.items()) + ".",
+              "Sources: " + "; ".join(sorted(set(ref["source"]))) + ".", ""]
+    return "\n".join(lines)
+
+
+def write_table(results: Mapping[tuple[str, str], Mapping[str, Any]], train_language: str, dataset: str,
+                md: str | os.PathLike, csv: str | os.PathLike) -> pd.DataFrame:
+    """The FAME table (:func:`results_table` rows of this run, then :func:`reference_rows`) as
+    markdown and CSV; returns it."""
+    ours = results_table(results, train_language).assign(
+        corpus=dataset, languages="-".join(sorted({lang for _, lang in results})), editions=None)
+    table = pd.concat([ours, reference_rows()], ignore_index=True)[CSV_COLUMNS]
+    write_text(md, table_markdown(table, dataset, train_language))
+    write_text(csv, table.to_csv(index=False))
+    return table
+
+
+def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.PathLike) -> tuple[Path, Path]:
+    """A language's verification trials (``facevoice trials --language``) as the challenge's
+    ``<language>_test.txt`` and the labels ``<language>_labels.csv`` (key, label) beside it."""
+    lists = read_trials(trials_dir)
+    if "verification" not in lists:
+        raise ValueError(f"{trials_dir}: no verification list")
+    listed, labels = challenge_list(lists["verification"][0], language)
+    if listed.empty:
+        raise ValueError(f"{trials_dir}: no verification trial in stratum U")
+    path = write_test_list(listed, Path(out) / f"{language}_test.txt")
+    label_path = Path(out) / f"{language}_labels.csv"
+    write_text(label_path, labels.to_csv(index=False))
+    return path, label_path
+
+
+def submit(train_language: str, embeddings: str | os.PathLike, lists: list[str], out: str | os.PathLike,
+           zip_path: str | os.PathLike, summary: str | os.PathLike | None = None) -> dict:
+    """A method's score file per test list (its own scorer: :func:`method_scorer`) and their zip.
+
+    With ``summary``, each file is scored back against ``<Language>_labels.csv`` beside its
+    list and the figures (fractions) are written there as JSON."""
+    scorer, _ = method_scorer(embeddings)
+    emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
+    names = [submission_name(train_language, list_language(p)) for p in lists]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the lists {[Path(p).name for p in lists]} give the score files {names}: the challenge's "
+                         f"files hold one heard and one unheard language")
+    files, report = [], {"train_language": train_language, "embeddings": str(embeddings),
+                         "scorer": getattr(scorer, "name", "custom"), "files": {}}
+    for path in lists:
+        language, listed = list_language(path), read_test_list(path)
+        scores = submission_scores(listed, emb, scorer)
+        files.append(write_submission(scores, out, train_language, language))
+        entry = {"list": str(path), "test_language": language, "n_keys": int(len(scores))}
+        labels = Path(path).with_name(f"{language}_labels.csv")
+        if summary and labels.exists():
+            entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str})))
+        report["files"][files[-1].name] = entry
+    zip_submission(files, zip_path)
+    if summary:
+        write_json(summary, report)
+    return report
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facevoice fame", description="the FAME protocol: heard / unheard tables, "
+                                "test lists and score files in the challenge's format")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("table", help="the heard / unheard table of evaluate results, beside the baseline's")
+    t.add_argument("--train-language", required=True)
+    t.add_argument("--result", nargs=3, action="append", required=True, metavar=("METHOD", "LANGUAGE", "JSON"),
+                   help="a facevoice evaluate results file of METHOD on LANGUAGE's lists; repeatable")
+    t.add_argument("--dataset", default="this run", help="the corpus column of this run's rows")
+    t.add_argument("--md", required=True, help="markdown table")
+    t.add_argument("--csv", required=True, help="CSV table")
+    li = sub.add_parser("lists", help="a language's verification trials as the challenge's test list")
+    li.add_argument("--trials", required=True, help="folder of facevoice trials --language LANGUAGE")
+    li.add_argument("--language", required=True)
+    li.add_argument("--out", required=True, help="folder for <LANGUAGE>_test.txt and <LANGUAGE>_labels.csv")
+    s = sub.add_parser("submit", help="a method's score files for test lists, zipped")
+    s.add_argument("--train-language", required=True)
+    s.add_argument("--embeddings", required=True, help="Parquet: id (the lists' paths), modality, embedding")
+    s.add_argument("--list", dest="lists", action="append", required=True, help="<Language>_test.txt; repeatable")
+    s.add_argument("--out", required=True, help="folder for the score files")
+    s.add_argument("--zip", required=True, help="the zip of the score files")
+    s.add_argument("--summary", default=None, help="JSON: keys per file, and figures against labels beside the lists")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        if a.command == "table":
+            results = {}
+            for method, language, path in a.result:
+                results[(method, language)] = json.loads(Path(path).read_text(encoding="utf-8"))
+            write_table(results, a.train_language, a.dataset, a.md, a.csv)
+        elif a.command == "lists":
+            write_lists(a.trials, a.language, a.out)
+        else:
+            report = submit(a.train_language, a.embeddings, a.lists, a.out, a.zip, a.summary)
+            for name, entry in report["files"].items():
+                eer = f", EER {100 * entry['eer']:.2f}%" if entry.get("eer") is not None else ""
+                print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,8 +11,12 @@ profile, then the config's ``train:`` section (``epochs``, ``batch``, ``override
 
 Data
     The training identities are the manifest's ``train`` split (those with at least one face
-    and one voice); their labels are their sorted order. Each batch holds P identities x K
-    faces x K voices (face i and voice i of the same identity form a pair), identities
+    and one voice); their labels are their sorted order. With ``--language L`` (the FAME
+    protocol, config ``fame.train_language``; the MAV-Celeb layout's ``language`` column) the
+    train and validation items are those in language L only
+    (:func:`facevoice.data.mavceleb.training_manifest`), so model selection stays within the
+    training language; ``run.json`` and the checkpoint fingerprint record L. Each batch holds
+    P identities x K faces x K voices (face i and voice i of the same identity form a pair), identities
     drawn without repetition inside a batch and cycled through evenly across batches; an
     epoch is ``batches_per_epoch`` batches (default ceil(train faces / (P K))). Faces get a
     random square crop, a horizontal flip and brightness/contrast jitter; every voice of a
@@ -68,6 +72,7 @@ from tqdm import tqdm
 from facevoice.common.io import atomic_path, write_json, write_text
 from facevoice.common.version import code_version
 from facevoice.data.manifest import SplitItems, split_items
+from facevoice.data.mavceleb import training_manifest
 from facevoice.data.shard_reader import ShardReader
 from facevoice.training.batches import BatchDataset, plan_epoch, val_subset
 from facevoice.training.inference import autocast_dtype, choose_device, embed_items
@@ -219,6 +224,8 @@ def _fingerprint(name: str, hp: dict, run: dict, train: SplitItems, val: pd.Data
     h = hashlib.sha256()
     key = {"name": name, "hp": hp, "seed": run["seed"], "face_weights": run["face_weights"],
            "val_split": run["val_split"], "val_items": run["val_items_per_identity"]}
+    if run.get("language"):  # only when set: a run without a language keeps its fingerprint of before
+        key["language"] = run["language"]
     h.update(json.dumps(key, sort_keys=True, default=str).encode())
     for df in (train.items, val):
         h.update("\n".join(df["item"].astype(str) + "|" + df["shard"].astype(str) + "|" +
@@ -406,10 +413,18 @@ class _StageRun:
 def _load_data(manifest: str | Path, shards_root: str | Path, hp: dict, run: dict,
                log: Callable[[str], None]) -> _Data:
     manifest_df = pd.read_parquet(manifest)
+    language = run.get("language")
+    if language:
+        try:
+            manifest_df = training_manifest(manifest_df, language)
+        except ValueError as exc:
+            raise SystemExit(f"{manifest}: --language {language}: {exc}") from None
+        log(f"language {language}: train and validation items in {language} only")
     tr = split_items(manifest_df, "train")
     if len(tr.identities) < 2:
+        within = f" in language {language}" if language else ""
         raise SystemExit(f"{manifest}: the train split has {len(tr.identities)} identities with both a face and "
-                         f"a voice; training needs at least 2")
+                         f"a voice{within}; training needs at least 2")
     va = split_items(manifest_df, run["val_split"])
     val_items = val_subset(va, int(run["val_items_per_identity"]), int(run["seed"]))
     if va.dropped or tr.dropped:
@@ -434,7 +449,8 @@ def _run_info(r: _Run, manifest: str | Path) -> dict:
                      "val_split": run["val_split"], "val_identities": len(va.identities),
                      "val_items": len(d.val_items), "dropped_identities": {"train": tr.dropped, "val": va.dropped},
                      "voice_feature": r.hp["voice_feature"], "voice_bins": d.n_bins},
-            "stages": [{"name": s.name, "epochs": s.epochs, "P": s.P, "K": s.K} for s in r.stages]}
+            "stages": [{"name": s.name, "epochs": s.epochs, "P": s.P, "K": s.K} for s in r.stages],
+            **({"language": run["language"]} if run.get("language") else {})}
 
 
 def _prepare(name: str, manifest: str | Path, shards_root: str | Path, out: str | Path, hp: dict,
@@ -729,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-workers", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--language", default=None,
+                    help="train and select on the train/val items in this language only (FAME: fame.train_language)")
     a = ap.parse_args(argv)
     if a.list:
         print(_list())
@@ -744,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
         text = Path(a.params[1:]).read_text() if a.params.startswith("@") else a.params
         section = json.loads(text) or {}
     run = {"seed": a.seed, "device": a.device, "amp": a.amp, "face_weights": a.face_weights,
-           "num_workers": a.num_workers, "threads": a.threads, "progress": False if a.no_progress else None}
+           "num_workers": a.num_workers, "threads": a.threads, "progress": False if a.no_progress else None,
+           "language": a.language}
     hp, run = settings(a.method, section, a.profile, parse_sets(a.sets), run)
     train(a.method, a.manifest, a.shards_root, a.out, hp, run)
     return 0
