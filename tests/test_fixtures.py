@@ -1,5 +1,5 @@
 """tests/fixtures/ holds the lines of the build specification and the source papers that the
-reference-figure tests check (tests/test_compare.py, tests/test_baselines.py), so that those
+reference-figure tests check (tests/evaluation/test_compare.py, tests/training/test_baselines.py), so that those
 tests run from a clone alone. Here: every fixture line is a verbatim line of its source, in
 order, when the sources are beside the repository."""
 

@@ -52,7 +52,7 @@ def estimate_f0(y: np.ndarray, sr: int = 16000) -> tuple[float, int]:
     The catalog's figures (``f0_hz``, and N of ``f0 estimate (N Hz)``) are this function over
     the voice's first 40 listed files, each decoded at 16 kHz and trimmed as the builder trims
     prompts (``_trim``), concatenated back to back: one call per voice.
-    tests/test_demo.py recomputes them from the download cache.
+    tests/demo/test_demo.py recomputes them from the download cache.
     """
     import librosa
     import scipy.signal as ss

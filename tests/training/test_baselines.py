@@ -24,7 +24,7 @@ from facevoice.training.methods.pins import contrastive_loss, curriculum_tau, mi
 
 LEARNERS = ["fop", "dimnet", "pins"]
 RUN = {"seed": 0, "threads": 1, "progress": False}
-SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"  # the seeds' lines these tests check
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"  # the seeds' lines these tests check
 
 
 def test_the_baselines_are_listed():

@@ -22,7 +22,7 @@ from facevoice.common.config import defaults
 from facevoice.data.batch import BatchReader
 from facevoice.preprocess import features, speech
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SR = 16000
 
 

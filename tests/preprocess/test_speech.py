@@ -24,7 +24,7 @@ from facevoice.common.config import defaults
 from facevoice.data.batch import BatchReader
 from facevoice.preprocess import speech
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 F0 = 150.0
 # (kind, seconds): s = silence (noise), v = voiced
 PLAN = [("s", 0.6), ("v", 1.0), ("s", 0.8), ("v", 1.2), ("s", 0.6)]

@@ -114,7 +114,7 @@ def test_reference_yaml_matches_methods_md():
             # voice2face's figures are in the text of a news article (seed 004), not in a table
             assert f["table"].startswith("Table ") or (p["key"] == "voice2face" and f["table"] == "article text")
             assert f["protocol"] in ("verification", "matching", "retrieval")
-    methods = Path(__file__).resolve().parent / "fixtures" / "methods.md"  # its "Paper results" lines
+    methods = Path(__file__).resolve().parents[1] / "fixtures" / "methods.md"  # its "Paper results" lines
     text = methods.read_text()
     for key, p in papers.items():
         if key == "voice2face":  # methods.md gives no figure for it: checked against the seed below
@@ -158,7 +158,7 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
 
 # --------------------------------------------------------------------------- voice2face, ablations
 
-SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"  # the seeds' lines these tests check
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"  # the seeds' lines these tests check
 
 
 def _figure_values(figures):
