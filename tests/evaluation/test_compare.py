@@ -16,6 +16,8 @@ from facevoice.evaluation import protocol
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
+DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -31,7 +33,7 @@ def results(tmp_path_factory):
         E.write_embeddings(d / f"{name}.parquet", df["id"], df["identity"], df["modality"],
                            list(df["embedding"]))
         E.run(str(d / f"{name}.parquet"), str(d / "trials"), str(d / f"{name}.json"),
-              str(d / f"{name}_roc.parquet"), n_boot=30, verbose=False)
+              str(d / f"{name}_roc.parquet"), n_boot=30, verbose=False, dcf=DCF)
         out.append(name)
     return d, out
 
