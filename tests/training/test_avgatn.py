@@ -19,7 +19,7 @@ from facevoice.training.methods import MethodError, avgatn, resolve
 
 DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
 
-RUN = {"seed": 0, "threads": 1, "progress": False}
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)
 N_BINS = 64
 
 

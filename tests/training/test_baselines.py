@@ -24,7 +24,7 @@ from facevoice.training.methods import get_method, resolve, run_names
 from facevoice.training.methods.pins import contrastive_loss, curriculum_tau, mine_negatives
 
 LEARNERS = ["fop", "dimnet", "pins"]
-RUN = {"seed": 0, "threads": 1, "progress": False}
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)
 SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"  # the seeds' lines these tests check
 
 
