@@ -48,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     from facevoice import __version__
+    from facevoice.common.config import defaults
     from facevoice.evaluation import evaluate as E
     from facevoice.evaluation import protocol
     from facevoice.evaluation import trials as T
     from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
+    DCF = defaults("evaluation.dcf")
     per_identity = max(1, a.items // (2 * a.identities))  # faces = voices = per_identity
     clips = 10 if per_identity % 10 == 0 else per_identity
     videos = per_identity // clips
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_protocol(kind):
         return E.evaluate(emb, {kind: trials[kind]}, n_boot=a.bootstrap, boot_seed=0,
-                          block_size=a.block_size)[0]
+                          block_size=a.block_size, dcf=DCF)[0]
 
     res = {}
     for kind in ("verification", "matching", "retrieval"):
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     _stage("evaluate, all (CLI path)", lambda: E.run(
         str(work / "emb.parquet"), str(work / "trials"), str(work / "bench.json"),
         str(work / "bench_roc.parquet"), n_boot=a.bootstrap, block_size=a.block_size,
-        verbose=False), rows)
+        verbose=False, dcf=DCF), rows)
     total = time.perf_counter() - t_all
     tracemalloc.stop()
     n_f, n_v = emb.face.shape[0], emb.voice.shape[0]

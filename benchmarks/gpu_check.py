@@ -141,7 +141,7 @@ def train_one(name: str, manifest: Path, shards: Path, out: Path, profile: str, 
 
     from facevoice.training import train as tr
 
-    section = {"profile": profile, "epochs": 1, "batch": {"batches_per_epoch": batches}, "amp": "auto",
+    section = {"profile": profile, "seed": 0, "epochs": 1, "batch": {"batches_per_epoch": batches}, "amp": "auto",
                "num_workers": "auto", "threads": threads, "val": {"items_per_identity": 2}}
     hp, run = tr.settings(name, section)
     run["progress"] = False

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from facevoice.common.config import section
+from facevoice.common.config import defaults, section
 from facevoice.evaluation import compare as C
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
+
+DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,7 +33,7 @@ def results(tmp_path_factory):
         E.write_embeddings(d / f"{name}.parquet", df["id"], df["identity"], df["modality"],
                            list(df["embedding"]))
         E.run(str(d / f"{name}.parquet"), str(d / "trials"), str(d / f"{name}.json"),
-              str(d / f"{name}_roc.parquet"), n_boot=30, verbose=False)
+              str(d / f"{name}_roc.parquet"), n_boot=30, verbose=False, dcf=DCF)
         out.append(name)
     return d, out
 
@@ -65,7 +67,8 @@ def test_writes_every_table_and_plot(results, tmp_path):
 
 def test_csv_values_are_the_json_in_percent(results, tmp_path):
     d, names = results
-    C.compare([d / f"{n}.json" for n in names], tmp_path, [d / f"{n}_roc.parquet" for n in names])
+    C.compare([d / f"{n}.json" for n in names], tmp_path, defaults("evaluation.compare"),
+              [d / f"{n}_roc.parquet" for n in names])
     res = {n: json.loads((d / f"{n}.json").read_text()) for n in names}
     with open(tmp_path / "verification.csv") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
@@ -242,8 +245,8 @@ def test_voice2face_and_ablation_rows_in_the_tables(results, tmp_path):
     assert rows["DJE, only ranking loss [dje-rank_only]"]["auc_U"] == "83.15"
     assert rows["DJE, only ranking loss [dje-rank_only]"]["kind"] == "reported"
     # no variant among the results, or the seen-heard protocol: no ablation row
-    C.compare([d / f"{n}.json" for n in names], tmp_path / "plain")
-    C.compare([variant], tmp_path / "sh", protocol="seenheard")
+    C.compare([d / f"{n}.json" for n in names], tmp_path / "plain", defaults("evaluation.compare"))
+    C.compare([variant], tmp_path / "sh", defaults("evaluation.compare"), protocol="seenheard")
     for folder in ("plain", "sh"):
         assert "(ablation)" not in (tmp_path / folder / "verification.md").read_text(), folder
 
@@ -270,7 +273,7 @@ def test_a_renamed_or_missing_key_fails_naming_the_key_and_the_file(results, tmp
 
     path = _edited(d, tmp_path, rename_auc)
     with pytest.raises(ResultsError, match=r"missing key 'verification\.G\.auc'; unknown key 'verification\.G\.roc_auc'"):
-        C.compare([path], tmp_path / "out")
+        C.compare([path], tmp_path / "out", defaults("evaluation.compare"))
     assert C.main(["--results", str(path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "verification.G.auc" in err and "Traceback" not in err
@@ -300,8 +303,8 @@ def test_a_dash_only_where_the_results_say_unavailable(results, tmp_path):
         g.update({k: 0 for k in ("n_trials", "n_positive", "n_negative", "n_identities")})
         g.update({"available": False, "reason": "fewer than 2 identities of a gender"})
 
-    C.compare([_edited(d, tmp_path, unavailable_g)], tmp_path / "out", reference_path=None,
-              config={"reference": False})
+    C.compare([_edited(d, tmp_path, unavailable_g)], tmp_path / "out",
+              section("evaluation.compare", {"reference": False}), reference_path=None)
     md = (tmp_path / "out" / "verification.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| **alpha** |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -320,7 +323,8 @@ def test_a_dash_only_where_the_results_say_unavailable(results, tmp_path):
         doc["verification"].pop("N")
         doc["meta"]["trials"]["verification"]["strata"].remove("N")
 
-    C.compare([_edited(d, tmp_path, not_requested)], tmp_path / "out2", config={"reference": False})
+    C.compare([_edited(d, tmp_path, not_requested)], tmp_path / "out2",
+              section("evaluation.compare", {"reference": False}))
     md = (tmp_path / "out2" / "verification.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| **alpha** |"))
     assert [c.strip() for c in row.strip("|").split("|")][4] == C.DASH and "alpha, N: not in the results" in md
@@ -337,3 +341,15 @@ def test_results_of_another_format_are_refused(results, tmp_path):
     with pytest.raises(ResultsError, match="meta.format.*evaluate the method again"):
         C.load_results([_edited(d, tmp_path, old)])
     assert json.loads((d / "alpha.json").read_text())["meta"]["format"] == RESULTS_FORMAT
+
+
+def test_compare_takes_the_complete_compare_section(tmp_path):
+    """The defaults live in the schema only: a partial section is refused, naming the key left out."""
+    from facevoice.common.config import ConfigError
+
+    partial = {k: v for k, v in defaults("evaluation.compare").items() if k != "n_values"}
+    with pytest.raises(ConfigError, match="evaluation.compare.n_values"):
+        C.compare([], tmp_path / "a", partial)
+    with pytest.raises(ConfigError, match="evaluation.compare.decimals"):
+        C.protocols_table({"unseenunheard": []}, tmp_path, {"show_ci": True, "reference": True, "n_values": [2]})
+    assert not hasattr(C, "COMPARE_DEFAULTS")

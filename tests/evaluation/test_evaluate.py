@@ -11,13 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from facevoice.common.config import section
+from facevoice.common.config import defaults, section
 from facevoice.common.io import read_parquet
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
 from facevoice.evaluation import results as R
 from facevoice.evaluation import trials as T
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
+
+DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
 
 SIZES = section("evaluation", {"verification": {"n_trials": 200}, "matching": {"n_trials": 60}})
 
@@ -106,7 +108,7 @@ def noisy(setup):
 
 def test_against_brute_force(noisy):
     emb, lists = noisy
-    res, roc = E.evaluate(emb, lists, n_boot=0, block_size=3)
+    res, roc = E.evaluate(emb, lists, n_boot=0, block_size=3, dcf=DCF)
     face = {k: emb.face[i] / np.linalg.norm(emb.face[i]) for i, k in enumerate(emb.face_ids)}
     voice = {k: emb.voice[i] / np.linalg.norm(emb.voice[i]) for i, k in enumerate(emb.voice_ids)}
     cos = lambda f, v: float(face[f] @ voice[v])  # noqa: E731
@@ -134,14 +136,14 @@ def test_against_brute_force(noisy):
 
 def test_custom_scorer_and_bootstrap(noisy):
     emb, lists = noisy
-    base, _ = E.evaluate(emb, lists, n_boot=200, boot_seed=1)
-    again, _ = E.evaluate(emb, lists, n_boot=200, boot_seed=1)
+    base, _ = E.evaluate(emb, lists, n_boot=200, boot_seed=1, dcf=DCF)
+    again, _ = E.evaluate(emb, lists, n_boot=200, boot_seed=1, dcf=DCF)
     assert base == again
     ci = base["verification"]["U"]["ci95"]["auc"]
     assert ci[0] < base["verification"]["U"]["auc"] < ci[1]
     neg = lambda f, v: -np.sum(f * v, axis=1)  # noqa: E731  (raw, unnormalised dot product)
-    res, _ = E.evaluate(emb, lists, scorer=neg, n_boot=0)
-    dot = E.evaluate(emb, lists, scorer=lambda f, v: np.sum(f * v, axis=1), n_boot=0)[0]
+    res, _ = E.evaluate(emb, lists, scorer=neg, n_boot=0, dcf=DCF)
+    dot = E.evaluate(emb, lists, scorer=lambda f, v: np.sum(f * v, axis=1), n_boot=0, dcf=DCF)[0]
     assert res["verification"]["U"]["auc"] == pytest.approx(1 - dot["verification"]["U"]["auc"])
     # the broadcast matrix of a pairwise scorer agrees with its pairs
     sc = E.as_scorer(neg)
@@ -154,11 +156,22 @@ def test_missing_and_mismatched_embeddings(setup, noisy):
     emb, lists = noisy
     df = synthetic_embeddings(man, "test", dim=4, seed=1)
     with pytest.raises(KeyError, match="no embedding"):
-        E.evaluate(E.embeddings_from_table(df.iloc[1:]), lists, n_boot=0)
+        E.evaluate(E.embeddings_from_table(df.iloc[1:]), lists, n_boot=0, dcf=DCF)
     wrong = df.copy()
     wrong.loc[0, "identity"] = "id19999"
     with pytest.raises(ValueError, match="identity"):
-        E.evaluate(E.embeddings_from_table(wrong), lists, n_boot=0)
+        E.evaluate(E.embeddings_from_table(wrong), lists, n_boot=0, dcf=DCF)
+
+
+def test_the_dcf_settings_come_whole_from_the_caller(noisy):
+    """minDCF's settings are the evaluation.dcf section, complete: a key left out is named, never filled in."""
+    from facevoice.common.config import ConfigError
+
+    emb, lists = noisy
+    with pytest.raises(ConfigError, match="evaluation.dcf.c_fa"):
+        E.evaluate(emb, lists, n_boot=0, dcf={"p_target": 0.01, "c_miss": 1})
+    with pytest.raises(TypeError, match="dcf"):
+        E.evaluate(emb, lists, n_boot=0)
 
 
 def test_write_and_load_embeddings_roundtrip(tmp_path):
@@ -184,7 +197,7 @@ def test_a_method_is_scored_with_its_own_score(setup, tmp_path):
     for score in ("cosine", "abs_cosine"):
         path = tmp_path / f"{score}.parquet"
         write_parquet(table, path, {"score": score, "score_threshold": 0.5})
-        res = E.run(str(path), str(d / "trials"), str(tmp_path / f"{score}.json"), n_boot=0, verbose=False)
+        res = E.run(str(path), str(d / "trials"), str(tmp_path / f"{score}.json"), n_boot=0, verbose=False, dcf=DCF)
         aucs[score] = res["verification"]["U"]["auc"]
         assert res["meta"]["scorer"] == score
         # the decision rule applies to the same score: |cos| > 0.5 is right on every trial
@@ -197,7 +210,7 @@ def test_a_method_is_scored_with_its_own_score(setup, tmp_path):
     assert verification_auc(emb, items, "abs_cosine") == 1.0 and verification_auc(emb, items) == 0.0
     with pytest.raises(ValueError, match="names the score 'manhattan'"):
         write_parquet(table, tmp_path / "bad.parquet", {"score": "manhattan"})
-        E.run(str(tmp_path / "bad.parquet"), str(d / "trials"), str(tmp_path / "bad.json"), n_boot=0, verbose=False)
+        E.run(str(tmp_path / "bad.parquet"), str(d / "trials"), str(tmp_path / "bad.json"), n_boot=0, verbose=False, dcf=DCF)
 
 
 def test_a_document_that_breaks_the_results_format_is_never_written(setup, tmp_path, monkeypatch):
@@ -212,7 +225,7 @@ def test_a_document_that_breaks_the_results_format_is_never_written(setup, tmp_p
     monkeypatch.setattr(E, "evaluate", renamed)
     out = tmp_path / "broken.json"
     with pytest.raises(R.ResultsError, match=r"missing key 'retrieval\.F-V\.map'") as err:
-        E.run(str(d / "perfect.parquet"), str(d / "trials"), str(out), n_boot=0, verbose=False)
+        E.run(str(d / "perfect.parquet"), str(d / "trials"), str(out), n_boot=0, verbose=False, dcf=DCF)
     assert str(out) in str(err.value) and not out.exists()
 
 

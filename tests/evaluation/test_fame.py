@@ -7,12 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facevoice.common.config import defaults
 from facevoice.common.config import section as complete_section
 from facevoice.data import mavceleb
 from facevoice.data.inputs import InputError
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import fame, trials
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
+
+DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
 
 SMALL = {"matching": {"n_trials": 20, "n_max": 3}}
 
@@ -203,18 +206,18 @@ def test_the_challenges_way_gives_the_pipelines_eer(tmp_path):
     lists = trials.generate(m, "test", seed=5, config=small(verification={"n_trials": 200, "strata": ["U"]}),
                             language="English")
     emb_df = synthetic_embeddings(m, "test", dim=16, signal=0.6, seed=2)
-    res, _ = E.evaluate(E.embeddings_from_table(emb_df), {"verification": lists["verification"]}, n_boot=0)
+    res, _ = E.evaluate(E.embeddings_from_table(emb_df), {"verification": lists["verification"]}, n_boot=0, dcf=DCF)
     listed, labels = fame.challenge_list(lists["verification"][0], "English")
     assert listed["key"].str.fullmatch(r"[0-9a-z]{8}").all() and listed["key"].is_unique
     path = fame.write_test_list(listed, tmp_path / "English_test.txt")
     assert fame.read_test_list(path).equals(listed)
     sub = fame.write_submission(fame.submission_scores(listed, emb_df, E.CosineScorer()), tmp_path, "Urdu", "English")
-    got = fame.score_submission(fame.read_submission(sub), labels)
+    got = fame.score_submission(fame.read_submission(sub), labels, DCF)
     want = res["verification"]["U"]
     assert 0.05 < want["eer"] < 0.45  # a real signal, not chance or perfection: the sign matters
     assert got["eer"] == pytest.approx(want["eer"], abs=1e-5) and got["auc"] == pytest.approx(want["auc"], abs=1e-5)
     with pytest.raises(ValueError, match="labelled keys have no score"):
-        fame.score_submission(fame.read_submission(sub).iloc[1:], labels)
+        fame.score_submission(fame.read_submission(sub).iloc[1:], labels, DCF)
 
 
 def test_training_manifest_keeps_the_heard_language_for_training_and_selection():
@@ -242,7 +245,7 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
         assert trials.main(["--manifest", str(tmp_path / "m.parquet"), "--split", "test", "--seed", "1", "--language",
                             lang, "--out", str(tmp_path / "trials" / lang), "--params",
                             '{"verification": {"n_trials": 60, "strata": ["U"]}, "matching": {"n_max": 2}}']) == 0
-        E.run(str(emb), str(tmp_path / "trials" / lang), str(tmp_path / f"{lang}.json"), n_boot=0, verbose=False)
+        E.run(str(emb), str(tmp_path / "trials" / lang), str(tmp_path / f"{lang}.json"), n_boot=0, verbose=False, dcf=DCF)
         results += ["--result", "m1", lang, str(tmp_path / f"{lang}.json")]
         assert fame.main(["lists", "--trials", str(tmp_path / "trials" / lang), "--language", lang,
                           "--out", str(tmp_path / "lists")]) == 0
@@ -284,7 +287,7 @@ def test_the_trainer_reads_the_training_language_alone(corpus, tmp_path):
     path = tmp_path / "manifest.parquet"
     m.to_parquet(path)
     args = ["--method", "dje", "--manifest", str(path), "--shards-root", str(root), "--profile", "debug",
-            "--set", "epochs=1", "--set", "batches_per_epoch=1", "--threads", "1", "--no-progress"]
+            "--set", "epochs=1", "--set", "batches_per_epoch=1", "--threads", "1", "--seed", "0", "--no-progress"]
     assert tr.main(args + ["--out", str(tmp_path / "en"), "--language", "English"]) == 0
     assert tr.main(args + ["--out", str(tmp_path / "all")]) == 0
     en, every = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("en", "all"))

@@ -17,7 +17,7 @@ from facevoice.testing import synthetic_shards
 from facevoice.training import train as tr
 from facevoice.training.methods import resolve
 
-RUN = {"seed": 0, "threads": 1, "progress": False}
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,10 @@ from scipy.optimize import brentq
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
+from facevoice.common.config import defaults
 from facevoice.evaluation import metrics as M
+
+DCF = defaults("evaluation.dcf")  # minDCF's settings: P_target 0.01, C_miss = C_fa = 1
 
 # --------------------------------------------------------------------------- references
 
@@ -55,7 +58,7 @@ def random_case(seed, n=400, ties=False, sep=1.0):
 @pytest.mark.parametrize("ties", [False, True])
 def test_auc_matches_sklearn_and_mann_whitney(seed, ties):
     labels, scores = random_case(seed, ties=ties)
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, DCF)
     assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert m["auc"] == pytest.approx(mann_whitney_auc(labels, scores), abs=1e-12)
     assert m["n_trials"] == len(labels)
@@ -82,7 +85,7 @@ def test_hand_worked_crossing_on_a_point():
     # sorted: 0.9 P, 0.6 N, 0.4 P, 0.1 N -> FNR-FPR: 1, .5, 0, ... -> EER .5 at 0.6
     labels = np.array([1, 1, 0, 0])
     scores = np.array([0.9, 0.4, 0.6, 0.1])
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, DCF)
     assert m["auc"] == pytest.approx(0.75)
     assert m["eer"] == pytest.approx(0.5)
     assert m["eer_threshold"] == pytest.approx(0.6)
@@ -94,7 +97,7 @@ def test_hand_worked_crossing_inside_a_segment():
     # segment from threshold 3 to threshold 2: EER = 1/3, threshold = 3 - 1/3.
     labels = np.array([1, 1, 0, 0, 0])
     scores = np.array([4.0, 2.0, 3.0, 1.0, 0.0])
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, DCF)
     assert m["auc"] == pytest.approx(5 / 6)
     assert m["eer"] == pytest.approx(1 / 3)
     assert m["eer_threshold"] == pytest.approx(3 - 1 / 3)
@@ -105,7 +108,7 @@ def test_hand_worked_ties():
     # crossing at t = 2/3 of the first segment: EER = 1/3; threshold = the tied score.
     labels = np.array([1, 1, 0, 0])
     scores = np.array([1.0, 1.0, 1.0, 0.0])
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, DCF)
     assert m["auc"] == pytest.approx(0.75)
     assert m["eer"] == pytest.approx(1 / 3)
     assert m["eer_threshold"] == pytest.approx(1.0)
@@ -113,7 +116,7 @@ def test_hand_worked_ties():
 
 def test_all_scores_tied_is_chance():
     labels = np.array([1, 0, 1, 0, 0, 1])
-    m = M.verification_metrics(labels, np.full(6, 0.3))
+    m = M.verification_metrics(labels, np.full(6, 0.3), DCF)
     assert m["auc"] == pytest.approx(0.5)
     assert m["eer"] == pytest.approx(0.5)
     assert m["eer_threshold"] == pytest.approx(0.3)
@@ -122,7 +125,7 @@ def test_all_scores_tied_is_chance():
 def test_perfect_separation():
     labels = np.array([1, 1, 1, 0, 0])
     scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, DCF)
     assert m["auc"] == 1.0
     assert m["eer"] == 0.0
     assert m["eer_threshold"] == pytest.approx(0.7)  # the lowest positive score
@@ -131,7 +134,7 @@ def test_perfect_separation():
 def test_inverted_scores():
     labels = np.array([1, 1, 0, 0])
     scores = np.array([0.0, 1.0, 2.0, 3.0])
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, DCF)
     assert m["auc"] == 0.0
     assert m["eer"] == 1.0
     # and negating scores mirrors AUC
@@ -141,9 +144,9 @@ def test_inverted_scores():
 
 def test_eer_rejects_degenerate_input():
     with pytest.raises(ValueError):
-        M.verification_metrics(np.array([1, 1]), np.array([0.1, 0.2]))
+        M.verification_metrics(np.array([1, 1]), np.array([0.1, 0.2]), DCF)
     with pytest.raises(ValueError):
-        M.verification_metrics(np.array([1, 0]), np.array([0.1, np.nan]))
+        M.verification_metrics(np.array([1, 0]), np.array([0.1, np.nan]), DCF)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -154,7 +157,7 @@ def test_bootstrap_replicates_equal_sklearn_with_sample_weights():
     rng = np.random.default_rng(0)
     owner = rng.integers(0, 20, len(labels))
     W = M.identity_bootstrap_weights(20, 25, seed=4)
-    aucs, eers, dcfs = M.bootstrap_auc_eer(labels, scores, owner, W, chunk=7, dcf={"p_target": 0.2})
+    aucs, eers, dcfs = M.bootstrap_auc_eer(labels, scores, owner, W, chunk=7, dcf={**DCF, "p_target": 0.2})
     for b in range(W.shape[0]):
         w = W[b, owner].astype(float)
         keep = w > 0
@@ -166,7 +169,7 @@ def test_bootstrap_replicates_equal_sklearn_with_sample_weights():
         # integer weights: same as repeating the rows
         rep = np.repeat(np.arange(len(y)), w[keep].astype(int))
         assert eers[b] == pytest.approx(M.eer(y[rep], s[rep])[0], abs=1e-12)
-        assert dcfs[b] == pytest.approx(M.verification_metrics(y[rep], s[rep], {"p_target": 0.2})["min_dcf"],
+        assert dcfs[b] == pytest.approx(M.verification_metrics(y[rep], s[rep], {**DCF, "p_target": 0.2})["min_dcf"],
                                         abs=1e-12)
 
 
@@ -174,16 +177,22 @@ def test_min_dcf_worked_by_hand():
     labels, scores = np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1])
     # ROC points (FPR, TPR) from threshold +inf down: (0,0) (0,.5) (.5,.5) (.5,1) (1,1)
     # P_target 0.01, costs 1: DCF = .01 FNR + .99 FPR = .01, .005, .5, .495, .99; / C_def .01
-    m = M.verification_metrics(labels, scores)
+    m = M.verification_metrics(labels, scores, {"p_target": 0.01, "c_miss": 1, "c_fa": 1})
     assert m["min_dcf"] == pytest.approx(0.5) and m["min_dcf_threshold"] == pytest.approx(0.9)
     # P_target .5, C_miss 3, C_fa 1: 1.5 FNR + .5 FPR = 1.5, .75, 1, .25, .5; / C_def .5
     m = M.verification_metrics(labels, scores, {"p_target": 0.5, "c_miss": 3, "c_fa": 1})
     assert m["min_dcf"] == pytest.approx(0.5) and m["min_dcf_threshold"] == pytest.approx(0.4)
     # perfect scores cost nothing; reversed ones are no better than deciding without looking
-    assert M.verification_metrics(labels, np.array([4, 3, 2, 1]))["min_dcf"] == 0.0
-    assert M.verification_metrics(labels, np.array([1, 2, 3, 4]))["min_dcf"] == pytest.approx(1.0)
+    assert M.verification_metrics(labels, np.array([4, 3, 2, 1]), DCF)["min_dcf"] == 0.0
+    assert M.verification_metrics(labels, np.array([1, 2, 3, 4]), DCF)["min_dcf"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="p_target"):
-        M.verification_metrics(labels, scores, {"p_target": 1.0})
+        M.verification_metrics(labels, scores, {**DCF, "p_target": 1.0})
+    # the settings come whole from the caller (config evaluation.dcf): none is filled in
+    with pytest.raises(ValueError, match="missing: c_fa"):
+        M.verification_metrics(labels, scores, {"p_target": 0.01, "c_miss": 1})
+    with pytest.raises(ValueError, match="missing: c_miss"):
+        M.bootstrap_auc_eer(labels, scores, [0, 1, 0, 1], M.identity_bootstrap_weights(2, 3, seed=0),
+                            dcf={"p_target": 0.01, "c_fa": 1})
 
 
 def test_bootstrap_weights_are_deterministic_multinomials():

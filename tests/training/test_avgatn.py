@@ -10,13 +10,16 @@ import pytest
 import torch
 from helpers import random_batch
 
+from facevoice.common.config import defaults
 from facevoice.evaluation import evaluate as ev
 from facevoice.evaluation import protocol
 from facevoice.training import embed as embed_mod
 from facevoice.training import train as tr
 from facevoice.training.methods import MethodError, avgatn, resolve
 
-RUN = {"seed": 0, "threads": 1, "progress": False}
+DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
+
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)
 N_BINS = 64
 
 
@@ -228,7 +231,7 @@ def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
     lists_dir = tmp_path / "trials"
     assert trials_mod.main(["--manifest", str(manifest), "--split", "test", "--out", str(lists_dir),
                             "--seed", "0"]) == 0
-    res = ev.run(str(emb), str(lists_dir), str(tmp_path / "eval.json"), n_boot=0, verbose=False)
+    res = ev.run(str(emb), str(lists_dir), str(tmp_path / "eval.json"), n_boot=0, verbose=False, dcf=DCF)
     u = res["verification"]["U"]
     acc = u["accuracy_at_threshold"]
     assert acc["threshold"] == 0.5 and 0 <= acc["accuracy"] <= 1

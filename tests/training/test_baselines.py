@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from helpers import grads_of, n_bins_of
 from helpers import random_batch as batch
 
+from facevoice.common.config import defaults
 from facevoice.evaluation import compare as C
 from facevoice.training import embed as embed_mod
 from facevoice.training import train as tr
@@ -23,7 +24,7 @@ from facevoice.training.methods import get_method, resolve, run_names
 from facevoice.training.methods.pins import contrastive_loss, curriculum_tau, mine_negatives
 
 LEARNERS = ["fop", "dimnet", "pins"]
-RUN = {"seed": 0, "threads": 1, "progress": False}
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)
 SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"  # the seeds' lines these tests check
 
 
@@ -341,12 +342,12 @@ def test_comparison_tables_show_the_baselines_reported_figures(tmp_path):
     assert {p["key"] for p in C.load_reference()} == {"ssnet_fop", "dje", "biq_mwrn", "voice2face"}  # the seeds' own
     keys = [p["key"] for p in C.load_reference(baselines=True)]
     assert {"dimnet", "dimnet_ig", "pins", "svhf", "dimnet_s000", "pins_s000", "svhf_s000"} <= set(keys)
-    C.compare([], tmp_path)
+    C.compare([], tmp_path, defaults("evaluation.compare"))
     ver = (tmp_path / "verification.md").read_text()
     assert "| *DIMNet-I [dimnet]* | reported: Wen et al. 2019, in seed 002, Table 2 | 82.50 | 71.00 |" in ver
     assert "*Learnable PINs [pins_s000]*" in ver and "29.60" in ver
     rows = {r["method"]: r for r in C.build_rows([], C.load_reference(baselines=True), "matching_1vN",
-                                                   {**C.COMPARE_DEFAULTS})}
+                                                   defaults("evaluation.compare"))}
     assert rows["SVHF [svhf_s000]"]["cells"]["V-F_N10"].value == 36
     assert rows["DIMNet [dimnet_s000]"]["cells"]["V-F_N4"].value == 65
 

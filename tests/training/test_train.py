@@ -18,7 +18,7 @@ from facevoice.training.methods import MethodError, get_method, resolve, run_nam
 from facevoice.training.nets import InceptionResnetEncoder
 
 METHODS = ["ssnet_fop", "dje", "biq_mwrn"]
-RUN = {"seed": 0, "threads": 1, "progress": False}  # tiny networks: one thread is fastest
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)  # tiny networks: one thread is fastest
 
 
 # --------------------------------------------------------------------------- gradients
@@ -308,6 +308,26 @@ def test_settings_from_the_config_section():
     with pytest.raises(MethodError, match="unknown method"):
         get_method("svhf")
     assert "biq_mwrn-margin_0.2" in run_names() and "ssnet_fop-fusion_cos" in run_names()
+
+
+def test_run_settings_take_the_schemas_defaults_and_train_requires_every_config_key(tmp_path):
+    """The train: keys' defaults live in the schema only: settings() completes a section from it,
+    and train() refuses a run that leaves a config key out (naming it) rather than filling it in."""
+    from facevoice.common.config import defaults
+
+    schema = defaults("train")
+    _, run = tr.settings("dje", {})
+    assert run["seed"] == schema["seed"] and run["threads"] == schema["threads"]
+    assert run["val_split"] == schema["val"]["split"] and run["val_items_per_identity"] == schema["val"]["items_per_identity"]
+    assert tr.run_settings({"seed": 5, "val": {"items_per_identity": 3}}, progress=False) == {
+        **{k: run[k] for k in tr.RUN_KEYS}, "seed": 5, "val_items_per_identity": 3, **tr.EXECUTION_DEFAULTS,
+        "progress": False}
+    with pytest.raises(MethodError, match="run setting.*seed.*missing"):
+        tr.train("dje", tmp_path / "none.parquet", tmp_path, tmp_path / "out", run={k: v for k, v in RUN.items()
+                                                                                  if k != "seed"})
+    with pytest.raises(MethodError, match="unknown execution option"):
+        tr.run_settings({}, seed=3)
+    assert not hasattr(tr, "RUN_DEFAULTS")
 
 
 def test_cli_trains_and_embeds(corpus, tmp_path, capsys):

@@ -30,7 +30,7 @@ from facevoice.training import train as tr
 from facevoice.training.methods import get_method, resolve, run_names
 from facevoice.training.methods import voice2face as v2f
 
-RUN = {"seed": 0, "threads": 1, "progress": False}
+RUN = tr.run_settings({"seed": 0, "threads": 1}, progress=False)
 GENDER_FACE = 0.25
 GENDER_VOICE = 1.0
 

@@ -142,6 +142,7 @@ if _FAME:
             train=FAME_TRAIN,
             out=parent_of("output", "scores"),
             lists=lambda w, input: " ".join(f"--list {shlex.quote(p)}" for p in input.lists),
+            cfg=eval_params("dcf"),
         log:
             f"{OUT}/logs/fame/submission/{{method}}.log",
         conda:
@@ -149,7 +150,7 @@ if _FAME:
         shell:
             "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame submit --train-language {params.train:q}"
             " --embeddings {input.embeddings:q} {params.lists} --out {params.out:q} --zip {output.zip:q}"
-            " --summary {output.summary:q} 2> {log:q}"
+            " --summary {output.summary:q} --params {params.cfg:q} 2> {log:q}"
 
     FAME_TARGETS = expand(rules.fame_lists.output, language=FAME_LANGUAGES)
     if FAME_METHODS:

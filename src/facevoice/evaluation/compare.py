@@ -52,19 +52,18 @@ from typing import Any
 
 import numpy as np
 
+from facevoice.common.config import check_section
 from facevoice.common.io import atomic_path, read_parquet, write_text
-from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA
+from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
 from facevoice.evaluation.results import load as load_result
 
-N_VALUES = (2, 4, 6, 8, 10)
 #: Test protocols: unseen-unheard (identities never seen in training, the test split) and
 #: seen-heard (held-out videos of training identities, the seenheard split).
 PROTOCOLS = {"unseenunheard": "Unseen-unheard", "seenheard": "Seen-heard"}
 SEENHEARD_DIR = "seenheard"  # the seen-heard tables' folder, inside the comparison folder
 PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
-COMPARE_DEFAULTS = {"decimals": 2, "show_ci": True, "reference": True, "n_values": list(N_VALUES)}
 
 
 def outputs(strata: tuple[str, ...] = VERIFICATION_STRATA) -> list[str]:
@@ -587,11 +586,13 @@ def plot_1vN(results: list[Results], papers: list[dict], direction: str, path: P
 # --------------------------------------------------------------------------- driver
 
 
-def compare(results_paths: list, out: str | os.PathLike, roc_paths: list | None = None,
-            reference_path: str | None = None, config: dict | None = None,
-            protocol: str = "unseenunheard") -> list[Path]:
-    """Write one protocol's tables and plots (:data:`OUTPUTS`) into ``out``."""
-    cfg = {**COMPARE_DEFAULTS, **(config or {}), "protocol": protocol}
+def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths: list | None = None,
+            reference_path: str | None = None, protocol: str = "unseenunheard") -> list[Path]:
+    """Write one protocol's tables and plots (:data:`OUTPUTS`) into ``out``.
+
+    ``config``: the complete ``evaluation.compare`` section (``facevoice.common.config.section``
+    completes a partial one)."""
+    cfg = {**check_section("evaluation.compare", config), "protocol": protocol}
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
     papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
@@ -638,12 +639,13 @@ PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "ee
                     ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
 
 
-def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config: dict | None = None) -> list[Path]:
+def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config: dict) -> list[Path]:
     """The two protocols side by side, one row per method: ``protocols.md`` and ``.csv``.
 
-    ``by_protocol`` maps a protocol (:data:`PROTOCOLS`) to its results files.
+    ``by_protocol`` maps a protocol (:data:`PROTOCOLS`) to its results files; ``config``: the
+    complete ``evaluation.compare`` section.
     """
-    cfg = {**COMPARE_DEFAULTS, **(config or {})}
+    cfg = check_section("evaluation.compare", config)
     results = {p: {r.name: r for r in load_results(paths)} for p, paths in by_protocol.items()}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
     cols = [(p, table, key, f"{PROTOCOLS[p]} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
@@ -685,11 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decimals", type=int, default=None)
     p.add_argument("--no-ci", action="store_true", help="leave intervals out of Markdown/LaTeX")
     a = p.parse_args(argv)
-    cfg = dict(COMPARE_DEFAULTS)
-    if a.config or a.params:
-        from facevoice.evaluation.protocol import load_config
-
-        cfg.update(load_config(a.config, a.params).get("compare") or {})
+    cfg = load_config(a.config, a.params)["compare"]  # completed from the schema
     if a.decimals is not None:
         cfg["decimals"] = a.decimals
     if a.no_ci:
@@ -697,10 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_reference:
         cfg["reference"] = False
     try:
-        written = compare(a.results, a.out, a.roc, a.reference, cfg)
+        written = compare(a.results, a.out, cfg, a.roc, a.reference)
         if a.seenheard or a.seenheard_results:
-            written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, a.seenheard_roc, a.reference,
-                               cfg, protocol="seenheard")
+            written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, cfg, a.seenheard_roc,
+                               a.reference, protocol="seenheard")
             written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)
     except ResultsError as exc:  # a results file that breaks the format: its name and the key, no traceback
         print(f"[compare] {exc}", file=sys.stderr)

@@ -58,6 +58,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from facevoice.common.config import check_section
 from facevoice.common.io import write_json, write_parquet
 from facevoice.common.version import code_version, file_sha256
 from facevoice.evaluation import metrics, results
@@ -219,7 +220,7 @@ class _Scoring:
     block_size: int
     say: Callable[[str], None]
     threshold: float | None
-    dcf: dict | None
+    dcf: dict
 
     @property
     def n_ids(self) -> int:
@@ -368,11 +369,13 @@ def _retrieval_direction(ctx: _Scoring, direction: str, probes: pd.DataFrame,
 def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], scorer=None,
              n_boot: int = 1000, boot_seed: int = 0, block_size: int = 512,
              progress: Callable[[str], None] | None = None,
-             threshold: float | None = None, dcf: dict | None = None) -> tuple[dict, pd.DataFrame]:
+             threshold: float | None = None, *, dcf: dict) -> tuple[dict, pd.DataFrame]:
     """(results' protocol sections without ``meta``, as JSON objects; ROC table) for one
     method. ``threshold``: a method's decision threshold on its score; each verification
     stratum then also reports ``accuracy_at_threshold`` (score > threshold means "same
-    person"). ``dcf``: p_target, c_miss, c_fa of minDCF."""
+    person"). ``dcf``: p_target, c_miss, c_fa of minDCF (the complete ``evaluation.dcf``
+    section)."""
+    dcf = check_section("evaluation.dcf", dcf)
     scorer = as_scorer(scorer)
     ids = bootstrap_identities(lists)
     ctx = _Scoring(emb, scorer, prepare(scorer, "face", emb.face), prepare(scorer, "voice", emb.voice),
@@ -394,15 +397,17 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
 
 def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
         method: str | None = None, scorer_spec: str | None = None, n_boot: int = 1000,
-        boot_seed: int = 0, block_size: int = 512, verbose: bool = True, dcf: dict | None = None) -> dict:
-    """Evaluate an embeddings file on a trials folder and write the JSON (and ROC)."""
+        boot_seed: int = 0, block_size: int = 512, verbose: bool = True, *, dcf: dict) -> dict:
+    """Evaluate an embeddings file on a trials folder and write the JSON (and ROC).
+
+    ``dcf``: the complete ``evaluation.dcf`` section (minDCF's settings)."""
+    dcf = check_section("evaluation.dcf", dcf)
     emb = load_embeddings(embeddings)
     lists = read_trials(trials)
     # a method with its own score and decision threshold names them in its embeddings' metadata
     scorer, threshold = method_scorer(embeddings, scorer_spec)
     say = (lambda s: print(f"[evaluate] {s}", file=sys.stderr)) if verbose else None
-    dcf = {**metrics.DCF_DEFAULTS, **(dcf or {})}
-    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf)
+    result, roc = evaluate(emb, lists, scorer, n_boot, boot_seed, block_size, say, threshold, dcf=dcf)
     method = method or Path(out).stem
     result["meta"] = _meta(emb, lists, embeddings, trials, method, getattr(scorer, "name", scorer_spec or "custom"),
                            n_boot, boot_seed, dcf)

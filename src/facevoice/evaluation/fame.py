@@ -66,7 +66,7 @@ import pandas as pd
 
 from facevoice.common.io import write_json, write_text
 from facevoice.evaluation import metrics
-from facevoice.evaluation.protocol import read_trials
+from facevoice.evaluation.protocol import load_config, read_trials
 from facevoice.evaluation.scoring import method_scorer
 
 HEARD, UNHEARD = "heard", "unheard"
@@ -283,9 +283,10 @@ def write_test_list(listed: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict | None = None) -> dict:
+def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict) -> dict:
     """EER, AUC, minDCF (fractions) of a score file against labels, as the challenge ranks it:
-    the distance negated (lower = same person). Every labelled key must be scored once."""
+    the distance negated (lower = same person). Every labelled key must be scored once.
+    ``dcf``: minDCF's settings, config ``evaluation.dcf``."""
     merged = labels.merge(submission, on="key", how="left", validate="one_to_one")
     if merged["score"].isna().any():
         raise ValueError(f"{int(merged['score'].isna().sum())} labelled keys have no score, e.g. "
@@ -362,11 +363,15 @@ def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.Path
 
 
 def submit(train_language: str, embeddings: str | os.PathLike, lists: list[str], out: str | os.PathLike,
-           zip_path: str | os.PathLike, summary: str | os.PathLike | None = None) -> dict:
+           zip_path: str | os.PathLike, summary: str | os.PathLike | None = None,
+           dcf: dict | None = None) -> dict:
     """A method's score file per test list (its own scorer: :func:`method_scorer`) and their zip.
 
     With ``summary``, each file is scored back against ``<Language>_labels.csv`` beside its
-    list and the figures (fractions) are written there as JSON."""
+    list and the figures (fractions) are written there as JSON; ``dcf`` (config
+    ``evaluation.dcf``, required with ``summary``) sets minDCF."""
+    if summary and dcf is None:
+        raise ValueError("submit: a summary scores the files, so it needs dcf (config evaluation.dcf)")
     scorer, _ = method_scorer(embeddings)
     emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
     names = [submission_name(train_language, list_language(p)) for p in lists]
@@ -382,7 +387,7 @@ def submit(train_language: str, embeddings: str | os.PathLike, lists: list[str],
         entry = {"list": str(path), "test_language": language, "n_keys": int(len(scores))}
         labels = Path(path).with_name(f"{language}_labels.csv")
         if summary and labels.exists():
-            entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str})))
+            entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str}), dcf))
         report["files"][files[-1].name] = entry
     zip_submission(files, zip_path)
     if summary:
@@ -412,6 +417,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for the score files")
     s.add_argument("--zip", required=True, help="the zip of the score files")
     s.add_argument("--summary", default=None, help="JSON: keys per file, and figures against labels beside the lists")
+    s.add_argument("--config", default=None, help="config.yaml (its evaluation.dcf section sets the summary's minDCF)")
+    s.add_argument("--params", default=None, help='JSON mapping over --config, e.g. \'{"dcf": {"p_target": 0.01}}\'')
     return p
 
 
@@ -426,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         elif a.command == "lists":
             write_lists(a.trials, a.language, a.out)
         else:
-            report = submit(a.train_language, a.embeddings, a.lists, a.out, a.zip, a.summary)
+            dcf = load_config(a.config, a.params)["dcf"]  # completed from the schema
+            report = submit(a.train_language, a.embeddings, a.lists, a.out, a.zip, a.summary, dcf)
             for name, entry in report["files"].items():
                 eer = f", EER {100 * entry['eer']:.2f}%" if entry.get("eer") is not None else ""
                 print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}", file=sys.stderr)

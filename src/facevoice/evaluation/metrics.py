@@ -38,8 +38,9 @@ Detection cost (minDCF, as in NIST SRE and VoxSRC)
     DCF(t) / C_def over every ROC point, the two trivial ones (t = +inf: reject all; t = the
     lowest score: accept all) included, so 0 <= minDCF <= 1; no interpolation between
     points (any point is reachable by a threshold). Its threshold is the highest one that
-    reaches the minimum. Defaults (config ``evaluation.dcf``): P_target = 0.01, C_miss =
-    C_fa = 1. Bootstrap intervals as for AUC and EER.
+    reaches the minimum. The settings are config ``evaluation.dcf``'s, given by the caller
+    (the schema's defaults: P_target = 0.01, C_miss = C_fa = 1). Bootstrap intervals as for
+    AUC and EER.
 
 Matching (one probe, N candidates of the other modality, one of them true)
     A trial is correct when the true candidate's score is strictly higher than every
@@ -81,7 +82,6 @@ __all__ = [
     "eer",
     "verification_metrics",
     "min_dcf",
-    "DCF_DEFAULTS",
     "matching_correct",
     "matching_accuracy",
     "average_precision",
@@ -181,10 +181,23 @@ def eer(labels, scores) -> tuple[float, float]:
     return eer_from_roc(*roc_curve(labels, scores))
 
 
-DCF_DEFAULTS = {"p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}
+DCF_KEYS = ("p_target", "c_miss", "c_fa")
 
 
-def min_dcf(fpr, tpr, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _dcf(dcf: dict) -> dict:
+    """The minDCF settings (config ``evaluation.dcf``), every key given: none is filled in."""
+    if not isinstance(dcf, dict):
+        raise ValueError(f"dcf must be a mapping of {', '.join(DCF_KEYS)} (config evaluation.dcf), got {dcf!r}")
+    missing = [k for k in DCF_KEYS if k not in dcf]
+    unknown = sorted(set(dcf) - set(DCF_KEYS))
+    if missing or unknown:
+        raise ValueError(f"dcf (config evaluation.dcf) needs exactly {', '.join(DCF_KEYS)}"
+                         + (f"; missing: {', '.join(missing)}" if missing else "")
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return {k: dcf[k] for k in DCF_KEYS}
+
+
+def min_dcf(fpr, tpr, p_target: float, c_miss: float, c_fa: float) -> tuple[np.ndarray, np.ndarray]:
     """(normalised minDCF, index of its ROC point) along the last axis of ``fpr``/``tpr``.
 
     Works on one ROC (1-D: returns 0-d arrays) or a stack of them (bootstrap replicates).
@@ -198,13 +211,13 @@ def min_dcf(fpr, tpr, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float =
     return best / min(c_miss * p_target, c_fa * (1.0 - p_target)), i
 
 
-def verification_metrics(labels, scores, dcf: dict | None = None) -> dict:
+def verification_metrics(labels, scores, dcf: dict) -> dict:
     """{"auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold", "n_trials",
-    "n_positive", "n_negative"}; ``dcf``: p_target, c_miss, c_fa (:data:`DCF_DEFAULTS`)."""
+    "n_positive", "n_negative"}; ``dcf``: p_target, c_miss, c_fa (config ``evaluation.dcf``)."""
     labels, scores = _check_binary(labels, scores)
     fpr, tpr, thr = roc_curve(labels, scores)
     e, th = eer_from_roc(fpr, tpr, thr)
-    d, i = min_dcf(fpr, tpr, **{**DCF_DEFAULTS, **(dcf or {})})
+    d, i = min_dcf(fpr, tpr, **_dcf(dcf))
     return {
         "auc": float(roc_auc_score(labels, scores)),
         "eer": e,
@@ -322,9 +335,9 @@ def identity_bootstrap_weights(n_identities: int, n_boot: int, seed: int) -> np.
     return rng.multinomial(n_identities, p, size=n_boot).astype(np.int64)
 
 
-def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int = 64, dcf: dict | None = None
+def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int = 64, *, dcf: dict
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AUC, EER and minDCF (``dcf`` settings) of each bootstrap replicate.
+    """AUC, EER and minDCF (``dcf`` settings: config ``evaluation.dcf``) of each bootstrap replicate.
 
     ``owner`` (trials,) indexes each trial's identity into the columns of ``id_weights``
     (B, identities), as made by :func:`identity_bootstrap_weights`; trial t weighs
@@ -333,6 +346,7 @@ def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int 
     figure); NaN where a replicate draws no positive or no negative.
     """
     labels, scores = _check_binary(labels, scores)
+    dcf = _dcf(dcf)
     owner = np.asarray(owner, dtype=np.int64)
     id_weights = np.asarray(id_weights, dtype=np.float64)
     if owner.shape != labels.shape or id_weights.ndim != 2:
@@ -361,7 +375,7 @@ def bootstrap_auc_eer(labels, scores, owner, id_weights: np.ndarray, chunk: int 
         aucs[idx] = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1)
         eers[idx] = _crossing(fpr, 1.0 - tpr)[0]
         # the (1, 1) point, accept all, closes each replicate's ROC as in roc_curve
-        dcfs[idx] = min_dcf(fpr, tpr, **{**DCF_DEFAULTS, **(dcf or {})})[0]
+        dcfs[idx] = min_dcf(fpr, tpr, **dcf)[0]
     return aucs, eers, dcfs
 
 

@@ -69,6 +69,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from facevoice.common.config import section as config_section
 from facevoice.common.io import atomic_path, write_json, write_text
 from facevoice.common.version import code_version
 from facevoice.data.manifest import SplitItems, split_items
@@ -92,15 +93,12 @@ CHECKPOINT_FORMAT = "facevoice-checkpoint/1"
 VAL_SPLITS = ("val", "train")  # the splits that may choose the best epoch (never a test split)
 PLOT_EVERY_S = 60.0  # the curve is redrawn at the end of each stage, and at most once a minute between
 
-RUN_DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "device": "auto",            # auto | cpu | cuda
-    "amp": "auto",               # auto (bf16/fp16 on CUDA) | bf16 | fp16 | off
-    "num_workers": "auto",       # DataLoader workers: auto = 0 on CPU, min(8, cores) on CUDA
-    "threads": None,             # torch CPU threads (None: torch's default)
-    "face_weights": None,        # facenet-pytorch VGGFace2 state dict path; None = from scratch
-    "val_split": "val",
-    "val_items_per_identity": 8,
+#: The run settings that are config keys of ``train:`` (defaults in the schema only), each with
+#: its path there; :func:`train` requires every one. threads None: torch's; face_weights None: from scratch.
+RUN_KEYS = {"seed": "seed", "device": "device", "amp": "amp", "num_workers": "num_workers", "threads": "threads",
+            "face_weights": "face_weights", "val_split": "val.split", "val_items_per_identity": "val.items_per_identity"}
+#: A run's execution options, not config keys: how it runs, not what it computes.
+EXECUTION_DEFAULTS: dict[str, Any] = {
     "embed_batch_size": 64,
     "cache_groups": 256,         # row groups (clips) kept decoded per reader
     "progress": None,            # tqdm bars: None = when stderr is a terminal
@@ -118,35 +116,54 @@ def train_section(config: dict | None) -> dict:
     return dict((config or {}).get("train") or {})
 
 
+def run_settings(section: dict | None = None, **execution: Any) -> dict:
+    """The ``run`` of :func:`train`: the config keys (:data:`RUN_KEYS`) of a ``train:`` section
+    completed from the schema, then the execution options (``execution`` over :data:`EXECUTION_DEFAULTS`)."""
+    _check_val_split(((section or {}).get("val") or {}).get("split"))
+    section = config_section("train", section)
+    run = {key: functools.reduce(dict.__getitem__, path.split("."), section) for key, path in RUN_KEYS.items()}
+    unknown = sorted(set(execution) - set(EXECUTION_DEFAULTS))
+    if unknown:
+        raise MethodError(f"unknown execution option(s) {', '.join(unknown)}; known: {', '.join(EXECUTION_DEFAULTS)}")
+    return {**run, **EXECUTION_DEFAULTS, **execution}
+
+
+def _check_val_split(split: Any) -> None:
+    if split is not None and split not in VAL_SPLITS:
+        raise MethodError(f"train.val.split is {split!r}; it must be one of {', '.join(VAL_SPLITS)}: "
+                          f"model selection is never on a test split")
+
+
+def _complete_run(run: dict | None) -> dict:
+    """``run`` over the execution options' defaults; every config key (:data:`RUN_KEYS`) must be in it."""
+    missing = [k for k in RUN_KEYS if k not in (run or {})]
+    if missing:
+        raise MethodError(f"train: run setting(s) {', '.join(missing)} missing: a run takes every config key of "
+                          f"its train: section (settings() and run_settings() complete them from the schema)")
+    _check_val_split(run["val_split"])
+    return {**EXECUTION_DEFAULTS, **run}
+
+
 def settings(name: str, section: dict | None = None, profile: str | None = None,
              sets: dict[str, Any] | None = None, run: dict | None = None) -> tuple[dict, dict]:
-    """(hyperparameters, run settings) of run ``name`` from a config ``train:`` section."""
-    section = dict(section or {})
-    profile = profile or section.get("profile") or "demo"
+    """(hyperparameters, run settings) of run ``name`` from a config ``train:`` section, completed
+    from the schema's defaults; ``run``'s values that are not None over the section's."""
+    r = run_settings(section)
+    section = config_section("train", section)
+    profile = profile or section["profile"]
     over: dict[str, Any] = {}
-    batch = section.get("batch") or {}
-    for key, value in (("epochs", section.get("epochs")), ("P", batch.get("P")), ("K", batch.get("K")),
-                       ("batches_per_epoch", batch.get("batches_per_epoch"))):
-        if value is not None:
+    batch = section["batch"]
+    for key, value in (("epochs", section["epochs"]), ("P", batch["P"]), ("K", batch["K"]),
+                       ("batches_per_epoch", batch["batches_per_epoch"])):
+        if value is not None:  # null: the profile's or the method's
             over[key] = value
-    per = section.get("overrides") or {}
+    per = section["overrides"]
     base, _ = split_name(name)
     for key in (base, name) if name != base else (base,):  # the method's, then the variant's
         over = _deep_merge(over, per.get(key) or {})
     hp = resolve(name, profile, over, sets)
-    r = dict(RUN_DEFAULTS)
-    val = section.get("val") or {}
-    for key in ("seed", "device", "amp", "num_workers", "threads", "face_weights"):
-        if section.get(key) is not None:
-            r[key] = section[key]
-    if val.get("split") is not None:
-        r["val_split"] = val["split"]
-    if val.get("items_per_identity") is not None:
-        r["val_items_per_identity"] = val["items_per_identity"]
     r.update({k: v for k, v in (run or {}).items() if v is not None})
-    if r["val_split"] not in VAL_SPLITS:
-        raise MethodError(f"train.val.split is {r['val_split']!r}; it must be one of {', '.join(VAL_SPLITS)}: "
-                          f"model selection is never on a test split")
+    _check_val_split(r["val_split"])
     r["profile"] = profile
     return hp, r
 
@@ -696,9 +713,12 @@ def _finish(r: _Run) -> dict[str, Any]:
 def train(name: str, manifest: str | Path, shards_root: str | Path, out: str | Path, hp: dict | None = None,
           run: dict | None = None, *, profile: str = "demo", overrides: dict | None = None,
           sets: dict | None = None, callbacks: Iterable[Callable[[str, dict], None]] = ()) -> dict[str, Any]:
-    """Train run ``name``; resume from ``<out>/state/last.pt`` when it matches. Returns the summary."""
+    """Train run ``name``; resume from ``<out>/state/last.pt`` when it matches. Returns the summary.
+
+    ``run``: every config key of :data:`RUN_KEYS` (a missing one is an error naming it;
+    :func:`run_settings` completes a partial ``train:`` section), and any execution option."""
     hp = copy.deepcopy(hp) if hp is not None else resolve(name, profile, overrides, sets)
-    r = _prepare(name, manifest, shards_root, out, hp, {**RUN_DEFAULTS, **(run or {})})
+    r = _prepare(name, manifest, shards_root, out, hp, _complete_run(run))
     _resume(r)
     tr, va = r.data.train, r.data.val
     r.log(f"device {r.device} ({r.run_info['precision']}), face weights: {r.run_info['face_weights']}, seed {r.seed}, "
