@@ -6,44 +6,11 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import REPO
+from mavceleb_trees import config_for, make_tree, snakemake_on
 
-from facevoice.common.config import ConfigError, section, validate
+from facevoice.common.config import ConfigError, validate
 from facevoice.data import mavceleb
 from facevoice.data.inputs import SOURCE_KEYS, InputError, batch_clips, list_clips
-
-# identity -> language -> video -> utterances
-TREE = {
-    "id0001": {"English": {"vidA": 2, "vidB": 1}, "Urdu": {"vidC": 2}},
-    "id0002": {"English": {"vidD": 1}, "Urdu": {"vidE": 1, "vidF": 1}},
-    "id0003": {"Urdu": {"vidG": 2}},
-}
-SPLITS = {"id0001": 1, "id0002": 4, "id0003": 2}
-
-
-def make_tree(root, tree=TREE, faces=True):
-    for ident, langs in tree.items():
-        for lang, videos in langs.items():
-            for video, n in videos.items():
-                d = root / "voices" / ident / lang / video
-                d.mkdir(parents=True, exist_ok=True)
-                for k in range(n):
-                    (d / f"{k:05d}.wav").write_bytes(b"")  # the listing only looks at names
-                if faces:
-                    f = root / "faces" / ident / lang / video
-                    f.mkdir(parents=True, exist_ok=True)
-                    (f / "000000025.jpg").write_bytes(b"")
-    (root / "faces").mkdir(exist_ok=True)
-    (root / "identity_splits.txt").write_text("".join(f"{i} {s}\n" for i, s in SPLITS.items()))
-
-
-def config_for(root, meta=None):
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["input"] = section("input", {"layout": "mavceleb", "voices": str(root / "voices"),
-                                     "faces": str(root / "faces"), "meta": meta,
-                                     "splits": str(root / "identity_splits.txt")})
-    cfg["seenheard"] = {"videos": 0}
-    cfg["results"] = str(root / "results")
-    return cfg
 
 
 def test_one_clip_per_utterance_with_the_frames_of_its_video(tmp_path):
@@ -241,14 +208,6 @@ def test_miniature_tree_from_demo_media(demo_corpus, tmp_path):
             assert min(im.size) > 32
         audio, rate = sf.read(rec["speech_source"])
         assert rate == 16000 and audio.ndim == 1 and len(audio) > rate  # over a second of speech
-
-
-def snakemake_on(root, cfg, *args, timeout=900):
-    from helpers import snakemake
-
-    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "--configfile", str(root / "config.yaml"),
-                     *args, timeout=timeout)
 
 
 def test_the_workflow_plans_a_mavceleb_run(tmp_path):

@@ -311,8 +311,8 @@ def test_the_trainer_reads_the_training_language_alone(corpus, tmp_path):
 
 
 def plan(tmp_path, train_language, methods=("chance",)):
-    """`snakemake -n -p` of the MAV-Celeb test tree (test_mavceleb.TREE) with fame.train_language."""
-    from test_mavceleb import config_for, make_tree, snakemake_on
+    """`snakemake -n -p` of the MAV-Celeb test tree (mavceleb_trees.TREE) with fame.train_language."""
+    from mavceleb_trees import config_for, make_tree, snakemake_on
 
     make_tree(tmp_path)
     cfg = config_for(tmp_path)
@@ -342,7 +342,7 @@ def test_lint_is_clean_with_the_fame_rules(tmp_path):
     """`snakemake --lint` with fame.train_language set (the rules exist only then)."""
     import yaml
     from helpers import REPO, snakemake
-    from test_mavceleb import config_for, make_tree
+    from mavceleb_trees import config_for, make_tree
 
     make_tree(tmp_path)
     cfg = config_for(tmp_path)
@@ -362,7 +362,7 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     key of the written test lists, whose EER is the evaluation's."""
     import json
 
-    from test_mavceleb import config_for, snakemake_on
+    from mavceleb_trees import config_for, snakemake_on
 
     from facevoice.data.inputs import read_meta as read_vox1_meta
     from facevoice.data.inputs import read_splits
