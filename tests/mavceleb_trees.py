@@ -2,7 +2,7 @@
 layout (tests/data/test_mavceleb.py) and of the FAME protocol (tests/evaluation/test_fame.py)."""
 
 import yaml
-from helpers import REPO, snakemake
+from helpers import HANG_S, REPO, snakemake
 
 from facevoice.common.config import section
 
@@ -41,7 +41,7 @@ def config_for(root, meta=None):
     return cfg
 
 
-def snakemake_on(root, cfg, *args, timeout=900):
+def snakemake_on(root, cfg, *args, timeout=HANG_S):
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
     return snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "--configfile", str(root / "config.yaml"),
                      *args, timeout=timeout)

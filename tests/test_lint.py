@@ -15,7 +15,7 @@ from workflow_rules import REPO, tiny_tree
 
 def lint(root, *extra):
     res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "--configfile", str(root / "config.yaml"),
-                    "--lint=json", *extra, timeout=300)
+                    "--lint=json", *extra)
     try:
         report = json.loads(res.stdout)
     except ValueError:

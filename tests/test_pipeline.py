@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import DEMO_CLIPS
-from helpers import REPO, ffmpeg, snakemake
+from helpers import HANG_S, REPO, ffmpeg, snakemake
 
 from facevoice.data.inputs import read_splits, shard_plan
 from facevoice.demo.export import copy_videos_subset, export_voxceleb1_layout
@@ -61,7 +61,7 @@ def write_config(root: Path, data: Path, layout: str = "videos", **overrides) ->
     return path
 
 
-def run(root: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def run(root: Path, *extra: str, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "--configfile", str(root / "config.yaml"),
                     "--cores", "2", *extra, timeout=timeout)
     if res.returncode != 0:
@@ -315,11 +315,12 @@ def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path)
                              str(tmp_path / "config.yaml"), "--cores", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     out = tmp_path / "results" / "mini"
-    deadline = time.time() + 300
+    deadline = time.monotonic() + HANG_S  # a hang guard: the kill waits for 3 finished files, however slow
+
     def finished():  # final paths; a writer's temporary file is hidden (".name.tmp...")
         return [p for p in out.glob("*/*/*.parquet") if not p.name.startswith(".")]
 
-    while time.time() < deadline and len(finished()) < 3:
+    while proc.poll() is None and time.monotonic() < deadline and len(finished()) < 3:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole run, its running job included
     proc.wait()

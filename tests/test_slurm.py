@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import REPO
+from helpers import HANG_S, REPO
 from workflow_rules import tiny_tree
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def test_squeue_status_without_accounting(tmp_path):
         t0 = time.monotonic()
         out = finish(start(["-s", "Snakefile", "-d", str(root), "--configfile", str(root / "config.yaml"),
                             "--workflow-profile", "profiles/slurm", "--cores", "2", *FAST_POLL,
-                            "--slurm-status-command", "squeue", "compare"], env), 180, "snakemake (squeue status)")
+                            "--slurm-status-command", "squeue", "compare"], env), HANG_S, "snakemake (squeue status)")
         ids = slurm_ids(out)
         assert len(ids) == 1 and "rule_compare" in next(iter(ids.values())), out[-3000:]
         assert "Falling back to 'sacct'" not in out
@@ -201,12 +201,12 @@ def test_pipeline_through_slurm_matches_a_local_run(demo_corpus, tmp_path):
                        FACEVOICE_SLURM_GPU_PARTITION="debug")
             out = finish(start(args(runs["slurm"]) + ["--workflow-profile", "profiles/slurm", *FAST_POLL,
                                                       "--slurm-keep-successful-logs", *targets], env),
-                         480, "snakemake --workflow-profile profiles/slurm")
+                         HANG_S, "snakemake --workflow-profile profiles/slurm")
             t_slurm = time.monotonic() - t0
             ids = slurm_ids(out)
             records = {r["JobIDRaw"]: r for r in sacct(env, ids)}
             jobcomp = (tmp_path / "slurm-testbed" / "log" / "jobcomp.log").read_text()
-        finish(local, 300, "the local run")
+        finish(local, HANG_S, "the local run")
     finally:
         if local.poll() is None:
             os.killpg(local.pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers import HANG_S
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -85,7 +86,7 @@ def _dump(root: Path) -> list[dict]:
 
 def rules(root: Path) -> list[dict]:
     """The rules of the workflow run on the config in ``root`` (a separate interpreter)."""
-    res = subprocess.run([sys.executable, __file__, str(root)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, __file__, str(root)], capture_output=True, text=True, timeout=HANG_S)
     if res.returncode != 0:
         raise AssertionError(f"loading the workflow failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

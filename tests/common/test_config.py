@@ -197,7 +197,7 @@ def test_check_config_names_missing_keys_and_paths(tmp_path, capsys):
 
 def dry_run(root, *args):
     """The shell commands of a dry run in ``root`` (a list of argument lists), or the failed result."""
-    res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "-p", *map(str, args), timeout=600)
+    res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "-p", *map(str, args))
     lines = [ln.split(":", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command:")]
     return res, [shlex.split(ln) for ln in lines]
 

@@ -351,7 +351,7 @@ def test_lint_is_clean_with_the_fame_rules(tmp_path):
     cfg["fame"] = {"train_language": "English"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
-                    "--lint", timeout=300)
+                    "--lint")
     assert "fame: training on English" in res.stdout + res.stderr  # the FAME rules were read
     assert res.returncode == 0, f"snakemake --lint found problems:\n{res.stdout[-6000:]}\n{res.stderr[-6000:]}"
 @pytest.mark.slow

@@ -144,6 +144,26 @@ def test_reader_streams_row_groups_and_returns_the_manifest_items(corpus):
         reader.n_bins(m[m["modality"] == "voice"]["shard"].iloc[0], "mfcc")
 
 
+def test_wait_timer_adds_up_the_time_spent_waiting_for_batches():
+    """What ``data_s`` measures: the time inside the batch iterator, not the time between batches
+    (sleep guarantees a lower bound on any machine; no upper bound on wall time is asserted)."""
+    import time
+
+    def slow():
+        for i in range(3):
+            time.sleep(0.1)
+            yield i
+
+    timer = tr.WaitTimer(slow())
+    assert timer.waited == 0.0
+    assert list(timer) == [0, 1, 2]
+    assert timer.waited >= 0.3
+    idle = tr.WaitTimer(range(3))
+    for _ in idle:
+        time.sleep(0.1)  # the consumer's own work is not a wait for data
+    assert idle.waited < timer.waited
+
+
 # --------------------------------------------------------------------------- learning
 
 
@@ -156,7 +176,8 @@ def test_each_method_learns_a_shared_identity_signal(method, corpus, tmp_path):
     assert summary["best"]["val_auc"] >= 0.75, log[["epoch", "stage", "loss", "val_auc"]].to_string()
     # outputs: checkpoint, log with every loss term, curve, run record
     assert {"epoch", "stage", "loss", "val_auc", "lr", "seconds", "data_s"} <= set(log.columns)
-    assert ((log["data_s"] > 0) & (log["data_s"] < log["seconds"])).all()  # waits for data, within the epoch
+    # the wait for data is recorded and lies within its epoch (its size is a benchmark's business)
+    assert log["data_s"].notna().all() and ((log["data_s"] >= 0) & (log["data_s"] <= log["seconds"] + 1e-3)).all()
     term = {"ssnet_fop": ["ce", "center", "opl"], "dje": ["rank", "id", "center"], "biq_mwrn": ["cth_fv", "mth_v", "id"]}
     assert set(term[method]) <= set(log.columns)
     assert len(log) == sum(s["epochs"] for s in resolve(method, "debug")["stages"].values())
