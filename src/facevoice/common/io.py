@@ -8,6 +8,7 @@ could mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import math
@@ -21,6 +22,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 META_KEY = b"facevoice"
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux /proc), else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -45,6 +58,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600; the output gets the mode any other tool gives a new file (0644 under umask 022)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -68,9 +83,19 @@ def strict(obj: Any) -> Any:
     return obj
 
 
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """``obj`` as strict JSON: NaN and infinity as null, keys sorted (every JSON the pipeline writes)."""
+    return json.dumps(strict(obj), sort_keys=True, default=str, allow_nan=False, **kwargs)
+
+
+def meta_bytes(meta: dict[str, Any]) -> bytes:
+    """A Parquet footer's ``facevoice`` metadata value: strict JSON, UTF-8."""
+    return strict_json(meta).encode()
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Strict JSON (NaN and infinity written as null), keys sorted, atomically."""
-    write_text(path, json.dumps(strict(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+    write_text(path, strict_json(obj, indent=2) + "\n")
 
 
 def write_parquet(
@@ -88,7 +113,7 @@ def write_parquet(
         table = pa.Table.from_pandas(table, preserve_index=False)
     if meta is not None:
         existing = dict(table.schema.metadata or {})
-        existing[META_KEY] = json.dumps(meta, sort_keys=True, default=str).encode()
+        existing[META_KEY] = meta_bytes(meta)
         table = table.replace_schema_metadata(existing)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **kwargs)

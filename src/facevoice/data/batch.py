@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facevoice.common.io import META_KEY, arrow_strings, atomic_path
+from facevoice.common.io import META_KEY, arrow_strings, atomic_path, meta_bytes
 
 log = logging.getLogger("facevoice")
 
@@ -277,7 +277,7 @@ class BatchWriter:
 
     def close(self) -> None:
         meta = {**self.meta, "clips": self.records}
-        self.writer.add_key_value_metadata({META_KEY: json.dumps(meta, sort_keys=True, default=str).encode()})
+        self.writer.add_key_value_metadata({META_KEY: meta_bytes(meta)})
         self.writer.close()
         self._atomic.__exit__(None, None, None)
 

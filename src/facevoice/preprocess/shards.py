@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from facevoice.common.io import atomic_path, write_parquet
+from facevoice.common.io import META_KEY, atomic_path, meta_bytes, write_parquet
 from facevoice.data.batch import BatchReader
 from facevoice.data.inputs import SEENHEARD
 from facevoice.data.records import FACES
@@ -108,7 +108,7 @@ def write_shard(inputs: list[str], output: str, modality: str, split: str, kinds
         schema = face_schema() if modality == "face" else voice_schema(kinds)
         meta = {"stage": "shards", "modality": modality, "split": split, "kinds": kinds or None,
                 "clips": [{"clip": rec["clip"], "identity": rec["clip"].split("/", 1)[0]} for _, rec in clips]}
-        schema = schema.with_metadata({b"facevoice": json.dumps(meta, sort_keys=True, default=str).encode()})
+        schema = schema.with_metadata({META_KEY: meta_bytes(meta)})
         n_rows = 0
         with atomic_path(output) as tmp:
             with pq.ParquetWriter(tmp, schema, compression=None if compression == "none" else compression) as w:
