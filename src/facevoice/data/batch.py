@@ -16,19 +16,40 @@ rest of the batch goes on; a downstream stage passes the rejection along as
 
 **Cache.** Every clip has a ``key``: a hash of its input (the source file's bytes for frames
 and speech, the upstream clip's key for faces and features), the stage's parameters and its
-code (the stage module's source and the versions of the libraries it calls). Snakemake
-deletes a job's outputs before running it, so after writing its output a job hard-links it
-into ``<cache>/<identity>/<part>.parquet`` (a copy where the file system has no hard links:
-no extra disk otherwise). The next job of the same identity reads the clips whose key it
+code (:func:`code_key`: every module of the package in the stage module's import closure,
+read statically with ``ast``, inside functions too, and the versions of the libraries it
+calls; a module imported by a computed name is not seen). Snakemake deletes a job's
+outputs before running it, so after writing its output a job stores a copy of it as
+``<cache>/<identity>/<part>.parquet``, with the sha256 of the copy's bytes in
+``<part>.parquet.sha256``. The next job of the same identity reads the clips whose key it
 finds there instead of computing them again: editing one clip recomputes that clip, and a
-changed features parameter recomputes features, never frames or faces. Cache entries are
-whole files put in place by rename, so a killed job leaves either the old entry or the new.
+changed features parameter recomputes features, never frames or faces.
+
+What the cache guarantees:
+
+- an entry is reused only when its bytes match its checksum (checked once per job, through
+  the open file the rows are read from); an entry that does not, has no checksum (an entry
+  of a version before checksums) or cannot be read is a WARNING naming it, its clips are
+  computed again, and the job of that part replaces it;
+- an entry is a **copy** of the output, not a hard link to it: with a link, an output edited
+  in place would edit its entry too (the checksum would catch that, but the entry would be
+  lost, and a file that two paths write is not immutable); with a copy nothing done to an
+  output reaches the cache, and the checksum catches an edit of the entry itself. The price
+  is disk: the cache holds a second copy of every batch file (compressed, made once per
+  job); safety wins;
+- entries and checksums are whole files put in place by rename (the checksum first), so a
+  killed job leaves the old entry, the new one, or a mismatch (a miss), never a part file;
+- a cache that cannot be written (its folder cannot be made, or the entry cannot be put in
+  place: a read-only file system, a file where a folder should be) is a WARNING: the job
+  keeps its output and succeeds, and a later run computes those clips again.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -42,7 +63,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facevoice.common.io import META_KEY, arrow_strings, atomic_path, meta_bytes
+from facevoice.common.io import META_KEY, arrow_strings, atomic_path, meta_bytes, write_text
 
 log = logging.getLogger("facevoice")
 
@@ -79,12 +100,88 @@ def source_digest(path: str | Path, extensions: Iterable[str] = (".jpg", ".jpeg"
     return h.hexdigest()[:32]
 
 
+def _package_root(module_file: Path) -> Path:
+    """The top package folder that holds ``module_file`` (the last parent with an ``__init__.py``)."""
+    root = module_file.parent
+    while (root.parent / "__init__.py").is_file():
+        root = root.parent
+    return root
+
+
+def _module_file(root: Path, parts: Sequence[str]) -> Path | None:
+    """The source of module ``root.name + parts`` inside the package at ``root``, if any."""
+    base = root.joinpath(*parts)
+    for f in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if f is not None and f.is_file():
+            return f
+    return None
+
+
+def _imported(tree: ast.AST, package: Sequence[str], top: str) -> Iterator[tuple[str, ...]]:
+    """Every module of package ``top`` that a module's code imports, anywhere in it (functions too).
+
+    ``package`` is the importing module's package (for relative imports). ``from a import b``
+    names both ``a`` and ``a.b``: ``b`` may be a module or a name, :func:`code_closure` keeps
+    what is a file.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            bases = [tuple(a.name.split(".")) for a in node.names]
+            names: list[str] = []
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                up = list(package[: len(package) - node.level + 1])
+                bases = [(*up, *(node.module.split(".") if node.module else ()))]
+            else:
+                bases = [tuple((node.module or "").split("."))]
+            names = [a.name for a in node.names if a.name != "*"]
+        else:
+            continue
+        for base in bases:
+            if base and base[0] == top:
+                yield base
+                yield from ((*base, n) for n in names)
+
+
+def code_closure(module_file: str | Path) -> list[Path]:
+    """The source files of the package modules that ``module_file`` imports, directly or not.
+
+    Static: the imports are read from the sources (``ast``), inside functions too, and
+    followed through the package (``facevoice.*`` and relative imports); importing
+    ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py`` too, so they are in. Modules
+    that code imports by a computed name (``importlib``) are not seen. Sorted by path.
+    """
+    start = Path(module_file).resolve()
+    root = _package_root(start)
+    seen: set[Path] = set()
+    above = [d / "__init__.py" for d in start.parents if d == root or root in d.parents]
+    todo = [start, *(f for f in above if f.is_file())]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        rel = f.relative_to(root).with_suffix("").parts
+        module = (root.name, *(rel[:-1] if rel[-1] == "__init__" else rel))
+        package = module if rel[-1] == "__init__" else module[:-1]
+        for name in _imported(ast.parse(f.read_bytes(), str(f)), package, root.name):
+            for i in range(1, len(name) + 1):  # the module and the packages above it
+                g = _module_file(root, name[1:i])
+                if g is not None and g not in seen:
+                    todo.append(g)
+    return sorted(seen, key=lambda p: p.relative_to(root).as_posix())
+
+
 def code_key(module_file: str | Path, packages: Sequence[str] = ()) -> str:
-    """The version of a stage's code: its module source, this module's, and library versions."""
+    """The version of a stage's code: every package module it imports (:func:`code_closure`),
+    itself included, and the versions of the libraries it calls."""
     from importlib.metadata import PackageNotFoundError, version
 
-    h = hashlib.sha256(Path(module_file).read_bytes())
-    h.update(Path(__file__).read_bytes())
+    files = code_closure(module_file)
+    root = _package_root(files[0])
+    h = hashlib.sha256()
+    for f in files:  # named relative to the package: moving the checkout keeps the key
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     for name in packages:
         try:
             h.update(f"{name}=={version(name)}".encode())
@@ -151,9 +248,9 @@ def read_batch_meta(path: str | Path) -> dict[str, Any]:
 class BatchReader:
     """A batch file's clip records and, per clip, its rows."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, source: pa.NativeFile | None = None):
         self.path = Path(path)
-        self.file = pq.ParquetFile(self.path)
+        self.file = pq.ParquetFile(self.path if source is None else source)
         self.meta = _footer_meta(self.file.metadata, path)
         self.records: list[dict[str, Any]] = self.meta["clips"]
 
@@ -187,62 +284,133 @@ def upstream_items(path: str | Path, stage: str, params_key: str, code: str) -> 
 # --------------------------------------------------------------------------- cache
 
 
+class CacheEntry:
+    """One cache entry, opened once: its batch reader, and its checksum checked before any reuse.
+
+    The checksum is read through the same open file as the rows, so an entry replaced while
+    a job reads it cannot mix two files.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.source = pa.OSFile(str(path))
+        try:
+            self.reader = BatchReader(path, self.source)
+        except BaseException:
+            self.source.close()
+            raise
+        self.trusted: bool | None = None  # None: not checked yet
+
+    def verify(self) -> bool:
+        """Whether the entry's bytes are those stored (checked once; a WARNING when not)."""
+        if self.trusted is None:
+            self.trusted = self._check()
+        return self.trusted
+
+    def _check(self) -> bool:
+        again = "ignored, its clips are computed again"
+        try:
+            expected = checksum_path(self.path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cache entry %s has no readable checksum (%s): %s", self.path, exc, again)
+            return False
+        try:
+            actual = file_sha256(self.source)
+        except OSError as exc:
+            log.warning("cache entry %s unreadable (%s): %s", self.path, exc, again)
+            return False
+        if actual != expected:
+            log.warning("cache entry %s does not match its checksum %s (changed since it was stored): %s",
+                        self.path, checksum_path(self.path).name, again)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.reader.close()
+        self.source.close()
+
+
+def checksum_path(entry: Path) -> Path:
+    """The file that holds a cache entry's checksum: ``<part>.parquet.sha256``."""
+    return entry.with_name(entry.name + ".sha256")
+
+
+def file_sha256(source: pa.NativeFile) -> str:
+    """The sha256 (hex) of an open file's bytes, read by position (the file's own position stays)."""
+    h = hashlib.sha256()
+    size, block = source.size(), 1 << 20
+    for offset in range(0, size, block):
+        h.update(source.read_at(min(block, size - offset), offset))
+    return h.hexdigest()
+
+
 class Cache:
-    """Earlier outputs of one identity's batches of one stage (hard links, see the module doc)."""
+    """Earlier outputs of one identity's batches of one stage (verified copies, see the module doc)."""
 
     def __init__(self, folder: str | Path | None, identity: str | None):
         self.folder = Path(folder) / identity if folder and identity else None
-        self.index: dict[str, tuple[BatchReader, dict[str, Any]]] = {}
+        self.entries: list[CacheEntry] = []
+        self.index: dict[str, list[tuple[CacheEntry, dict[str, Any]]]] = {}
         if self.folder is None or not self.folder.is_dir():
             return
         for f in sorted(self.folder.glob("*.parquet")):
             try:
-                reader = BatchReader(f)
+                entry = CacheEntry(f)
             except Exception as exc:  # an unreadable entry is a miss, never an error
                 log.warning("cache entry %s unreadable (%s): ignored", f, exc)
                 continue
-            for rec in reader.records:
-                self.index.setdefault(rec["key"], (reader, rec))
+            self.entries.append(entry)
+            for rec in entry.reader.records:
+                self.index.setdefault(rec["key"], []).append((entry, rec))
 
     def get(self, key: str) -> tuple[dict[str, Any], pa.Table | None] | None:
-        hit = self.index.get(key)
-        if hit is None:
-            return None
-        reader, rec = hit
-        try:
-            table = reader.rows(rec) if rec.get("group") is not None else None
-        except Exception as exc:
-            log.warning("cache entry %s unreadable (%s): recomputing", reader.path, exc)
-            return None
-        return rec, table
+        """The record and rows of a clip from an entry whose checksum holds, or None."""
+        for entry, rec in self.index.get(key, ()):
+            if not entry.verify():
+                continue
+            try:
+                table = entry.reader.rows(rec) if rec.get("group") is not None else None
+            except Exception as exc:
+                log.warning("cache entry %s unreadable (%s): recomputing", entry.path, exc)
+                continue
+            return rec, table
+        return None
 
     def store(self, output: Path, part: str) -> None:
-        """Hard-link (or copy) a finished output into the cache, atomically."""
+        """Copy a finished output into the cache with its checksum; a cache that cannot be
+        written is a WARNING (the output stays, the next run computes its clips again)."""
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"{part}.parquet"
-        for stale in self.folder.glob(f".{target.name}.*.tmp"):  # left by a job killed here
+        try:
+            self._store(output, target)
+        except OSError as exc:
+            log.warning("cache entry %s not written (%s): %s is kept, but a later run computes its clips "
+                        "again; make the cache folder writable to reuse them", target, exc, output)
+
+    def _store(self, output: Path, target: Path) -> None:
+        assert self.folder is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob(f".{glob.escape(target.name)}.*.tmp"):  # left by a job killed here
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.folder)
-        os.close(fd)
-        os.unlink(tmp)
         try:
-            try:
-                os.link(output, tmp)
-            except OSError:
-                import shutil
-
-                shutil.copyfile(output, tmp)
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as dst, open(output, "rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    h.update(block)
+                    dst.write(block)
+            # checksum first: a job killed between the two renames leaves a mismatch (a miss)
+            write_text(checksum_path(target), h.hexdigest() + "\n")
             os.replace(tmp, target)
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
     def close(self) -> None:
-        for reader in {id(r): r for r, _ in self.index.values()}.values():
-            reader.close()
+        for entry in self.entries:
+            entry.close()
 
 
 # --------------------------------------------------------------------------- writing
@@ -435,12 +603,27 @@ def source_items(clips: list[tuple[str, str]], stage: str, params: dict, code: s
     return [Item(clip, digest(stage, source_digest(src), pkey, code), (lambda s=src: s)) for clip, src in clips]
 
 
+class LogFormat(logging.Formatter):
+    """``[stage] message``; warnings and errors say so: ``[stage] WARNING: message``."""
+
+    def __init__(self, stage: str):
+        super().__init__(f"[{stage}] %(message)s")
+        self.loud = logging.Formatter(f"[{stage}] %(levelname)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            return self.loud.format(record)
+        return super().format(record)
+
+
 def main(stage: str, doc: str | None, argv: list[str] | None, schema: pa.Schema, code: str,
          check: Callable[[dict], dict], make_processor: Callable[[dict], Any], source_column: int = 0) -> int:
     """A batch stage's command line: parse, list the items, run the job; exit 2 on bad usage."""
     ap = parser(stage, doc, source=bool(source_column))
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormat(stage))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     reader = None
     try:
         params = check(load_params(args.params))
