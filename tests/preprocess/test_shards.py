@@ -196,3 +196,51 @@ def test_manifest_takes_identity_attributes_from_the_clip_table(tmp_path):
     (root / "test" / "voice-00000.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="voice-00000"):
         shards.manifest_from_clips(str(tmp_path / "clips.parquet"), str(root), 1, str(out))
+
+
+def _shard_tree(tmp_path, rows, buckets, kinds=("logmel",)):
+    """The clip table of ``rows`` (clip, identity, split), its planned shards and the manifest,
+    as the shard and manifest jobs write them; returns the shards folder."""
+    from facevoice.data.inputs import CLIP_COLUMNS
+
+    clips = pd.DataFrame([(c, i, c.split("/")[1], c.split("/")[2], f"N_{i}", s, "f", None, None, None, "", "", "000")
+                          for c, i, s in rows], columns=CLIP_COLUMNS)
+    clips.to_parquet(tmp_path / "clips.parquet")
+    root = tmp_path / "shards"
+    for (split, bucket), idents in shard_plan(clips, buckets).items():
+        own = [r[0] for r in rows if r[1] in idents]
+        face = batch_file(tmp_path / f"{split}-{bucket}-f.parquet", "faces", faces.SCHEMA,
+                          [(c, Result("ok", None, face_rows(2))) for c in own])
+        voice = batch_file(tmp_path / f"{split}-{bucket}-v.parquet", "features", features.SCHEMA,
+                           [(c, Result("ok", None, feature_rows(list(kinds), 2))) for c in own])
+        for modality, batch in (("face", face), ("voice", voice)):
+            shards.write_shard([batch], str(root / split / f"{modality}-{bucket:05d}.parquet"), modality, split,
+                               list(kinds))
+    assert shards.main(["manifest", "--clips", str(tmp_path / "clips.parquet"), "--root", str(root),
+                        "--buckets", str(buckets), "--output", str(root / "manifest.parquet")]) == 0
+    return root
+
+
+def test_the_shards_folder_holds_only_the_planned_shards(tmp_path, capsys):
+    """A bucket that empties (its identities gone) and a split that disappears leave no shard
+    behind: reading shards/<split>/ directly gives what the manifest indexes."""
+    idents = [f"id{i}" for i in range(1, 9)]
+    rows = [(f"{i}/v/00001", i, "train") for i in idents] + [("id9/v/00001", "id9", "test")]
+    buckets = 4
+    _shard_tree(tmp_path, rows, buckets)
+    by_bucket = {}
+    for i in idents:
+        by_bucket.setdefault(bucket_of(i, buckets), []).append(i)
+    gone = set(next(v for v in by_bucket.values()))  # every identity of one train bucket, and split test
+    kept = [r for r in rows if r[1] not in gone and r[2] == "train"]
+    root = _shard_tree(tmp_path, kept, buckets)
+    log = capsys.readouterr().err
+    m = pq.read_table(root / "manifest.parquet").to_pandas()
+    assert sorted(m["split"].unique()) == ["train"] and not set(m["identity"]) & gone
+    assert not (root / "test").exists()  # the split's folder went with its shards
+    for modality in ("face", "voice"):
+        files = sorted((root / "train").glob(f"{modality}-*.parquet"))
+        assert [f"train/{f.name}" for f in files] == sorted(set(m.loc[m["modality"] == modality, "shard"]))
+        folder = pd.concat([pq.read_table(f, columns=["item"]).to_pandas() for f in files])
+        assert sorted(folder["item"]) == sorted(m.loc[m["modality"] == modality, "item"])
+    assert f"face-{bucket_of(next(iter(gone)), buckets):05d}.parquet" in log and "test/voice-" in log

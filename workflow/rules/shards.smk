@@ -44,7 +44,9 @@ rule shard:
 
 
 rule manifest:
-    """Index every item of every shard (item, clip, identity, split, modality, attributes, shard, row)."""
+    """Index every item of every shard (item, clip, identity, split, modality, attributes, shard, row).
+
+    Then removes the shard files of buckets no longer planned (README: Re-runs), each named in its log."""
     input:
         clips=rules.clip_table.output,
         shards=ALL_SHARDS,

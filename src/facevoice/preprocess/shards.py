@@ -19,6 +19,15 @@ Manifest ``shards/manifest.parquet``, one row per item:
     item, clip, identity, name, split, modality, gender, nationality, age (from the clip
     table), language (the clip's, from the clip table: the MAV-Celeb layout's; null for the
     other layouts), shard (path relative to the shards folder), row (row number inside the shard).
+
+The shards folder holds exactly the planned shards. Only non-empty buckets are planned, so
+when a bucket empties (its identities removed, its held-out videos gone from ``seenheard``, a
+split gone, ``shards.buckets`` changed) its old shards are no longer any job's output. The
+manifest job, which runs whenever the plan changes (its inputs are every planned shard and
+the clip table), then removes every ``<split>/{face,voice}-NNNNN.parquet`` that is not among
+its inputs, and any split folder left empty, naming each in its log: reading
+``shards/<split>/`` directly returns what the manifest indexes, no deleted data. (Empty
+shards for empty buckets would not do: a split that disappears has no bucket to plan.)
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from tqdm import tqdm
 
 from facevoice.common.io import META_KEY, atomic_path, meta_bytes, write_parquet
 from facevoice.data.batch import BatchReader
+from facevoice.data.clean import remove, stale_shards
 from facevoice.data.inputs import SEENHEARD
 from facevoice.data.records import FACES
 
@@ -154,7 +164,8 @@ def write_manifest(shards: Iterable[str], shards_root: str, output: str, attribu
 
 
 def manifest_from_clips(clips_path: str, shards_root: str, buckets: int, output: str) -> int:
-    """The manifest of the shards that the clip table's identities fill (``shards.buckets``)."""
+    """The manifest of the shards that the clip table's identities fill (``shards.buckets``);
+    then every other shard file in ``shards_root`` is removed (stale: see the module doc)."""
     import pandas as pd
 
     from facevoice.data.inputs import identity_attributes, shard_files
@@ -167,7 +178,12 @@ def manifest_from_clips(clips_path: str, shards_root: str, buckets: int, output:
     languages = {}
     if "language" in clips.columns:
         languages = {c: (None if pd.isna(lang) else str(lang)) for c, lang in zip(clips["clip"], clips["language"])}
-    return write_manifest(files, shards_root, output, identity_attributes(clips), languages)
+    n = write_manifest(files, shards_root, output, identity_attributes(clips), languages)
+    stale = stale_shards(shards_root, shard_files(clips, buckets))
+    for f in stale:
+        print(f"[shards] removing {f}: a shard this plan does not have (its bucket is empty)", file=sys.stderr)
+    remove(stale, shards_root)
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
