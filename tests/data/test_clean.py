@@ -1,4 +1,3 @@
-import os
 
 import yaml
 from helpers import write_meta
@@ -33,8 +32,10 @@ def run_tree(tmp_path):
             batch.write_bytes(b"b" * 100)
             entry = out / "cache" / stage / ident / f"{part}.parquet"
             entry.parent.mkdir(parents=True, exist_ok=True)
-            os.link(batch, entry)  # as a job stores its output: a hard link
-            into += [batch, entry]
+            entry.write_bytes(b"b" * 100)  # as a job stores its output: a copy, and its checksum
+            checksum = entry.with_name(entry.name + ".sha256")
+            checksum.write_text("0" * 64)
+            into += [batch, entry, checksum]
     for split, ident in (("train", "id00001"), ("test", "id00002")):
         for modality in ("face", "voice"):
             current.append(out / "shards" / split / f"{modality}-{bucket_of(ident, BUCKETS):05d}.parquet")
@@ -54,12 +55,13 @@ def test_clean_lists_then_deletes_only_what_no_batch_uses(tmp_path, capsys):
     assert cli(["clean", "-d", str(run)]) == 0  # a dry run
     lines = capsys.readouterr().out.splitlines()
     assert sorted(lines[:-1]) == sorted(str(p) for p in stale)
-    # 8 batch files of 100 bytes and their 8 hard links (counted once), 2 shards of 10
-    assert lines[-1].startswith(f"{len(stale)} file(s), {8 * 100 + 2 * 10} bytes unused")
+    # 8 batch files of 100 bytes, their 8 cache entries with 8 checksums of 64, 2 shards of 10
+    total = 8 * 100 + 8 * (100 + 64) + 2 * 10
+    assert lines[-1].startswith(f"{len(stale)} file(s), {total} bytes unused")
     assert all(p.exists() for p in stale + keep)
 
     assert cli(["clean", "--config", str(run / "config.yaml"), "-d", str(run), "--delete"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(stale)} file(s), 820 bytes removed")
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(stale)} file(s), {total} bytes removed")
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in keep)  # current batches, shards, manifest, logs, models, other datasets
     out = run / "results" / "ds"

@@ -2,12 +2,13 @@
 
 Command line: ``facevoice clean [--config FILE] [-d DIR] [--delete]`` lists them (a dry run)
 or removes them (``--delete``), printing each path and a total (files, bytes; a file
-hard-linked twice, a batch file and its cache entry, is counted once).
+hard-linked twice is counted once).
 
 Unused files are:
 
 - batch files ``<stage>/<identity>/<part>.parquet`` (stage frames, faces, speech, features)
-  and cache entries ``cache/<stage>/<identity>/<part>.parquet`` whose batch (identity, part)
+  and cache entries ``cache/<stage>/<identity>/<part>.parquet`` (with their checksum files
+  ``<part>.parquet.sha256``) whose batch (identity, part)
   is not one of the config's (:func:`facevoice.data.inputs.list_clips`): an identity removed
   from the corpus, or an identity that now has fewer parts;
 - shard files ``shards/<split>/{face,voice}-NNNNN.parquet`` that the config does not plan
@@ -28,6 +29,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from facevoice.data.batch import checksum_path
 
 #: the batch stages: their batch files and their cache entries
 STAGES = ("frames", "faces", "speech", "features")
@@ -69,7 +72,8 @@ def stale_batches(out: str | Path, batches: set[tuple[str, str]]) -> list[Path]:
             for ident in _entries(folder, True):
                 stale += [Path(f.path) for f in _entries(Path(ident.path), False)
                           if PART_FILE.fullmatch(f.name) and (ident.name, f.name[:3]) not in batches]
-    return stale
+    # a cache entry's checksum goes with it (facevoice.data.batch.checksum_path)
+    return stale + [s for p in stale if (s := checksum_path(p)).is_file()]
 
 
 def size(paths: Iterable[Path]) -> int:
