@@ -12,7 +12,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("facevoice.demo.build", "build the embedded demo corpus from registry packages"),
-    "check-config": ("facevoice.common.config", "validate a config file against the schema"),
+    "check-config": ("facevoice.check", "check a config and its input as a run does, before any job"),
     "clean": ("facevoice.data.clean", "list (or --delete) batch files, cache entries and shards no batch uses"),
     "frames": ("facevoice.preprocess.frames", "decode a batch of clips' frames (a pipeline stage)"),
     "faces": ("facevoice.preprocess.faces", "detect and align a batch of clips' faces (a pipeline stage)"),

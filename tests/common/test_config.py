@@ -34,10 +34,16 @@ def test_bad_enum_value_lists_allowed(cfg):
 
 def test_wrong_type_and_missing_key(cfg):
     cfg["frames"]["fps"] = "fast"
-    del cfg["input"]["meta"]  # a key without a default (speech.method has one)
+    del cfg["input"]["splits"]  # a key without a default (speech.method has one)
     with pytest.raises(ConfigError) as exc:
         validate(cfg)
-    assert "frames.fps" in str(exc.value) and "'input.meta' is required" in str(exc.value)
+    assert "frames.fps" in str(exc.value) and "'input.splits' is required" in str(exc.value)
+
+
+def test_meta_is_required_by_the_layouts_that_read_it(cfg):
+    del cfg["input"]["meta"]  # null by default: the mavceleb layout runs without it
+    with pytest.raises(ConfigError, match=r"input.layout is 'videos', so 'input.meta' must be set"):
+        validate(cfg)
 
 
 def test_layout_needs_its_paths(cfg):
@@ -146,7 +152,7 @@ def test_defaults_are_what_validating_the_required_keys_gives():
 
 
 def check_config(capsys, *args):
-    from facevoice.common.config import main
+    from facevoice.check import main
 
     rc = main([str(a) for a in args])
     out = capsys.readouterr()

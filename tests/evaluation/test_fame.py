@@ -61,6 +61,7 @@ def test_schema_takes_the_fame_section():
     from facevoice.common.config import ConfigError, validate
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["input"] = {"layout": "mavceleb", "voices": "voices", "faces": "faces", "splits": "identity_splits.txt"}
     cfg["fame"] = {"train_language": "English", "test_languages": ["English", "Urdu"]}
     validate(cfg)
     cfg["fame"]["heard"] = "English"

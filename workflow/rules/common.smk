@@ -1,9 +1,10 @@
 # Shared set-up: validate the config, list the clips, cut them into batches, plan the shards.
 # Everything here runs when Snakemake parses the workflow, before any job.
 #
-# facevoice.common.config.validate completes `config` in place with the schema's defaults
-# (workflow/schemas/config.schema.yaml), as `facevoice check-config` does: every key of
-# every section is present below, so no rule holds a default of its own.
+# facevoice.check.check_run completes `config` in place with the schema's defaults
+# (workflow/schemas/config.schema.yaml) and checks everything the config and the clip listing
+# decide, the one check `facevoice check-config` makes too (same verdict, same message): every
+# key of every section is present below, so no rule holds a default of its own.
 
 import json
 import os
@@ -19,7 +20,8 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from facevoice.common.config import ConfigError, validate  # noqa: E402
+from facevoice.check import check_run, method_section  # noqa: E402
+from facevoice.common.config import ConfigError  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
     PINS_SETS,
     SEENHEARD,
@@ -27,15 +29,13 @@ from facevoice.data.inputs import (  # noqa: E402
     InputError,
     clips_digest,
     heldout_summary,
-    list_clips,
     shard_plan,
     shard_relpath,
 )
 
 try:
-    validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-    CLIPS = list_clips(config)
-except (ConfigError, InputError) as exc:
+    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 _held = heldout_summary(CLIPS)
 if _held:
@@ -164,30 +164,14 @@ def shard_heldout(wildcards):
 # --- training (train.smk): the train: section --------------------------------------------
 TRAIN = config["train"]
 TRAIN_THREADS = TRAIN["threads"] or 4  # threads of a train, embed or generate job (train.threads null: 4)
-_TRAIN_CHECKED = {}
 
 
 def train_params(wildcards):
     """This method's part of the train: section, as JSON (also the rule's re-run trigger).
 
-    The method, its variant and its overrides are checked when the job is planned, before
-    any job runs (this imports torch, so it happens only when a train job is in the plan).
+    The method, its variant and its overrides were checked with the rest (check_run).
     """
-    name = wildcards.method
-    base = name.split("-", 1)[0]
-    section = {k: v for k, v in TRAIN.items() if k not in ("methods", "overrides")}
-    over = TRAIN["overrides"]
-    section["overrides"] = {k: over[k] for k in (base, name) if k in over}
-    if name not in _TRAIN_CHECKED:
-        from facevoice.training.methods import MethodError
-        from facevoice.training.train import settings
-
-        try:
-            settings(name, section)
-        except MethodError as exc:
-            raise WorkflowError(f"config train: {exc}") from None
-        _TRAIN_CHECKED[name] = True
-    return json.dumps(section, sort_keys=True)
+    return json.dumps(method_section(TRAIN, wildcards.method), sort_keys=True)
 
 
 # --- evaluation (trials.smk, evaluate.smk, compare.smk): the evaluation: section ---------

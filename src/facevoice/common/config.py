@@ -2,8 +2,8 @@
 
 ``workflow/schemas/config.schema.yaml`` is the one place that holds the pipeline's defaults
 (``default:`` entries). :func:`validate` fills them into a config, in place, while checking
-it; the workflow (``workflow/rules/common.smk``) and ``facevoice check-config`` both call it,
-so a run and the check see the same complete config. A config file stands alone: the keys it
+it; the workflow (``workflow/rules/common.smk``) and ``facevoice check-config`` both call it
+through :func:`facevoice.check.check_run`, so a run and the check see the same complete config. A config file stands alone: the keys it
 leaves out take the schema's defaults, never the values of another file (the Snakefile reads
 the repository's ``config.yaml`` only when no ``--configfile`` is given). Stage modules are
 given complete sections and fill in nothing themselves (:func:`check_section`);
@@ -13,17 +13,15 @@ Errors name the key (dotted path) and what is allowed, e.g.::
 
     config key 'faces.multiple': 'biggest' is not allowed; allowed: reject, largest, central, probable
 
-Command line: ``facevoice check-config [FILE] [--print] [--directory DIR]`` checks FILE
-(default: ``config.yaml``, what a run without ``--configfile`` reads) and that its input
-paths exist; ``--print`` prints the complete config a run would use.
+Besides the schema, :func:`validate` checks what the config alone decides: the keys each
+``input.layout`` needs, ``fame`` only with the mavceleb layout, and the methods' and
+overrides' names. ``facevoice check-config`` is :mod:`facevoice.check`.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,9 +29,12 @@ import jsonschema
 import yaml
 
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
-# the input paths a run reads, per input.layout (checked by `facevoice check-config`)
-INPUT_PATHS = {"videos": ("videos", "meta", "splits"), "voxceleb1": ("wav", "face_frames", "meta", "splits")}
-FOLDERS = {"input.videos", "input.wav", "input.face_frames", "evaluation.pins.dir"}
+# the input paths a run reads, per input.layout (:func:`check_paths`); LAYOUT_KEYS: those that must be set
+INPUT_PATHS = {"videos": ("videos", "meta", "splits"), "voxceleb1": ("wav", "face_frames", "meta", "splits"),
+               "mavceleb": ("voices", "faces", "meta", "splits")}
+LAYOUT_KEYS = {"videos": ("videos", "meta"), "voxceleb1": ("wav", "face_frames", "meta"),
+               "mavceleb": ("voices", "faces")}
+FOLDERS = {"input.videos", "input.wav", "input.face_frames", "input.voices", "input.faces", "evaluation.pins.dir"}
 
 
 class ConfigError(ValueError):
@@ -154,16 +155,15 @@ def validate(config: dict[str, Any], schema_path: str | Path | None = None) -> d
     """
     sub = schema(schema_path)
     _raise(_errors(sub, fill(sub, config)))
-    _check_layout(config)
-    _check_methods(config)
+    _raise(_layout_problems(config) + _method_problems(config))
     return config
 
 
 def defaults(section: str | None = None, schema_path: str | Path | None = None) -> dict[str, Any]:
     """The complete default config, or one section's (a dotted name such as ``speech.webrtcvad``).
 
-    The keys without a default (``dataset``, ``input``'s ``layout``, ``meta`` and ``splits``,
-    the whole ``input`` section in the complete config) are absent.
+    The keys without a default (``dataset``, ``input``'s ``layout`` and ``splits``, the whole
+    ``input`` section in the complete config) are absent.
     """
     sub = subschema(section, schema_path) if section else schema(schema_path)
     return fill(sub, {})
@@ -211,22 +211,33 @@ def method_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
-def _check_methods(config: dict[str, Any]) -> None:
+def _method_problems(config: dict[str, Any]) -> list[str]:
+    """Names of methods (train.methods, generate.methods, train.overrides' keys) that no plug-in has.
+
+    Variants and hyperparameters are checked against the plug-ins by :func:`facevoice.check.check_run`."""
     known = method_names()
-    for key in ("train", "generate"):
-        bad = [n for n in config[key]["methods"] if n.split("-", 1)[0] not in known]
+    lines = []
+    for key, names in (("train.methods", config["train"]["methods"]), ("generate.methods", config["generate"]["methods"]),
+                       ("train.overrides", list(config["train"]["overrides"]))):
+        bad = [n for n in names if n.split("-", 1)[0] not in known]
         if bad:
-            raise ConfigError(f"invalid configuration:\n  - {key}.methods: unknown method(s) {', '.join(bad)}; "
-                              f"known: {', '.join(known)} (`facevoice train --list` lists their variants)")
+            lines.append(f"{key}: unknown method(s) {', '.join(bad)}; known: {', '.join(known)} "
+                         f"(`facevoice train --list` lists their variants)")
+    return lines
 
 
-def _check_layout(config: dict[str, Any]) -> None:
-    inp = config["input"]
-    need = {"videos": ["videos"], "voxceleb1": ["wav", "face_frames"], "mavceleb": ["voices", "faces"]}[inp["layout"]]
-    missing = [k for k in need if not inp.get(k)]
+def _layout_problems(config: dict[str, Any]) -> list[str]:
+    """The keys ``input.layout`` needs that are not set, and ``fame`` on a layout without languages."""
+    inp, lines = config["input"], []
+    missing = [k for k in LAYOUT_KEYS[inp["layout"]] if not inp.get(k)]
     if missing:
         keys = ", ".join(f"'input.{k}'" for k in missing)
-        raise ConfigError(f"invalid configuration:\n  - input.layout is {inp['layout']!r}, so {keys} must be set")
+        lines.append(f"input.layout is {inp['layout']!r}, so {keys} must be set")
+    train = config["fame"]["train_language"]
+    if train and inp["layout"] != "mavceleb":
+        lines.append(f"config key 'fame.train_language' is {train!r}, but only input.layout 'mavceleb' "
+                     f"gives clips a language (layout {inp['layout']!r}): set fame.train_language to null")
+    return lines
 
 
 def check_paths(config: dict[str, Any], directory: str | Path | None = None) -> list[str]:
@@ -237,7 +248,7 @@ def check_paths(config: dict[str, Any], directory: str | Path | None = None) -> 
     ``train.face_weights`` when set.
     """
     keys = [f"input.{k}" for k in INPUT_PATHS[config["input"]["layout"]]]
-    keys += [k for k in ("evaluation.pins.dir", "train.face_weights") if _get(config, k)]
+    keys = [k for k in keys + ["evaluation.pins.dir", "train.face_weights"] if _get(config, k)]
     problems = []
     for key in keys:
         value = _get(config, key)
@@ -267,32 +278,3 @@ def ordered(config: Any, sub: dict[str, Any]) -> Any:
 def load(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
     """Load a config file and complete and check it (:func:`validate`)."""
     return validate(load_yaml(path), schema_path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facevoice check-config", description=__doc__.splitlines()[0])
-    ap.add_argument("config", nargs="?", default=None,
-                    help="the config file, as given to --configfile (default: config.yaml of --directory, "
-                         "what a run without --configfile reads)")
-    ap.add_argument("--print", dest="show", action="store_true",
-                    help="print the complete config a run would use (YAML, the schema's defaults filled in)")
-    ap.add_argument("-d", "--directory", default=None,
-                    help="the folder the run works in (snakemake -d); relative input paths are relative to it")
-    ap.add_argument("--schema", default=None)
-    args = ap.parse_args(argv)
-    path = args.config or str(Path(args.directory or ".") / "config.yaml")
-    try:
-        cfg = load(path, args.schema)
-        _raise(check_paths(cfg, args.directory))
-    except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
-        return 1
-    if args.show:
-        sys.stdout.write(yaml.safe_dump(ordered(cfg, schema(args.schema)), sort_keys=False,
-                                        default_flow_style=None, width=120))
-    print(f"{path}: valid", file=sys.stderr if args.show else sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -411,6 +411,26 @@ def pins_list_videos(path: str | Path) -> set[tuple[str, str]]:
             | {pins_face_path(f) for f in src["face-path"]})
 
 
+def check_pins(config: dict[str, Any]) -> None:
+    """Raise unless ``evaluation.pins.dir`` (when set) holds the list of every stratum of
+    ``evaluation.verification.strata`` for every set of ``evaluation.pins.sets``: the trials
+    jobs import exactly those (:data:`PINS_SETS`), so a missing one stops the run at planning,
+    not after all preprocessing."""
+    ev = config["evaluation"]
+    pins_dir = ev["pins"]["dir"]
+    if not pins_dir:
+        return
+    if not Path(pins_dir).is_dir():
+        raise InputError(f"config key 'evaluation.pins.dir': folder not found: {pins_dir}")
+    missing = [pins_file(PINS_FILES[stratum], pins_set) for pins_set in ev["pins"]["sets"]
+               for stratum in ev["verification"]["strata"]
+               if not (Path(pins_dir) / pins_file(PINS_FILES[stratum], pins_set)).is_file()]
+    if missing:
+        raise InputError(f"evaluation.pins.dir '{pins_dir}' lacks {', '.join(missing)}: the trials import the list "
+                         f"of each stratum of evaluation.verification.strata for each set of evaluation.pins.sets; "
+                         f"add the lists, or leave those strata (or sets) out")
+
+
 def _listed_videos(df: pd.DataFrame, pins_dir: str) -> set[str]:
     """The training identities' videos named by the official seen-heard lists in ``pins_dir``."""
     files = sorted(Path(pins_dir).glob(pins_file("*", "seenheard")))

@@ -1,0 +1,130 @@
+"""The one check of a run: everything the config and the input listing decide, before any job.
+
+:func:`check_run` is called by the workflow when Snakemake plans a run
+(``workflow/rules/common.smk``) and by ``facevoice check-config``, so both give the same verdict
+with the same message. It raises :class:`~facevoice.common.config.ConfigError` and checks, in order:
+
+1. the config against the schema, completed with its defaults, and what the config alone
+   decides: the keys ``input.layout`` needs, ``fame`` only on the mavceleb layout, the names
+   of methods (:func:`facevoice.common.config.validate`);
+2. that the input paths exist (:func:`facevoice.common.config.check_paths`);
+3. each training method's variant and hyperparameter overrides (:func:`check_methods`);
+4. the official lists folder, ``evaluation.pins.dir`` (:func:`facevoice.data.inputs.check_pins`);
+5. the clip listing and its metadata (:func:`facevoice.data.inputs.list_clips`: an identity
+   without a metadata row or a split, in two splits, ...), FAME's languages
+   (:func:`facevoice.data.mavceleb.fame_languages`) and a seen-heard ``generate.split`` with
+   nothing held out.
+
+This module sits above the layers (like :mod:`facevoice.cli`): it reads the method plug-ins
+(``training/``) besides the config and the data. PyTorch is imported only for a method with a
+variant or with ``train.overrides``: a method as its profile defines it has nothing else to check.
+
+Command line: ``facevoice check-config [FILE] [--print] [--directory DIR]`` checks FILE
+(default: ``config.yaml`` of DIR, what a run without ``--configfile`` reads); relative paths are
+relative to DIR (``snakemake -d``); ``--print`` prints the complete config a run would use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from facevoice.common.config import ConfigError, check_paths, load_yaml, ordered, schema, validate
+from facevoice.data.inputs import SEENHEARD, InputError, check_pins, list_clips
+from facevoice.data.mavceleb import fame_languages
+
+
+def _fail(lines: list[str]) -> None:
+    if lines:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
+
+
+def method_section(train: dict[str, Any], name: str) -> dict[str, Any]:
+    """The part of a (complete) ``train:`` section that run ``name`` (``method`` or
+    ``method-variant``) reads: every key but ``methods``, and the overrides of its method and
+    of its variant. A train job is given it (its ``--params``)."""
+    base = name.split("-", 1)[0]
+    section = {k: v for k, v in train.items() if k not in ("methods", "overrides")}
+    section["overrides"] = {k: train["overrides"][k] for k in (base, name) if k in train["overrides"]}
+    return section
+
+
+def check_methods(config: dict[str, Any]) -> None:
+    """Resolve the hyperparameters of every method of ``train.methods`` that has a variant or
+    overrides (the variant must exist, an override key must be one of the method's)."""
+    train = config["train"]
+    for name in train["methods"]:
+        section = method_section(train, name)
+        if "-" not in name and not section["overrides"]:
+            continue  # the profile as shipped; train.epochs and train.batch were checked by the schema
+        from facevoice.training.methods import MethodError
+        from facevoice.training.train import settings
+
+        try:
+            settings(name, section)
+        except MethodError as exc:
+            _fail([f"train: {name}: {exc}"])
+
+
+def check_generate(config: dict[str, Any], clips: pd.DataFrame) -> None:
+    """A seen-heard ``generate.split`` needs held-out videos (when a method generates faces)."""
+    gen = config["generate"]
+    if gen["split"] == SEENHEARD and any(m in config["train"]["methods"] for m in gen["methods"]):
+        if not (clips["split"] == SEENHEARD).any():
+            raise InputError("generate.split is seenheard, but no video is held out (seenheard.videos is 0, or no "
+                             "training identity has two videos): set generate.split to test")
+
+
+def check_run(config: dict[str, Any], directory: str | Path | None = None,
+              schema_path: str | Path | None = None) -> pd.DataFrame:
+    """Complete ``config`` in place and check everything a run decides before its first job;
+    return the clip table (:func:`facevoice.data.inputs.list_clips`). Relative paths are
+    relative to ``directory`` (default: the current folder). Raises ConfigError."""
+    schema_path = Path(schema_path).resolve() if schema_path else None
+    validate(config, schema_path)
+    _fail(check_paths(config, directory))
+    check_methods(config)
+    with contextlib.chdir(directory or "."):
+        try:
+            check_pins(config)
+            clips = list_clips(config)
+            fame_languages(clips, config)
+            check_generate(config, clips)
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
+    return clips
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="facevoice check-config", description=__doc__.splitlines()[0])
+    ap.add_argument("config", nargs="?", default=None,
+                    help="the config file, as given to --configfile (default: config.yaml of --directory, "
+                         "what a run without --configfile reads)")
+    ap.add_argument("--print", dest="show", action="store_true",
+                    help="print the complete config a run would use (YAML, the schema's defaults filled in)")
+    ap.add_argument("-d", "--directory", default=None,
+                    help="the folder the run works in (snakemake -d); relative input paths are relative to it")
+    ap.add_argument("--schema", default=None)
+    args = ap.parse_args(argv)
+    path = args.config or str(Path(args.directory or ".") / "config.yaml")
+    try:
+        cfg = load_yaml(path)
+        check_run(cfg, args.directory, args.schema)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    if args.show:
+        sys.stdout.write(yaml.safe_dump(ordered(cfg, schema(args.schema)), sort_keys=False,
+                                        default_flow_style=None, width=120))
+    print(f"{path}: valid", file=sys.stderr if args.show else sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
