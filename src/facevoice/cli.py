@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("facevoice.demo.build", "build the embedded demo corpus from registry packages"),
     "check-config": ("facevoice.common.config", "validate a config file against the schema"),
+    "unlock": ("facevoice.common.lock", "remove the lock a killed run left on its results folder"),
     "frames": ("facevoice.preprocess.frames", "decode a batch of clips' frames (a pipeline stage)"),
     "faces": ("facevoice.preprocess.faces", "detect and align a batch of clips' faces (a pipeline stage)"),
     "speech": ("facevoice.preprocess.speech", "decode and speech-filter a batch of clips' audio (a pipeline stage)"),
