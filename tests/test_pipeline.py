@@ -19,6 +19,7 @@ import yaml
 from conftest import DEMO_CLIPS
 from helpers import HANG_S, REPO, ffmpeg, snakemake
 
+from facevoice.common.lock import LOCK_NAME
 from facevoice.data.inputs import read_splits, shard_plan
 from facevoice.demo.export import copy_videos_subset, export_voxceleb1_layout
 
@@ -333,7 +334,10 @@ def test_killed_run_resumes_without_redoing_finished_jobs(demo_corpus, tmp_path)
                        str(tmp_path / "config.yaml"), "--cores", "2")
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     run(tmp_path, "--unlock")
-    run(tmp_path)
+    assert (out / LOCK_NAME).exists()  # the results folder's lock, left too: its holder is dead
+    resumed = run(tmp_path)
+    assert f"took over the lock of {out}" in resumed.stdout + resumed.stderr  # a warning, no stop
+    assert not (out / LOCK_NAME).exists()  # released at the end of the run
     redone = [p for p, t in before.items() if p.stat().st_mtime_ns != t]
     assert len(redone) <= 1, redone  # at most the job that was running when killed (one core)
     for entry in out.glob("cache/*/*/*.parquet"):  # the cache holds whole files only

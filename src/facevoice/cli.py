@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("facevoice.demo.build", "build the embedded demo corpus from registry packages"),
     "check-config": ("facevoice.check", "check a config and its input as a run does, before any job"),
     "clean": ("facevoice.data.clean", "list (or --delete) batch files, cache entries and shards no batch uses"),
+    "unlock": ("facevoice.common.lock", "remove the lock a killed run left on its results folder"),
     "frames": ("facevoice.preprocess.frames", "decode a batch of clips' frames (a pipeline stage)"),
     "faces": ("facevoice.preprocess.faces", "detect and align a batch of clips' faces (a pipeline stage)"),
     "speech": ("facevoice.preprocess.speech", "decode and speech-filter a batch of clips' audio (a pipeline stage)"),

@@ -6,6 +6,7 @@
 # decide, the one check `facevoice check-config` makes too (same verdict, same message): every
 # key of every section is present below, so no rule holds a default of its own.
 
+import atexit
 import json
 import os
 import shlex
@@ -22,6 +23,7 @@ if SRC not in sys.path:
 
 from facevoice.check import check_run, method_section  # noqa: E402
 from facevoice.common.config import ConfigError  # noqa: E402
+from facevoice.common.lock import LockError, acquire  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
     PINS_SETS,
     SEENHEARD,
@@ -42,6 +44,41 @@ if _held:
     logger.info(_held)
 
 OUT = f"{config['results']}/{config['dataset']}"
+
+
+# --- one run per results folder (facevoice.common.lock) -----------------------------------
+# Snakemake locks the working folder only; a run also holds OUT's lock from before its first job to
+# its end, so a run from another working folder with the same results: stops before any job.
+# onstart/onsuccess/onerror run in the main Snakemake process only: never for -n, --lint,
+# --summary, --report or --unlock, nor in a job's own Snakemake (started with --no-hooks).
+# onerror covers a failed job, Ctrl-C and SIGTERM; atexit an exception in Snakemake itself;
+# after kill -9 the lock is stale and the next run on this host takes it over.
+_RUN_LOCK = []
+
+
+onstart:
+    if workflow.is_main_process and not _RUN_LOCK:
+        try:
+            _lock = acquire(OUT)
+        except LockError as exc:
+            raise WorkflowError(str(exc)) from None
+        atexit.register(_lock.release)
+        _RUN_LOCK.append(_lock)
+        if _lock.replaced:
+            logger.warning(_lock.takeover_message())
+
+
+def release_run_lock():
+    while _RUN_LOCK:
+        _RUN_LOCK.pop().release()
+
+
+onsuccess:
+    release_run_lock()
+
+
+onerror:
+    release_run_lock()
 
 # Every job runs its stage module as `"$FACEVOICE_PYTHON" -m facevoice.<module> ...`.
 # FACEVOICE_PYTHON is the interpreter running Snakemake (the project's venv) or, under

@@ -1,1 +1,1 @@
-"""Common ground every layer may use: atomic file io, hashing, the code version."""
+"""Common ground every layer may use: atomic file io, hashing, the code version, the run lock."""
