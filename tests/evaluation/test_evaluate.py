@@ -46,12 +46,14 @@ def setup(tmp_path_factory):
     return d, man
 
 
-def test_json_shape_and_perfect_scores(setup, tmp_path):
+def test_json_shape_and_perfect_scores(setup, tmp_path, capsys):
     d, _ = setup
     out = tmp_path / "perfect.json"
+    # --no-progress: the switch's one name across commands (train, generate, the batch stages)
     assert E.main(["--embeddings", str(d / "perfect.parquet"), "--trials", str(d / "trials"),
                    "--out", str(out), "--roc-out", str(tmp_path / "roc.parquet"),
-                   "--bootstrap", "50", "--quiet"]) == 0
+                   "--bootstrap", "50", "--no-progress"]) == 0
+    assert "[evaluate]" not in capsys.readouterr().err
     res = json.loads(out.read_text())
     assert set(res) == {"verification", "matching", "retrieval", "meta"}
     assert res["meta"]["dcf"] == {"p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}

@@ -462,14 +462,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap-seed", type=int, default=None)
     p.add_argument("--block-size", type=int, default=None,
                    help="retrieval probes per block (memory only; default 512)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no per-stratum progress lines on stderr")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.params)  # the evaluation: section, completed by the schema's defaults
     boot = cfg["bootstrap"]
     run(a.embeddings, a.trials, a.out, a.roc_out, a.method, a.scorer,
         n_boot=int(a.bootstrap if a.bootstrap is not None else boot["n"]),
         boot_seed=int(a.bootstrap_seed if a.bootstrap_seed is not None else boot["seed"]),
-        block_size=int(a.block_size or BLOCK_SIZE), verbose=not a.quiet, dcf=cfg["dcf"])
+        block_size=int(a.block_size or BLOCK_SIZE), verbose=not a.no_progress, dcf=cfg["dcf"])
     return 0
 
 
