@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from facevoice.common.config import defaults
 from facevoice.common.io import atomic_path, write_text
 from facevoice.data.batch import read_batch_meta
 from facevoice.data.inputs import heldout_summary
@@ -167,14 +168,22 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     write_text(out / "report.md", text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facevoice report", description=__doc__.splitlines()[0])
     ap.add_argument("--clips", required=True, help="the clip table (clips.parquet)")
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--results", required=True, help="results/<dataset>: holds frames/ faces/ speech/ features/")
     ap.add_argument("--out", required=True, help="the report folder")
-    ap.add_argument("--top", type=int, required=True, help="config report.top_identities")
-    args = ap.parse_args(argv)
+    top = defaults("report")["top_identities"]  # the schema holds the default, not this module
+    ap.add_argument("--top", type=int, default=top,
+                    help=f"identities in the per-identity table (default: config report.top_identities, {top})")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.top < 1:
+        parser().error(f"--top must be at least 1, not {args.top}")
     build(args.clips, args.manifest, args.results, args.out, args.top)
     print(f"[report] {args.out}/report.md", file=sys.stderr)
     return 0
