@@ -1,7 +1,8 @@
 """The ``facevoice`` command: a thin dispatcher to each module's ``main(argv)``.
 
 Modules are imported only when their command runs, so ``facevoice --help`` stays fast and
-a command never pays for another's imports (torch, librosa).
+a command never pays for another's imports (torch, librosa); ``facevoice COMMAND --help``
+imports no torch, sklearn, librosa or matplotlib either (see ``PARSERS``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fame": ("facevoice.evaluation.fame", "FAME: heard/unheard tables, test lists, score files (MAV-Celeb)"),
 }
 
+# commands whose module imports torch at import time: their parser lives in a light module
+# ("module:function"), which answers --help and usage errors at once; the command's main
+# parses its arguments again with the same parser once the module is imported
+PARSERS: dict[str, str] = {
+    "train": "facevoice.training.options:train_parser",
+    "embed": "facevoice.training.options:embed_parser",
+    "generate": "facevoice.evaluation.options:generate_parser",
+}
+
 
 def _usage() -> str:
     lines = ["usage: facevoice COMMAND [ARGS...]", "", "commands:"]
@@ -42,7 +52,10 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # argparse's convention for a usage error: the usage on stderr, status 2
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
@@ -54,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"facevoice: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if name in PARSERS:  # answer --help and usage errors before the module's heavy imports
+        light, func = PARSERS[name].split(":")
+        getattr(importlib.import_module(light), func)().parse_args(rest)
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

@@ -43,7 +43,6 @@ Both files are written atomically.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import zlib
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ import torch
 from facevoice.common.io import atomic_path, write_json
 from facevoice.common.version import file_sha256
 from facevoice.data.shard_reader import ShardReader
+from facevoice.evaluation.options import generate_parser
 from facevoice.training.inference import (
     choose_device,
     embed_items,
@@ -433,25 +433,7 @@ def generate(checkpoint: str | Path, manifest: str | Path, shards_root: str | Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facevoice generate", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="a training checkpoint of a generative method (voice2face)")
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--shards-root", required=True, help="the shards folder (manifest paths are relative to it)")
-    ap.add_argument("--split", default="test", help="the speakers whose voices generate faces (default: test)")
-    ap.add_argument("--train-split", default="train", help="real faces the gender classifier is fitted on")
-    ap.add_argument("--out-dir", required=True, help="where grid.png and report.json go")
-    ap.add_argument("--n-speakers", type=int, default=8, help="rows of the grid")
-    ap.add_argument("--grid-voices", type=int, default=3, help="generated faces per speaker in the grid")
-    ap.add_argument("--grid-faces", type=int, default=2, help="real faces per speaker in the grid")
-    ap.add_argument("--n-trials", type=int, default=1000, help="1:2 trials per stratum")
-    ap.add_argument("--voices-per-speaker", type=int, default=None, help="cap on voices per speaker (default: all)")
-    ap.add_argument("--faces-per-identity", type=int, default=None, help="cap on real faces per speaker (default: all)")
-    ap.add_argument("--train-faces-per-identity", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-progress", action="store_true")
+    ap = generate_parser()
     a = ap.parse_args(argv)
     for opt in ("n_speakers", "grid_voices", "grid_faces", "n_trials", "train_faces_per_identity"):
         if getattr(a, opt) < 1:

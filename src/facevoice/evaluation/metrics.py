@@ -71,8 +71,9 @@ Confidence intervals
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-from sklearn.metrics import roc_curve as _sk_roc_curve
+
+# scikit-learn is imported where it is used: ``facevoice evaluate --help`` (and every module that
+# imports this one) need not pay for it
 
 __all__ = [
     "roc_curve",
@@ -120,6 +121,8 @@ def roc_curve(labels, scores, sample_weight=None) -> tuple[np.ndarray, np.ndarra
     :func:`sklearn.metrics.roc_curve` with ``drop_intermediate=False``; thresholds[0] is
     +inf (the point (0, 0)).
     """
+    from sklearn.metrics import roc_curve as _sk_roc_curve
+
     labels, scores = _check_binary(labels, scores)
     fpr, tpr, thr = _sk_roc_curve(labels, scores, sample_weight=sample_weight,
                                   drop_intermediate=False)
@@ -149,6 +152,8 @@ def _crossing(fpr: np.ndarray, fnr: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 def roc_points(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A compact ROC for plotting: sklearn's ``drop_intermediate=True`` points (the same
     curve: only points on straight runs are left out); thresholds[0] is +inf."""
+    from sklearn.metrics import roc_curve as _sk_roc_curve
+
     labels, scores = _check_binary(labels, scores)
     fpr, tpr, thr = _sk_roc_curve(labels, scores, drop_intermediate=True)
     thr = np.asarray(thr, dtype=np.float64).copy()
@@ -172,6 +177,8 @@ def eer_from_roc(fpr, tpr, thresholds) -> tuple[float, float]:
 
 def auc_score(labels, scores) -> float:
     """ROC AUC (ties count one half)."""
+    from sklearn.metrics import roc_auc_score
+
     labels, scores = _check_binary(labels, scores)
     return float(roc_auc_score(labels, scores))
 
@@ -219,7 +226,7 @@ def verification_metrics(labels, scores, dcf: dict) -> dict:
     e, th = eer_from_roc(fpr, tpr, thr)
     d, i = min_dcf(fpr, tpr, **_dcf(dcf))
     return {
-        "auc": float(roc_auc_score(labels, scores)),
+        "auc": auc_score(labels, scores),
         "eer": e,
         "eer_threshold": th,
         "min_dcf": float(d),

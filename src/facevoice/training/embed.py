@@ -17,7 +17,6 @@ when shorter).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from facevoice.common.version import file_sha256
 from facevoice.data.shard_reader import ShardReader
 from facevoice.training.inference import choose_device, embed_items, load_checkpoint, model_from_checkpoint
 from facevoice.training.methods import get_method
+from facevoice.training.options import embed_parser
 
 EMBED_FORMAT = "facevoice-embeddings/1"
 
@@ -77,18 +77,7 @@ def embed(checkpoint: str, manifest: str, shards_root: str, split: str, out: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facevoice embed", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="a training checkpoint (train/<method>/model.pt)")
-    ap.add_argument("--method", default=None, help="check that the checkpoint is this method's")
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--shards-root", required=True, help="the shards folder (manifest paths are relative to it)")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=None)
-    a = ap.parse_args(argv)
+    a = embed_parser().parse_args(argv)
     if a.method:
         got = load_checkpoint(a.checkpoint)["method"]
         if got != a.method:

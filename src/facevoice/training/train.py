@@ -50,7 +50,6 @@ Outputs (``<out>/``)
 
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
 import hashlib
@@ -78,7 +77,6 @@ from facevoice.data.shard_reader import ShardReader
 from facevoice.training.batches import BatchDataset, plan_epoch, val_subset
 from facevoice.training.inference import autocast_dtype, choose_device, embed_items
 from facevoice.training.methods import (  # noqa: F401
-    PROFILE_NAMES,
     FaceVoiceModel,
     MethodError,
     Stage,
@@ -88,6 +86,7 @@ from facevoice.training.methods import (  # noqa: F401
     run_names,
     split_name,
 )
+from facevoice.training.options import train_parser
 
 CHECKPOINT_FORMAT = "facevoice-checkpoint/1"
 VAL_SPLITS = ("val", "train")  # the splits that may choose the best epoch (never a test split)
@@ -746,27 +745,7 @@ def _list() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facevoice train", description=__doc__.splitlines()[0])
-    ap.add_argument("--list", action="store_true", help="list the methods and their ablation variants")
-    ap.add_argument("--method", help="method or method-variant (see --list)")
-    ap.add_argument("--manifest", help="results/<dataset>/shards/manifest.parquet")
-    ap.add_argument("--shards-root", help="the shards folder (manifest paths are relative to it)")
-    ap.add_argument("--out", help="output folder, e.g. results/<dataset>/train/<method>")
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument("--config", help="a config.yaml: its train: section")
-    src.add_argument("--params", help="the train: section as JSON (or @file.json)")
-    ap.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: train.profile, else demo")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a hyperparameter (dotted key; YAML value); repeatable")
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
-    ap.add_argument("--face-weights", help="facenet-pytorch VGGFace2 state dict (a local file)")
-    ap.add_argument("--num-workers", type=int)
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--language", default=None,
-                    help="train and select on the train/val items in this language only (FAME: fame.train_language)")
+    ap = train_parser()
     a = ap.parse_args(argv)
     if a.list:
         print(_list())

@@ -65,7 +65,6 @@ def _discover() -> dict[str, str]:
 
 
 MODULES = _discover()
-PROFILE_NAMES = ("demo", "paper", "debug")
 VARIANT_SEP = "-"
 NET_KEYS = {"type", "dim", "dropout", "channels", "width"}
 OPEN_KEYS = {"face_net", "voice_net", "encoder"}  # replaced as a whole when the type changes
