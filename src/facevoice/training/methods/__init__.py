@@ -53,14 +53,17 @@ import torch.nn.functional as F
 from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 
+# the methods of the source papers (seeds 000-004), in paper order; CITATION.cff names each one's paper
+SEED_METHODS = ("ssnet_fop", "avgatn", "dje", "biq_mwrn", "voice2face")
+
+
 def _discover() -> dict[str, str]:
     """Every module of this package not starting with ``_`` is a method plug-in, found by its
     name; the seeds' methods first (in paper order), then the rest alphabetically."""
     import pkgutil
 
-    first = ["ssnet_fop", "avgatn", "dje", "biq_mwrn", "voice2face"]
     names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-    order = [n for n in first if n in names] + sorted(n for n in names if n not in first)
+    order = [n for n in SEED_METHODS if n in names] + sorted(n for n in names if n not in SEED_METHODS)
     return {n: f"{__name__}.{n}" for n in order}
 
 
