@@ -44,4 +44,9 @@ rule all:
         expand(rules.trials.output, split=["test"] + SEENHEARD_SPLITS),
         rules.compare.output,
         FAME_TARGETS,
+        # Every batch file as well. Snakemake plans a job whose output is missing only when a
+        # target or a job that runs needs that output: a batch file deleted, or removed by
+        # Snakemake after its job failed, while the shards built from it exist would never be
+        # made again ("Nothing to be done"). Requested here, it is, and what reads it re-runs.
+        lambda w: [f for stage in ("frames", "faces", "speech", "features") for f in batch_files(stage)],
     default_target: True

@@ -179,6 +179,21 @@ def test_touching_one_clip_reruns_its_batch_and_recomputes_only_that_clip(videos
         assert computed_in(logs / stage / ids[0] / "000.log") == (n - 1, 1), stage
 
 
+def test_a_missing_batch_file_is_made_again_from_the_cache(videos_run):
+    """A batch file gone while the shards built from it exist (Snakemake removes a failed job's
+    outputs): the next run makes it again, the same bytes, every clip from the cache."""
+    root, ids = videos_run
+    rel = f"results/mini/faces/{ids[0]}/000.parquet"
+    before = (root / rel).read_bytes()
+    (root / rel).unlink()
+    assert rel in pending(plan(root))  # was 'no update': "Nothing to be done", the file missing
+    run(root)
+    assert (root / rel).read_bytes() == before
+    assert not pending(plan(root))
+    n = len(list((root / "data" / "videos" / ids[0]).glob("*/*.mp4")))
+    assert computed_in(root / "results" / "mini" / "logs" / "faces" / ids[0] / "000.log") == (n, 0)
+
+
 def test_feature_parameter_reruns_features_and_shards_only(videos_run):
     root, _ = videos_run
     cfg_path = root / "config.yaml"
