@@ -16,7 +16,8 @@
 
 Needs the demo corpus (`facevoice demo`). Wall time on a shared machine is noise; CPU
 seconds and memory are the figures. ``--smoke``: the same three sections at a tiny size
-(planning a tree of 24 clips; 3 identities of 2 clips of real media) in tens of seconds;
+(planning a tree of 24 clips; one identity of 2 clips of real media, then one more) in about a
+minute of CPU (each Snakemake job pays its Python start-up);
 ``tests/test_benchmarks.py`` runs it.
 """
 
@@ -257,15 +258,15 @@ def bench_incremental(root: Path, data: Path, corpus: Path, cfg_path: Path, iden
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(REPO / "data" / "demo"), help="the demo corpus (facevoice demo)")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tiny tree; 3 identities x 2 clips)")
-    ap.add_argument("--identities", type=int, default=None, help="default 6 (smoke: 3)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tiny tree; 1 identity x 2 clips)")
+    ap.add_argument("--identities", type=int, default=None, help="default 6 (smoke: 1)")
     ap.add_argument("--clips", type=int, default=None, help="clips per identity: default 120 (smoke: 2)")
     ap.add_argument("--plan-sizes", default=None, help=f"of {', '.join(PLAN_SIZES)}: default 10k,40k,vox1 "
                                                        "(smoke: tiny)")
     ap.add_argument("--skip-media", action="store_true")
     ap.add_argument("--work", default=None, help="a scratch folder (default: a temporary one)")
     args = ap.parse_args()
-    args.identities = args.identities or (3 if args.smoke else 6)
+    args.identities = args.identities or (1 if args.smoke else 6)
     args.clips = args.clips or (2 if args.smoke else 120)
     args.plan_sizes = args.plan_sizes if args.plan_sizes is not None else ("tiny" if args.smoke else "10k,40k,vox1")
     unknown = [s for s in args.plan_sizes.split(",") if s and s not in PLAN_SIZES]
