@@ -191,18 +191,20 @@ def peak_rss_mb(module: str, args: list[str]) -> float:
     code = (
         "import runpy, sys\n"
         f"sys.argv = ['x'] + {args!r}\n"
+        "code = 0\n"
         "try:\n"
         f"    runpy.run_module({module!r}, run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
         # VmHWM: this process's own peak (ru_maxrss would carry over the forking parent's)
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-        "print('MAXRSS', hwm, file=sys.stderr)\n"
+        "print('MAXRSS', hwm, code, file=sys.stderr)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     line = [ln for ln in res.stderr.splitlines() if ln.startswith("MAXRSS")]
-    if not line:
+    # a job that stopped early (a bad argument, an error it reported) would show a small, false peak
+    if not line or line[-1].split()[2] not in ("0", "None"):
         raise RuntimeError(f"{module} failed: {res.stderr[-2000:]}")
     return int(line[-1].split()[1]) / 1024.0
 
@@ -226,7 +228,13 @@ def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path, re
                                             "--params", j(cfg["features"]), "--no-progress"]),
     ]
     for name, mod, args in steps:
-        rows.append([name, f"a batch of {len(videos)} clips", peak_rss_mb(mod, args)])
+        mb = peak_rss_mb(mod, args)
+        out = batch.BatchReader(args[args.index("--output") + 1])
+        ok = sum(1 for r in out.records if r["status"] == "ok")
+        out.close()
+        if not ok:  # a batch of failed clips costs little memory: its figure would mislead
+            raise RuntimeError(f"the {name} job kept no clip of {len(videos)}: see its batch file's reasons")
+        rows.append([name, f"a batch of {len(videos)} clips ({ok} ok)", mb])
     for repeat in repeats:
         big = repeated_batch(face_batch, work / f"m_rep{repeat}.parquet", repeat)
         args = ["write", "--modality", "face", "--split", "train", "--compression", cfg["shards"]["compression"],
@@ -245,7 +253,8 @@ def main() -> int:
     args = ap.parse_args()
     args.clips = args.clips or (2 if args.smoke else 12)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    corpus = Path(args.corpus or cfg["demo"]["out"])
+    # absolute: bench_memory links the clips from a temporary folder (a relative link would dangle)
+    corpus = Path(args.corpus or cfg["demo"]["out"]).resolve()
     videos = sorted(corpus.glob("videos/*/*/*.mp4"))
     if not videos:
         print(f"no demo corpus at {corpus}: run `facevoice demo` first", file=sys.stderr)

@@ -110,7 +110,8 @@ def test_bench_train_smoke():
 def test_bench_preprocess_smoke(demo_corpus):
     from facevoice.preprocess.speech import METHODS
 
-    found = tables(bench("bench_preprocess.py", "--corpus", str(demo_corpus)))
+    # relative, as `make bench` names data/demo: the memory section links its clips from a temporary folder
+    found = tables(bench("bench_preprocess.py", "--corpus", os.path.relpath(demo_corpus, REPO)))
     _, rows = table(found, "MTCNN on ")
     assert {r[0] for r in rows} >= {"cpu"} and "one image per call" in [r[1] for r in rows]
     numbers(rows, [2, 3])
@@ -125,6 +126,9 @@ def test_bench_preprocess_smoke(demo_corpus):
     numbers(rows, [1, 2, 3])
     _, rows = table(found, "Peak memory per job")
     assert names(rows) == ["frames", "faces", "speech", "features", "shard writer", "shard writer"]
+    for r in rows[:4]:  # each stage's job kept the clips it was given
+        n, ok = re.fullmatch(r"a batch of (\d+) clips \((\d+) ok\)", r[1]).groups()
+        assert int(ok) > 0 and int(n) == 2, r
     numbers(rows, [2])
 
 
