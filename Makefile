@@ -4,7 +4,7 @@ CONFIG ?= config.yaml
 VENV ?= .venv
 export FACEVOICE_VENV := $(VENV)
 
-.PHONY: demo test venv bench clean-demo
+.PHONY: demo test venv bench bench-smoke clean-demo
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -19,11 +19,17 @@ test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## bench: print the benchmarks (scale: planning, CPU per clip, incremental work; stages; training; evaluation)
+## (the scale and preprocessing benchmarks read the demo corpus: built first, or found up to date)
 bench: venv
-	$(VENV)/bin/python benchmarks/bench_scale.py
-	$(VENV)/bin/python benchmarks/bench_preprocess.py
-	$(VENV)/bin/python benchmarks/bench_train.py
-	$(VENV)/bin/python benchmarks/bench_evaluate.py
+	$(VENV)/bin/facevoice demo --config $(CONFIG)
+	$(VENV)/bin/python benchmarks/bench_scale.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_preprocess.py --config $(CONFIG) $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_train.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_evaluate.py $(BENCH_ARGS)
+
+## bench-smoke: the same benchmarks at a tiny size (--smoke: the same code paths in seconds each)
+bench-smoke:
+	$(MAKE) bench BENCH_ARGS=--smoke
 
 clean-demo:
 	rm -rf results/demo

@@ -1,6 +1,6 @@
 """Preprocessing benchmarks: prints figures as tables; asserts nothing, times no test.
 
-    .venv/bin/python benchmarks/bench_preprocess.py [--corpus data/demo] [--clips 12]
+    .venv/bin/python benchmarks/bench_preprocess.py [--corpus data/demo] [--clips 12] [--smoke]
 
 1. MTCNN frames per second, batched vs one image per call (same frames, same detector), on
    the CPU and, where there is one, on the GPU.
@@ -15,7 +15,9 @@
 The whole pipeline's CPU per clip against a warm process, planning at VoxCeleb size and the
 work after a change: `benchmarks/bench_scale.py`.
 
-Needs the demo corpus (`facevoice demo`).
+Needs the demo corpus (`facevoice demo`). ``--smoke``: every section at a tiny size (2 clips,
+8 MTCNN frames, one repeat, shards of a few copies) in tens of seconds on a CPU;
+``tests/test_benchmarks.py`` runs it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from facevoice.data import batch
 from facevoice.preprocess import faces, features, frames, shards, speech
 
 
-def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
+def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3, most: int = 64) -> None:
     import torch
     from PIL import Image
 
@@ -55,11 +57,11 @@ def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
         for row in pq.read_table(f).to_pylist():
             images.append(Image.open(io.BytesIO(row["image"])).convert("RGB"))
     size = images[0].size
-    images = [im for im in images if im.size == size][:64]
+    images = [im for im in images if im.size == size][:most]
     rows = []
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         det = faces.make_detector(cfg, device)
-        for bs in (1, 8, 16, len(images)):
+        for bs in sorted({b for b in (1, 8, 16) if b < len(images)} | {len(images)}):
             best = float("inf")
             for _ in range(repeats):
                 t = time.perf_counter()
@@ -72,7 +74,7 @@ def bench_mtcnn(frame_files: list[Path], cfg: dict, repeats: int = 3) -> None:
                     torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - t)
             rows.append([device, "one image per call" if bs == 1 else f"batch of {bs}", len(images), len(images) / best])
-    table(f"MTCNN on {size[0]}x{size[1]} frames (CPU torch threads: {torch.get_num_threads()})",
+    table(f"MTCNN on {size[0]}x{size[1]} frames, best of {repeats} (CPU torch threads: {torch.get_num_threads()})",
           ["device", "mode", "frames", "frames/s"], rows)
 
 
@@ -189,23 +191,25 @@ def peak_rss_mb(module: str, args: list[str]) -> float:
     code = (
         "import runpy, sys\n"
         f"sys.argv = ['x'] + {args!r}\n"
+        "code = 0\n"
         "try:\n"
         f"    runpy.run_module({module!r}, run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
         # VmHWM: this process's own peak (ru_maxrss would carry over the forking parent's)
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-        "print('MAXRSS', hwm, file=sys.stderr)\n"
+        "print('MAXRSS', hwm, code, file=sys.stderr)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     line = [ln for ln in res.stderr.splitlines() if ln.startswith("MAXRSS")]
-    if not line:
+    # a job that stopped early (a bad argument, an error it reported) would show a small, false peak
+    if not line or line[-1].split()[2] not in ("0", "None"):
         raise RuntimeError(f"{module} failed: {res.stderr[-2000:]}")
     return int(line[-1].split()[1]) / 1024.0
 
 
-def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) -> None:
+def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path, repeats=(2, 8)) -> None:
     """Peak memory of each stage's job on one batch of the given clips, and of the shard writer."""
     j = lambda d: json.dumps(d)  # noqa: E731
     data = work / "mem-videos" / "idmem" / "v"
@@ -224,8 +228,14 @@ def bench_memory(videos: list[Path], cfg: dict, work: Path, face_batch: Path) ->
                                             "--params", j(cfg["features"]), "--no-progress"]),
     ]
     for name, mod, args in steps:
-        rows.append([name, f"a batch of {len(videos)} clips", peak_rss_mb(mod, args)])
-    for repeat in (2, 8):
+        mb = peak_rss_mb(mod, args)
+        out = batch.BatchReader(args[args.index("--output") + 1])
+        ok = sum(1 for r in out.records if r["status"] == "ok")
+        out.close()
+        if not ok:  # a batch of failed clips costs little memory: its figure would mislead
+            raise RuntimeError(f"the {name} job kept no clip of {len(videos)}: see its batch file's reasons")
+        rows.append([name, f"a batch of {len(videos)} clips ({ok} ok)", mb])
+    for repeat in repeats:
         big = repeated_batch(face_batch, work / f"m_rep{repeat}.parquet", repeat)
         args = ["write", "--modality", "face", "--split", "train", "--compression", cfg["shards"]["compression"],
                 "--output", str(work / f"m_sh{repeat}.parquet"), str(big)]
@@ -238,10 +248,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--corpus", default=None, help="demo corpus folder (default: the config's demo.out)")
-    ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--clips", type=int, default=None, help="default 12 (smoke: 2)")
+    ap.add_argument("--smoke", action="store_true", help="every section at a tiny size: tens of seconds on a CPU")
     args = ap.parse_args()
+    args.clips = args.clips or (2 if args.smoke else 12)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    corpus = Path(args.corpus or cfg["demo"]["out"])
+    # absolute: bench_memory links the clips from a temporary folder (a relative link would dangle)
+    corpus = Path(args.corpus or cfg["demo"]["out"]).resolve()
     videos = sorted(corpus.glob("videos/*/*/*.mp4"))
     if not videos:
         print(f"no demo corpus at {corpus}: run `facevoice demo` first", file=sys.stderr)
@@ -258,7 +271,7 @@ def main() -> int:
             fr = work / f"fr{i}.parquet"
             frames.run(str(v), str(fr), cfg["frames"])
             frame_files.append(fr)
-        bench_mtcnn(frame_files, cfg["faces"])
+        bench_mtcnn(frame_files, cfg["faces"], *((1, 8) if args.smoke else (3, 64)))
         bench_speech(videos, cfg, work)
         bench_vad(videos, cfg)
         frames.run(str(videos[0]), str(work / "one.parquet"), cfg["frames"])
@@ -266,8 +279,8 @@ def main() -> int:
                   {**cfg["faces"], "device": "cpu"})
         speech.run(str(videos[0]), str(speech_batch), cfg["speech"])
         features.run(str(speech_batch), str(feat_batch), cfg["features"])
-        bench_shard_read(face_batch, feat_batch, work)
-        bench_memory(videos, cfg, work, face_batch)
+        bench_shard_read(face_batch, feat_batch, work, 2 if args.smoke else 40)
+        bench_memory(videos, cfg, work, face_batch, (1, 2) if args.smoke else (2, 8))
     return 0
 
 

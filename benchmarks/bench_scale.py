@@ -1,6 +1,6 @@
 """Scale benchmarks: prints figures as tables; asserts nothing, times no test.
 
-    .venv/bin/python benchmarks/bench_scale.py [--identities 6] [--clips 120] [--plan-sizes 10k,40k,vox1]
+    .venv/bin/python benchmarks/bench_scale.py [--identities 6] [--clips 120] [--plan-sizes 10k,40k,vox1] [--smoke]
 
 1. **Planning**: CPU seconds and peak memory of ``snakemake -n`` (the whole workflow, every
    method trained and evaluated) on placeholder trees (empty clip files) of about 10,000 and
@@ -15,7 +15,10 @@
    parameter: jobs run, clips computed (not reused from the cache), shards rewritten.
 
 Needs the demo corpus (`facevoice demo`). Wall time on a shared machine is noise; CPU
-seconds and memory are the figures.
+seconds and memory are the figures. ``--smoke``: the same three sections at a tiny size
+(planning a tree of 24 clips; one identity of 2 clips of real media, then one more) in about a
+minute of CPU (each Snakemake job pays its Python start-up);
+``tests/test_benchmarks.py`` runs it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-PLAN_SIZES = {"10k": (84, 17, 7), "40k": (336, 17, 7), "vox1": (1251, 17, 7)}
+PLAN_SIZES = {"tiny": (6, 2, 2), "10k": (84, 17, 7), "40k": (336, 17, 7), "vox1": (1251, 17, 7)}
 
 
 
@@ -255,12 +258,20 @@ def bench_incremental(root: Path, data: Path, corpus: Path, cfg_path: Path, iden
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(REPO / "data" / "demo"), help="the demo corpus (facevoice demo)")
-    ap.add_argument("--identities", type=int, default=6)
-    ap.add_argument("--clips", type=int, default=120, help="clips per identity")
-    ap.add_argument("--plan-sizes", default="10k,40k,vox1")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tiny tree; 1 identity x 2 clips)")
+    ap.add_argument("--identities", type=int, default=None, help="default 6 (smoke: 1)")
+    ap.add_argument("--clips", type=int, default=None, help="clips per identity: default 120 (smoke: 2)")
+    ap.add_argument("--plan-sizes", default=None, help=f"of {', '.join(PLAN_SIZES)}: default 10k,40k,vox1 "
+                                                       "(smoke: tiny)")
     ap.add_argument("--skip-media", action="store_true")
     ap.add_argument("--work", default=None, help="a scratch folder (default: a temporary one)")
     args = ap.parse_args()
+    args.identities = args.identities or (1 if args.smoke else 6)
+    args.clips = args.clips or (2 if args.smoke else 120)
+    args.plan_sizes = args.plan_sizes if args.plan_sizes is not None else ("tiny" if args.smoke else "10k,40k,vox1")
+    unknown = [s for s in args.plan_sizes.split(",") if s and s not in PLAN_SIZES]
+    if unknown:
+        ap.error(f"--plan-sizes: unknown {', '.join(unknown)}; the sizes are {', '.join(PLAN_SIZES)}")
     corpus = Path(args.corpus)
     if not args.skip_media and not list(corpus.glob("videos/*/*/*.mp4")):
         print(f"no demo corpus at {corpus}: run `facevoice demo` first", file=sys.stderr)

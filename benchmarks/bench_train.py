@@ -1,6 +1,6 @@
 """Training benchmarks: prints figures as tables; asserts nothing, times no test.
 
-    .venv/bin/python benchmarks/bench_train.py [--profile paper] [--P 4 --K 2] [--steps 2]
+    .venv/bin/python benchmarks/bench_train.py [--profile paper] [--P 4 --K 2] [--steps 2] [--smoke]
 
 1. Training samples per second per method (and per stage) at full size: the ``paper``
    profile's networks (Inception-ResNet-V1 on 160 px faces, DIMNet-voice on 64-band
@@ -12,6 +12,10 @@
    faces, voice crops) from synthetic shards of the same sizes, in one process.
 
 The device is chosen as the trainer chooses it (CUDA when present).
+
+``--smoke``: the same code paths at a tiny size (the ``debug`` profile's networks, P=2, K=2,
+one step after one warm-up, two loader batches of 32 px faces) in seconds on a CPU;
+``tests/test_benchmarks.py`` runs it.
 """
 
 from __future__ import annotations
@@ -100,20 +104,22 @@ def bench_method(name: str, profile: str, P: int, K: int, steps: int, warmup: in
                 times.append(time.perf_counter() - t0)
         sec = float(np.median(times))
         params = sum(p.numel() for p in model.stage_parameters()) / 1e6
-        rows.append([name, what, f"{P}x{K}x{K}", f"{size}px / {bins}x{frames}", round(params, 2), sec,
+        rows.append([name, what, f"{P}x{K}x{K}", f"{size}px / {bins}x{frames}", round(params, 2), f"{sec:.4f}",
                      2 * P * K / sec, 2 * P * K / min(times)])
     return rows
 
 
-def bench_loader(P: int, K: int, n_batches: int = 6) -> list[list]:
+def bench_loader(P: int, K: int, profile: str, n_batches: int = 6) -> list[list]:
     rows = []
+    hps = {name: resolve(name, profile) for name in ("dje", "ssnet_fop")}
+    size = max(int(hp["face_size"] or 160) for hp in hps.values())
+    longest = max(max(hp["crop_frames"]) for hp in hps.values())
     with tempfile.TemporaryDirectory() as d:
         manifest = synthetic_shards(d, identities={"train": max(P, 8)}, clips=2, faces_per_clip=8,
-                                       image_size=160, frames=(400, 800), kinds=("logmel", "spectrogram"),
-                                       clips_per_shard=64)
+                                    image_size=size, frames=(int(longest * 4 // 3), int(longest * 8 // 3)),
+                                    kinds=("logmel", "spectrogram"), clips_per_shard=64)
         items = split_items(pd.read_parquet(manifest), "train")
-        for name in ("dje", "ssnet_fop"):
-            hp = resolve(name, "paper")
+        for name, hp in hps.items():
             plan = tr.plan_epoch(items, P, K, n_batches, 0, 1)
             ds = tr.BatchDataset(plan, items.items, ShardReader(Path(d) / "shards"), hp, 0, 1)
             ds[0]
@@ -121,13 +127,15 @@ def bench_loader(P: int, K: int, n_batches: int = 6) -> list[list]:
             for b in range(n_batches):
                 ds[b]
             sec = (time.perf_counter() - t0) / n_batches
-            rows.append([f"{hp['voice_feature']} + 160 px faces (as {name})", f"{P}x{K}x{K}", sec, 2 * P * K / sec])
+            rows.append([f"{hp['voice_feature']} + {size} px faces (as {name})", f"{P}x{K}x{K}", f"{sec:.4f}",
+                         2 * P * K / sec])
     return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--smoke", action="store_true", help="tiny: debug profile, P=2 K=2, one step; seconds on a CPU")
+    ap.add_argument("--profile", default=None, help="default paper (smoke: debug)")
     ap.add_argument("--methods", default="ssnet_fop,dje,biq_mwrn")
     ap.add_argument("--P", type=int, default=None)
     ap.add_argument("--K", type=int, default=None)
@@ -141,10 +149,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     device = choose_device(a.device)
     gpu = device.type == "cuda"
-    P = a.P or (16 if gpu else 4)
-    K = a.K or (4 if gpu else 2)
-    steps = a.steps or (10 if gpu else 4)
-    warmup = 3 if gpu else 1
+    a.profile = a.profile or ("debug" if a.smoke else "paper")
+    P = a.P or (2 if a.smoke else 16 if gpu else 4)
+    K = a.K or (2 if a.smoke else 4 if gpu else 2)
+    steps = a.steps or (1 if a.smoke else 10 if gpu else 4)
+    warmup = 1 if a.smoke or not gpu else 3
     name = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or platform.machine()} CPU"
     dtype = autocast_dtype(device, a.amp)
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -157,7 +166,8 @@ def main(argv=None) -> int:
            "samples / s (median)", "samples / s (best)"], rows)
     if not a.no_loader:
         table("Data path: decode + augment one batch from shards (one process)",
-              ["batch", "P x K x K", "s / batch", "samples / s"], bench_loader(P, K))
+              ["batch", "P x K x K", "s / batch", "samples / s"],
+              bench_loader(P, K, a.profile, 2 if a.smoke else 6))
     return 0
 
 

@@ -101,7 +101,7 @@ def check_mtcnn(cfg: dict, gpu: bool, smoke: bool) -> None:
     from facevoice.preprocess import faces
 
     rows = []
-    n_cpu, n_gpu = (4, 8) if smoke else (32, 512)
+    n_cpu, n_gpu = (2, 4) if smoke else (32, 512)
     for size in ((224, 224), (640, 360)):
         images = frames_of(size, max(n_cpu, n_gpu))
         cpu = faces.make_detector(cfg, "cpu")
@@ -196,7 +196,8 @@ def embed_rate(checkpoint: Path, manifest: Path, shards: Path) -> list:
     return out
 
 
-def check_training(args, methods: list[str], work: Path) -> None:
+def check_training(args, methods: list[str], work: Path) -> int:
+    """The training and embedding tables; returns how many methods failed."""
     import torch
 
     from facevoice.testing import synthetic_shards
@@ -234,21 +235,28 @@ def check_training(args, methods: list[str], work: Path) -> None:
            "seconds in all"], rows)
     table("Embedding throughput (test split; faces in batches of 256, voices one by one)",
           ["method", "faces / s", "voices / s"], emb)
+    return sum(1 for r in rows if str(r[1]).startswith("FAILED"))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and the debug profile; no GPU needed")
     ap.add_argument("--methods", default=None, help="comma-separated (default: every method)")
-    ap.add_argument("--batches", type=int, default=None, help="batches per epoch (default 12; smoke 2)")
+    ap.add_argument("--batches", type=int, default=None, help="batches per epoch (default 12; smoke 3)")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds for the whole check")
     args = ap.parse_args(argv)
-    args.batches = args.batches or (2 if args.smoke else 12)
+    args.batches = args.batches or (3 if args.smoke else 12)  # 3: a steady-state rate (steps after the first)
+    from facevoice.common.config import method_names as known  # no torch import: a wrong name is told at once
+
+    unknown = [m for m in (args.methods or "").split(",") if m and m not in known()]
+    if unknown:
+        ap.error(f"--methods: unknown {', '.join(unknown)}; the methods are {', '.join(known())}")
     import torch
     import yaml
 
     from facevoice.training.methods import method_names
 
+    methods = args.methods.split(",") if args.methods else method_names()
     gpu = torch.cuda.is_available()
     name = torch.cuda.get_device_name(0) if gpu else "no GPU"
     print(f"# facevoice GPU check\n\ntorch {torch.__version__}, CUDA {torch.version.cuda}, {name}, "
@@ -258,10 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     check_mtcnn(cfg["faces"], gpu, args.smoke)
-    methods = args.methods.split(",") if args.methods else method_names()
     with tempfile.TemporaryDirectory() as tmp:
-        check_training(args, methods, Path(tmp))
+        failed = check_training(args, methods, Path(tmp))
     print(f"\ngpu check done in {elapsed():.0f} s")
+    if failed:
+        print(f"{failed} method(s) FAILED: see the traceback(s) above", file=sys.stderr)
+        return 1
     return 0
 
 
