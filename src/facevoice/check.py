@@ -5,9 +5,10 @@
 with the same message. It raises :class:`~facevoice.common.config.ConfigError` and checks, in order:
 
 1. the config against the schema, completed with its defaults, and what the config alone
-   decides: the keys ``input.layout`` needs, ``fame`` only on the mavceleb layout, the names
-   of methods (:func:`facevoice.common.config.validate`);
-2. that the input paths exist (:func:`facevoice.common.config.check_paths`);
+   decides: the keys ``input.layout`` needs, ``fame`` only on a layout with languages, the
+   names of methods (:func:`facevoice.data.layouts.validate`; the layouts are declared in
+   :mod:`facevoice.data.layouts`);
+2. that the input paths exist (:func:`facevoice.data.layouts.path_problems`);
 3. each training method's variant and hyperparameter overrides (:func:`check_methods`);
 4. the official lists folder, ``evaluation.pins.dir`` (:func:`facevoice.data.inputs.check_pins`);
 5. the clip listing and its metadata (:func:`facevoice.data.inputs.list_clips`: an identity
@@ -35,8 +36,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from facevoice.common.config import ConfigError, check_paths, load_yaml, ordered, schema, validate
+from facevoice.common.config import ConfigError, load_yaml, ordered, schema
 from facevoice.data.inputs import SEENHEARD, InputError, check_pins, list_clips
+from facevoice.data.layouts import path_problems, validate
 from facevoice.data.mavceleb import fame_languages
 
 
@@ -88,7 +90,7 @@ def check_run(config: dict[str, Any], directory: str | Path | None = None,
     relative to ``directory`` (default: the current folder). Raises ConfigError."""
     schema_path = Path(schema_path).resolve() if schema_path else None
     validate(config, schema_path)
-    _fail(check_paths(config, directory))
+    _fail(path_problems(config, directory))
     check_methods(config)
     with contextlib.chdir(directory or "."):
         try:

@@ -101,7 +101,8 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
 
 
 def test_batches_cut_an_identity_into_parts_that_jobs_list_alike(tmp_path):
-    from facevoice.data.inputs import SOURCE_KEYS, batch_clips, clips_digest
+    from facevoice.data.inputs import batch_clips, clips_digest
+    from facevoice.data.layouts import SOURCE_KEYS
 
     for v in range(2):
         d = tmp_path / "videos" / "id00001" / f"vid000000{v}A"

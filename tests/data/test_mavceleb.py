@@ -8,9 +8,10 @@ import yaml
 from helpers import REPO
 from mavceleb_trees import config_for, make_tree, snakemake_on
 
-from facevoice.common.config import ConfigError, validate
+from facevoice.common.config import ConfigError
 from facevoice.data import mavceleb
-from facevoice.data.inputs import SOURCE_KEYS, InputError, batch_clips, list_clips
+from facevoice.data.inputs import InputError, batch_clips, list_clips
+from facevoice.data.layouts import SOURCE_KEYS, validate
 
 
 def test_one_clip_per_utterance_with_the_frames_of_its_video(tmp_path):

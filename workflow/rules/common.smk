@@ -24,10 +24,10 @@ if SRC not in sys.path:
 from facevoice.check import check_run, method_section  # noqa: E402
 from facevoice.common.config import ConfigError  # noqa: E402
 from facevoice.common.lock import LockError, acquire  # noqa: E402
+from facevoice.data.layouts import SOURCE_KEYS, layout_of  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
     PINS_SETS,
     SEENHEARD,
-    SOURCE_KEYS,
     InputError,
     clips_digest,
     heldout_summary,
@@ -127,9 +127,10 @@ def batch_sources(column):
 
     A VoxCeleb1 utterance without a face track (a MAV-Celeb video without face frames) has no
     frames folder: the frames stage then rejects the clip instead of Snakemake refusing to
-    run. Only those layouts' folders are looked up; the videos layout's files were just listed.
+    run. Only the frames of a layout declared so (facevoice.data.layouts, frames_may_be_missing)
+    are looked up; the other layouts' files were just listed.
     """
-    check = config["input"]["layout"] in ("voxceleb1", "mavceleb") and column == 1
+    check = layout_of(config).frames_may_be_missing and column == 1
 
     def sources(wildcards):
         paths = BATCHES[(wildcards.identity, wildcards.part)][column]

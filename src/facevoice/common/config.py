@@ -13,9 +13,10 @@ Errors name the key (dotted path) and what is allowed, e.g.::
 
     config key 'faces.multiple': 'biggest' is not allowed; allowed: reject, largest, central, probable
 
-Besides the schema, :func:`validate` checks what the config alone decides: the keys each
-``input.layout`` needs, ``fame`` only with the mavceleb layout, and the methods' and
-overrides' names. ``facevoice check-config`` is :mod:`facevoice.check`.
+Besides the schema, :func:`validate` checks the methods' and overrides' names, and what its
+``checks`` add: the keys each ``input.layout`` needs and ``fame`` only on a layout with
+languages are :func:`facevoice.data.layouts.validate`'s (the layouts are declared in the data
+layer, above this one). ``facevoice check-config`` is :mod:`facevoice.check`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,14 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jsonschema
 import yaml
 
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
-# the input paths a run reads, per input.layout (:func:`check_paths`); LAYOUT_KEYS: those that must be set
-INPUT_PATHS = {"videos": ("videos", "meta", "splits"), "voxceleb1": ("wav", "face_frames", "meta", "splits"),
-               "mavceleb": ("voices", "faces", "meta", "splits")}
-LAYOUT_KEYS = {"videos": ("videos", "meta"), "voxceleb1": ("wav", "face_frames", "meta"),
-               "mavceleb": ("voices", "faces")}
-FOLDERS = {"input.videos", "input.wav", "input.face_frames", "input.voices", "input.faces", "evaluation.pins.dir"}
+# the paths a run reads besides its input layout's (:func:`check_paths`), checked when set
+OTHER_PATHS = {"evaluation.pins.dir": "folder", "train.face_weights": "file"}
 
 
 class ConfigError(ValueError):
@@ -148,14 +145,17 @@ def _raise(lines: list[str], what: str = "invalid configuration") -> None:
         raise ConfigError(f"{what}:\n  - " + "\n  - ".join(lines))
 
 
-def validate(config: dict[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
+def validate(config: dict[str, Any], schema_path: str | Path | None = None,
+             checks: tuple[Callable[[dict[str, Any]], list[str]], ...] = ()) -> dict[str, Any]:
     """Complete ``config`` with the schema's defaults, in place, and check it.
 
+    ``checks``: further checks of the complete config, each returning its problems (reported
+    with the methods' names; :func:`facevoice.data.layouts.validate` adds the layout's).
     Raises :class:`ConfigError` listing every problem; returns ``config``.
     """
     sub = schema(schema_path)
     _raise(_errors(sub, fill(sub, config)))
-    _raise(_layout_problems(config) + _method_problems(config))
+    _raise([line for check in checks for line in check(config)] + _method_problems(config))
     return config
 
 
@@ -226,34 +226,21 @@ def _method_problems(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _layout_problems(config: dict[str, Any]) -> list[str]:
-    """The keys ``input.layout`` needs that are not set, and ``fame`` on a layout without languages."""
-    inp, lines = config["input"], []
-    missing = [k for k in LAYOUT_KEYS[inp["layout"]] if not inp.get(k)]
-    if missing:
-        keys = ", ".join(f"'input.{k}'" for k in missing)
-        lines.append(f"input.layout is {inp['layout']!r}, so {keys} must be set")
-    train = config["fame"]["train_language"]
-    if train and inp["layout"] != "mavceleb":
-        lines.append(f"config key 'fame.train_language' is {train!r}, but only input.layout 'mavceleb' "
-                     f"gives clips a language (layout {inp['layout']!r}): set fame.train_language to null")
-    return lines
+def check_paths(config: dict[str, Any], inputs: dict[str, str],
+                directory: str | Path | None = None) -> list[str]:
+    """The paths of a validated config that do not exist, each with its key.
 
-
-def check_paths(config: dict[str, Any], directory: str | Path | None = None) -> list[str]:
-    """The input paths of a validated config that do not exist, each with its key.
-
-    Relative paths are relative to ``directory`` (default: the current folder), as a run's
-    are to the folder Snakemake works in. Besides ``input:``, ``evaluation.pins.dir`` and
-    ``train.face_weights`` when set.
+    ``inputs``: the input layout's paths, dotted key -> "folder" or "file"
+    (:meth:`facevoice.data.layouts.Layout.paths`); besides them :data:`OTHER_PATHS`. A key
+    that is not set is not checked. Relative paths are relative to ``directory`` (default: the
+    current folder), as a run's are to the folder Snakemake works in.
     """
-    keys = [f"input.{k}" for k in INPUT_PATHS[config["input"]["layout"]]]
-    keys = [k for k in keys + ["evaluation.pins.dir", "train.face_weights"] if _get(config, k)]
+    kinds = {**inputs, **OTHER_PATHS}
     problems = []
-    for key in keys:
+    for key in [k for k in kinds if _get(config, k)]:
         value = _get(config, key)
         path = Path(directory or ".") / value
-        folder = key in FOLDERS
+        folder = kinds[key] == "folder"
         if not (path.is_dir() if folder else path.is_file()):
             hint = " (build the demo corpus first: `facevoice demo`)" if key.startswith("input.") and "demo" in value else ""
             problems.append(f"config key '{key}': {'folder' if folder else 'file'} not found: {path}{hint}")

@@ -134,8 +134,9 @@ def _working_in(directory: str | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facevoice.common.config import ConfigError, check_paths, load
+    from facevoice.common.config import ConfigError
     from facevoice.data.inputs import InputError
+    from facevoice.data.layouts import load, path_problems
 
     ap = argparse.ArgumentParser(prog="facevoice clean", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=None,
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     with _working_in(args.directory):
         try:
             cfg = load(path)
-            problems = check_paths(cfg)
+            problems = path_problems(cfg)
             if problems:
                 raise ConfigError("\n  - ".join(["input paths not found (nothing cleaned):"] + problems))
             out, files = unused_files(cfg)

@@ -1,6 +1,7 @@
 """Find the clips of a dataset and check its metadata before any job runs.
 
-Three input layouts are understood (config ``input.layout``):
+Three input layouts are understood (config ``input.layout``; each is declared, with the keys
+it reads and how its clips are listed, in :mod:`facevoice.data.layouts`):
 
 ``videos``
     ``<input.videos>/<identity>/<video>/<clip>.mp4``: a tree of talking-face clips (the
@@ -62,8 +63,6 @@ CLIP_COLUMNS = [
     "clip", "identity", "video", "clip_name", "name", "split", "gender", "nationality", "age",
     "language", "frames_source", "speech_source", "part",
 ]
-#: The keys of config's ``input:`` section that say where a batch's media are.
-SOURCE_KEYS = ("layout", "videos", "video_extensions", "wav", "face_frames", "voices", "faces")
 
 
 def pins_file(kind: str, pins_set: str) -> str:
@@ -188,29 +187,38 @@ def _scan_identity(folder: str | Path, extensions: list[str]) -> list[tuple[str,
 def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tuple[str, str, str]]:
     """(clip key, frames source, speech source) of one identity's clips, sorted by clip key.
 
-    ``source`` holds the :data:`SOURCE_KEYS` of config's ``input:`` section; ``name`` is the
-    identity's VGGFace1 name (the VoxCeleb1 face frames are filed under it).
+    ``source`` holds config ``input:``'s ``layout`` and the keys that layout lists its media
+    with (:attr:`facevoice.data.layouts.Layout.source`); ``name`` is the identity's VGGFace1
+    name (the VoxCeleb1 face frames are filed under it).
     """
-    missing = [k for k in SOURCE_KEYS if k not in source]
+    from facevoice.data.layouts import named
+
+    layout = named(source.get("layout"))
+    missing = [k for k in ("layout", *layout.source) if k not in source]
     if missing:
         raise InputError(f"the source lacks config key(s) {', '.join('input.' + k for k in missing)}")
-    rows = []
-    if source["layout"] == "mavceleb":
-        from facevoice.data import mavceleb
+    return layout.clips(source, identity, name)
 
-        return mavceleb.identity_clips(source, identity)
-    if source["layout"] == "videos":
-        exts = [e.lower() for e in source["video_extensions"]]
-        for video, clip, path in _scan_identity(Path(source["videos"]) / identity, exts):
-            rows.append((f"{identity}/{video}/{clip}", path, path))
-    else:
-        faces_root = Path(source["face_frames"])
-        for video, clip, path in _scan_identity(Path(source["wav"]) / identity, [".wav"]):
-            try:
-                track = str(int(clip))
-            except ValueError:
-                track = clip
-            rows.append((f"{identity}/{video}/{clip}", str(faces_root / name / "1.6" / video / track), path))
+
+def video_clips(source: dict[str, Any], identity: str, name: str) -> list[tuple[str, str, str]]:
+    """:func:`identity_clips` of layout videos: each clip file is both sources."""
+    rows = []
+    exts = [e.lower() for e in source["video_extensions"]]
+    for video, clip, path in _scan_identity(Path(source["videos"]) / identity, exts):
+        rows.append((f"{identity}/{video}/{clip}", path, path))
+    return sorted(rows)
+
+
+def voxceleb1_clips(source: dict[str, Any], identity: str, name: str) -> list[tuple[str, str, str]]:
+    """:func:`identity_clips` of layout voxceleb1: a wav, and its face track filed under ``name``."""
+    rows = []
+    faces_root = Path(source["face_frames"])
+    for video, clip, path in _scan_identity(Path(source["wav"]) / identity, [".wav"]):
+        try:
+            track = str(int(clip))
+        except ValueError:
+            track = clip
+        rows.append((f"{identity}/{video}/{clip}", str(faces_root / name / "1.6" / video / track), path))
     return sorted(rows)
 
 
@@ -270,12 +278,9 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
 
     ``part`` is the clip's batch within its identity (config ``batches.max_clips``).
     """
-    if config["input"]["layout"] == "mavceleb":
-        from facevoice.data import mavceleb
+    from facevoice.data.layouts import layout_of
 
-        records = mavceleb.clip_records(config)
-    else:
-        records = _clip_records(config)
+    records = layout_of(config).records(config)
     df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS[:-1])
     max_clips = int(config["batches"]["max_clips"])
     df = df.sort_values("clip", kind="stable").reset_index(drop=True)
@@ -288,18 +293,17 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def _clip_records(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The clip table's rows (without ``part``) of the videos and voxceleb1 layouts."""
-    inp = config["input"]
-    meta = read_meta(_require(inp.get("meta"), "input.meta", "the metadata file (vox1_meta.csv)"))
-    splits = read_splits(_require(inp.get("splits"), "input.splits", "the identity splits file"))
+def clip_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clip table's rows (without ``part``) of the layouts with a VoxCeleb1 metadata file
+    (videos, voxceleb1): the identities are the folders of the layout's first required key."""
+    from facevoice.data.layouts import layout_of
 
-    root_key = "videos" if inp["layout"] == "videos" else "wav"
-    root = _require(inp.get(root_key), f"input.{root_key}",
-                    "the videos folder" if root_key == "videos" else "the VoxCeleb1 wav folder")
-    if inp["layout"] == "voxceleb1":
-        _require(inp.get("face_frames"), "input.face_frames", "the VoxCeleb1 face frames folder")
-    source = {k: inp[k] for k in SOURCE_KEYS}
+    inp, layout = config["input"], layout_of(config)
+    meta = read_meta(_require(inp.get("meta"), "input.meta", layout.key("meta").what))
+    splits = read_splits(_require(inp.get("splits"), "input.splits", layout.key("splits").what))
+    folders = [k for k in layout.required if k.kind == "folder"]
+    root, *_ = [_require(inp.get(k.name), f"input.{k.name}", k.what) for k in folders]
+    source = {k: inp[k] for k in ("layout", *layout.source)}
     rows = []
     for ident in _dirs(root):
         name = meta[ident.name].name if ident.name in meta else ident.name
@@ -307,8 +311,7 @@ def _clip_records(config: dict[str, Any]) -> list[dict[str, Any]]:
             _, video, clip = key.split("/")
             rows.append((ident.name, video, clip, frames_src, speech_src))
     if not rows:
-        where = inp.get("videos") if inp["layout"] == "videos" else inp.get("wav")
-        raise InputError(f"no clips found under '{where}' (layout {inp['layout']!r})")
+        raise InputError(f"no clips found under '{root}' (layout {layout.name!r})")
 
     idents = sorted({r[0] for r in rows})
     no_meta = [i for i in idents if i not in meta]

@@ -218,9 +218,10 @@ def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[str, li
     train = section.get("train_language")
     if not train:
         return None
-    if config["input"]["layout"] != "mavceleb":
-        raise InputError(f"config key 'fame.train_language' is {train!r}, but only input.layout 'mavceleb' "
-                         f"gives clips a language (layout {config['input']['layout']!r})")
+    from facevoice.data.layouts import fame_message, layout_of
+
+    if not layout_of(config).languages:
+        raise InputError(fame_message(train, layout_of(config)))
     spoken = languages(clips, "train")
     if train not in spoken:
         raise InputError(f"config key 'fame.train_language': no training identity speaks {train!r}; "
