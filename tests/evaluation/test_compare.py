@@ -14,6 +14,7 @@ from facevoice.evaluation import compare as C
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
 from facevoice.evaluation import trials as T
+from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
 DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
@@ -353,3 +354,110 @@ def test_compare_takes_the_complete_compare_section(tmp_path):
     with pytest.raises(ConfigError, match="evaluation.compare.decimals"):
         C.protocols_table({"unseenunheard": []}, tmp_path, {"show_ci": True, "reference": True, "n_values": [2]})
     assert not hasattr(C, "COMPARE_DEFAULTS")
+
+
+# --------------------------------------------------------------------------- protocols in titles and rows
+
+
+def _plot_cfg(protocol):
+    """The compare section as compare hands it to the plots, for ``protocol``."""
+    return {**defaults("evaluation.compare"), "protocol": protocol}
+
+
+def _labels(fig):
+    return [ln.get_label() for ax in fig.axes for ln in ax.get_lines()]
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_a_1vN_figure_draws_only_its_protocols_reported_curves(results):
+    d, names = results
+    res = C.load_results([d / f"{n}.json" for n in names])
+    papers = C.load_reference(baselines=True)
+    drawn = {}
+    for p in PROTOCOLS.values():
+        for direction in protocol.DIRECTIONS:
+            fig = C.figure_1vN(res, papers, direction, _plot_cfg(p))
+            drawn[p.name, direction] = [lb for lb in _labels(fig) if "reported" in lb]
+            assert set(names) <= set(_labels(fig)) and "chance (1/N)" in _labels(fig)  # ours are drawn
+            _close(fig)
+    # the papers' 1:N curves (unseen-unheard, all of them) beside unseen-unheard results only
+    assert "SSNet+FOP (reported, Table 4)" in drawn[UNSEEN_UNHEARD.name, "V-F"]
+    assert not drawn[SEEN_HEARD.name, "V-F"] and not drawn[SEEN_HEARD.name, "F-V"]
+
+
+def test_every_title_and_heading_names_its_protocol(results, tmp_path):
+    d, names = results
+    files = [str(d / f"{n}.json") for n in names]
+    rocs = [str(d / f"{n}_roc.parquet") for n in names]
+    assert C.main(["--results", *files, "--roc", *rocs, "--seenheard-results", *files,
+                   "--seenheard-roc", *rocs, "--out", str(tmp_path)]) == 0
+    res, papers, rocs = C.load_results(files), C.load_reference(baselines=True), C.load_rocs(rocs)
+    for p in PROTOCOLS.values():
+        folder = tmp_path / p.folder
+        headings = [ln for f in folder.glob("*.md") if f.name not in C.PROTOCOLS_TABLE
+                    for ln in f.read_text().splitlines() if ln.startswith("#")]
+        headings += [ln for f in folder.glob("*.tex") for ln in f.read_text().splitlines() if "\\caption" in ln]
+        assert len(headings) >= len(C.TABLES) * 3 + 1, p.name  # each table in .md, .tex, tables.md; tables.md's
+        for h in headings:
+            assert p.title in h, (p.name, h)
+        titles = []
+        for s in protocol.VERIFICATION_STRATA:
+            fig = C.figure_roc(res, rocs, s, p)
+            titles.append(fig.axes[0].get_title())
+            _close(fig)
+        for direction in protocol.DIRECTIONS:
+            fig = C.figure_1vN(res, papers, direction, _plot_cfg(p))
+            titles.append(fig.axes[0].get_title())
+            _close(fig)
+        for t in titles:
+            assert p.heading in t, (p.name, t)
+    other = {p.name: [q.title for q in PROTOCOLS.values() if q is not p] for p in PROTOCOLS.values()}
+    uu = (tmp_path / "verification.md").read_text().splitlines()[0]
+    assert not any(t in uu for t in other[UNSEEN_UNHEARD.name])
+
+
+SH_REFERENCE = """
+papers:
+  - key: shpaper
+    label: SH-Paper
+    short: Someone 2024
+    citation: A paper with seen-heard figures.
+    figures:
+      - {table: "Table 9", protocol: verification, stratum: U, auc: 91.75, test_set: seenheard}
+      - {table: "Table 9", protocol: matching, direction: V-F, stratum: U, n: {2: 88.5, 4: 70.5}, test_set: seenheard}
+      - {table: "Table 8", protocol: verification, stratum: U, auc: 71.25}
+"""
+
+
+def test_a_seenheard_reported_figure_appears_under_seenheard_only(results, tmp_path):
+    d, names = results
+    ref = tmp_path / "reference.yaml"
+    ref.write_text(SH_REFERENCE)
+    files = [str(d / f"{n}.json") for n in names]
+    assert C.main(["--results", *files, "--seenheard-results", *files, "--reference", str(ref),
+                   "--out", str(tmp_path / "out")]) == 0
+    uu, sh = tmp_path / "out", tmp_path / "out" / SEEN_HEARD.folder
+    assert "91.75" in (sh / "verification.md").read_text() and "71.25" not in (sh / "verification.md").read_text()
+    assert "71.25" in (uu / "verification.md").read_text() and "91.75" not in (uu / "verification.md").read_text()
+    assert "88.50" in (sh / "matching_1v2.md").read_text() and "70.50" in (sh / "matching_1vN.md").read_text()
+    assert "Table 9" not in "".join(f.read_text() for f in uu.glob("*.*") if f.suffix in (".md", ".csv", ".tex"))
+    assert "Table 8" not in "".join(f.read_text() for f in sh.glob("*.*") if f.suffix in (".md", ".csv", ".tex"))
+    res, papers = C.load_results(files), C.load_reference(ref, baselines=True)
+    for p, want in ((SEEN_HEARD, ["SH-Paper (reported, Table 9)"]), (UNSEEN_UNHEARD, [])):
+        fig = C.figure_1vN(res, papers, "V-F", _plot_cfg(p))
+        assert [lb for lb in _labels(fig) if "reported" in lb] == want, p.name
+        _close(fig)
+
+
+def test_a_reported_figure_of_no_protocol_is_refused(results, tmp_path, capsys):
+    d, names = results
+    ref = tmp_path / "reference.yaml"
+    ref.write_text(SH_REFERENCE.replace("test_set: seenheard}", "test_set: seen-heard}", 1))
+    assert C.main(["--results", str(d / "alpha.json"), "--reference", str(ref), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "test_set 'seen-heard'" in err and "unseenunheard, seenheard" in err and "Table 9" in err

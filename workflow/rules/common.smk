@@ -34,6 +34,7 @@ from facevoice.data.inputs import (  # noqa: E402
     shard_plan,
     shard_relpath,
 )
+from facevoice.evaluation.protocols import SEEN_HEARD, UNSEEN_UNHEARD, of_output, tested_splits  # noqa: E402
 
 try:
     CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -190,7 +191,10 @@ def shard_inputs(wildcards):
 HELDOUT = {}  # identity -> its held-out videos ("identity/video")
 for _ident, _video in sorted(set(zip(*(CLIPS.loc[CLIPS["split"] == SEENHEARD, c] for c in ("identity", "video"))))):
     HELDOUT.setdefault(_ident, []).append(f"{_ident}/{_video}")
-SEENHEARD_SPLITS = [SEENHEARD] if HELDOUT else []
+SEENHEARD_SPLITS = [SEEN_HEARD.split] if HELDOUT else []
+# The splits of the trials and evaluate rules: val (model selection) and each test protocol's
+# (facevoice.evaluation.protocols): "val|test|seenheard".
+EVAL_SPLITS = "|".join(["val"] + tested_splits())
 
 
 def shard_heldout(wildcards):
@@ -264,10 +268,9 @@ def parent_of(kind, name=0):
 
 
 def comparison_caption(name):
-    """The caption (workflow/report/) of one comparison output, by its kind (and protocol)."""
-    if "/" in name:  # seenheard/...: the seen-heard protocol's tables and plots
-        return "../report/comparison_seenheard.rst"
+    """The caption (workflow/report/) of one comparison output, by its protocol's folder (its
+    declared caption, facevoice.evaluation.protocols) and kind."""
     kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"),
              ("matching", "matching"), ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
-    kind = next(k for prefix, k in kinds if name.startswith(prefix))
-    return f"../report/comparison_{kind}.rst"
+    kind = next(k for prefix, k in kinds if name.rsplit("/", 1)[-1].startswith(prefix))
+    return f"../report/{of_output(name).caption.format(kind=kind)}"

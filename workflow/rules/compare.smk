@@ -1,17 +1,18 @@
-from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS, PROTOCOLS_TABLE, SEENHEARD_DIR
+from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS, PROTOCOLS_TABLE
 
 # With held-out videos (seenheard.videos), the seen-heard protocol's tables go beside the
-# unseen-unheard ones: in comparison/seenheard/, and both side by side in comparison/protocols.*
+# unseen-unheard ones: in its folder (comparison/seenheard/), and both side by side in
+# comparison/protocols.*
 SEENHEARD_OUTPUTS = (
-    [f"{SEENHEARD_DIR}/{name}" for name in COMPARE_OUTPUTS] + list(PROTOCOLS_TABLE) if SEENHEARD_SPLITS else []
+    [f"{SEEN_HEARD.folder}/{name}" for name in COMPARE_OUTPUTS] + list(PROTOCOLS_TABLE) if SEENHEARD_SPLITS else []
 )
 
 
 rule compare:
     """Tables (Markdown, CSV, LaTeX) and plots of every evaluated method, beside the papers' figures."""
     input:
-        results=expand(f"{OUT}/evaluation/test/{{method}}.json", method=METHODS),
-        rocs=expand(f"{OUT}/evaluation/test/{{method}}_roc.parquet", method=METHODS),
+        results=expand(f"{OUT}/evaluation/{UNSEEN_UNHEARD.split}/{{method}}.json", method=METHODS),
+        rocs=expand(f"{OUT}/evaluation/{UNSEEN_UNHEARD.split}/{{method}}_roc.parquet", method=METHODS),
         sh_results=expand(f"{OUT}/evaluation/{{split}}/{{method}}.json", method=SEENHEARD_METHODS,
                           split=SEENHEARD_SPLITS),
         sh_rocs=expand(f"{OUT}/evaluation/{{split}}/{{method}}_roc.parquet", method=SEENHEARD_METHODS,

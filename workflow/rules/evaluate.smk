@@ -5,7 +5,7 @@ from facevoice.evaluation.results import RESULTS_FORMAT
 TRAINED = list(TRAIN["methods"])
 METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED]
 # seen-heard: the trained methods, and the named embeddings that have a seenheard file
-SEENHEARD_METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(SEENHEARD)]
+SEENHEARD_METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(SEEN_HEARD.split)]
 
 
 rule evaluate:
@@ -17,7 +17,7 @@ rule evaluate:
         json=f"{OUT}/evaluation/{{split}}/{{method}}.json",
         roc=f"{OUT}/evaluation/{{split}}/{{method}}_roc.parquet",
     wildcard_constraints:
-        split="val|test|seenheard",
+        split=EVAL_SPLITS,
         method=r"[A-Za-z0-9_.-]+",
     params:
         trials=parent_of("input", "trials"),

@@ -12,7 +12,7 @@ rule trials:
             "summary.json",
         ),
     wildcard_constraints:
-        split="val|test|seenheard",
+        split=EVAL_SPLITS,
     params:
         out=parent_of("output"),
         seed=EVAL["seed"],

@@ -5,7 +5,7 @@
 
 Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables of the unseen-unheard protocol
 (test identities never seen in training); with ``--seenheard-results``, the same files for
-the seen-heard protocol (held-out videos of training identities) into ``DIR/seenheard/``, and
+the seen-heard protocol (held-out videos of training identities) into its folder in DIR, and
 both protocols side by side (AUC, EER, minDCF and 1:2 matching of stratum U, one row per
 method) in ``DIR/protocols.md`` and ``.csv``:
 
@@ -22,8 +22,8 @@ Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come i
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
 papers' own figures from ``facevoice/evaluation/reference_results.yaml``, with paper and
 table; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
-recomputed, each shown under its protocol: ``test_set`` in that file, unseen-unheard unless
-it says seenheard; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
+recomputed, each shown under its protocol alone, in tables and plots: ``test_set`` in that
+file, unseen-unheard unless it names another; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
 EER 50, minDCF 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
 gallery). The papers' ablation tables (``ablations`` in that file) are shown when one of
 their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
@@ -37,6 +37,9 @@ or unknown key is refused with the key and the file, never shown as a dash.
 
 ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
 method name in their metadata.
+
+The protocols (their titles, splits, reported figures and folders) are declared in
+:mod:`facevoice.evaluation.protocols`: every table heading and plot title names its protocol.
 """
 
 from __future__ import annotations
@@ -55,13 +58,13 @@ import numpy as np
 from facevoice.common.config import check_section
 from facevoice.common.io import atomic_path, read_parquet, write_text
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config
+from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD, Protocol, figure_test_set
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
 from facevoice.evaluation.results import load as load_result
 
-#: Test protocols: unseen-unheard (identities never seen in training, the test split) and
-#: seen-heard (held-out videos of training identities, the seenheard split).
-PROTOCOLS = {"unseenunheard": "Unseen-unheard", "seenheard": "Seen-heard"}
-SEENHEARD_DIR = "seenheard"  # the seen-heard tables' folder, inside the comparison folder
+#: The test protocols (:mod:`facevoice.evaluation.protocols`): each one's title, split,
+#: reported figures and comparison folder.
+SEENHEARD_DIR = SEEN_HEARD.folder  # the seen-heard tables' folder, inside the comparison folder
 PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
 
@@ -108,7 +111,11 @@ def load_reference(path: str | os.PathLike | None = None, baselines: bool = Fals
     """The seeds' figures for their own methods (``papers``), then, with ``baselines``, the
     figures they report for the older methods they compare against (``baselines``)."""
     data = _reference_data(path)
-    return (data.get("papers") or []) + ((data.get("baselines") or []) if baselines else [])
+    entries = (data.get("papers") or []) + ((data.get("baselines") or []) if baselines else [])
+    for entry in entries + [r for a in data.get("ablations") or [] for r in a.get("rows") or []]:
+        for f in entry.get("figures") or []:
+            figure_test_set(f)  # a test_set that names no protocol: the error says which and what to use
+    return entries
 
 
 def load_ablations(path: str | os.PathLike | None = None) -> list[dict]:
@@ -210,6 +217,13 @@ def _ours(res: Results, table: str, cfg: dict) -> dict[str, Cell]:
     return cells
 
 
+def _protocol_of(cfg: dict) -> Protocol:
+    """The protocol a table or plot shows (``cfg["protocol"]``: a :class:`Protocol` or its
+    name; unseen-unheard when none is named)."""
+    p = cfg.get("protocol", UNSEEN_UNHEARD)
+    return PROTOCOLS[p] if isinstance(p, str) else p
+
+
 def _reference(paper: dict, table: str, cfg: dict) -> tuple[dict[str, Cell], list[str]]:
     cells: dict[str, Cell] = {}
     tables: list[str] = []
@@ -222,7 +236,7 @@ def _reference(paper: dict, table: str, cfg: dict) -> tuple[dict[str, Cell], lis
             tables.append(tab)
 
     for f in paper.get("figures") or []:
-        if f.get("test_set", "unseenunheard") != cfg.get("protocol", "unseenunheard"):
+        if not _protocol_of(cfg).owns(f):  # another protocol's figure: never in this one's tables
             continue
         proto, tab = f.get("protocol"), f.get("table", "?")
         if table == "verification" and proto == "verification":
@@ -501,7 +515,14 @@ def _savefig(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path) -> None:
+def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path,
+             protocol: Protocol = UNSEEN_UNHEARD) -> None:
+    """Write :func:`figure_roc`'s figure to ``path`` (PNG)."""
+    _savefig(figure_roc(results, rocs, stratum, protocol), path)
+
+
+def figure_roc(results: list[Results], rocs: dict, stratum: str, protocol: Protocol = UNSEEN_UNHEARD):
+    """The ROC curves of one stratum of ``protocol``, every method overlaid (a matplotlib figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -529,7 +550,8 @@ def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path) -> No
         ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=ax.lines[-1].get_color())
         drawn += 1
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)",
-           ylabel="true accept rate (TPR)", title=f"Verification ROC, stratum {stratum}")
+           ylabel="true accept rate (TPR)")
+    ax.set_title(f"Verification ROC, stratum {stratum}\n{protocol.heading}", fontsize=9)
     ax.set_aspect("equal")
     if missing:
         import textwrap
@@ -543,10 +565,17 @@ def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path) -> No
                     va="center", fontsize=8, transform=ax.transAxes,
                     bbox={"fc": "white", "ec": "lightgrey"})
     ax.legend(loc="lower right" if not (missing and drawn) else "center right", fontsize=7)
-    _savefig(fig, path)
+    return fig
 
 
 def plot_1vN(results: list[Results], papers: list[dict], direction: str, path: Path, cfg: dict) -> None:
+    """Write :func:`figure_1vN`'s figure to ``path`` (PNG)."""
+    _savefig(figure_1vN(results, papers, direction, cfg), path)
+
+
+def figure_1vN(results: list[Results], papers: list[dict], direction: str, cfg: dict):
+    """1:N accuracy against N in one direction (stratum U) of the protocol ``cfg`` names, with
+    the papers' curves measured under that protocol only (a matplotlib figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -565,34 +594,37 @@ def plot_1vN(results: list[Results], papers: list[dict], direction: str, path: P
         if all(e.ci95.get(n) for n in ns):
             ax.fill_between(ns, [100 * e.ci95[n][0] for n in ns], [100 * e.ci95[n][1] for n in ns],
                             color=line.get_color(), alpha=0.15, lw=0)
+    protocol = _protocol_of(cfg)
     if cfg["reference"]:
         for p in papers:
             for f in p.get("figures") or []:
-                if f.get("protocol") == "matching" and f.get("direction") == direction \
+                if protocol.owns(f) and f.get("protocol") == "matching" and f.get("direction") == direction \
                         and f.get("stratum") == "U" and len(f.get("n") or {}) > 1:
                     pts = sorted((int(k), float(v)) for k, v in f["n"].items())
                     ax.plot([a for a, _ in pts], [b for _, b in pts], "s--", ms=4, lw=1,
                             mfc="none", label=f"{p.get('label', p['key'])} (reported, {f.get('table')})")
     xs = np.arange(2, top + 1)
     ax.plot(xs, 100 / xs, ":", c="grey", label="chance (1/N)")
-    ax.set(xlabel="N (candidates)", ylabel="accuracy (%)", ylim=(0, 100),
-           title=f"1:N matching, {direction} (stratum U)")
+    ax.set(xlabel="N (candidates)", ylabel="accuracy (%)", ylim=(0, 100))
+    ax.set_title(f"1:N matching, {direction} (stratum U)\n{protocol.heading}", fontsize=9)
     ax.set_xticks(xs)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    _savefig(fig, path)
+    return fig
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths: list | None = None,
-            reference_path: str | None = None, protocol: str = "unseenunheard") -> list[Path]:
+            reference_path: str | None = None, protocol: str | Protocol = UNSEEN_UNHEARD.name) -> list[Path]:
     """Write one protocol's tables and plots (:data:`OUTPUTS`) into ``out``.
 
     ``config``: the complete ``evaluation.compare`` section (``facevoice.common.config.section``
-    completes a partial one)."""
-    cfg = {**check_section("evaluation.compare", config), "protocol": protocol}
+    completes a partial one); ``protocol``: a :data:`PROTOCOLS` name or declaration, whose title
+    heads every table and plot and whose reported figures alone are shown."""
+    proto = PROTOCOLS[protocol] if isinstance(protocol, str) else protocol
+    cfg = {**check_section("evaluation.compare", config), "protocol": proto}
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
     papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
@@ -601,8 +633,8 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    name = PROTOCOLS[protocol]
-    combined = [f"# Face-voice association: comparison, {name.lower()} protocol", "",
+    name = proto.title
+    combined = [f"# Face-voice association: comparison, {proto.heading}", "",
                 "Methods: " + (", ".join(r.name for r in results) or "none"), ""]
     if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
         combined += [f"No {name.lower()} figure of the seeds or the baselines is transcribed "
@@ -620,13 +652,14 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
             write_text(out / f"{table}.{ext}", text)
             written.append(out / f"{table}.{ext}")
         combined += [md, ""]
-    if cfg["reference"] and papers:
-        combined += ["### Sources of the reported rows", ""]
-        combined += [f"- [{p['key']}] {' '.join(str(p.get('citation', '')).split())}" for p in papers]
+    sources = [p for p in papers if any(proto.owns(f) for f in p.get("figures") or [])]
+    if cfg["reference"] and sources:
+        combined += [f"### {name}: sources of the reported rows", ""]
+        combined += [f"- [{p['key']}] {' '.join(str(p.get('citation', '')).split())}" for p in sources]
     write_text(out / "tables.md", "\n".join(combined) + "\n")
     written.append(out / "tables.md")
     for s in VERIFICATION_STRATA:
-        plot_roc(results, rocs, s, out / f"roc_{s}.png")
+        plot_roc(results, rocs, s, out / f"roc_{s}.png", proto)
         written.append(out / f"roc_{s}.png")
     for d in DIRECTIONS:
         plot_1vN(results, papers, d, out / f"matching_1vN_{d}.png", cfg)
@@ -642,13 +675,13 @@ PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "ee
 def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config: dict) -> list[Path]:
     """The two protocols side by side, one row per method: ``protocols.md`` and ``.csv``.
 
-    ``by_protocol`` maps a protocol (:data:`PROTOCOLS`) to its results files; ``config``: the
-    complete ``evaluation.compare`` section.
+    ``by_protocol`` maps a protocol's name (:data:`PROTOCOLS`) to its results files; ``config``:
+    the complete ``evaluation.compare`` section.
     """
     cfg = check_section("evaluation.compare", config)
     results = {p: {r.name: r for r in load_results(paths)} for p, paths in by_protocol.items()}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
-    cols = [(p, table, key, f"{PROTOCOLS[p]} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
+    cols = [(p, table, key, f"{PROTOCOLS[p].title} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
     lines = ["### Both protocols: verification and 1:2 matching, stratum U", "",
              "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     table_rows = []
@@ -657,9 +690,9 @@ def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config
                  for p, table, key, _ in cols}
         lines.append(f"| **{m}** | " + " | ".join(_fmt(c, cfg) for c in cells.values()) + " |")
         table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
-    lines += ["", "Unseen-unheard: test identities never seen in training. Seen-heard: held-out videos "
-              "of training identities, never read in training. 95% bootstrap intervals over each "
-              "protocol's identities in brackets; chance is AUC 50, EER 50, minDCF 1, 1:2 50."]
+    lines += ["", " ".join(f"{PROTOCOLS[p].title}: {PROTOCOLS[p].description}." for p in results)
+              + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
+              "EER 50, minDCF 1, 1:2 50."]
     out = Path(out)
     write_text(out / PROTOCOLS_TABLE[0], "\n".join(lines) + "\n")
     write_text(out / PROTOCOLS_TABLE[1], render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
@@ -673,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="results JSON of each method (none: chance and reported rows only)")
     p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
     p.add_argument("--seenheard", action="store_true",
-                   help="also write the seen-heard tables (OUT/seenheard/) and both protocols side by side "
+                   help=f"also write the seen-heard tables (OUT/{SEEN_HEARD.folder}/) and both protocols side by side "
                         "(OUT/protocols.{md,csv}), even with no seen-heard results (chance rows only)")
     p.add_argument("--seenheard-results", nargs="*", default=[],
                    help="results JSON of the seen-heard protocol (implies --seenheard)")
@@ -697,10 +730,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = compare(a.results, a.out, cfg, a.roc, a.reference)
         if a.seenheard or a.seenheard_results:
-            written += compare(a.seenheard_results, Path(a.out) / SEENHEARD_DIR, cfg, a.seenheard_roc,
-                               a.reference, protocol="seenheard")
-            written += protocols_table({"unseenunheard": a.results, "seenheard": a.seenheard_results}, a.out, cfg)
-    except ResultsError as exc:  # a results file that breaks the format: its name and the key, no traceback
+            written += compare(a.seenheard_results, Path(a.out) / SEEN_HEARD.folder, cfg, a.seenheard_roc,
+                               a.reference, protocol=SEEN_HEARD)
+            written += protocols_table({UNSEEN_UNHEARD.name: a.results, SEEN_HEARD.name: a.seenheard_results},
+                                       a.out, cfg)
+    except (ResultsError, ValueError) as exc:  # a results file that breaks the format (its name and the key),
+        # a reference figure of no protocol, two results of one name: the reason, no traceback
         print(f"[compare] {exc}", file=sys.stderr)
         return 1
     print(f"[compare] wrote {len(written)} files to {a.out}", file=sys.stderr)

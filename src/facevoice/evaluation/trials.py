@@ -88,7 +88,7 @@ import pyarrow as pa
 
 from facevoice.common.config import check_section
 from facevoice.common.version import code_version
-from facevoice.data.inputs import PINS_FILES, PINS_SETS, SEENHEARD, pins_face_path, pins_file, pins_voice_path
+from facevoice.data.inputs import PINS_FILES, PINS_SETS, pins_face_path, pins_file, pins_voice_path
 from facevoice.data.manifest import read_manifest
 from facevoice.evaluation.protocol import (  # noqa: F401
     DIRECTIONS,
@@ -100,6 +100,7 @@ from facevoice.evaluation.protocol import (  # noqa: F401
     load_config,
     write_trials,
 )
+from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD
 
 STRATUM_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "U": (),
@@ -440,7 +441,7 @@ def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     rows = manifest[manifest["split"] == split].copy()
     rows["identity"] = rows["identity"].astype(str)
     others = manifest[manifest["split"] != split]
-    if split == SEENHEARD:
+    if split == SEEN_HEARD.split:
         train = others[others["split"] == "train"]
         videos = lambda df: set(df["clip"].astype(str).str.rsplit("/", n=1).str[0])  # noqa: E731
         shared = sorted(videos(rows) & videos(train))
@@ -643,8 +644,9 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="facevoice trials", description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True, help="results/<dataset>/shards/manifest.parquet")
-    p.add_argument("--split", default="test",
-                   help="test (unseen-unheard), seenheard (held-out videos of training identities) or val")
+    p.add_argument("--split", default=UNSEEN_UNHEARD.split,
+                   help=", ".join(f"{q.split} ({q.title.lower()}: {q.description})" for q in PROTOCOLS.values())
+                   + " or val (model selection)")
     p.add_argument("--out", required=True, help="folder for the lists")
     p.add_argument("--seed", type=int, default=None, help="default: evaluation.seed of --config")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
@@ -652,7 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="JSON mapping shaped like the evaluation: section, over --config")
     p.add_argument("--import-pins", default=None, metavar="DIR",
                    help="take verification trials from official Learnable PINs lists in DIR")
-    p.add_argument("--pins-set", default=None, help="unseenunheard (default) or seenheard")
+    p.add_argument("--pins-set", default=None,
+                   help=f"{' or '.join(PROTOCOLS)} (default: the protocol that tests --split)")
     p.add_argument("--language", default=None,
                    help="only the split's items in this language (the manifest's language column: FAME)")
     a = p.parse_args(argv)
