@@ -12,7 +12,7 @@ from facevoice.common.config import section as complete_section
 from facevoice.data import mavceleb
 from facevoice.data.inputs import InputError
 from facevoice.evaluation import evaluate as E
-from facevoice.evaluation import fame, trials
+from facevoice.evaluation import fame, metrics, trials
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
 DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
@@ -40,14 +40,20 @@ def language_manifest(seed=0):
 
 def test_fame_languages_are_checked_against_the_clips():
     clips, _ = language_manifest()
-    cfg = {"input": {"layout": "mavceleb"}, "fame": {"train_language": "Urdu"}}
+    cfg = {"input": {"layout": "mavceleb"}, "fame": {"train_language": "Urdu", "version": "v1"}}
     assert mavceleb.fame_languages(clips, cfg) == ("Urdu", ["English", "Urdu"])
     cfg["fame"]["test_languages"] = ["English"]
     assert mavceleb.fame_languages(clips, cfg) == ("Urdu", ["English"])
     assert mavceleb.fame_languages(clips, {"input": {"layout": "mavceleb"}, "fame": {}}) is None
-    for section, match in [({"train_language": "Hindi"}, r"fame.train_language.*'Hindi'.*\['English', 'Urdu'\]"),
-                           ({"train_language": "Urdu", "test_languages": ["German"]},
-                            r"fame.test_languages.*\['German'\]")]:
+    for section, match in [({"train_language": "Hindi", "version": "v2"},
+                            r"fame.train_language.*'Hindi'.*\['English', 'Urdu'\]"),
+                           ({"train_language": "Urdu", "version": "v1", "test_languages": ["German"]},
+                            r"fame.test_languages.*\['German'\]"),
+                           # the score files are named after the version: required, never guessed
+                           ({"train_language": "Urdu"}, r"'fame.version' is None.*required.*v1 \(English-Urdu\)"),
+                           ({"train_language": "Urdu", "version": "v4"}, r"'fame.version' is 'v4'"),
+                           ({"train_language": "Urdu", "version": "v2"},
+                            r"\['Urdu'\] is not a language of MAV-Celeb v2 \(English-Hindi\)")]:
         with pytest.raises(InputError, match=match):
             mavceleb.fame_languages(clips, {"input": {"layout": "mavceleb"}, "fame": section})
     with pytest.raises(InputError, match=r"only input.layout 'mavceleb' gives clips a language"):
@@ -62,8 +68,10 @@ def test_schema_takes_the_fame_section():
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["input"] = {"layout": "mavceleb", "voices": "voices", "faces": "faces", "splits": "identity_splits.txt"}
-    cfg["fame"] = {"train_language": "English", "test_languages": ["English", "Urdu"]}
+    cfg["fame"] = {"train_language": "English", "version": "v1", "test_languages": ["English", "Urdu"]}
     validate(cfg)
+    with pytest.raises(ConfigError, match=r"fame.version"):
+        validate({**cfg, "fame": {**cfg["fame"], "version": "v9"}})
     cfg["fame"]["heard"] = "English"
     with pytest.raises(ConfigError, match=r"unknown config key 'fame.heard'"):
         validate(cfg)
@@ -170,16 +178,17 @@ def test_score_file_from_a_handmade_list(tmp_path):
     scores = fame.submission_scores(listed, emb, E.CosineScorer())
     # cosine 1, cos 45 degrees, 0 -> distances 1 - cos: the same person's pair scores lowest
     assert scores["score"].tolist() == pytest.approx([0.0, 1 - np.sqrt(0.5), 1.0])
-    heard = fame.write_submission(scores, tmp_path / "sub", "English", "English")
-    unheard = fame.write_submission(scores, tmp_path / "sub", "Urdu", "English")
-    assert heard.name == "sub_score_English_heard.txt" and unheard.name == "sub_score_Urdu_unheard.txt"
+    heard = fame.write_submission(scores, tmp_path / "sub", "v1", "English", "English")
+    unheard = fame.write_submission(scores, tmp_path / "sub", "v1", "Urdu", "English")
+    # computeScore.py's names: version, then the training language, for both files
+    assert heard.name == "sub_score_v1_English_heard.txt" and unheard.name == "sub_score_v1_Urdu_unheard.txt"
     assert heard.read_text() == "ysuvkz41 0.000000\ntog3zj45 0.292893\nky5xfj1d 1.000000\n"
     back = fame.read_submission(heard)
     assert back["key"].tolist() == listed["key"].tolist()
     z = fame.zip_submission([unheard, heard], tmp_path / "submission.zip")
     with zipfile.ZipFile(z) as f:
-        assert f.namelist() == ["sub_score_English_heard.txt", "sub_score_Urdu_unheard.txt"]  # flat
-        assert f.read("sub_score_English_heard.txt") == heard.read_bytes()
+        assert f.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_Urdu_unheard.txt"]  # flat
+        assert f.read("sub_score_v1_English_heard.txt") == heard.read_bytes()
     first = z.read_bytes()
     assert fame.zip_submission([heard, unheard], tmp_path / "submission.zip").read_bytes() == first  # reproducible
 
@@ -212,7 +221,7 @@ def test_the_challenges_way_gives_the_pipelines_eer(tmp_path):
     assert listed["key"].str.fullmatch(r"[0-9a-z]{8}").all() and listed["key"].is_unique
     path = fame.write_test_list(listed, tmp_path / "English_test.txt")
     assert fame.read_test_list(path).equals(listed)
-    sub = fame.write_submission(fame.submission_scores(listed, emb_df, E.CosineScorer()), tmp_path, "Urdu", "English")
+    sub = fame.write_submission(fame.submission_scores(listed, emb_df, E.CosineScorer()), tmp_path, "v1", "Urdu", "English")
     got = fame.score_submission(fame.read_submission(sub), labels, DCF)
     want = res["verification"]["U"]
     assert 0.05 < want["eer"] < 0.45  # a real signal, not chance or perfection: the sign matters
@@ -229,6 +238,32 @@ def test_training_manifest_keeps_the_heard_language_for_training_and_selection()
     assert t[~learn].reset_index(drop=True).equals(m[~m["split"].isin(["train", "val"])].reset_index(drop=True))
     with pytest.raises(ValueError, match="no language column"):
         mavceleb.training_manifest(m.drop(columns="language"), "English")
+
+
+def read_upload(zip_path, lists_dir):
+    """An uploaded zip read as the challenge's scorer would (our own reading of its rules, not its
+    code): each member named ``sub_score_<version>_<TrainLanguage>_<heard|unheard>.txt`` at the top
+    level, one ``key score`` line per key of the test list in the list's order (the unheard list:
+    the version's other language), the score a distance ranked negated; the EER against the
+    ``<Language>_labels.csv`` beside the lists. Returns {(version, train, condition): keys, eer}."""
+    import re
+
+    out = {}
+    with zipfile.ZipFile(zip_path) as z:
+        for name in z.namelist():
+            m = re.fullmatch(r"sub_score_(v[123])_([A-Za-z]+)_(heard|unheard)\.txt", name)
+            assert m, f"{name}: not a score file name of the challenge (or not at the zip's top level)"
+            version, train, cond = m.groups()
+            pair = mavceleb.FAME_VERSIONS[version]
+            language = train if cond == "heard" else next(x for x in pair if x != train)
+            rows = [ln.split(" ") for ln in z.read(name).decode("ascii").split("\n") if ln]
+            listed = [ln.split(" ")[0] for ln in (lists_dir / f"{language}_test.txt").read_text().splitlines()]
+            assert [r[0] for r in rows] == listed and all(len(r) == 2 for r in rows)
+            labels = pd.read_csv(lists_dir / f"{language}_labels.csv", dtype={"key": str}).set_index("key")["label"]
+            scores = np.array([float(r[1]) for r in rows])
+            out[(version, train, cond)] = {"keys": listed, "eer": metrics.verification_metrics(
+                labels.loc[listed].to_numpy(), -scores, DCF)["eer"]}
+    return out
 
 
 def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
@@ -259,15 +294,18 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
     assert ours.loc["English", "eer"] == pytest.approx(100 * want)
     assert len(table) == 2 + 12 and "| m1 | Urdu | English | unheard |" in (tmp_path / "t.md").read_text()
     lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
-    args = ["submit", "--train-language", "Urdu", "--embeddings", str(emb), "--out", str(tmp_path / "sub"),
+    args = ["submit", "--version", "v1", "--train-language", "Urdu", "--embeddings", str(emb), "--out", str(tmp_path / "sub"),
             "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]
     assert fame.main(args + [x for p in lists for x in ("--list", p)]) == 0
     summary = json.loads((tmp_path / "sub.json").read_text())
     with zipfile.ZipFile(tmp_path / "sub.zip") as z:
-        assert z.namelist() == ["sub_score_Urdu_heard.txt", "sub_score_Urdu_unheard.txt"]
-        keys = [ln.split()[0] for ln in z.read("sub_score_Urdu_unheard.txt").decode().splitlines()]
-    assert keys == fame.read_test_list(lists[0])["key"].tolist()
-    assert summary["files"]["sub_score_Urdu_unheard.txt"]["eer"] == pytest.approx(want, abs=1e-6)
+        assert z.namelist() == ["sub_score_v1_Urdu_heard.txt", "sub_score_v1_Urdu_unheard.txt"]
+    # read back as the challenge's scorer reads an upload: the zip's files by name, lines in list order
+    back = read_upload(tmp_path / "sub.zip", tmp_path / "lists")
+    assert set(back) == {("v1", "Urdu", "heard"), ("v1", "Urdu", "unheard")}
+    assert back[("v1", "Urdu", "unheard")]["keys"] == fame.read_test_list(lists[0])["key"].tolist()
+    assert back[("v1", "Urdu", "unheard")]["eer"] == pytest.approx(want, abs=1e-6)
+    assert summary["files"]["sub_score_v1_Urdu_unheard.txt"]["eer"] == pytest.approx(want, abs=1e-6)
     # two unheard languages would share a file name: refused, nothing zipped
     hindi = tmp_path / "lists" / "Hindi_test.txt"
     hindi.write_text((tmp_path / "lists" / "English_test.txt").read_text())
@@ -319,7 +357,7 @@ def plan(tmp_path, train_language, methods=("chance",)):
     cfg = config_for(tmp_path)
     cfg.update(dataset="mav", results="results")
     cfg["train"]["methods"], cfg["generate"]["methods"] = list(methods), []
-    cfg["fame"] = {"train_language": train_language}
+    cfg["fame"] = {"train_language": train_language, "version": "v1"}
     res = snakemake_on(tmp_path, cfg, "-n", "-p")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     counts = dict(ln.split()[:2] for ln in res.stdout.splitlines() if ln.split()[:1] and
@@ -349,7 +387,7 @@ def test_lint_is_clean_with_the_fame_rules(tmp_path):
     cfg = config_for(tmp_path)
     cfg.update(dataset="mav", results="results")
     cfg["train"]["methods"], cfg["generate"]["methods"] = ["chance", "dje"], []
-    cfg["fame"] = {"train_language": "English"}
+    cfg["fame"] = {"train_language": "English", "version": "v1"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
                     "--lint")
@@ -379,7 +417,7 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     cfg["train"].update(methods=["chance", "dje"], profile="debug", threads=1)
     cfg["generate"]["methods"] = []
     cfg["evaluation"]["bootstrap"]["n"] = 20
-    cfg["fame"] = {"train_language": "English", "test_languages": []}
+    cfg["fame"] = {"train_language": "English", "version": "v1", "test_languages": []}
     methods, out = cfg["train"]["methods"], tmp_path / "results" / "mav"
     targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv"] + [f"submission/{m}.zip" for m in methods]]
     res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
@@ -406,9 +444,9 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     for method in methods:
         summary = json.loads((out / "fame" / "submission" / f"{method}.json").read_text())
         with zipfile.ZipFile(out / "fame" / "submission" / f"{method}.zip") as z:
-            assert z.namelist() == ["sub_score_English_heard.txt", "sub_score_English_unheard.txt"]
-            for name, language in [("sub_score_English_heard.txt", "English"),
-                                   ("sub_score_English_unheard.txt", "Urdu")]:
+            assert z.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_English_unheard.txt"]
+            for name, language in [("sub_score_v1_English_heard.txt", "English"),
+                                   ("sub_score_v1_English_unheard.txt", "Urdu")]:
                 keys = fame.read_test_list(out / "fame" / "lists" / f"{language}_test.txt")["key"].tolist()
                 lines = [ln.split() for ln in z.read(name).decode().splitlines()]
                 assert [ln[0] for ln in lines] == keys and all(len(ln) == 2 for ln in lines)

@@ -12,7 +12,7 @@
 #   results/<dataset>/fame/table.md, table.csv          heard / unheard, mean EER, baseline rows
 #   results/<dataset>/fame/lists/<Language>_test.txt    key voice_path face_path (paths: manifest items)
 #   results/<dataset>/fame/lists/<Language>_labels.csv  key, label (the lists' hidden labels)
-#   results/<dataset>/fame/submission/<method>/sub_score_<TrainLanguage>_{heard,unheard}.txt
+#   results/<dataset>/fame/submission/<method>/sub_score_<version>_<TrainLanguage>_{heard,unheard}.txt
 #   results/<dataset>/fame/submission/<method>.zip, <method>.json (keys per file; EER against the labels)
 
 from facevoice.data.mavceleb import fame_languages
@@ -31,7 +31,8 @@ if _FAME:
     FAME_METHODS = list(TRAIN["methods"])  # the methods trained here (on FAME_TRAIN alone)
     FAME_LANGUAGE = "|".join(FAME_LANGUAGES)
     # the challenge's files: one heard and one unheard language (a third would share a name)
-    FAME_FILES = [submission_name(FAME_TRAIN, lang) for lang in FAME_LANGUAGES]
+    FAME_VERSION = config["fame"]["version"]  # checked by fame_languages
+    FAME_FILES = [submission_name(FAME_VERSION, FAME_TRAIN, lang) for lang in FAME_LANGUAGES]
     FAME_SUBMIT = len(set(FAME_FILES)) == len(FAME_FILES)
     if not FAME_SUBMIT:
         logger.warning(
@@ -140,6 +141,7 @@ if _FAME:
             method=TRAIN_NAME,
         params:
             train=FAME_TRAIN,
+            version=FAME_VERSION,
             out=parent_of("output", "scores"),
             lists=lambda w, input: " ".join(f"--list {shlex.quote(p)}" for p in input.lists),
             cfg=eval_params("dcf"),
@@ -148,7 +150,8 @@ if _FAME:
         conda:
             "../../envs/evaluate.yaml"
         shell:
-            "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame submit --train-language {params.train:q}"
+            "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame submit --version {params.version}"
+            " --train-language {params.train:q}"
             " --embeddings {input.embeddings:q} {params.lists} --out {params.out:q} --zip {output.zip:q}"
             " --summary {output.summary:q} --params {params.cfg:q} 2> {log:q}"
 

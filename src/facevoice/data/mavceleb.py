@@ -207,6 +207,28 @@ def languages(clips: pd.DataFrame, split: str | None = None) -> list[str]:
     return sorted(str(x) for x in rows["language"].dropna().unique())
 
 
+#: The challenge's corpus versions and their two languages, as the baseline's ``computeScore.py``
+#: (github.com/mavceleb/mavceleb_baseline, commit 080889c) checks its ``ver`` and heard language:
+#: a score file is named after the version (config ``fame.version``) and the training language.
+FAME_VERSIONS = {"v1": ("English", "Urdu"), "v2": ("English", "Hindi"), "v3": ("English", "German")}
+
+
+def fame_version(config: dict[str, Any], train_languages: list[str]) -> str:
+    """Config ``fame.version``, required with ``fame.train_language`` (the score files' prefix),
+    each training language one of that version's two."""
+    version = (config.get("fame") or {}).get("version")
+    choices = ", ".join(f"{v} ({'-'.join(langs)})" for v, langs in FAME_VERSIONS.items())
+    if version not in FAME_VERSIONS:
+        raise InputError(f"config key 'fame.version' is {version!r}: with fame.train_language set it is "
+                         f"required (the challenge's score files are named after it); set one of {choices}")
+    wrong = [x for x in train_languages if x not in FAME_VERSIONS[version]]
+    if wrong:
+        raise InputError(f"config key 'fame.train_language': {wrong} is not a language of MAV-Celeb "
+                         f"{version} ({'-'.join(FAME_VERSIONS[version])}); set fame.version to the "
+                         f"release's version, one of {choices}")
+    return version
+
+
 def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[str, list[str]] | None:
     """(training language, test languages) of config ``fame:``, checked against the clip table;
     None when ``fame.train_language`` is not set (no FAME protocol).
@@ -222,6 +244,7 @@ def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[str, li
 
     if not layout_of(config).languages:
         raise InputError(fame_message(train, layout_of(config)))
+    fame_version(config, [train])
     spoken = languages(clips, "train")
     if train not in spoken:
         raise InputError(f"config key 'fame.train_language': no training identity speaks {train!r}; "

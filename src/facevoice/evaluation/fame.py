@@ -17,7 +17,8 @@ Here:
   edition and the commit of the baseline's README it was read from;
 - the challenge's score files (:func:`write_submission`, :func:`zip_submission`): for a
   ``<Language>_test.txt`` list of ``key voice_path face_path`` lines, a file
-  ``sub_score_<TrainLanguage>_{heard,unheard}.txt`` of ``key score`` lines, zipped flat.
+  ``sub_score_<version>_<TrainLanguage>_{heard,unheard}.txt`` of ``key score`` lines (the
+  list's order), zipped flat.
 
 **Sign of the submitted score.** The challenge expects a distance, lower = same person (the
 baseline writes the L2 distance between its face and voice embeddings and its scorer ranks
@@ -26,11 +27,12 @@ or the method's own, e.g. |cosine|), so the file holds ``1 - score`` (:func:`to_
 the cosine distance, a monotone function of the L2 distance between L2-normalised
 embeddings. Any decreasing function gives the same EER, so this is the method's own ranking.
 
-**File names.** The baseline's README names the files ``sub_scores_<heard language>_heard.txt``
-and ``..._unheard.txt`` (both after the training language); its ``computeScore.py`` (commit
-e3c56df, 2025-09-12) writes ``sub_score_<version>_<training language>_heard.txt`` and
-``sub_score_<version>_<test language>_unheard.txt``. The names here follow the first form
-with ``sub_score_`` (:func:`submission_name`): check the challenge page before uploading.
+**File names.** As the baseline's ``computeScore.py`` writes them (its latest version read,
+commit 080889c): ``sub_score_<version>_<training language>_heard.txt`` and
+``sub_score_<version>_<training language>_unheard.txt`` (both after the training language;
+version ``v1``, ``v2`` or ``v3``, config ``fame.version``), one ``key score`` line per key in
+the order of the ``<Language>_test.txt`` list (``%s %f``: six decimals). Its README's
+``sub_scores_<Language>_heard.txt`` is an older spelling (:func:`submission_name`).
 
 The official test lists carry no labels (the challenge keeps them); our own test identities'
 lists do, and the tables are computed on those.
@@ -65,6 +67,7 @@ import numpy as np
 import pandas as pd
 
 from facevoice.common.io import write_json, write_text
+from facevoice.data.mavceleb import FAME_VERSIONS
 from facevoice.evaluation import metrics
 from facevoice.evaluation.protocol import load_config, read_trials
 from facevoice.evaluation.scoring import method_scorer
@@ -162,9 +165,12 @@ def list_language(path: str | os.PathLike) -> str:
     return name[: -len("_test.txt")]
 
 
-def submission_name(train_language: str, test_language: str) -> str:
-    """``sub_score_<TrainLanguage>_heard.txt`` or ``..._unheard.txt`` (see the module's note)."""
-    return f"sub_score_{train_language}_{condition(train_language, test_language)}.txt"
+def submission_name(version: str, train_language: str, test_language: str) -> str:
+    """``sub_score_<version>_<TrainLanguage>_heard.txt`` or ``..._unheard.txt`` (the module's note)."""
+    if version not in FAME_VERSIONS:
+        raise ValueError(f"FAME version {version!r}: the challenge's score files are named after one of "
+                         f"{sorted(FAME_VERSIONS)} (config fame.version)")
+    return f"sub_score_{version}_{train_language}_{condition(train_language, test_language)}.txt"
 
 
 def to_distance(scores: np.ndarray) -> np.ndarray:
@@ -201,10 +207,10 @@ def submission_scores(trials: pd.DataFrame, embeddings: pd.DataFrame, scorer: An
     return pd.DataFrame({"key": trials["key"].to_numpy(), "score": to_distance(scores)})
 
 
-def write_submission(scores: pd.DataFrame, out_dir: str | os.PathLike, train_language: str,
+def write_submission(scores: pd.DataFrame, out_dir: str | os.PathLike, version: str, train_language: str,
                      test_language: str) -> Path:
     """Write ``key score`` lines (six decimals, the list's order) to :func:`submission_name`."""
-    path = Path(out_dir) / submission_name(train_language, test_language)
+    path = Path(out_dir) / submission_name(version, train_language, test_language)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(f"{k} {s:.6f}\n" for k, s in zip(scores["key"], scores["score"])), encoding="utf-8")
@@ -362,7 +368,7 @@ def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.Path
     return path, label_path
 
 
-def submit(train_language: str, embeddings: str | os.PathLike, lists: list[str], out: str | os.PathLike,
+def submit(version: str, train_language: str, embeddings: str | os.PathLike, lists: list[str], out: str | os.PathLike,
            zip_path: str | os.PathLike, summary: str | os.PathLike | None = None,
            dcf: dict | None = None) -> dict:
     """A method's score file per test list (its own scorer: :func:`method_scorer`) and their zip.
@@ -374,16 +380,16 @@ def submit(train_language: str, embeddings: str | os.PathLike, lists: list[str],
         raise ValueError("submit: a summary scores the files, so it needs dcf (config evaluation.dcf)")
     scorer, _ = method_scorer(embeddings)
     emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
-    names = [submission_name(train_language, list_language(p)) for p in lists]
+    names = [submission_name(version, train_language, list_language(p)) for p in lists]
     if len(set(names)) != len(names):
         raise ValueError(f"the lists {[Path(p).name for p in lists]} give the score files {names}: the challenge's "
                          f"files hold one heard and one unheard language")
-    files, report = [], {"train_language": train_language, "embeddings": str(embeddings),
+    files, report = [], {"version": version, "train_language": train_language, "embeddings": str(embeddings),
                          "scorer": getattr(scorer, "name", "custom"), "files": {}}
     for path in lists:
         language, listed = list_language(path), read_test_list(path)
         scores = submission_scores(listed, emb, scorer)
-        files.append(write_submission(scores, out, train_language, language))
+        files.append(write_submission(scores, out, version, train_language, language))
         entry = {"list": str(path), "test_language": language, "n_keys": int(len(scores))}
         labels = Path(path).with_name(f"{language}_labels.csv")
         if summary and labels.exists():
@@ -411,6 +417,8 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("--language", required=True)
     li.add_argument("--out", required=True, help="folder for <LANGUAGE>_test.txt and <LANGUAGE>_labels.csv")
     s = sub.add_parser("submit", help="a method's score files for test lists, zipped")
+    s.add_argument("--version", required=True, choices=sorted(FAME_VERSIONS),
+                   help="the MAV-Celeb version (config fame.version): the score files' prefix")
     s.add_argument("--train-language", required=True)
     s.add_argument("--embeddings", required=True, help="Parquet: id (the lists' paths), modality, embedding")
     s.add_argument("--list", dest="lists", action="append", required=True, help="<Language>_test.txt; repeatable")
@@ -434,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             write_lists(a.trials, a.language, a.out)
         else:
             dcf = load_config(a.config, a.params)["dcf"]  # completed from the schema
-            report = submit(a.train_language, a.embeddings, a.lists, a.out, a.zip, a.summary, dcf)
+            report = submit(a.version, a.train_language, a.embeddings, a.lists, a.out, a.zip, a.summary, dcf)
             for name, entry in report["files"].items():
                 eer = f", EER {100 * entry['eer']:.2f}%" if entry.get("eer") is not None else ""
                 print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}", file=sys.stderr)
