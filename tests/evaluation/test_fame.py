@@ -41,9 +41,12 @@ def language_manifest(seed=0):
 def test_fame_languages_are_checked_against_the_clips():
     clips, _ = language_manifest()
     cfg = {"input": {"layout": "mavceleb"}, "fame": {"train_language": "Urdu", "version": "v1"}}
-    assert mavceleb.fame_languages(clips, cfg) == ("Urdu", ["English", "Urdu"])
+    assert mavceleb.fame_languages(clips, cfg) == (["Urdu"], ["English", "Urdu"])
     cfg["fame"]["test_languages"] = ["English"]
-    assert mavceleb.fame_languages(clips, cfg) == ("Urdu", ["English"])
+    assert mavceleb.fame_languages(clips, cfg) == (["Urdu"], ["English"])
+    # both training languages in one run: a list (a single string above still works)
+    cfg["fame"]["train_language"] = ["English", "Urdu"]
+    assert mavceleb.fame_languages(clips, cfg) == (["English", "Urdu"], ["English"])
     assert mavceleb.fame_languages(clips, {"input": {"layout": "mavceleb"}, "fame": {}}) is None
     for section, match in [({"train_language": "Hindi", "version": "v2"},
                             r"fame.train_language.*'Hindi'.*\['English', 'Urdu'\]"),
@@ -124,16 +127,23 @@ def test_results_table_labels_heard_and_unheard():
     def res(eer, auc):
         return {"verification": {"U": {"eer": eer, "auc": auc, "min_dcf": 0.9, "n_trials": 100}}}
 
-    results = {("dje", "English"): res(0.30, 0.75), ("dje", "Urdu"): res(0.40, 0.65),
-               ("fop", "Urdu"): {"verification": {"U": {"eer": None, "auc": None, "min_dcf": None, "n_trials": 0}}}}
-    t = fame.results_table(results, "English")
+    results = {("dje", "English", "English"): res(0.30, 0.75), ("dje", "English", "Urdu"): res(0.40, 0.65),
+               ("fop", "English", "Urdu"): {"verification": {"U": {"eer": None, "auc": None, "min_dcf": None,
+                                                                  "n_trials": 0}}}}
+    t = fame.results_table(results)
     assert t.columns.tolist() == fame.TABLE_COLUMNS
     row = t.set_index(["method", "test_language"]).loc[("dje", "Urdu")]
     assert row["condition"] == "unheard" and row["eer"] == pytest.approx(40.0) and row["auc"] == pytest.approx(65.0)
     assert t.set_index(["method", "test_language"]).loc[("dje", "English"), "condition"] == "heard"
     o = fame.overall(t).set_index("method")
     assert o.loc["dje", "overall_eer"] == pytest.approx(35.0) and o.loc["dje", "n_cells"] == 2
+    assert not o.loc["dje", "challenge"]  # two cells are not the challenge's score
     assert "fop" not in o.index  # an unavailable cell is no score
+    # the four cells (two training languages x heard / unheard): their mean is the challenge's score
+    results.update({("dje", "Urdu", "English"): res(0.50, 0.6), ("dje", "Urdu", "Urdu"): res(0.20, 0.8)})
+    o = fame.overall(fame.results_table(results)).set_index("method")
+    assert o.loc["dje", "overall_eer"] == pytest.approx(35.0) and o.loc["dje", "n_cells"] == 4
+    assert o.loc["dje", "challenge"]
 
 
 def test_reference_rows_match_the_published_overall_scores():
@@ -282,10 +292,10 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
                             lang, "--out", str(tmp_path / "trials" / lang), "--params",
                             '{"verification": {"n_trials": 60, "strata": ["U"]}, "matching": {"n_max": 2}}']) == 0
         E.run(str(emb), str(tmp_path / "trials" / lang), str(tmp_path / f"{lang}.json"), n_boot=0, verbose=False, dcf=DCF)
-        results += ["--result", "m1", lang, str(tmp_path / f"{lang}.json")]
+        results += ["--result", "m1", "Urdu", lang, str(tmp_path / f"{lang}.json")]
         assert fame.main(["lists", "--trials", str(tmp_path / "trials" / lang), "--language", lang,
                           "--out", str(tmp_path / "lists")]) == 0
-    assert fame.main(["table", "--train-language", "Urdu", "--dataset", "syn", *results,
+    assert fame.main(["table", "--dataset", "syn", *results,
                       "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv")]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     ours = table[table["source"] == "this run"].set_index("test_language")
@@ -294,7 +304,7 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
     assert ours.loc["English", "eer"] == pytest.approx(100 * want)
     assert len(table) == 2 + 12 and "| m1 | Urdu | English | unheard |" in (tmp_path / "t.md").read_text()
     lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
-    args = ["submit", "--version", "v1", "--train-language", "Urdu", "--embeddings", str(emb), "--out", str(tmp_path / "sub"),
+    args = ["submit", "--version", "v1", "--model", "Urdu", str(emb), "--out", str(tmp_path / "sub"),
             "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]
     assert fame.main(args + [x for p in lists for x in ("--list", p)]) == 0
     summary = json.loads((tmp_path / "sub.json").read_text())
@@ -368,10 +378,18 @@ def plan(tmp_path, train_language, methods=("chance",)):
 
 def test_the_workflow_plans_the_fame_rules(tmp_path):
     counts, commands = plan(tmp_path / "fame", "English", methods=("chance", "dje"))
-    assert counts == {"train": "2", "fame_trials": "2", "fame_evaluate": "4", "fame_lists": "2",
-                      "fame_table": "1", "fame_submission": "2"}
-    assert len(commands) == 2 and all(c.rstrip().endswith("--language English 2> " + c.split("2> ")[-1])
-                                      for c in commands)
+    assert counts == {"train": "2", "fame_train": "2", "fame_embed": "2", "fame_trials": "2", "fame_evaluate": "4",
+                      "fame_lists": "2", "fame_table": "1", "fame_submission": "2"}
+    # the regular models train on every language at their usual paths; the FAME ones on English
+    fame_cmds = [c for c in commands if "/fame/train/English/" in c]
+    assert len(commands) == 4 and len(fame_cmds) == 2
+    assert all(c.rstrip().endswith("--language English 2> " + c.split("2> ")[-1]) for c in fame_cmds)
+    assert all("--language" not in c for c in commands if c not in fame_cmds)
+    # both training languages in one run: a model per method and language, the four cells
+    counts, commands = plan(tmp_path / "both", ["English", "Urdu"], methods=("chance", "dje"))
+    assert counts == {"train": "2", "fame_train": "4", "fame_embed": "4", "fame_trials": "2", "fame_evaluate": "8",
+                      "fame_lists": "2", "fame_table": "1", "fame_submission": "2"}
+    assert sum("--language Urdu" in c for c in commands) == 2
     counts, commands = plan(tmp_path / "plain", None)
     assert not any(k.startswith("fame_") for k in counts) and counts["train"] == "1"
     assert "--language" not in commands[0]
@@ -417,7 +435,7 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     cfg["train"].update(methods=["chance", "dje"], profile="debug", threads=1)
     cfg["generate"]["methods"] = []
     cfg["evaluation"]["bootstrap"]["n"] = 20
-    cfg["fame"] = {"train_language": "English", "version": "v1", "test_languages": []}
+    cfg["fame"] = {"train_language": ["English", "Urdu"], "version": "v1", "test_languages": []}
     methods, out = cfg["train"]["methods"], tmp_path / "results" / "mav"
     targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv"] + [f"submission/{m}.zip" for m in methods]]
     res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
@@ -426,31 +444,37 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     m = pd.read_parquet(out / "shards" / "manifest.parquet")
     assert set(m.loc[m["split"] == "train", "language"]) == {"English", "Urdu"}
     train_voices = m[(m["split"] == "train") & (m["modality"] == "voice")]
-    for method in methods:  # the train job saw the English train items alone
-        run = json.loads((out / "train" / method / "run.json").read_text())
-        assert run["language"] == "English"
-        assert run["data"]["train_voices"] == int((train_voices["language"] == "English").sum()) < len(train_voices)
+    for method in methods:  # each FAME train job saw its language's train items alone
+        for lang in ("English", "Urdu"):
+            run = json.loads((out / "fame" / "train" / lang / method / "run.json").read_text())
+            assert run["language"] == lang
+            assert run["data"]["train_voices"] == int((train_voices["language"] == lang).sum()) < len(train_voices)
 
     table = pd.read_csv(out / "fame" / "table.csv")
     ours = table[table["source"] == "this run"]
     assert sorted(ours["method"].unique()) == sorted(methods)
     for method in methods:
-        rows = ours[ours["method"] == method].set_index("test_language")
+        rows = ours[(ours["method"] == method) & (ours["train_language"] == "English")].set_index("test_language")
         assert rows["condition"].to_dict() == {"English": "heard", "Urdu": "unheard"}
+        assert len(ours[ours["method"] == method]) == 4  # the challenge's four cells
         assert rows["eer"].between(0, 100).all() and (rows["n_trials"] > 0).all()
     assert (table["method"] == "FOP (baseline)").sum() == 12
     assert "| dje | English | Urdu | unheard |" in (out / "fame" / "table.md").read_text()
+    assert "| dje | Urdu | English | unheard |" in (out / "fame" / "table.md").read_text()
 
     for method in methods:
         summary = json.loads((out / "fame" / "submission" / f"{method}.json").read_text())
         with zipfile.ZipFile(out / "fame" / "submission" / f"{method}.zip") as z:
-            assert z.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_English_unheard.txt"]
-            for name, language in [("sub_score_v1_English_heard.txt", "English"),
-                                   ("sub_score_v1_English_unheard.txt", "Urdu")]:
+            assert z.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_English_unheard.txt",
+                                    "sub_score_v1_Urdu_heard.txt", "sub_score_v1_Urdu_unheard.txt"]
+            for name, train, language in [("sub_score_v1_English_heard.txt", "English", "English"),
+                                          ("sub_score_v1_English_unheard.txt", "English", "Urdu"),
+                                          ("sub_score_v1_Urdu_heard.txt", "Urdu", "Urdu"),
+                                          ("sub_score_v1_Urdu_unheard.txt", "Urdu", "English")]:
                 keys = fame.read_test_list(out / "fame" / "lists" / f"{language}_test.txt")["key"].tolist()
                 lines = [ln.split() for ln in z.read(name).decode().splitlines()]
                 assert [ln[0] for ln in lines] == keys and all(len(ln) == 2 for ln in lines)
                 assert np.isfinite([float(ln[1]) for ln in lines]).all()
                 # scored back against the lists' labels: the EER of facevoice evaluate on the same trials
-                evaluated = json.loads((out / "fame" / "evaluation" / language / f"{method}.json").read_text())
+                evaluated = json.loads((out / "fame" / "evaluation" / train / language / f"{method}.json").read_text())
                 assert summary["files"][name]["eer"] == pytest.approx(evaluated["verification"]["U"]["eer"], abs=1e-6)

@@ -1,18 +1,24 @@
 # The FAME challenge's protocol on a MAV-Celeb tree (facevoice.evaluation.fame): active only
-# when config fame.train_language is set. The methods train on that language alone (train.smk's
-# --language); per test language (fame.test_languages; []: every language of the test split)
-# the test identities' trial lists, each trained method's evaluation on them, a heard / unheard
-# table beside the FOP baseline's published EERs, and per method the challenge's score files
-# (for our own test identities' lists written in the challenge's format), zipped.
+# when config fame.train_language is set (one language, or a list: both of fame.version's for the
+# challenge's four cells and overall score). Each method trains once per training language
+# (`use rule train`, --language L: the train/val items in L alone) under fame/train/; the
+# regular train/<method>/ models and their paths are those of a run without FAME. Per test
+# language (fame.test_languages; []: every language of the test split) the test identities'
+# trial lists, each FAME model's evaluation on them, a heard / unheard table with the mean EER
+# per method beside the FOP baseline's published EERs, and per method the challenge's score
+# files (for our own test identities' lists written in the challenge's format), zipped.
 #
-# Include after compare.smk (it reuses the evaluate rule); add FAME_TARGETS to `rule all`.
+# Include after train.smk and compare.smk (it reuses the train, embed and evaluate rules); add
+# FAME_TARGETS to `rule all`.
 #
+#   results/<dataset>/fame/train/<Train>/<method>/      model.pt, log.csv, curve.png, run.json
+#   results/<dataset>/fame/embeddings/<Train>/<method>/test.parquet
 #   results/<dataset>/fame/trials/<Language>/          facevoice trials --split test --language <Language>
-#   results/<dataset>/fame/evaluation/<Language>/<method>.json, <method>_roc.parquet
+#   results/<dataset>/fame/evaluation/<Train>/<Language>/<method>.json, <method>_roc.parquet
 #   results/<dataset>/fame/table.md, table.csv          heard / unheard, mean EER, baseline rows
 #   results/<dataset>/fame/lists/<Language>_test.txt    key voice_path face_path (paths: manifest items)
 #   results/<dataset>/fame/lists/<Language>_labels.csv  key, label (the lists' hidden labels)
-#   results/<dataset>/fame/submission/<method>/sub_score_<version>_<TrainLanguage>_{heard,unheard}.txt
+#   results/<dataset>/fame/submission/<method>/sub_score_<version>_<Train>_{heard,unheard}.txt
 #   results/<dataset>/fame/submission/<method>.zip, <method>.json (keys per file; EER against the labels)
 
 from facevoice.data.mavceleb import fame_languages
@@ -26,21 +32,57 @@ except InputError as exc:
 FAME_TARGETS = []
 
 if _FAME:
-    FAME_TRAIN, FAME_LANGUAGES = _FAME
+    FAME_TRAINS, FAME_LANGUAGES = _FAME
     FAME_DIR = f"{OUT}/fame"
-    FAME_METHODS = list(TRAIN["methods"])  # the methods trained here (on FAME_TRAIN alone)
+    FAME_METHODS = list(TRAIN["methods"])  # each trained here once per training language
     FAME_LANGUAGE = "|".join(FAME_LANGUAGES)
-    # the challenge's files: one heard and one unheard language (a third would share a name)
+    FAME_TRAIN = "|".join(FAME_TRAINS)
     FAME_VERSION = config["fame"]["version"]  # checked by fame_languages
-    FAME_FILES = [submission_name(FAME_VERSION, FAME_TRAIN, lang) for lang in FAME_LANGUAGES]
+    # the challenge's files: per training language one heard and one unheard language (a third
+    # would share a name)
+    FAME_FILES = [submission_name(FAME_VERSION, t, lang) for t in FAME_TRAINS for lang in FAME_LANGUAGES]
     FAME_SUBMIT = len(set(FAME_FILES)) == len(FAME_FILES)
     if not FAME_SUBMIT:
         logger.warning(
             f"fame: test languages {FAME_LANGUAGES} give the score files {FAME_FILES}; the challenge's "
             f"files hold one heard and one unheard language, so no submission is written "
-            f"(set fame.test_languages to {FAME_TRAIN} and one other)"
+            f"(set fame.test_languages to the version's two languages)"
         )
-    logger.info(f"fame: training on {FAME_TRAIN}; test languages {', '.join(FAME_LANGUAGES)}")
+    logger.info(f"fame: training on {', '.join(FAME_TRAINS)}; test languages {', '.join(FAME_LANGUAGES)}")
+    FAME_TRAIN_DIR = f"{FAME_DIR}/train/{{train}}/{{method}}"
+
+    use rule train as fame_train with:
+        output:
+            model=f"{FAME_TRAIN_DIR}/model.pt",
+            log=f"{FAME_TRAIN_DIR}/log.csv",
+            curve=report(f"{FAME_TRAIN_DIR}/curve.png", caption="../report/training_curve.rst", category="FAME",
+                         labels={"method": "{method}", "training language": "{train}"}),
+            run=f"{FAME_TRAIN_DIR}/run.json",
+        wildcard_constraints:
+            method=TRAIN_NAME,
+            train=FAME_TRAIN,
+        params:
+            cfg=train_params,
+            root=parent_of("input", "manifest"),
+            out=parent_of("output", "model"),
+            # (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape)
+            language=lambda w: f" --language {w.train}",
+        log:
+            f"{OUT}/logs/fame/train/{{train}}/{{method}}.log",
+
+    use rule embed as fame_embed with:
+        input:
+            model=rules.fame_train.output.model,
+            manifest=rules.manifest.output,
+            shards=lambda w: [shard_path(*k) for k in sorted(SHARDS) if k[0] == w.split],
+        output:
+            f"{FAME_DIR}/embeddings/{{train}}/{{method}}/{{split}}.parquet",
+        wildcard_constraints:
+            method=TRAIN_NAME,
+            train=FAME_TRAIN,
+            split="test",
+        log:
+            f"{OUT}/logs/fame/embed/{{train}}/{{method}}/{{split}}.log",
 
     rule fame_trials:
         """Trial lists of the test identities' items in one language."""
@@ -71,16 +113,17 @@ if _FAME:
 
     use rule evaluate as fame_evaluate with:
         input:
-            embeddings=f"{OUT}/embeddings/{{method}}/test.parquet",
+            embeddings=f"{FAME_DIR}/embeddings/{{train}}/{{method}}/test.parquet",
             trials=rules.fame_trials.output,
         output:
-            json=f"{FAME_DIR}/evaluation/{{language}}/{{method}}.json",
-            roc=f"{FAME_DIR}/evaluation/{{language}}/{{method}}_roc.parquet",
+            json=f"{FAME_DIR}/evaluation/{{train}}/{{language}}/{{method}}.json",
+            roc=f"{FAME_DIR}/evaluation/{{train}}/{{language}}/{{method}}_roc.parquet",
         wildcard_constraints:
             language=FAME_LANGUAGE,
+            train=FAME_TRAIN,
             method=TRAIN_NAME,
         log:
-            f"{OUT}/logs/fame/evaluate/{{language}}/{{method}}.log",
+            f"{OUT}/logs/fame/evaluate/{{train}}/{{language}}/{{method}}.log",
 
     rule fame_lists:
         """One language's verification trials as the challenge's test list, and its labels."""
@@ -102,35 +145,34 @@ if _FAME:
             "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame lists --trials {params.trials:q}"
             " --language {wildcards.language} --out {params.out:q} 2> {log:q}"
 
-    FAME_RESULTS = [(m, lang) for m in FAME_METHODS for lang in FAME_LANGUAGES]
+    FAME_RESULTS = [(m, t, lang) for m in FAME_METHODS for t in FAME_TRAINS for lang in FAME_LANGUAGES]
 
     rule fame_table:
         """Heard / unheard EER, AUC and minDCF of every trained method, beside the baseline's."""
         input:
-            [f"{FAME_DIR}/evaluation/{lang}/{m}.json" for m, lang in FAME_RESULTS],
+            [f"{FAME_DIR}/evaluation/{t}/{lang}/{m}.json" for m, t, lang in FAME_RESULTS],
         output:
             md=report(f"{FAME_DIR}/table.md", caption="../report/fame_table.rst", category="FAME",
                       labels={"file": "table.md"}),
             csv=report(f"{FAME_DIR}/table.csv", caption="../report/fame_table.rst", category="FAME",
                        labels={"file": "table.csv"}),
         params:
-            train=FAME_TRAIN,
             dataset=config["dataset"],
             results=lambda w, input: " ".join(
-                f"--result {m} {lang} {shlex.quote(path)}" for (m, lang), path in zip(FAME_RESULTS, input)
+                f"--result {m} {t} {lang} {shlex.quote(path)}" for (m, t, lang), path in zip(FAME_RESULTS, input)
             ),
         log:
             f"{OUT}/logs/fame/table.log",
         conda:
             "../../envs/evaluate.yaml"
         shell:
-            "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame table --train-language {params.train:q}"
+            "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame table"
             " --dataset {params.dataset:q} {params.results} --md {output.md:q} --csv {output.csv:q} 2> {log:q}"
 
     rule fame_submission:
         """One method's score files for the test lists (the challenge's format), zipped."""
         input:
-            embeddings=f"{OUT}/embeddings/{{method}}/test.parquet",
+            embeddings=expand(f"{FAME_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS),
             lists=expand(f"{FAME_DIR}/lists/{{language}}_test.txt", language=FAME_LANGUAGES),
             labels=expand(f"{FAME_DIR}/lists/{{language}}_labels.csv", language=FAME_LANGUAGES),
         output:
@@ -140,7 +182,9 @@ if _FAME:
         wildcard_constraints:
             method=TRAIN_NAME,
         params:
-            train=FAME_TRAIN,
+            models=lambda w, input: " ".join(
+                f"--model {t} {shlex.quote(p)}" for t, p in zip(FAME_TRAINS, input.embeddings)
+            ),
             version=FAME_VERSION,
             out=parent_of("output", "scores"),
             lists=lambda w, input: " ".join(f"--list {shlex.quote(p)}" for p in input.lists),
@@ -151,8 +195,7 @@ if _FAME:
             "../../envs/evaluate.yaml"
         shell:
             "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame submit --version {params.version}"
-            " --train-language {params.train:q}"
-            " --embeddings {input.embeddings:q} {params.lists} --out {params.out:q} --zip {output.zip:q}"
+            " {params.models} {params.lists} --out {params.out:q} --zip {output.zip:q}"
             " --summary {output.summary:q} --params {params.cfg:q} 2> {log:q}"
 
     FAME_TARGETS = expand(rules.fame_lists.output, language=FAME_LANGUAGES)

@@ -14,13 +14,10 @@ EMBED_SPLITS = [UNSEEN_UNHEARD.split] + SEENHEARD_SPLITS
 TRAIN_DIR = f"{OUT}/train/{{method}}"
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 
-# FAME (config fame.train_language, MAV-Celeb): a method trains and selects its epoch on the
-# train/val items in that language only (`facevoice train --language`). The option is part of
-# the command only when set, so a run without it keeps its command (and its jobs) of before;
-# setting or changing the language changes the command, and Snakemake re-runs the train jobs.
-FAME_TRAIN_LANGUAGE = config["fame"]["train_language"]
-# (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape in the command)
-TRAIN_LANGUAGE_ARG = f" --language {FAME_TRAIN_LANGUAGE}" if FAME_TRAIN_LANGUAGE else ""
+# FAME (config fame.train_language, MAV-Celeb): fame.smk trains each method once more per
+# training language, under fame/train/<Language>/<method>/ (`use rule train as fame_train`,
+# params.language " --language L": the train/val items in L only); the paths and commands here
+# stay those of a run without FAME (params.language is empty, the command unchanged).
 
 TRAIN_TARGETS = (
     expand(f"{OUT}/train/{{method}}/{{name}}", method=TRAIN_METHODS, name=["model.pt", "log.csv", "curve.png", "run.json"])
@@ -45,6 +42,7 @@ rule train:
         cfg=train_params,
         root=parent_of("input", "manifest"),
         out=parent_of("output", "model"),
+        language="",
     log:
         f"{OUT}/logs/train/{{method}}.log",
     conda:
@@ -56,7 +54,7 @@ rule train:
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {wildcards.method} --manifest {input.manifest:q}"
         " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
-        " --threads {threads} --no-progress" f"{TRAIN_LANGUAGE_ARG} 2> {{log:q}}"
+        " --threads {threads} --no-progress{params.language} 2> {log:q}"
 
 
 rule embed:

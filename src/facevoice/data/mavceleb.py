@@ -229,36 +229,46 @@ def fame_version(config: dict[str, Any], train_languages: list[str]) -> str:
     return version
 
 
-def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[str, list[str]] | None:
-    """(training language, test languages) of config ``fame:``, checked against the clip table;
+def train_languages(config: dict[str, Any]) -> list[str]:
+    """Config ``fame.train_language`` as a list: one language (a string) or several (a list, e.g.
+    both of the version's, for the challenge's four cells in one run); [] when unset."""
+    train = (config.get("fame") or {}).get("train_language")
+    if not train:
+        return []
+    return [train] if isinstance(train, str) else list(train)
+
+
+def fame_languages(clips: pd.DataFrame, config: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """(training languages, test languages) of config ``fame:``, checked against the clip table;
     None when ``fame.train_language`` is not set (no FAME protocol).
 
-    The training language must be spoken by training identities, and each test language by
-    test identities (``fame.test_languages``; empty: every language of the test split).
+    Each training language must be spoken by training identities and be one of ``fame.version``'s
+    two, and each test language by test identities (``fame.test_languages``; empty: every
+    language of the test split).
     """
-    section = config.get("fame") or {}
-    train = section.get("train_language")
-    if not train:
+    trains = train_languages(config)
+    if not trains:
         return None
     from facevoice.data.layouts import fame_message, layout_of
 
     if not layout_of(config).languages:
-        raise InputError(fame_message(train, layout_of(config)))
-    fame_version(config, [train])
+        raise InputError(fame_message(trains[0] if len(trains) == 1 else trains, layout_of(config)))
+    fame_version(config, trains)
     spoken = languages(clips, "train")
-    if train not in spoken:
-        raise InputError(f"config key 'fame.train_language': no training identity speaks {train!r}; "
-                         f"languages of the training split: {spoken}")
+    for train in trains:
+        if train not in spoken:
+            raise InputError(f"config key 'fame.train_language': no training identity speaks {train!r}; "
+                             f"languages of the training split: {spoken}")
     tested = languages(clips, "test")
     if not tested:
         raise InputError("config key 'fame.train_language' is set, but the test split has no identity "
                          "(input.splits: set 4) to verify on")
-    wanted = list(section.get("test_languages") or tested)
+    wanted = list((config.get("fame") or {}).get("test_languages") or tested)
     missing = [x for x in wanted if x not in tested]
     if missing:
         raise InputError(f"config key 'fame.test_languages': no test identity speaks {missing}; "
                          f"languages of the test split: {tested}")
-    return train, wanted
+    return trains, wanted
 
 
 def training_manifest(manifest: pd.DataFrame, train_language: str) -> pd.DataFrame:

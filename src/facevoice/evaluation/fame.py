@@ -1,6 +1,7 @@
 """The FAME challenge's protocol (Face-voice Association in Multilingual Environments) on MAV-Celeb.
 
-A method trains on one language (config ``fame.train_language``) and is verified on each test
+A method trains on one language (config ``fame.train_language``: one, or a list such as both of
+the version's, a model each) and is verified on each test
 language: **heard** when the test language is the training language, **unheard** otherwise
 (:func:`condition`). Test identities are never seen in training. The challenge scores the EER
 of each of the four (training language, heard / unheard) cells of a two-language corpus and
@@ -40,12 +41,12 @@ lists do, and the tables are computed on those.
 The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is set) runs
 ``facevoice fame``:
 
-- ``facevoice fame table --train-language L --result METHOD LANGUAGE results.json ... --md T.md
+- ``facevoice fame table --result METHOD TRAIN_LANGUAGE TEST_LANGUAGE results.json ... --md T.md
   --csv T.csv``: the heard / unheard table of ``facevoice evaluate`` results, with the mean EER
   per method and the baseline's published rows (:func:`write_table`);
 - ``facevoice fame lists --trials DIR --language L --out DIR``: a language's verification
   trials (stratum U) as the challenge's ``<L>_test.txt`` and its labels ``<L>_labels.csv``;
-- ``facevoice fame submit --train-language L --embeddings E --list X_test.txt ... --out DIR
+- ``facevoice fame submit --version V --model L E [--model L2 E2] --list X_test.txt ... --out DIR
   --zip Z [--summary S.json]``: a method's score file per list and the zip of them; with
   ``--summary``, each file scored back against the labels beside its list
   (:func:`score_submission`: the EER ``facevoice evaluate`` gives on the same trials).
@@ -111,15 +112,15 @@ def reference_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def results_table(results: Mapping[tuple[str, str], Mapping[str, Any]], train_language: str,
-                  stratum: str = "U") -> pd.DataFrame:
-    """One row per (method, test language) of ``facevoice evaluate`` results (fractions), in percent.
+def results_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], stratum: str = "U") -> pd.DataFrame:
+    """One row per (method, training language, test language) of ``facevoice evaluate`` results
+    (fractions), in percent.
 
-    ``results`` maps (method, test language) to an evaluate JSON; ``stratum`` is the
-    verification stratum read (U: every pair of the language's test identities).
+    ``results`` maps (method, training language, test language) to an evaluate JSON;
+    ``stratum`` is the verification stratum read (U: every pair of the language's test identities).
     """
     rows = []
-    for (method, test_language), res in sorted(results.items()):
+    for (method, train_language, test_language), res in sorted(results.items()):
         v = (res.get("verification") or {}).get(stratum) or {}
         pct = {k: (None if v.get(k) is None else 100.0 * float(v[k])) for k in ("eer", "auc", "min_dcf")}
         rows.append({"method": method, "train_language": train_language, "test_language": test_language,
@@ -129,10 +130,15 @@ def results_table(results: Mapping[tuple[str, str], Mapping[str, Any]], train_la
 
 
 def overall(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the mean EER over its rows (the challenge's score when the rows are its four
-    cells: two training languages x heard / unheard), and how many cells it averages."""
+    """Per method: the mean EER over its rows and how many cells it averages; ``challenge`` is
+    True when those are the challenge's four cells (two training languages x heard / unheard,
+    each once), the mean then being the challenge's overall score (the baseline's README prints
+    it beside its four EERs: their mean, :data:`BASELINE_OVERALL`)."""
     ok = table.dropna(subset=["eer"])
     out = ok.groupby("method", sort=True)["eer"].agg(["mean", "count"]).reset_index()
+    four = {m: g["train_language"].nunique() == 2 and len(g) == 4
+            and sorted(g["condition"]) == [HEARD, HEARD, UNHEARD, UNHEARD] for m, g in ok.groupby("method")}
+    out["challenge"] = [bool(four.get(m, False)) for m in out["method"]]
     return out.rename(columns={"mean": "overall_eer", "count": "n_cells"})
 
 
@@ -320,19 +326,21 @@ def _markdown(table: pd.DataFrame, columns: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def table_markdown(table: pd.DataFrame, dataset: str, train_language: str) -> str:
+def table_markdown(table: pd.DataFrame, dataset: str, train_languages: list[str]) -> str:
     """This run's rows and their mean EER per method, then the baseline's published rows."""
     ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
     cols = [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
             ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", "minDCF %"),
             ("n_trials", "trials")]
     lines = [f"# FAME: heard / unheard ({dataset})", "",
-             f"Trained on {train_language}; verified on the test identities' items in each test language "
-             f"(heard: {train_language}; unheard: any other). EER, AUC and minDCF in percent, stratum U "
+             f"Trained on {' and on '.join(train_languages)} (a model each); verified on the test identities' "
+             f"items in each test language (heard: the training language; unheard: any other). EER, AUC and "
+             f"minDCF in percent, stratum U "
              f"(every pair of the language's test identities).", ""]
-    lines += _markdown(ours, cols) + ["", "Mean EER per method (the challenge ranks the mean of its four cells: "
-                                          "two training languages x heard / unheard):", ""]
-    lines += _markdown(overall(ours), [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells")])
+    lines += _markdown(ours, cols) + ["", "Mean EER per method (the challenge's overall score when its cells are "
+                                          "the challenge's four: two training languages x heard / unheard):", ""]
+    lines += _markdown(overall(ours), [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells"),
+                                       ("challenge", "challenge's overall score")])
     lines += ["", "## FOP baseline, published (EER %; the README gives no AUC or minDCF)", ""]
     lines += _markdown(ref, [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
                              ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")])
@@ -341,14 +349,14 @@ def table_markdown(table: pd.DataFrame, dataset: str, train_language: str) -> st
     return "\n".join(lines)
 
 
-def write_table(results: Mapping[tuple[str, str], Mapping[str, Any]], train_language: str, dataset: str,
+def write_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], dataset: str,
                 md: str | os.PathLike, csv: str | os.PathLike) -> pd.DataFrame:
     """The FAME table (:func:`results_table` rows of this run, then :func:`reference_rows`) as
     markdown and CSV; returns it."""
-    ours = results_table(results, train_language).assign(
-        corpus=dataset, languages="-".join(sorted({lang for _, lang in results})), editions=None)
+    ours = results_table(results).assign(
+        corpus=dataset, languages="-".join(sorted({lang for *_, lang in results})), editions=None)
     table = pd.concat([ours, reference_rows()], ignore_index=True)[CSV_COLUMNS]
-    write_text(md, table_markdown(table, dataset, train_language))
+    write_text(md, table_markdown(table, dataset, sorted({train for _, train, _ in results})))
     write_text(csv, table.to_csv(index=False))
     return table
 
@@ -368,33 +376,37 @@ def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.Path
     return path, label_path
 
 
-def submit(version: str, train_language: str, embeddings: str | os.PathLike, lists: list[str], out: str | os.PathLike,
+def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[str], out: str | os.PathLike,
            zip_path: str | os.PathLike, summary: str | os.PathLike | None = None,
            dcf: dict | None = None) -> dict:
-    """A method's score file per test list (its own scorer: :func:`method_scorer`) and their zip.
+    """A method's score file per training language and test list, and their zip.
 
-    With ``summary``, each file is scored back against ``<Language>_labels.csv`` beside its
-    list and the figures (fractions) are written there as JSON; ``dcf`` (config
-    ``evaluation.dcf``, required with ``summary``) sets minDCF."""
+    ``models`` maps each training language to the embeddings of the method trained on it (its
+    own scorer: :func:`method_scorer`). With ``summary``, each file is scored back against
+    ``<Language>_labels.csv`` beside its list and the figures (fractions) are written there as
+    JSON; ``dcf`` (config ``evaluation.dcf``, required with ``summary``) sets minDCF."""
     if summary and dcf is None:
         raise ValueError("submit: a summary scores the files, so it needs dcf (config evaluation.dcf)")
-    scorer, _ = method_scorer(embeddings)
-    emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
-    names = [submission_name(version, train_language, list_language(p)) for p in lists]
-    if len(set(names)) != len(names):
-        raise ValueError(f"the lists {[Path(p).name for p in lists]} give the score files {names}: the challenge's "
-                         f"files hold one heard and one unheard language")
-    files, report = [], {"version": version, "train_language": train_language, "embeddings": str(embeddings),
-                         "scorer": getattr(scorer, "name", "custom"), "files": {}}
-    for path in lists:
-        language, listed = list_language(path), read_test_list(path)
-        scores = submission_scores(listed, emb, scorer)
-        files.append(write_submission(scores, out, version, train_language, language))
-        entry = {"list": str(path), "test_language": language, "n_keys": int(len(scores))}
-        labels = Path(path).with_name(f"{language}_labels.csv")
-        if summary and labels.exists():
-            entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str}), dcf))
-        report["files"][files[-1].name] = entry
+    for train in models:
+        names = [submission_name(version, train, list_language(p)) for p in lists]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the lists {[Path(p).name for p in lists]} give the score files {names}: the "
+                             f"challenge's files hold one heard and one unheard language")
+    files, report = [], {"version": version, "models": {k: str(v) for k, v in models.items()}, "files": {}}
+    for train, embeddings in models.items():
+        scorer, _ = method_scorer(embeddings)
+        emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
+        for path in lists:
+            language, listed = list_language(path), read_test_list(path)
+            scores = submission_scores(listed, emb, scorer)
+            files.append(write_submission(scores, out, version, train, language))
+            entry = {"list": str(path), "train_language": train, "test_language": language,
+                     "scorer": getattr(scorer, "name", "custom"), "n_keys": int(len(scores))}
+            labels = Path(path).with_name(f"{language}_labels.csv")
+            if summary and labels.exists():
+                entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str}),
+                                              dcf))
+            report["files"][files[-1].name] = entry
     zip_submission(files, zip_path)
     if summary:
         write_json(summary, report)
@@ -406,9 +418,10 @@ def _parser() -> argparse.ArgumentParser:
                                 "test lists and score files in the challenge's format")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="the heard / unheard table of evaluate results, beside the baseline's")
-    t.add_argument("--train-language", required=True)
-    t.add_argument("--result", nargs=3, action="append", required=True, metavar=("METHOD", "LANGUAGE", "JSON"),
-                   help="a facevoice evaluate results file of METHOD on LANGUAGE's lists; repeatable")
+    t.add_argument("--result", nargs=4, action="append", required=True,
+                   metavar=("METHOD", "TRAIN_LANGUAGE", "TEST_LANGUAGE", "JSON"),
+                   help="a facevoice evaluate results file of METHOD trained on TRAIN_LANGUAGE, on TEST_LANGUAGE's "
+                        "lists; repeatable")
     t.add_argument("--dataset", default="this run", help="the corpus column of this run's rows")
     t.add_argument("--md", required=True, help="markdown table")
     t.add_argument("--csv", required=True, help="CSV table")
@@ -419,8 +432,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="a method's score files for test lists, zipped")
     s.add_argument("--version", required=True, choices=sorted(FAME_VERSIONS),
                    help="the MAV-Celeb version (config fame.version): the score files' prefix")
-    s.add_argument("--train-language", required=True)
-    s.add_argument("--embeddings", required=True, help="Parquet: id (the lists' paths), modality, embedding")
+    s.add_argument("--model", nargs=2, action="append", required=True, metavar=("TRAIN_LANGUAGE", "EMBEDDINGS"),
+                   help="the method trained on TRAIN_LANGUAGE: its embeddings (Parquet: id (the lists' paths), "
+                        "modality, embedding); repeatable (one per training language)")
     s.add_argument("--list", dest="lists", action="append", required=True, help="<Language>_test.txt; repeatable")
     s.add_argument("--out", required=True, help="folder for the score files")
     s.add_argument("--zip", required=True, help="the zip of the score files")
@@ -435,14 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.command == "table":
             results = {}
-            for method, language, path in a.result:
-                results[(method, language)] = json.loads(Path(path).read_text(encoding="utf-8"))
-            write_table(results, a.train_language, a.dataset, a.md, a.csv)
+            for method, train, language, path in a.result:
+                results[(method, train, language)] = json.loads(Path(path).read_text(encoding="utf-8"))
+            write_table(results, a.dataset, a.md, a.csv)
         elif a.command == "lists":
             write_lists(a.trials, a.language, a.out)
         else:
             dcf = load_config(a.config, a.params)["dcf"]  # completed from the schema
-            report = submit(a.version, a.train_language, a.embeddings, a.lists, a.out, a.zip, a.summary, dcf)
+            report = submit(a.version, dict(a.model), a.lists, a.out, a.zip, a.summary, dcf)
             for name, entry in report["files"].items():
                 eer = f", EER {100 * entry['eer']:.2f}%" if entry.get("eer") is not None else ""
                 print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}", file=sys.stderr)
