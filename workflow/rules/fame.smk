@@ -51,7 +51,12 @@ if _FAME:
     logger.info(f"fame: training on {', '.join(FAME_TRAINS)}; test languages {', '.join(FAME_LANGUAGES)}")
     FAME_TRAIN_DIR = f"{FAME_DIR}/train/{{train}}/{{method}}"
 
-    use rule train as fame_train with:
+    rule fame_train:
+        """Train one method on one training language's train/val items (rule train's command
+        with --language; rule train itself keeps the command of a run without FAME)."""
+        input:
+            manifest=rules.manifest.output,
+            shards=rules.train.input.shards,
         output:
             model=f"{FAME_TRAIN_DIR}/model.pt",
             log=f"{FAME_TRAIN_DIR}/log.csv",
@@ -65,10 +70,17 @@ if _FAME:
             cfg=train_params,
             root=parent_of("input", "manifest"),
             out=parent_of("output", "model"),
-            # (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape)
-            language=lambda w: f" --language {w.train}",
         log:
             f"{OUT}/logs/fame/train/{{train}}/{{method}}.log",
+        conda:
+            "../../envs/train.yaml"
+        threads: TRAIN_THREADS
+        resources:
+            gpu=1,
+            mem_mb=TRAIN["mem_mb"],
+        shell:
+            # (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape)
+            TRAIN_SHELL.format(language=" --language {wildcards.train}")
 
     use rule embed as fame_embed with:
         input:

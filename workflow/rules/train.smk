@@ -15,9 +15,14 @@ TRAIN_DIR = f"{OUT}/train/{{method}}"
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 
 # FAME (config fame.train_language, MAV-Celeb): fame.smk trains each method once more per
-# training language, under fame/train/<Language>/<method>/ (`use rule train as fame_train`,
-# params.language " --language L": the train/val items in L only); the paths and commands here
-# stay those of a run without FAME (params.language is empty, the command unchanged).
+# training language, under fame/train/<Language>/<method>/ (rule fame_train: TRAIN_SHELL with
+# `--language L`, the train/val items in L only); rule train's paths, params and command stay
+# those of a run without FAME, so turning FAME on or off re-runs none of its jobs.
+TRAIN_SHELL = (
+    "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {{wildcards.method}} --manifest {{input.manifest:q}}"
+    " --shards-root {{params.root:q}} --out {{params.out:q}} --params {{params.cfg:q}}"
+    " --threads {{threads}} --no-progress{language} 2> {{log:q}}"
+)
 
 TRAIN_TARGETS = (
     expand(f"{OUT}/train/{{method}}/{{name}}", method=TRAIN_METHODS, name=["model.pt", "log.csv", "curve.png", "run.json"])
@@ -42,7 +47,6 @@ rule train:
         cfg=train_params,
         root=parent_of("input", "manifest"),
         out=parent_of("output", "model"),
-        language="",
     log:
         f"{OUT}/logs/train/{{method}}.log",
     conda:
@@ -52,9 +56,7 @@ rule train:
         gpu=1,
         mem_mb=TRAIN["mem_mb"],
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.training.train --method {wildcards.method} --manifest {input.manifest:q}"
-        " --shards-root {params.root:q} --out {params.out:q} --params {params.cfg:q}"
-        " --threads {threads} --no-progress{params.language} 2> {log:q}"
+        TRAIN_SHELL.format(language="")
 
 
 rule embed:
