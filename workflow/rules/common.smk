@@ -217,6 +217,7 @@ EVAL = config["evaluation"]
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings.
 EXTERNAL = EVAL["embeddings"]
+TRAINED = list(TRAIN["methods"])
 
 # The test protocols run (facevoice.evaluation.protocols): those evaluation.protocols names
 # (built-in or declared under evaluation.declare) whose split has items; each one is the
@@ -259,6 +260,23 @@ def pins_args(wildcards):
     if not pins["dir"] or pins_set not in pins["sets"]:
         return ""
     return f"--import-pins {shlex.quote(pins['dir'])} --pins-set {pins_set}"
+
+
+def methods_of(protocol):
+    """The methods a protocol evaluates: the trained ones (train.methods), and the embeddings named
+    in evaluation.embeddings that have a file of its split (every one has a test file)."""
+    split = PROTOCOLS_RUN[protocol].split
+    return TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(split)]
+
+
+def protocol_files(kind):
+    """An input function: the evaluate rule's `kind` file of every method the job's protocol evaluates."""
+    return lambda w: expand(getattr(rules.evaluate.output, kind), protocol=w.protocol, method=methods_of(w.protocol))
+
+
+def quoted(files):
+    """Files as shell arguments."""
+    return " ".join(shlex.quote(f) for f in files)
 
 
 def embeddings_of(wildcards):

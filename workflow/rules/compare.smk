@@ -4,15 +4,6 @@ from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS
 # all of them side by side (comparison/protocols.md, .csv).
 
 
-def protocol_files(kind):
-    """An input function: the evaluate rule's `kind` file of every method the job's protocol evaluates."""
-    return lambda w: expand(getattr(rules.evaluate.output, kind), protocol=w.protocol, method=methods_of(w.protocol))
-
-
-def quoted(files):
-    return " ".join(shlex.quote(f) for f in files)
-
-
 rule compare:
     """One protocol's tables (Markdown, CSV, LaTeX) and plots of every method it evaluates, beside the
     papers' figures measured under it."""

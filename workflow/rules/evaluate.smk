@@ -2,14 +2,7 @@ from facevoice.evaluation.results import RESULTS_FORMAT
 
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings (EXTERNAL, common.smk).
-TRAINED = list(TRAIN["methods"])
-
-
-def methods_of(protocol):
-    """The methods a protocol evaluates: the trained ones, and the named embeddings that have a
-    file of its split (every one has a test file)."""
-    split = PROTOCOLS_RUN[protocol].split
-    return TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(split)]
+# (methods_of(protocol), common.smk: those a protocol evaluates)
 
 
 rule evaluate:

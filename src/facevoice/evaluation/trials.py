@@ -2,9 +2,9 @@
 
 ``facevoice trials --manifest M --split test --out DIR --seed N [--config config.yaml]``
 writes three Parquet files (plus a readable ``summary.json``) into DIR, using only the
-manifest rows of the requested split. Run it once for ``test`` (unseen-unheard: identities
-never seen in training) and once for ``seenheard`` (held-out videos of training
-identities); ``val`` lists are made on request (the trainer selects models on its own
+manifest rows of the requested split. The workflow runs it once per test protocol
+(``--protocol``: ``unseenunheard``, the ``test`` split, identities never seen in training;
+``seenheard``, held-out videos of training identities; or a declared one); ``val`` lists are made on request (the trainer selects models on its own
 subset of the validation identities).
 ``--import-pins PINDIR --pins-set {unseenunheard,seenheard}`` takes the verification trials
 from the official Learnable PINs lists instead (matching and retrieval are still generated).
