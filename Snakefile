@@ -41,8 +41,7 @@ rule all:
         rules.data_report.output,
         TRAIN_TARGETS,
         GENERATE_TARGETS,
-        expand(rules.trials.output, split=[UNSEEN_UNHEARD.split] + SEENHEARD_SPLITS),
-        rules.compare.output,
+        EVALUATION_TARGETS,
         FAME_TARGETS,
         # Every batch file as well. Snakemake plans a job whose output is missing only when a
         # target or a job that runs needs that output: a batch file deleted, or removed by

@@ -393,11 +393,11 @@ def test_evaluation_of_any_models_embeddings_and_what_reruns(videos_run):
     cfg_path.write_text(yaml.safe_dump(cfg))
     try:
         run(root)
-        res = __import__("json").loads((out / "evaluation" / "test" / "handmade.json").read_text())
+        res = __import__("json").loads((out / "evaluation" / "unseenunheard" / "handmade.json").read_text())
         assert set(res) >= {"verification", "matching", "retrieval"}
         assert res["verification"]["U"]["auc"] > 0.9  # a strong identity signal, written by hand
         assert res["verification"]["A"]["auc"] is None and res["verification"]["A"]["reason"]
-        tables = (out / "comparison" / "verification.md").read_text()
+        tables = (out / "comparison" / "unseenunheard" / "verification.md").read_text()
         assert "handmade" in tables and "reported" in tables
         # a table option changed: only the comparison is redone
         cfg["evaluation"]["compare"] = {"decimals": 1}
@@ -409,6 +409,50 @@ def test_evaluation_of_any_models_embeddings_and_what_reruns(videos_run):
         todo = pending(plan(root))
         assert {stage_of(f) for f in todo} == {"comparison", "evaluation"}
         assert not any("handmade" in f for f in todo)
+    finally:
+        cfg_path.write_text(original)
+
+
+def test_a_protocol_declared_in_the_config_runs_under_its_name(videos_run):
+    """A new protocol is one declaration in the config: female-only unseen-unheard (split test,
+    gender f) gets its trial lists, results, tables and plots under its name, no rule edited."""
+    import json
+
+    from facevoice.evaluation.compare import OUTPUTS
+    from facevoice.evaluation.protocol import read_trials
+
+    root, _ = videos_run
+    out = root / "results" / "mini"
+    manifest = pq.read_table(out / "shards" / "manifest.parquet").to_pandas()
+    test = manifest[manifest.split == "test"]
+    female = set(test.loc[test["gender"] == "f", "item"])
+    assert female  # (this tree's test identities are all female: test_trials checks what a filter leaves out)
+    cfg_path = root / "config.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    emb = str(synthetic_embeddings(test, root / "declared_test.parquet", 3.0, 7))
+    cfg["evaluation"].update(
+        embeddings={"handmade": {"test": emb}}, bootstrap={"n": 20, "seed": 0},
+        protocols=["unseenunheard", "femaleonly"],
+        declare=[{"name": "femaleonly", "title": "Female-only unseen-unheard", "split": "test",
+                  "description": "female test identities", "filter": {"gender": "f"}}])
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    try:
+        run(root)
+        retrieval = pq.read_table(out / "trials" / "femaleonly" / "retrieval.parquet").to_pandas()
+        assert set(retrieval["item"]) == female
+        meta = read_trials(out / "trials" / "femaleonly")["verification"][1]
+        assert meta["protocol"] == "femaleonly" and meta["filter"] == {"gender": ["f"]} and meta["split"] == "test"
+        res = json.loads((out / "evaluation" / "femaleonly" / "handmade.json").read_text())
+        assert set(res) >= {"verification", "matching", "retrieval"}
+        assert (out / "evaluation" / "femaleonly" / "handmade_roc.parquet").exists()
+        for name in OUTPUTS:
+            assert (out / "comparison" / "femaleonly" / name).stat().st_size > 0, name
+        md = (out / "comparison" / "femaleonly" / "verification.md").read_text()
+        assert md.startswith("### Female-only unseen-unheard: cross-modal verification")
+        assert "reported" not in md.split("Ours:")[0]  # no paper measured this protocol
+        both = pd.read_csv(out / "comparison" / "protocols.csv")
+        assert list(both["method"]) == ["handmade"] and "femaleonly_auc_U" in both.columns
     finally:
         cfg_path.write_text(original)
 
@@ -433,11 +477,11 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
             emb = pq.read_table(out / "embeddings" / method / f"{split}.parquet").to_pandas()
             assert set(emb["identity"]) == set(idents) and set(emb["modality"]) == {"face", "voice"}
         assert not (out / "embeddings" / method / "val.parquet").exists()  # model selection embeds val itself
-        for split in ("test", "seenheard"):
-            res = json.loads((out / "evaluation" / split / f"{method}.json").read_text())
+        for name in ("unseenunheard", "seenheard"):
+            res = json.loads((out / "evaluation" / name / f"{method}.json").read_text())
             assert 0.0 <= res["verification"]["U"]["auc"] <= 1.0
     assert not (out / "trials" / "val").exists()
-    for folder in ("comparison", "comparison/seenheard"):
+    for folder in ("comparison/unseenunheard", "comparison/seenheard"):
         table = pd.read_csv(out / folder / "verification.csv")
         assert set(table.loc[table["kind"] == "ours", "method"]) == {"dje", "chance"}
         assert (out / folder / "roc_U.png").stat().st_size > 1000
@@ -449,7 +493,8 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
     # the HTML report gathers every registered figure and table with its caption
     run(tmp_path, "--report", str(tmp_path / "report.html"))
     html = (tmp_path / "report.html").read_text(errors="replace")
-    for caption in ("Training of dje", "Cross-modal verification on the test identities", "ROC curves of every",
-                    "The seen-heard protocol: the same tables", "Both test protocols side by side",
+    for caption in ("Training of dje", "Unseen-unheard (test identities never seen in training): cross-modal verification",
+                    "ROC curves of every", "Seen-heard (held-out videos of training identities, never read in training): "
+                    "cross-modal verification", "The test protocols side by side",
                     "Data report of the preprocessing", "1:N matching accuracy against"):
         assert caption in html, caption

@@ -149,7 +149,7 @@ def same_outputs(a: Path, b: Path) -> list[str]:
         elif not pq.read_table(a / rel).equals(pq.read_table(b / rel)):
             diffs.append(f"{rel}: different content")
     for rel in ["report/identities.csv", "report/rejects.csv", "report/speech.csv",
-                *(p.relative_to(a) for p in sorted(a.glob("comparison/*.csv")))]:
+                *(p.relative_to(a) for p in sorted(a.glob("comparison/**/*.csv")))]:
         if (a / rel).read_text() != (b / rel).read_text():
             diffs.append(f"{rel}: different content")
     return diffs
@@ -167,13 +167,13 @@ def test_squeue_status_without_accounting(tmp_path):
         t0 = time.monotonic()
         out = finish(start(["-s", "Snakefile", "-d", str(root), "--configfile", str(root / "config.yaml"),
                             "--workflow-profile", "profiles/slurm", "--cores", "2", *FAST_POLL,
-                            "--slurm-status-command", "squeue", "compare"], env), HANG_S, "snakemake (squeue status)")
+                            "--slurm-status-command", "squeue", "results/tiny/comparison/unseenunheard/verification.md"], env), HANG_S, "snakemake (squeue status)")
         ids = slurm_ids(out)
         assert len(ids) == 1 and "rule_compare" in next(iter(ids.values())), out[-3000:]
         assert "Falling back to 'sacct'" not in out
         jobcomp = (tmp_path / "slurm" / "log" / "jobcomp.log").read_text()
         assert re.search(rf"JobId={next(iter(ids))} .*JobState=COMPLETED Partition=debug", jobcomp), jobcomp
-        assert (root / "results" / "tiny" / "comparison" / "verification.md").exists()
+        assert (root / "results" / "tiny" / "comparison" / "unseenunheard" / "verification.md").exists()
         print(f"squeue-mode run: {time.monotonic() - t0:.0f} s")
 
 

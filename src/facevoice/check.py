@@ -40,6 +40,7 @@ from facevoice.common.config import ConfigError, load_yaml, ordered, schema
 from facevoice.data.inputs import SEENHEARD, InputError, check_pins, list_clips
 from facevoice.data.layouts import path_problems, validate
 from facevoice.data.mavceleb import fame_languages
+from facevoice.evaluation.protocols import selected as selected_protocols
 
 
 def _fail(lines: list[str]) -> None:
@@ -92,6 +93,10 @@ def check_run(config: dict[str, Any], directory: str | Path | None = None,
     validate(config, schema_path)
     _fail(path_problems(config, directory))
     check_methods(config)
+    try:
+        selected_protocols(config["evaluation"])  # evaluation.protocols and evaluation.declare
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     with contextlib.chdir(directory or "."):
         try:
             check_pins(config)

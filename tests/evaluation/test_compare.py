@@ -14,7 +14,7 @@ from facevoice.evaluation import compare as C
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import protocol
 from facevoice.evaluation import trials as T
-from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD
+from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD, declared
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
 
 DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
@@ -103,11 +103,14 @@ def test_without_methods_writes_chance_and_reported_rows(tmp_path):
     md = (tmp_path / "verification.md").read_text()
     assert "| 50.0 |" in md
     assert "85.03" in md  # a reported figure keeps its own digits
-    assert not (tmp_path / C.SEENHEARD_DIR).exists()
-    # --seenheard: the seen-heard tables and the side-by-side table exist without any result
-    assert C.main(["--out", str(tmp_path), "--seenheard"]) == 0
-    assert all((tmp_path / C.SEENHEARD_DIR / f).exists() for f in C.OUTPUTS)
-    assert "| **" not in (tmp_path / "protocols.md").read_text()  # no method row
+    assert not (tmp_path / "seenheard").exists()
+    # --protocol seenheard: its tables, and the side-by-side table, exist without any result
+    assert C.main(["--out", str(tmp_path / "seenheard"), "--protocol", "seenheard"]) == 0
+    assert all((tmp_path / "seenheard" / f).exists() for f in C.OUTPUTS)
+    md, csv_path = tmp_path / "side.md", tmp_path / "side.csv"
+    assert C.main(["--table", str(md), str(csv_path), "--protocol", "unseenunheard", "--results",
+                   "--protocol", "seenheard", "--results"]) == 0
+    assert "| **" not in md.read_text() and csv_path.exists()  # no method row
 
 
 def test_reference_yaml_matches_methods_md():
@@ -138,16 +141,18 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
     d, names = results
     uu = [str(d / f"{n}.json") for n in names]
     sh = [str(d / f"{n}.json") for n in reversed(names)]  # any results stand in for the seen-heard ones
-    args = ["--results", *uu, "--seenheard-results", *sh, "--seenheard-roc",
-            *[str(d / f"{n}_roc.parquet") for n in names], "--out", str(tmp_path)]
-    assert C.main(args) == 0
+    assert C.main(["--results", *uu, "--out", str(tmp_path / "unseenunheard")]) == 0
+    assert C.main(["--protocol", "seenheard", "--results", *sh, "--roc", *[str(d / f"{n}_roc.parquet") for n in names],
+                   "--out", str(tmp_path / "seenheard")]) == 0
+    assert C.main(["--table", str(tmp_path / "protocols.md"), str(tmp_path / "protocols.csv"),
+                   "--protocol", "unseenunheard", "--results", *uu, "--protocol", "seenheard", "--results", *sh]) == 0
     for f in C.OUTPUTS:
-        assert (tmp_path / C.SEENHEARD_DIR / f).stat().st_size > 0, f
-    md = (tmp_path / C.SEENHEARD_DIR / "verification.md").read_text()
+        assert (tmp_path / "seenheard" / f).stat().st_size > 0, f
+    md = (tmp_path / "seenheard" / "verification.md").read_text()
     assert md.startswith("### Seen-heard: cross-modal verification")
     assert "reported:" not in md  # the papers' figures are unseen-unheard: never under seen-heard
-    assert "reported: Wang et al. 2020" in (tmp_path / "verification.md").read_text()
-    assert "No seen-heard figure of the seeds or the baselines" in (tmp_path / C.SEENHEARD_DIR / "tables.md").read_text()
+    assert "reported: Wang et al. 2020" in (tmp_path / "unseenunheard" / "verification.md").read_text()
+    assert "No seen-heard figure of the seeds or the baselines" in (tmp_path / "seenheard" / "tables.md").read_text()
     rows = list(csv.DictReader(open(tmp_path / "protocols.csv")))
     assert [r["method"] for r in rows] == names
     for r in rows:
@@ -352,7 +357,8 @@ def test_compare_takes_the_complete_compare_section(tmp_path):
     with pytest.raises(ConfigError, match="evaluation.compare.n_values"):
         C.compare([], tmp_path / "a", partial)
     with pytest.raises(ConfigError, match="evaluation.compare.decimals"):
-        C.protocols_table({"unseenunheard": []}, tmp_path, {"show_ci": True, "reference": True, "n_values": [2]})
+        C.protocols_table({"unseenunheard": []}, tmp_path / "p.md", tmp_path / "p.csv",
+                          {"show_ci": True, "reference": True, "n_values": [2]})
     assert not hasattr(C, "COMPARE_DEFAULTS")
 
 
@@ -394,13 +400,12 @@ def test_every_title_and_heading_names_its_protocol(results, tmp_path):
     d, names = results
     files = [str(d / f"{n}.json") for n in names]
     rocs = [str(d / f"{n}_roc.parquet") for n in names]
-    assert C.main(["--results", *files, "--roc", *rocs, "--seenheard-results", *files,
-                   "--seenheard-roc", *rocs, "--out", str(tmp_path)]) == 0
+    for p in PROTOCOLS:
+        assert C.main(["--protocol", p, "--results", *files, "--roc", *rocs, "--out", str(tmp_path / p)]) == 0
     res, papers, rocs = C.load_results(files), C.load_reference(baselines=True), C.load_rocs(rocs)
     for p in PROTOCOLS.values():
-        folder = tmp_path / p.folder
-        headings = [ln for f in folder.glob("*.md") if f.name not in C.PROTOCOLS_TABLE
-                    for ln in f.read_text().splitlines() if ln.startswith("#")]
+        folder = tmp_path / p.name
+        headings = [ln for f in folder.glob("*.md") for ln in f.read_text().splitlines() if ln.startswith("#")]
         headings += [ln for f in folder.glob("*.tex") for ln in f.read_text().splitlines() if "\\caption" in ln]
         assert len(headings) >= len(C.TABLES) * 3 + 1, p.name  # each table in .md, .tex, tables.md; tables.md's
         for h in headings:
@@ -417,7 +422,7 @@ def test_every_title_and_heading_names_its_protocol(results, tmp_path):
         for t in titles:
             assert p.heading in t, (p.name, t)
     other = {p.name: [q.title for q in PROTOCOLS.values() if q is not p] for p in PROTOCOLS.values()}
-    uu = (tmp_path / "verification.md").read_text().splitlines()[0]
+    uu = (tmp_path / "unseenunheard" / "verification.md").read_text().splitlines()[0]
     assert not any(t in uu for t in other[UNSEEN_UNHEARD.name])
 
 
@@ -439,9 +444,9 @@ def test_a_seenheard_reported_figure_appears_under_seenheard_only(results, tmp_p
     ref = tmp_path / "reference.yaml"
     ref.write_text(SH_REFERENCE)
     files = [str(d / f"{n}.json") for n in names]
-    assert C.main(["--results", *files, "--seenheard-results", *files, "--reference", str(ref),
-                   "--out", str(tmp_path / "out")]) == 0
-    uu, sh = tmp_path / "out", tmp_path / "out" / SEEN_HEARD.folder
+    uu, sh = tmp_path / "out" / "unseenunheard", tmp_path / "out" / "seenheard"
+    for p, folder in ((UNSEEN_UNHEARD, uu), (SEEN_HEARD, sh)):
+        assert C.main(["--protocol", p.name, "--results", *files, "--reference", str(ref), "--out", str(folder)]) == 0
     assert "91.75" in (sh / "verification.md").read_text() and "71.25" not in (sh / "verification.md").read_text()
     assert "71.25" in (uu / "verification.md").read_text() and "91.75" not in (uu / "verification.md").read_text()
     assert "88.50" in (sh / "matching_1v2.md").read_text() and "70.50" in (sh / "matching_1vN.md").read_text()
@@ -461,3 +466,31 @@ def test_a_reported_figure_of_no_protocol_is_refused(results, tmp_path, capsys):
     assert C.main(["--results", str(d / "alpha.json"), "--reference", str(ref), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "test_set 'seen-heard'" in err and "unseenunheard, seenheard" in err and "Table 9" in err
+
+
+FEMALE = {"name": "female", "title": "Female-only", "split": "test", "description": "female test identities",
+          "filter": {"gender": "f"}, "test_set": None}
+
+
+def test_a_declared_protocol_is_compared_under_its_title_with_no_reported_row_unless_it_names_its_test_set(
+        results, tmp_path, capsys):
+    d, names = results
+    files = [str(d / f"{n}.json") for n in names]
+    params = json.dumps({"declare": [FEMALE]})
+    assert C.main(["--protocol", "female", "--results", *files, "--params", params, "--out", str(tmp_path / "f")]) == 0
+    md = (tmp_path / "f" / "verification.md").read_text()
+    assert md.startswith("### Female-only: cross-modal verification") and "reported" not in md.split("Ours:")[0]
+    assert "Female-only (female test identities)" in (tmp_path / "f" / "tables.md").read_text()
+    # naming a test_set: that protocol's reported figures
+    params = json.dumps({"declare": [{**FEMALE, "test_set": "unseenunheard"}]})
+    assert C.main(["--protocol", "female", "--results", *files, "--params", params, "--out", str(tmp_path / "g")]) == 0
+    assert "reported: Wang et al. 2020" in (tmp_path / "g" / "verification.md").read_text()
+    # the side-by-side table names its columns after the declared protocol
+    assert C.main(["--table", str(tmp_path / "t.md"), str(tmp_path / "t.csv"), "--params", params,
+                   "--protocol", "unseenunheard", "--results", *files, "--protocol", "female", "--results", *files]) == 0
+    assert "Female-only AUC U (%)" in (tmp_path / "t.md").read_text()
+    assert "female_auc_U" in (tmp_path / "t.csv").read_text()
+    # a protocol no declaration names: the reason and the choices
+    assert C.main(["--protocol", "male", "--out", str(tmp_path / "m")]) == 1
+    assert "no protocol 'male' (known: unseenunheard, seenheard" in capsys.readouterr().err
+    assert set(declared({"declare": [FEMALE]})) == {"unseenunheard", "seenheard", "female"}

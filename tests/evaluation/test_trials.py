@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -284,3 +286,28 @@ def test_seenheard_lists_use_held_out_videos_of_training_identities(manifest):
     bad.loc[bad["split"] == "seenheard", "identity"] = bad.loc[bad["split"] == "test", "identity"].iloc[0]
     with pytest.raises(ValueError, match=r"also appear in other splits"):
         T.split_rows(bad, "seenheard")
+
+
+def test_a_declared_protocol_draws_its_splits_items_that_its_filter_keeps(manifest, tmp_path, capsys):
+    mpath = tmp_path / "manifest.parquet"
+    manifest.to_parquet(mpath)
+    female = {"name": "female", "title": "Female-only", "split": "test", "description": "female test identities",
+              "filter": {"gender": "f"}}
+    params = json.dumps({"verification": {"n_trials": 100}, "matching": {"n_trials": 20}, "declare": [female]})
+    assert T.main(["--manifest", str(mpath), "--protocol", "female", "--out", str(tmp_path / "f"),
+                   "--params", params]) == 0
+    test = manifest[manifest["split"] == "test"]
+    kept = test[test["gender"] == "f"]
+    assert 0 < len(kept) < len(test)  # the filter leaves some test items out
+    retrieval, meta = protocol.read_trials(tmp_path / "f")["retrieval"]
+    assert set(retrieval["item"]) == set(kept["item"]) and meta["protocol"] == "female"
+    assert meta["filter"] == {"gender": ["f"]} and meta["split"] == "test"
+    assert meta["manifest"]["sha256"] == T.manifest_sha256(kept)[0]
+    # a filter that keeps nothing: the values there are; a built-in name: its whole split
+    none = json.dumps({"declare": [{**female, "filter": {"gender": "x"}}]})
+    assert T.main(["--manifest", str(mpath), "--protocol", "female", "--out", str(tmp_path / "x"),
+                   "--params", none]) == 2
+    assert "no item of this split has gender in ['x']" in capsys.readouterr().err
+    assert T.main(["--manifest", str(mpath), "--protocol", "unseenunheard", "--out", str(tmp_path / "u"),
+                   "--params", params]) == 0
+    assert protocol.read_trials(tmp_path / "u")["retrieval"][1]["manifest"]["rows"] == len(test)

@@ -34,7 +34,7 @@ from facevoice.data.inputs import (  # noqa: E402
     shard_plan,
     shard_relpath,
 )
-from facevoice.evaluation.protocols import SEEN_HEARD, UNSEEN_UNHEARD, of_output, tested_splits  # noqa: E402
+from facevoice.evaluation.protocols import selected as selected_protocols  # noqa: E402
 
 try:
     CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -191,10 +191,6 @@ def shard_inputs(wildcards):
 HELDOUT = {}  # identity -> its held-out videos ("identity/video")
 for _ident, _video in sorted(set(zip(*(CLIPS.loc[CLIPS["split"] == SEENHEARD, c] for c in ("identity", "video"))))):
     HELDOUT.setdefault(_ident, []).append(f"{_ident}/{_video}")
-SEENHEARD_SPLITS = [SEEN_HEARD.split] if HELDOUT else []
-# The splits of the trials and evaluate rules: val (model selection) and each test protocol's
-# (facevoice.evaluation.protocols): "val|test|seenheard".
-EVAL_SPLITS = "|".join(["val"] + tested_splits())
 
 
 def shard_heldout(wildcards):
@@ -221,6 +217,21 @@ EVAL = config["evaluation"]
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings.
 EXTERNAL = EVAL["embeddings"]
+TRAINED = list(TRAIN["methods"])
+
+# The test protocols run (facevoice.evaluation.protocols): those evaluation.protocols names
+# (built-in or declared under evaluation.declare) whose split has items; each one is the
+# {protocol} wildcard of trials/, evaluation/ and comparison/. Seen-heard has items only when
+# videos are held out (seenheard.videos).
+PROTOCOLS_RUN = {}  # name -> Protocol
+for _p in selected_protocols(EVAL):  # checked by check_run above
+    if _p.split in set(CLIPS["split"]):
+        PROTOCOLS_RUN[_p.name] = _p
+    else:
+        logger.info(f"protocol {_p.name}: split {_p.split} has no item, not evaluated")
+# the splits they test: the embeddings each trained method makes (train.smk)
+PROTOCOL_SPLITS = list(dict.fromkeys(p.split for p in PROTOCOLS_RUN.values()))
+PROTOCOL_NAMES = "|".join(PROTOCOLS_RUN) or "(?!)"  # the {protocol} wildcard's values
 
 
 def eval_params(*keys):
@@ -228,26 +239,59 @@ def eval_params(*keys):
     return json.dumps({k: EVAL[k] for k in keys}, sort_keys=True)
 
 
+def protocol_params(*keys):
+    """A params function: some keys of the evaluation: section and the declaration of the job's
+    protocol(s) (evaluation.declare; none for a built-in), as the JSON a stage reads. Only that
+    protocol's entry: declaring another one re-runs nothing."""
+
+    def params(wildcards):
+        names = [wildcards.protocol] if "protocol" in wildcards.keys() else list(PROTOCOLS_RUN)
+        declare = [d for d in EVAL["declare"] if d["name"] in names]
+        return json.dumps({**{k: EVAL[k] for k in keys}, "declare": declare}, sort_keys=True)
+
+    return params
+
+
 def pins_args(wildcards):
-    """--import-pins arguments of the trials jobs (evaluation.pins: its dir, and the set of the split)."""
+    """--import-pins arguments of the trials jobs (evaluation.pins: its dir, and the protocol's set:
+    a built-in protocol's, when evaluation.pins.sets names it)."""
     pins = EVAL["pins"]
-    pins_set = PINS_SETS.get(wildcards.split)
+    pins_set = PROTOCOLS_RUN[wildcards.protocol].pins_set
     if not pins["dir"] or pins_set not in pins["sets"]:
         return ""
     return f"--import-pins {shlex.quote(pins['dir'])} --pins-set {pins_set}"
 
 
+def methods_of(protocol):
+    """The methods a protocol evaluates: the trained ones (train.methods), and the embeddings named
+    in evaluation.embeddings that have a file of its split (every one has a test file)."""
+    split = PROTOCOLS_RUN[protocol].split
+    return TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(split)]
+
+
+def protocol_files(kind):
+    """An input function: the evaluate rule's `kind` file of every method the job's protocol evaluates."""
+    return lambda w: expand(getattr(rules.evaluate.output, kind), protocol=w.protocol, method=methods_of(w.protocol))
+
+
+def quoted(files):
+    """Files as shell arguments."""
+    return " ".join(shlex.quote(f) for f in files)
+
+
 def embeddings_of(wildcards):
-    """Input function of the evaluate rule (our embeddings of a method, or the named file)."""
+    """Input function of the evaluate rule: the embeddings of the split the protocol tests (ours of
+    a method, or the named file)."""
+    split = PROTOCOLS_RUN[wildcards.protocol].split
     if wildcards.method in EXTERNAL:
-        path = EXTERNAL[wildcards.method].get(wildcards.split)
+        path = EXTERNAL[wildcards.method].get(split)
         if not path:
             raise WorkflowError(
-                f"evaluation.embeddings.{wildcards.method} has no '{wildcards.split}' file: "
-                f"add {wildcards.split}: path/to/embeddings.parquet"
+                f"evaluation.embeddings.{wildcards.method} has no '{split}' file: "
+                f"add {split}: path/to/embeddings.parquet"
             )
         return path
-    return f"{OUT}/embeddings/{wildcards.method}/{wildcards.split}.parquet"
+    return f"{OUT}/embeddings/{wildcards.method}/{split}.parquet"
 
 
 def parent_of(kind, name=0):
@@ -268,9 +312,9 @@ def parent_of(kind, name=0):
 
 
 def comparison_caption(name):
-    """The caption (workflow/report/) of one comparison output, by its protocol's folder (its
-    declared caption, facevoice.evaluation.protocols) and kind."""
+    """The caption (workflow/report/) of one comparison output, by its kind (a caption names the
+    job's protocol through its params: heading)."""
     kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"),
              ("matching", "matching"), ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
     kind = next(k for prefix, k in kinds if name.rsplit("/", 1)[-1].startswith(prefix))
-    return f"../report/{of_output(name).caption.format(kind=kind)}"
+    return f"../report/comparison_{kind}.rst"

@@ -1,40 +1,65 @@
-from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS, PROTOCOLS_TABLE
+from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS
 
-# With held-out videos (seenheard.videos), the seen-heard protocol's tables go beside the
-# unseen-unheard ones: in its folder (comparison/seenheard/), and both side by side in
-# comparison/protocols.*
-SEENHEARD_OUTPUTS = (
-    [f"{SEEN_HEARD.folder}/{name}" for name in COMPARE_OUTPUTS] + list(PROTOCOLS_TABLE) if SEENHEARD_SPLITS else []
-)
+# One comparison per test protocol (comparison/<protocol>/), and, with two protocols or more,
+# all of them side by side (comparison/protocols.md, .csv).
 
 
 rule compare:
-    """Tables (Markdown, CSV, LaTeX) and plots of every evaluated method, beside the papers' figures."""
+    """One protocol's tables (Markdown, CSV, LaTeX) and plots of every method it evaluates, beside the
+    papers' figures measured under it."""
     input:
-        results=expand(f"{OUT}/evaluation/{UNSEEN_UNHEARD.split}/{{method}}.json", method=METHODS),
-        rocs=expand(f"{OUT}/evaluation/{UNSEEN_UNHEARD.split}/{{method}}_roc.parquet", method=METHODS),
-        sh_results=expand(f"{OUT}/evaluation/{{split}}/{{method}}.json", method=SEENHEARD_METHODS,
-                          split=SEENHEARD_SPLITS),
-        sh_rocs=expand(f"{OUT}/evaluation/{{split}}/{{method}}_roc.parquet", method=SEENHEARD_METHODS,
-                       split=SEENHEARD_SPLITS),
+        results=protocol_files("json"),
+        rocs=protocol_files("roc"),
     output:
         [
-            report(f"{OUT}/comparison/{name}", caption=comparison_caption(name), category="Evaluation",
-                   labels={"file": name})
-            for name in COMPARE_OUTPUTS + SEENHEARD_OUTPUTS
+            report(f"{OUT}/comparison/{{protocol}}/{name}", caption=comparison_caption(name), category="Evaluation",
+                   subcategory="{protocol}", labels={"protocol": "{protocol}", "file": name})
+            for name in COMPARE_OUTPUTS
         ],
+    wildcard_constraints:
+        protocol=PROTOCOL_NAMES,
     params:
         out=parent_of("output"),
-        cfg=eval_params("compare"),
-        results=lambda w, input: f"--results {' '.join(shlex.quote(p) for p in input.results)}" if input.results else "",
-        rocs=lambda w, input: f"--roc {' '.join(shlex.quote(p) for p in input.rocs)}" if input.rocs else "",
-        sh=lambda w, input: ("--seenheard" if SEENHEARD_SPLITS else "") + (
-            f" --seenheard-results {' '.join(shlex.quote(p) for p in input.sh_results)}"
-            f" --seenheard-roc {' '.join(shlex.quote(p) for p in input.sh_rocs)}" if input.sh_results else ""),
+        heading=lambda w: PROTOCOLS_RUN[w.protocol].heading,  # the report captions name it
+        cfg=protocol_params("compare"),
+        results=lambda w, input: f"--results {quoted(input.results)}" if input.results else "",
+        rocs=lambda w, input: f"--roc {quoted(input.rocs)}" if input.rocs else "",
     log:
-        f"{OUT}/logs/compare.log",
+        f"{OUT}/logs/compare/{{protocol}}.log",
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.results} {params.rocs} {params.sh} --out {params.out:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare --protocol {wildcards.protocol} {params.results}"
+        " {params.rocs} --out {params.out:q} --params {params.cfg:q} 2> {log:q}"
+
+
+rule protocols_table:
+    """Every protocol run side by side: AUC, EER, minDCF and 1:2 matching of stratum U per method."""
+    input:
+        [f for p in PROTOCOLS_RUN for f in expand(rules.evaluate.output.json, protocol=p, method=methods_of(p))],
+    output:
+        md=report(f"{OUT}/comparison/protocols.md", caption=comparison_caption("protocols.md"),
+                  category="Evaluation", labels={"file": "protocols.md"}),
+        csv=report(f"{OUT}/comparison/protocols.csv", caption=comparison_caption("protocols.csv"),
+                   category="Evaluation", labels={"file": "protocols.csv"}),
+    params:
+        cfg=protocol_params("compare"),
+        protocols=lambda w: " ".join(
+            f"--protocol {p} --results {quoted(expand(rules.evaluate.output.json, protocol=p, method=methods_of(p)))}"
+            for p in PROTOCOLS_RUN
+        ),
+    log:
+        f"{OUT}/logs/compare/protocols.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    shell:
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.protocols} --table {output.md:q} {output.csv:q}"
         " --params {params.cfg:q} 2> {log:q}"
+
+
+# rule all's evaluation targets
+EVALUATION_TARGETS = expand(rules.trials.output, protocol=list(PROTOCOLS_RUN)) + expand(
+    rules.compare.output, protocol=list(PROTOCOLS_RUN)
+)
+if len(PROTOCOLS_RUN) > 1:
+    EVALUATION_TARGETS += rules.protocols_table.output

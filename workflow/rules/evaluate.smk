@@ -2,22 +2,19 @@ from facevoice.evaluation.results import RESULTS_FORMAT
 
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
 # evaluation.embeddings (EXTERNAL, common.smk).
-TRAINED = list(TRAIN["methods"])
-METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED]
-# seen-heard: the trained methods, and the named embeddings that have a seenheard file
-SEENHEARD_METHODS = TRAINED + [m for m in EXTERNAL if m not in TRAINED and EXTERNAL[m].get(SEEN_HEARD.split)]
+# (methods_of(protocol), common.smk: those a protocol evaluates)
 
 
 rule evaluate:
-    """Every protocol on one method's embeddings: verification, 1:2 and 1:N matching, retrieval."""
+    """One test protocol on one method's embeddings: verification, 1:2 and 1:N matching, retrieval."""
     input:
         embeddings=embeddings_of,
         trials=rules.trials.output,
     output:
-        json=f"{OUT}/evaluation/{{split}}/{{method}}.json",
-        roc=f"{OUT}/evaluation/{{split}}/{{method}}_roc.parquet",
+        json=f"{OUT}/evaluation/{{protocol}}/{{method}}.json",
+        roc=f"{OUT}/evaluation/{{protocol}}/{{method}}_roc.parquet",
     wildcard_constraints:
-        split=EVAL_SPLITS,
+        protocol=PROTOCOL_NAMES,
         method=r"[A-Za-z0-9_.-]+",
     params:
         trials=parent_of("input", "trials"),
@@ -26,7 +23,7 @@ rule evaluate:
         # (Snakemake's params trigger), so that compare never meets a file of the old format
         results_format=RESULTS_FORMAT,
     log:
-        f"{OUT}/logs/evaluate/{{split}}/{{method}}.log",
+        f"{OUT}/logs/evaluate/{{protocol}}/{{method}}.log",
     conda:
         "../../envs/evaluate.yaml"
     shell:

@@ -7,10 +7,10 @@
 # A method, or an ablation "method-variant" (`facevoice train --list`); evaluate.smk
 # evaluates the same list.
 TRAIN_METHODS = list(TRAIN["methods"])
-# The splits the evaluation reads. Validation embeddings are not built by default: model
+# The splits the evaluation reads (the test protocols' run, common.smk). Validation embeddings are not built by default: model
 # selection embeds the validation identities inside the train job; request
 # embeddings/<method>/val.parquet by name for your own use.
-EMBED_SPLITS = [UNSEEN_UNHEARD.split] + SEENHEARD_SPLITS
+EMBED_SPLITS = PROTOCOL_SPLITS
 TRAIN_DIR = f"{OUT}/train/{{method}}"
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 

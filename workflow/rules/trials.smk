@@ -1,27 +1,27 @@
 rule trials:
-    """Seeded trial lists of one split: test (unseen-unheard), seenheard (held-out videos of
-    training identities), or val (model selection)."""
+    """Seeded trial lists of one test protocol (facevoice.evaluation.protocols): its split's items
+    that its filter keeps (val lists, for model selection, are drawn inside the train job)."""
     input:
         manifest=rules.manifest.output[0],
     output:
         multiext(
-            f"{OUT}/trials/{{split}}/",
+            f"{OUT}/trials/{{protocol}}/",
             "verification.parquet",
             "matching.parquet",
             "retrieval.parquet",
             "summary.json",
         ),
     wildcard_constraints:
-        split=EVAL_SPLITS,
+        protocol=PROTOCOL_NAMES,
     params:
         out=parent_of("output"),
         seed=EVAL["seed"],
-        cfg=eval_params("verification", "matching", "retrieval", "age_cuts"),
+        cfg=protocol_params("verification", "matching", "retrieval", "age_cuts"),
         pins=pins_args,
     log:
-        f"{OUT}/logs/trials/{{split}}.log",
+        f"{OUT}/logs/trials/{{protocol}}.log",
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.trials --manifest {input.manifest:q} --split {wildcards.split}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.trials --manifest {input.manifest:q} --protocol {wildcards.protocol}"
         " --out {params.out:q} --seed {params.seed} --params {params.cfg:q} {params.pins} 2> {log:q}"

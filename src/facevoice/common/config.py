@@ -77,7 +77,7 @@ def fill(sub: dict[str, Any], instance: Any) -> Any:
     """Set every absent key of ``instance`` that schema ``sub`` gives a default, in place,
     section by section (a section's ``default: {}``, then its own keys' defaults); returns it.
 
-    Only ``properties`` are followed (never ``if``/``anyOf`` branches), before any check, so
+    Only ``properties`` and a list's ``items`` are followed (never ``if``/``anyOf`` branches), before any check, so
     the checks see the complete config whatever the order of the schema's keywords.
     """
     if isinstance(instance, dict):
@@ -86,6 +86,9 @@ def fill(sub: dict[str, Any], instance: Any) -> Any:
                 instance[key] = copy.deepcopy(s["default"])
             if key in instance:
                 fill(s, instance[key])
+    elif isinstance(instance, list) and isinstance(sub.get("items"), dict):
+        for item in instance:  # a list of sections (e.g. evaluation.declare): each one completed
+            fill(sub["items"], item)
     return instance
 
 

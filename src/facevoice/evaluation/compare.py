@@ -1,13 +1,10 @@
 """Comparison tables and plots for every evaluated method, beside the papers' figures.
 
-``facevoice compare --results a.json b.json ... [--roc a.parquet b.parquet ...] --out DIR``
-``[--seenheard-results c.json ... --seenheard-roc c.parquet ...]``
+``facevoice compare [--protocol NAME] --results a.json b.json ... [--roc a.parquet b.parquet ...] --out DIR``
 
-Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables of the unseen-unheard protocol
-(test identities never seen in training); with ``--seenheard-results``, the same files for
-the seen-heard protocol (held-out videos of training identities) into its folder in DIR, and
-both protocols side by side (AUC, EER, minDCF and 1:2 matching of stratum U, one row per
-method) in ``DIR/protocols.md`` and ``.csv``:
+Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables and plots of one protocol
+(:mod:`facevoice.evaluation.protocols`; default unseen-unheard, test identities never seen in
+training; a declared one is read from ``evaluation.declare`` of --config/--params):
 
 * ``verification.{md,csv,tex}``: AUC, EER and minDCF by stratum (U, G, N, A, GNA);
 * ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
@@ -35,6 +32,10 @@ hold), and the notes under each table say why; for the papers, a figure they do 
 Results are read through :mod:`facevoice.evaluation.results`: a file with a missing, renamed
 or unknown key is refused with the key and the file, never shown as a dash.
 
+``facevoice compare --table protocols.md protocols.csv --protocol A --results a1.json ... --protocol B
+--results b1.json ...`` writes the protocols side by side instead (AUC, EER, minDCF and 1:2
+matching of stratum U, one row per method), into exactly those two files.
+
 ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
 method name in their metadata.
 
@@ -58,13 +59,11 @@ import numpy as np
 from facevoice.common.config import check_section
 from facevoice.common.io import atomic_path, read_parquet, write_text
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config
-from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD, Protocol, figure_test_set
+from facevoice.evaluation.protocols import PROTOCOLS, UNSEEN_UNHEARD, Protocol, figure_test_set, resolve
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
 from facevoice.evaluation.results import load as load_result
 
-#: The test protocols (:mod:`facevoice.evaluation.protocols`): each one's title, split,
-#: reported figures and comparison folder.
-SEENHEARD_DIR = SEEN_HEARD.folder  # the seen-heard tables' folder, inside the comparison folder
+#: The usual names of the protocols side by side (the workflow's comparison/protocols.*)
 PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
 
@@ -672,17 +671,20 @@ PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "ee
                     ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
 
 
-def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config: dict) -> list[Path]:
-    """The two protocols side by side, one row per method: ``protocols.md`` and ``.csv``.
+def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLike, csv_path: str | os.PathLike,
+                    config: dict) -> list[Path]:
+    """The protocols side by side, one row per method, into the files ``md`` and ``csv_path``.
 
-    ``by_protocol`` maps a protocol's name (:data:`PROTOCOLS`) to its results files; ``config``:
-    the complete ``evaluation.compare`` section.
+    ``by_protocol`` maps a protocol (a :data:`PROTOCOLS` name or a declaration) to its results
+    files, in column order; ``config``: the complete ``evaluation.compare`` section.
     """
     cfg = check_section("evaluation.compare", config)
-    results = {p: {r.name: r for r in load_results(paths)} for p, paths in by_protocol.items()}
+    protos = {(PROTOCOLS[k] if isinstance(k, str) else k).name: (PROTOCOLS[k] if isinstance(k, str) else k)
+              for k in by_protocol}
+    results = {name: {r.name: r for r in load_results(paths)} for name, paths in zip(protos, by_protocol.values())}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
-    cols = [(p, table, key, f"{PROTOCOLS[p].title} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
-    lines = ["### Both protocols: verification and 1:2 matching, stratum U", "",
+    cols = [(p, table, key, f"{protos[p].title} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
+    lines = ["### The protocols side by side: verification and 1:2 matching, stratum U", "",
              "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     table_rows = []
     for m in methods:
@@ -690,37 +692,49 @@ def protocols_table(by_protocol: dict[str, list], out: str | os.PathLike, config
                  for p, table, key, _ in cols}
         lines.append(f"| **{m}** | " + " | ".join(_fmt(c, cfg) for c in cells.values()) + " |")
         table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
-    lines += ["", " ".join(f"{PROTOCOLS[p].title}: {PROTOCOLS[p].description}." for p in results)
+    lines += ["", " ".join(f"{protos[p].title}: {protos[p].description}." for p in results)
               + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
               "EER 50, minDCF 1, 1:2 50."]
-    out = Path(out)
-    write_text(out / PROTOCOLS_TABLE[0], "\n".join(lines) + "\n")
-    write_text(out / PROTOCOLS_TABLE[1], render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
-    return [out / name for name in PROTOCOLS_TABLE]
+    write_text(md, "\n".join(lines) + "\n")
+    write_text(csv_path, render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
+    return [Path(md), Path(csv_path)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="facevoice compare",
                                 description="comparison tables and plots (see facevoice.evaluation.compare)")
-    p.add_argument("--results", nargs="*", default=[],
+    p.add_argument("--protocol", action="append", default=[],
+                   help=f"the protocol compared ({', '.join(PROTOCOLS)} or a name of evaluation.declare; default "
+                        f"{UNSEEN_UNHEARD.name}); with --table, once before each one's --results")
+    p.add_argument("--results", nargs="*", action="append", default=[],
                    help="results JSON of each method (none: chance and reported rows only)")
     p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
-    p.add_argument("--seenheard", action="store_true",
-                   help=f"also write the seen-heard tables (OUT/{SEEN_HEARD.folder}/) and both protocols side by side "
-                        "(OUT/protocols.{md,csv}), even with no seen-heard results (chance rows only)")
-    p.add_argument("--seenheard-results", nargs="*", default=[],
-                   help="results JSON of the seen-heard protocol (implies --seenheard)")
-    p.add_argument("--seenheard-roc", nargs="*", default=[], help="ROC Parquet of the seen-heard results")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--config", default=None, help="config.yaml (its evaluation.compare section)")
+    p.add_argument("--out", default=None, help="output folder (the protocol's tables and plots)")
+    p.add_argument("--table", nargs=2, default=None, metavar=("MD", "CSV"),
+                   help="write the protocols side by side into these two files instead")
+    p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
     p.add_argument("--params", default=None,
                    help='JSON mapping over --config, e.g. \'{"compare": {"decimals": 1}}\'')
     p.add_argument("--reference", default=None, help="reference figures YAML (default: packaged)")
     p.add_argument("--no-reference", action="store_true", help="leave out the papers' rows")
     p.add_argument("--decimals", type=int, default=None)
     p.add_argument("--no-ci", action="store_true", help="leave intervals out of Markdown/LaTeX")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     a = p.parse_args(argv)
-    cfg = load_config(a.config, a.params)["compare"]  # completed from the schema
+    if (a.out is None) == (a.table is None):
+        p.error("give --out DIR (one protocol's tables) or --table MD CSV (the protocols side by side)")
+    names = a.protocol or [UNSEEN_UNHEARD.name]
+    if a.table and len(a.results) != len(names):
+        p.error(f"--table: give one --results list after each --protocol ({len(names)} protocols, "
+                f"{len(a.results)} --results)")
+    if a.out and len(names) > 1:
+        p.error("--out writes one protocol's tables: give one --protocol (or --table MD CSV)")
+    evaluation = load_config(a.config, a.params)  # completed from the schema
+    cfg = evaluation["compare"]
     if a.decimals is not None:
         cfg["decimals"] = a.decimals
     if a.no_ci:
@@ -728,17 +742,17 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_reference:
         cfg["reference"] = False
     try:
-        written = compare(a.results, a.out, cfg, a.roc, a.reference)
-        if a.seenheard or a.seenheard_results:
-            written += compare(a.seenheard_results, Path(a.out) / SEEN_HEARD.folder, cfg, a.seenheard_roc,
-                               a.reference, protocol=SEEN_HEARD)
-            written += protocols_table({UNSEEN_UNHEARD.name: a.results, SEEN_HEARD.name: a.seenheard_results},
-                                       a.out, cfg)
+        protos = [resolve(n, evaluation) for n in names]
+        if a.table:
+            written = protocols_table(dict(zip(protos, a.results)), a.table[0], a.table[1], cfg)
+        else:
+            results = [f for group in a.results for f in group]
+            written = compare(results, a.out, cfg, a.roc, a.reference, protocol=protos[0])
     except (ResultsError, ValueError) as exc:  # a results file that breaks the format (its name and the key),
-        # a reference figure of no protocol, two results of one name: the reason, no traceback
+        # a reference figure or a protocol of no declaration, two results of one name: the reason, no traceback
         print(f"[compare] {exc}", file=sys.stderr)
         return 1
-    print(f"[compare] wrote {len(written)} files to {a.out}", file=sys.stderr)
+    print(f"[compare] wrote {len(written)} files", file=sys.stderr)
     return 0
 
 

@@ -2,15 +2,19 @@
 
 ``facevoice trials --manifest M --split test --out DIR --seed N [--config config.yaml]``
 writes three Parquet files (plus a readable ``summary.json``) into DIR, using only the
-manifest rows of the requested split. Run it once for ``test`` (unseen-unheard: identities
-never seen in training) and once for ``seenheard`` (held-out videos of training
-identities); ``val`` lists are made on request (the trainer selects models on its own
+manifest rows of the requested split. The workflow runs it once per test protocol
+(``--protocol``: ``unseenunheard``, the ``test`` split, identities never seen in training;
+``seenheard``, held-out videos of training identities; or a declared one); ``val`` lists are made on request (the trainer selects models on its own
 subset of the validation identities).
 ``--import-pins PINDIR --pins-set {unseenunheard,seenheard}`` takes the verification trials
 from the official Learnable PINs lists instead (matching and retrieval are still generated).
 ``--language L`` (the MAV-Celeb layout, the FAME protocol) keeps only the split's items in
 language L (the manifest's ``language`` column): every list is drawn within the split's
 identities that have faces and voices in L, and the metadata records ``language``.
+``--protocol NAME`` draws a protocol's lists (:mod:`facevoice.evaluation.protocols`: a built-in
+or one of ``evaluation.declare`` in --config/--params): its split, and only the items its filter
+keeps (manifest column -> values, e.g. ``gender: f``); the metadata records ``protocol`` and
+``filter``.
 
 Files
 -----
@@ -100,7 +104,7 @@ from facevoice.evaluation.protocol import (  # noqa: F401
     load_config,
     write_trials,
 )
-from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD
+from facevoice.evaluation.protocols import PROTOCOLS, SEEN_HEARD, UNSEEN_UNHEARD, Protocol, resolve
 
 STRATUM_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "U": (),
@@ -464,10 +468,27 @@ def language_rows(rows: pd.DataFrame, language: str) -> pd.DataFrame:
     return rows[rows["language"] == language]
 
 
+def filter_rows(rows: pd.DataFrame, item_filter: dict[str, list[str]]) -> pd.DataFrame:
+    """The rows of ``rows`` whose every named column holds one of its values (a protocol's item
+    filter); ValueError naming the column and the values there are when no row is kept."""
+    for column, values in item_filter.items():
+        if column not in rows.columns:
+            raise ValueError(f"the protocol's filter names column {column!r}, which the manifest lacks")
+        kept = rows[rows[column].astype(str).isin([str(v) for v in values])]
+        if kept.empty:
+            have = sorted(rows[column].dropna().astype(str).unique())
+            raise ValueError(f"no item of this split has {column} in {list(values)} (the protocol's filter); "
+                             f"its {column} values: {have or 'none'}")
+        rows = kept
+    return rows
+
+
 def generate(manifest: pd.DataFrame, split: str, seed: int, config: dict,
-             manifest_path: str | None = None, language: str | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
+             manifest_path: str | None = None, language: str | None = None,
+             protocol: Protocol | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
     """All three lists for ``split``: {kind: (DataFrame, metadata)}; only the items in
-    ``language`` when given (:func:`language_rows`).
+    ``language`` when given (:func:`language_rows`), only those ``protocol``'s filter keeps
+    when given (:func:`filter_rows`; ``split`` is then the protocol's).
 
     ``config`` is the complete ``evaluation:`` section (:func:`load_config`;
     ``facevoice.common.config.section("evaluation", {...})`` completes a partial one).
@@ -476,12 +497,16 @@ def generate(manifest: pd.DataFrame, split: str, seed: int, config: dict,
     rows = split_rows(manifest, split)
     if language is not None:
         rows = language_rows(rows, language)
+    if protocol is not None:
+        rows = filter_rows(rows, protocol.item_filter)
     pool = _Pool(rows, cfg["age_cuts"])
     params = {"verification": cfg["verification"], "matching": cfg["matching"],
               "retrieval": {"max_probes": cfg["retrieval"]["max_probes"]}, "age_cuts": cfg["age_cuts"]}
     base = _base_meta(rows, split, seed, params, manifest_path, pool)
     if language is not None:
         base["language"] = language
+    if protocol is not None:
+        base.update(protocol=protocol.name, filter=protocol.item_filter)
     v, vs = _verification(pool, seed, int(cfg["verification"]["n_trials"]),
                           list(cfg["verification"]["strata"]))
     m, ms = _matching(pool, seed, int(cfg["matching"]["n_trials"]), int(cfg["matching"]["n_max"]),
@@ -644,8 +669,8 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="facevoice trials", description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True, help="results/<dataset>/shards/manifest.parquet")
-    p.add_argument("--split", default=UNSEEN_UNHEARD.split,
-                   help=", ".join(f"{q.split} ({q.title.lower()}: {q.description})" for q in PROTOCOLS.values())
+    p.add_argument("--split", default=None,
+                   help="default: the --protocol's, or test; " + ", ".join(f"{q.split} ({q.title.lower()}: {q.description})" for q in PROTOCOLS.values())
                    + " or val (model selection)")
     p.add_argument("--out", required=True, help="folder for the lists")
     p.add_argument("--seed", type=int, default=None, help="default: evaluation.seed of --config")
@@ -658,22 +683,36 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"{' or '.join(PROTOCOLS)} (default: the protocol that tests --split)")
     p.add_argument("--language", default=None,
                    help="only the split's items in this language (the manifest's language column: FAME)")
+    p.add_argument("--protocol", default=None,
+                   help=f"a protocol's lists: its split and its item filter ({', '.join(PROTOCOLS)} or a name "
+                        "of evaluation.declare in --config/--params)")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.params)
     seed = int(a.seed if a.seed is not None else cfg["seed"])
+    try:
+        proto = resolve(a.protocol, cfg) if a.protocol else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if proto and a.split and a.split != proto.split:
+        print(f"error: --split {a.split} and --protocol {proto.name} (split {proto.split}) disagree: "
+              "give one of them", file=sys.stderr)
+        return 2
+    split = proto.split if proto else a.split or UNSEEN_UNHEARD.split
     manifest = read_manifest(a.manifest)
     try:
-        lists = generate(manifest, a.split, seed, cfg, manifest_path=str(a.manifest), language=a.language)
+        lists = generate(manifest, split, seed, cfg, manifest_path=str(a.manifest), language=a.language,
+                         protocol=proto)
     except ValueError as exc:
-        if a.language is None:
+        if a.language is None and not (proto and proto.filter):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    pins_set = a.pins_set or PINS_SETS.get(a.split)
+    pins_set = a.pins_set or (proto.pins_set if proto else PINS_SETS.get(split))
     pins_dir = a.import_pins or (cfg["pins"].get("dir") if pins_set in cfg["pins"]["sets"] else None)
     if pins_dir:
         try:
-            lists["verification"] = import_pins(pins_dir, manifest, a.split, pins_set,
+            lists["verification"] = import_pins(pins_dir, manifest, split, pins_set,
                                                 cfg["verification"]["strata"], str(a.manifest), seed)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
