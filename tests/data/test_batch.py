@@ -151,6 +151,18 @@ def test_a_cache_entry_edited_in_place_is_ignored_with_a_warning_then_replaced(t
     assert again.calls == [] and not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_cache_entries_take_the_umask_and_leave_no_temporary_file(tmp_path):
+    import stat
+
+    run(tmp_path, [1, 2], Doubler())
+    folder = tmp_path / "cache" / "id1"
+    current = os.umask(0)
+    os.umask(current)
+    assert sorted(p.name for p in folder.iterdir()) == ["000.parquet", "000.parquet.sha256"]
+    for f in folder.iterdir():  # not mkstemp's 0600: a lab's shared cache stays readable
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~current
+
+
 def test_a_cache_entry_without_its_checksum_is_ignored(tmp_path, caplog):
     run(tmp_path, [1, 2], Doubler())
     entry = tmp_path / "cache" / "id1" / "000.parquet"

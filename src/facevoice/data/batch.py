@@ -49,13 +49,11 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import glob
 import hashlib
 import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -389,24 +387,16 @@ class Cache:
                         "again; make the cache folder writable to reuse them", target, exc, output)
 
     def _store(self, output: Path, target: Path) -> None:
-        assert self.folder is not None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.folder.glob(f".{glob.escape(target.name)}.*.tmp"):  # left by a job killed here
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.folder)
-        try:
-            h = hashlib.sha256()
-            with os.fdopen(fd, "wb") as dst, open(output, "rb") as src:
+        h = hashlib.sha256()
+        # atomic_path: a killed job's temporary file swept, the entry renamed into place with the
+        # umask's mode (suffix "": no temporary name ends in .parquet, which the index would read)
+        with atomic_path(target, suffix="") as tmp:
+            with open(tmp, "wb") as dst, open(output, "rb") as src:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     h.update(block)
                     dst.write(block)
             # checksum first: a job killed between the two renames leaves a mismatch (a miss)
             write_text(checksum_path(target), h.hexdigest() + "\n")
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
     def close(self) -> None:
         for entry in self.entries:
