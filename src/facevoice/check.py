@@ -28,7 +28,6 @@ relative to DIR (``snakemake -d``); ``--print`` prints the complete config a run
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import pandas as pd
 import yaml
 
 from facevoice.common.config import ConfigError, load_yaml, ordered, schema
+from facevoice.common.io import working_in
 from facevoice.data.inputs import SEENHEARD, InputError, check_pins, list_clips
 from facevoice.data.layouts import path_problems, validate
 from facevoice.data.mavceleb import fame_languages
@@ -97,7 +97,7 @@ def check_run(config: dict[str, Any], directory: str | Path | None = None,
         selected_protocols(config["evaluation"])  # evaluation.protocols and evaluation.declare
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    with contextlib.chdir(directory or "."):
+    with working_in(directory):
         try:
             check_pins(config)
             clips = list_clips(config)

@@ -37,6 +37,19 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
+def working_in(directory: str | os.PathLike | None) -> Iterator[None]:
+    """Run in ``directory`` (as ``snakemake -d`` does: relative config paths are relative to it);
+    ``None``: stay. (``contextlib.chdir`` is Python 3.11's; the project supports 3.10.)"""
+    before = os.getcwd()
+    if directory:
+        os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from facevoice.common.io import working_in
 from facevoice.data.batch import checksum_path
 
 #: the batch stages: their batch files and their cache entries
@@ -121,18 +122,6 @@ def unused_files(config: dict) -> tuple[Path, list[Path]]:
     return out, stale_batches(out, batches) + stale_shards(shards, shard_files(clips, config["shards"]["buckets"]))
 
 
-@contextlib.contextmanager
-def _working_in(directory: str | None) -> Iterator[None]:
-    """Run in ``directory`` (as ``snakemake -d`` does: relative config paths are relative to it)."""
-    before = os.getcwd()
-    if directory:
-        os.chdir(directory)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def main(argv: list[str] | None = None) -> int:
     from facevoice.common.config import ConfigError
     from facevoice.data.inputs import InputError
@@ -149,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.directory and not Path(args.directory).is_dir():
         print(f"facevoice clean: -d {args.directory}: no such folder", file=sys.stderr)
         return 1
-    with _working_in(args.directory):
+    with working_in(args.directory):
         try:
             cfg = load(path)
             problems = path_problems(cfg)
