@@ -490,6 +490,10 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
     assert list(both["method"]) == ["dje", "chance"]
     assert both[["unseenunheard_auc_U", "seenheard_auc_U"]].notna().all().all()
     assert not pending(plan(tmp_path))  # everything up to date: a second run does nothing
+    # README's results block can be written from this run (scripts/readme_results.py: tests/test_readme_results.py)
+    from test_readme_results import rr
+
+    assert "| **dje** |" in rr.block(out, dirty_ok=True)
     # the HTML report gathers every registered figure and table with its caption
     run(tmp_path, "--report", str(tmp_path / "report.html"))
     html = (tmp_path / "report.html").read_text(errors="replace")
