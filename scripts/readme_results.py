@@ -1,7 +1,9 @@
-"""Rewrite README's demo results block from a run's outputs, so README's figures are the run's.
+"""Rewrite README's demo results block from a run's outputs, so README's figures are the run's
+(and its table of contents from its headings).
 
     .venv/bin/python scripts/readme_results.py            # after `make demo`: results/demo
     .venv/bin/python scripts/readme_results.py --check    # exit 1 when README differs from the run
+    .venv/bin/python scripts/readme_results.py --toc-only # the table of contents alone
 
 The block between the two ``readme-results`` markers becomes: the commit the run's code was at,
 ``comparison/protocols.md`` verbatim (every protocol side by side), and the 1:2 matching of each
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- readme-results:begin (scripts/readme_results.py writes this block; do not edit) -->"
 END = "<!-- readme-results:end -->"
+TOC_BEGIN, TOC_END = "<!-- toc:begin -->", "<!-- toc:end -->"
 DOCS = (":(exclude)README.md", ":(exclude)CHANGELOG.md", ":(exclude)docs")
 
 
@@ -73,12 +77,32 @@ def block(folder: Path, dirty_ok: bool = False) -> str:
     return "\n".join(parts + [END])
 
 
-def rewrite(readme: str, new_block: str) -> str:
-    head, sep, rest = readme.partition(BEGIN)
-    _, sep2, tail = rest.partition(END)
+def toc(readme: str) -> str:
+    """The table of contents of README's ``##`` and ``###`` headings (GitHub's anchors), between its markers."""
+    lines, fenced = [TOC_BEGIN], False
+    for line in readme.splitlines():
+        fenced ^= line.startswith("```")
+        level = len(line) - len(line.lstrip("#"))
+        if fenced or level not in (2, 3) or not line[level:].startswith(" "):
+            continue
+        title = line[level:].strip()
+        anchor = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        lines.append(f"{'  ' * (level - 2)}- [{title}](#{anchor})")
+    return "\n".join(lines + [TOC_END])
+
+
+def replace_block(text: str, begin: str, end: str, new_block: str) -> str:
+    head, sep, rest = text.partition(begin)
+    _, sep2, tail = rest.partition(end)
     if not sep or not sep2:
-        raise ResultsError(f"README has no results block: put the lines\n{BEGIN}\n{END}\nwhere it goes")
+        raise ResultsError(f"README has no such block: put the lines\n{begin}\n{end}\nwhere it goes")
     return head + new_block + tail
+
+
+def rewrite(readme: str, new_block: str) -> str:
+    """README with the results block replaced, then its table of contents made again."""
+    text = replace_block(readme, BEGIN, END, new_block)
+    return replace_block(text, TOC_BEGIN, TOC_END, toc(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", default=str(REPO / "README.md"))
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when README differs from the run")
     ap.add_argument("--dirty-ok", action="store_true", help="accept a run of uncommitted code (names no commit)")
+    ap.add_argument("--toc-only", action="store_true", help="rewrite the table of contents alone (no run needed)")
     a = ap.parse_args(argv)
     readme = Path(a.readme)
     try:
-        new = rewrite(readme.read_text(), block(Path(a.results), a.dirty_ok))
+        text = readme.read_text()
+        new = (replace_block(text, TOC_BEGIN, TOC_END, toc(text)) if a.toc_only
+               else rewrite(text, block(Path(a.results), a.dirty_ok)))
     except (ResultsError, OSError) as exc:
         print(f"readme_results: {exc}", file=sys.stderr)
         return 2
@@ -101,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{readme}: the results block differs from {a.results}: run scripts/readme_results.py", file=sys.stderr)
         return 1
     readme.write_text(new)
-    print(f"{readme}: results block rewritten from {a.results}")
+    print(f"{readme}: table of contents rewritten" if a.toc_only else f"{readme}: results block rewritten from {a.results}")
     return 0
 
 

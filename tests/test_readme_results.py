@@ -40,7 +40,8 @@ def fake_run(folder: Path, git: str, table: str = "| Method | AUC U (%) |\n|---|
 @pytest.fixture
 def readme(tmp_path):
     path = tmp_path / "README.md"
-    path.write_text(f"# Title\n\nbefore\n\n{rr.BEGIN}\nold figures\n{rr.END}\n\nafter\n")
+    path.write_text(f"# Title\n\n{rr.TOC_BEGIN}\n{rr.TOC_END}\n\nbefore\n\n{rr.BEGIN}\nold figures\n{rr.END}\n\n"
+                    f"## After it\n\n```bash\n## not a heading\n```\n\n### Step 2: the `end`\n\nafter\n")
     return path
 
 
@@ -50,7 +51,8 @@ def test_block_is_the_run_and_a_second_rewrite_changes_nothing(tmp_path, readme)
     assert rr.main(args + ["--check"]) == 1  # the old figures differ from the run
     assert rr.main(args) == 0
     text = readme.read_text()
-    assert "old figures" not in text and text.startswith("# Title\n\nbefore\n\n") and text.endswith("\nafter\n")
+    assert "old figures" not in text and text.endswith("\nafter\n")
+    assert f"{rr.TOC_BEGIN}\n- [After it](#after-it)\n  - [Step 2: the `end`](#step-2-the-end)\n{rr.TOC_END}" in text
     # the commit named is the last one that changed code, not a commit that only touched the docs
     assert f"at commit `{head('%h', '--', '.', *rr.DOCS)}`" in text
     assert "| **dje** | 61.00 |" in text and "voice2face" in text and "U 72.5% [59.5, 82.9]" in text
@@ -74,6 +76,8 @@ def test_a_dirty_or_mixed_run_is_refused(tmp_path, readme):
         rr.block(tmp_path / "nothing")
 
 
-def test_readme_has_the_block():
+def test_readme_has_the_block_and_its_table_of_contents_is_current():
     text = (REPO / "README.md").read_text()
     assert text.count(rr.BEGIN) == 1 and text.count(rr.END) == 1 and text.index(rr.BEGIN) < text.index(rr.END)
+    current = text[text.index(rr.TOC_BEGIN):text.index(rr.TOC_END) + len(rr.TOC_END)]
+    assert current == rr.toc(text), "README's table of contents is out of date: run `make readme-results`"
