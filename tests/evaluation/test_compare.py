@@ -494,3 +494,23 @@ def test_a_declared_protocol_is_compared_under_its_title_with_no_reported_row_un
     assert C.main(["--protocol", "male", "--out", str(tmp_path / "m")]) == 1
     assert "no protocol 'male' (known: unseenunheard, seenheard" in capsys.readouterr().err
     assert set(declared({"declare": [FEMALE]})) == {"unseenunheard", "seenheard", "female"}
+
+
+def test_a_models_note_in_its_embeddings_is_printed_under_its_row(results, tmp_path):
+    """embed writes the model's note (say, which form of ssnet_fop's center loss it trained) into
+    the embeddings' metadata; evaluate carries it into meta.embeddings; the tables print it."""
+    import pyarrow.parquet as pq
+
+    from facevoice.common.io import write_parquet
+
+    d, _ = results
+    emb = tmp_path / "gamma.parquet"
+    write_parquet(pq.read_table(d / "alpha.parquet"), emb, {"note": "stage-1 center loss on raw features"})
+    E.run(str(emb), str(d / "trials"), str(tmp_path / "gamma.json"), n_boot=0, verbose=False, dcf=DCF)
+    assert json.loads((tmp_path / "gamma.json").read_text())["meta"]["embeddings"]["note"] == \
+        "stage-1 center loss on raw features"
+    out = tmp_path / "cmp"
+    C.compare([tmp_path / "gamma.json", d / "beta.json"], out, defaults("evaluation.compare"))
+    for table in ("verification", "matching_1v2", "retrieval"):
+        md = (out / f"{table}.md").read_text()
+        assert "- gamma: stage-1 center loss on raw features" in md and "- beta:" not in md.replace("- beta: trials", "")

@@ -368,6 +368,8 @@ def _fmt(c: Cell, cfg: dict, latex: bool = False) -> str:
 def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
     notes = []
     for res in results:
+        if res.meta.embeddings.get("note"):  # which form of the method the row trained (embed's note)
+            notes.append(f"{res.name}: {res.meta.embeddings['note']}")
         if table == "verification":
             notes += _verification_notes(res)
         elif table.startswith("matching"):
