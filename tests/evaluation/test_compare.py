@@ -514,3 +514,25 @@ def test_a_models_note_in_its_embeddings_is_printed_under_its_row(results, tmp_p
     for table in ("verification", "matching_1v2", "retrieval"):
         md = (out / f"{table}.md").read_text()
         assert "- gamma: stage-1 center loss on raw features" in md and "- beta:" not in md.replace("- beta: trials", "")
+
+
+def test_the_imported_lists_negatives_of_different_genders_are_noted(tmp_path):
+    """Imported official lists record per list how many negatives pair identities of different
+    genders (the official G lists have some); evaluate keeps the count in meta.trials, and the
+    verification table's notes give it for the strata that promise one gender (G, GNA)."""
+    man = synthetic_manifest({"test": 12}, videos=1, clips=2, frames=2, seed=4)
+    lists = T.generate(man, "test", 1, section("evaluation", {"verification": {"n_trials": 120},
+                                                               "matching": {"n_trials": 40}}))
+    df, meta = lists["verification"]
+    counts = {"U": 7, "G": 3, "N": 5, "A": 0, "GNA": 0}
+    meta = {**meta, "source": "learnable-pins",
+            "pins": {"files": {s: {"cross_gender_negatives": n} for s, n in counts.items()}}}
+    protocol.write_trials({**lists, "verification": (df, meta)}, tmp_path / "trials")
+    emb = synthetic_embeddings(man, "test", dim=8, signal=1.0, seed=1)
+    E.write_embeddings(tmp_path / "delta.parquet", emb["id"], emb["identity"], emb["modality"], list(emb["embedding"]))
+    res = E.run(str(tmp_path / "delta.parquet"), str(tmp_path / "trials"), str(tmp_path / "delta.json"), n_boot=0,
+                verbose=False, dcf=DCF)
+    assert res["meta"]["trials"]["verification"]["cross_gender_negatives"] == counts
+    C.compare([tmp_path / "delta.json"], tmp_path / "cmp", defaults("evaluation.compare"))
+    md = (tmp_path / "cmp" / "verification.md").read_text()
+    assert "- delta: the imported official lists' negatives of different genders (metadata) G 3\n" in md

@@ -426,6 +426,15 @@ def _embeddings_note(embeddings: str) -> dict:
     return {"note": note} if note else {}
 
 
+def _cross_gender(trials_meta: dict) -> dict:
+    """``{"cross_gender_negatives": {stratum: n}}`` for imported official lists (their count of
+    negatives whose identities' genders differ, :func:`facevoice.evaluation.trials.import_pins`),
+    else nothing."""
+    files = (trials_meta.get("pins") or {}).get("files") or {}
+    counts = {s: f["cross_gender_negatives"] for s, f in files.items() if "cross_gender_negatives" in f}
+    return {"cross_gender_negatives": counts} if counts else {}
+
+
 def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: str, scorer: str,
           n_boot: int, boot_seed: int, dcf: dict) -> dict:
     """The results' ``meta``: the method, its inputs and every setting the figures depend on."""
@@ -442,7 +451,8 @@ def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: st
         "trials": {k: {"path": str(Path(trials) / f"{k}.parquet"), "split": m.get("split"),
                        "seed": m.get("seed"), "source": m.get("source"),
                        "manifest_sha256": (m.get("manifest") or {}).get("sha256"),
-                       "code_version": m.get("code_version"), "strata": list(m["strata"])}
+                       "code_version": m.get("code_version"), "strata": list(m["strata"]),
+                       **_cross_gender(m)}
                    for k, (_, m) in lists.items()},
         "bootstrap": {"n": int(n_boot), "seed": int(boot_seed), "level": CI_LEVEL,
                       "method": "percentile", "unit": "identity", "n_identities": len(bootstrap_identities(lists)),
