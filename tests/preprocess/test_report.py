@@ -1,4 +1,5 @@
-"""``facevoice report``: its command line (--top defaults to the schema's report.top_identities) and its seen-heard line."""
+"""``facevoice report``: its command line (--top defaults to the schema's report.top_identities)
+and its seen-heard line."""
 
 from __future__ import annotations
 

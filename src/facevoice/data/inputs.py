@@ -307,7 +307,8 @@ def list_clips(config: dict[str, Any]) -> pd.DataFrame:
     if held:
         video_key = df["identity"] + "/" + df["video"]
         df.loc[video_key.isin(held), "split"] = SEENHEARD
-    df.attrs[SEENHEARD_DROPPED] = dropped
+    if dropped:
+        df.attrs[SEENHEARD_DROPPED] = dropped
     return df
 
 
@@ -399,12 +400,12 @@ def drop_unseen(df: pd.DataFrame, held: set[str]) -> tuple[set[str], list[str]]:
     train = df[df["split"] == "train"]
     videos = (train["identity"] + "/" + train["video"]).groupby(train["identity"]).agg(set)
     dropped = sorted(ident for ident, vids in videos.items() if vids <= held)
-    if dropped and not held - set().union(*videos[dropped]):
+    keep = held - set().union(*videos[dropped]) if dropped else held
+    if dropped and not keep:
         raise InputError(f"the seen-heard lists name every video of each of the {len(dropped)} training identities "
                          f"they name ({dropped[:5]}): holding them out leaves these identities unseen, so no "
                          f"seen-heard test remains; give the folder holding their other videos too, or leave "
                          f"'seenheard' out of evaluation.pins.sets")
-    keep = held - set().union(*videos[dropped]) if dropped else held
     return keep, dropped
 
 
