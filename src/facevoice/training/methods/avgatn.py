@@ -29,14 +29,13 @@ Three stages, in training order:
     ``mean[log D(h_f, s_a) + log(1 - D(h_f, s_f))]`` to be minimised: the same direction, but
     a loss without a lower bound (a perfect discriminator drives it to -inf, and minimising
     it only grows the logits, the two players' losses falling without end). The
-    paper's own description (section 2: the discriminator "maximises the score of correct
-    discrimination", turned into a minimisation for gradient descent) is the textbook
+    paper's own description (its GAN background, eq. 1: the discriminator "maximises the score
+    of correct discrimination"; eq. 6-7 turn that into a minimisation for gradient descent) is the textbook
     value function V = log D(own) + log(1 - D(other)) with D maximising it, so L_D = -V:
     a binary cross-entropy, >= 0, with limit 0 for a perfect discriminator (binary
     cross-entropy on the logits, :func:`discriminator_losses`). Eq. 8-9 are V's second term,
     minimised by the generators as printed (the minimax game; 0 for a perfect discriminator,
-    negative while the generators fool it): the paper's five generator updates per
-    discriminator update suit this saturating generator loss. One discriminator update, then
+    negative while the generators fool it). One discriminator update, then
     ``g_steps`` (5) generator updates, all on the same batch (the face CNN's features are
     computed once per batch). Every update is counted in buffers (``d_updates``,
     ``g_updates``), saved with the checkpoints. In the generator updates the discriminators
