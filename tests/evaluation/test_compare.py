@@ -494,3 +494,46 @@ def test_a_declared_protocol_is_compared_under_its_title_with_no_reported_row_un
     assert C.main(["--protocol", "male", "--out", str(tmp_path / "m")]) == 1
     assert "no protocol 'male' (known: unseenunheard, seenheard" in capsys.readouterr().err
     assert set(declared({"declare": [FEMALE]})) == {"unseenunheard", "seenheard", "female"}
+
+
+def test_a_models_note_in_its_embeddings_is_printed_under_its_row(results, tmp_path):
+    """embed writes the model's note (say, which form of ssnet_fop's center loss it trained) into
+    the embeddings' metadata; evaluate carries it into meta.embeddings; the tables print it."""
+    import pyarrow.parquet as pq
+
+    from facevoice.common.io import write_parquet
+
+    d, _ = results
+    emb = tmp_path / "gamma.parquet"
+    write_parquet(pq.read_table(d / "alpha.parquet"), emb, {"note": "stage-1 center loss on raw features"})
+    E.run(str(emb), str(d / "trials"), str(tmp_path / "gamma.json"), n_boot=0, verbose=False, dcf=DCF)
+    assert json.loads((tmp_path / "gamma.json").read_text())["meta"]["embeddings"]["note"] == \
+        "stage-1 center loss on raw features"
+    out = tmp_path / "cmp"
+    C.compare([tmp_path / "gamma.json", d / "beta.json"], out, defaults("evaluation.compare"))
+    for table in ("verification", "matching_1v2", "retrieval"):
+        md = (out / f"{table}.md").read_text()
+        assert "- gamma: stage-1 center loss on raw features" in md
+        assert not any(line.startswith("- beta: stage") for line in md.splitlines())  # beta has no note
+
+
+def test_the_imported_lists_negatives_of_different_genders_are_noted(tmp_path):
+    """Imported official lists record per list how many negatives pair identities of different
+    genders (the official G lists have some); evaluate keeps the count in meta.trials, and the
+    verification table's notes give it for the strata that promise one gender (G, GNA)."""
+    man = synthetic_manifest({"test": 12}, videos=1, clips=2, frames=2, seed=4)
+    lists = T.generate(man, "test", 1, section("evaluation", {"verification": {"n_trials": 120},
+                                                               "matching": {"n_trials": 40}}))
+    df, meta = lists["verification"]
+    counts = {"U": 7, "G": 3, "N": 5, "A": 0, "GNA": 0}
+    meta = {**meta, "source": "learnable-pins",
+            "pins": {"files": {s: {"cross_gender_negatives": n} for s, n in counts.items()}}}
+    protocol.write_trials({**lists, "verification": (df, meta)}, tmp_path / "trials")
+    emb = synthetic_embeddings(man, "test", dim=8, signal=1.0, seed=1)
+    E.write_embeddings(tmp_path / "delta.parquet", emb["id"], emb["identity"], emb["modality"], list(emb["embedding"]))
+    res = E.run(str(tmp_path / "delta.parquet"), str(tmp_path / "trials"), str(tmp_path / "delta.json"), n_boot=0,
+                verbose=False, dcf=DCF)
+    assert res["meta"]["trials"]["verification"]["cross_gender_negatives"] == counts
+    C.compare([tmp_path / "delta.json"], tmp_path / "cmp", defaults("evaluation.compare"))
+    md = (tmp_path / "cmp" / "verification.md").read_text()
+    assert "- delta: the imported official lists' negatives of different genders (metadata) G 3\n" in md

@@ -368,6 +368,8 @@ def _fmt(c: Cell, cfg: dict, latex: bool = False) -> str:
 def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
     notes = []
     for res in results:
+        if res.meta.embeddings.get("note"):  # which form of the method the row trained (embed's note)
+            notes.append(f"{res.name}: {res.meta.embeddings['note']}")
         if table == "verification":
             notes += _verification_notes(res)
         elif table.startswith("matching"):
@@ -394,6 +396,11 @@ def _verification_notes(res: Results) -> list[str]:
             notes.append(f"{res.name}, {s}: unavailable ({e.reason})")
     n = {s: getattr(res.verification_at(s), "n_trials", None) for s in VERIFICATION_STRATA}
     notes.append(f"{res.name}: trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items()))
+    crossed = {s: c for s, c in res.meta.trials.get("verification", {}).get("cross_gender_negatives", {}).items()
+               if c and s in ("G", "GNA")}
+    if crossed:  # the official lists' own: a few identities' genders differ from the metadata's
+        notes.append(f"{res.name}: the imported official lists' negatives of different genders (metadata) "
+                     + ", ".join(f"{s} {c}" for s, c in crossed.items()))
     return notes
 
 

@@ -59,7 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facevoice.common.config import check_section
-from facevoice.common.io import write_json, write_parquet
+from facevoice.common.io import read_parquet_meta, write_json, write_parquet
 from facevoice.common.version import code_version, file_sha256
 from facevoice.evaluation import metrics, results
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config, read_trials
@@ -419,6 +419,22 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
     return result
 
 
+def _embeddings_note(embeddings: str) -> dict:
+    """``{"note": ...}`` when the embeddings' metadata has the model's note (what the
+    comparison tables say about its row), else nothing."""
+    note = read_parquet_meta(embeddings).get("note")
+    return {"note": note} if note else {}
+
+
+def _cross_gender(trials_meta: dict) -> dict:
+    """``{"cross_gender_negatives": {stratum: n}}`` for imported official lists (their count of
+    negatives whose identities' genders differ, :func:`facevoice.evaluation.trials.import_pins`),
+    else nothing."""
+    files = (trials_meta.get("pins") or {}).get("files") or {}
+    counts = {s: f["cross_gender_negatives"] for s, f in files.items() if "cross_gender_negatives" in f}
+    return {"cross_gender_negatives": counts} if counts else {}
+
+
 def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: str, scorer: str,
           n_boot: int, boot_seed: int, dcf: dict) -> dict:
     """The results' ``meta``: the method, its inputs and every setting the figures depend on."""
@@ -429,12 +445,14 @@ def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: st
         "embeddings": {"path": str(embeddings), "sha256": file_sha256(embeddings),
                        "n_face": int(emb.face.shape[0]), "n_voice": int(emb.voice.shape[0]),
                        "dim_face": int(emb.face.shape[1]) if emb.face.ndim == 2 else 0,
-                       "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0},
+                       "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0,
+                       **_embeddings_note(embeddings)},
         "scorer": scorer,
         "trials": {k: {"path": str(Path(trials) / f"{k}.parquet"), "split": m.get("split"),
                        "seed": m.get("seed"), "source": m.get("source"),
                        "manifest_sha256": (m.get("manifest") or {}).get("sha256"),
-                       "code_version": m.get("code_version"), "strata": list(m["strata"])}
+                       "code_version": m.get("code_version"), "strata": list(m["strata"]),
+                       **_cross_gender(m)}
                    for k, (_, m) in lists.items()},
         "bootstrap": {"n": int(n_boot), "seed": int(boot_seed), "level": CI_LEVEL,
                       "method": "percentile", "unit": "identity", "n_identities": len(bootstrap_identities(lists)),

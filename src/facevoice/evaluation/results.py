@@ -20,6 +20,10 @@ and :mod:`facevoice.evaluation.metrics`)::
      "meta": {"format", "method", "code_version", "embeddings", "scorer", "trials", "bootstrap",
               "dcf", "definitions"}}
 
+``meta.trials.<kind>``: ``path``, ``split``, ``seed``, ``source``, ``manifest_sha256``,
+``code_version``, ``strata``, and for imported official lists ``cross_gender_negatives``
+(stratum -> the list's negatives whose identities' genders differ in the metadata).
+
 What is there is what the trial lists held, and ``meta.trials`` says what they held: a
 protocol's section exists exactly when ``meta.trials`` has its list, and its keys are exactly
 the list's ``strata`` (a stratum S in verification, ``D/S/N`` in matching; retrieval always
@@ -308,6 +312,8 @@ class RetrievalResult:
 META_KEYS = ("format", "method", "code_version", "embeddings", "scorer", "trials", "bootstrap", "dcf",
              "definitions")
 TRIALS_KEYS = ("path", "split", "seed", "source", "manifest_sha256", "code_version", "strata")
+#: imported official lists only: stratum -> negatives whose identities' genders differ
+TRIALS_OPTIONAL = ("cross_gender_negatives",)
 DCF_KEYS = ("p_target", "c_miss", "c_fa")
 
 
@@ -336,7 +342,7 @@ class Meta:
         obj = r.object(value, "meta", META_KEYS)
         trials = r.object(obj["trials"], "meta.trials", optional=KINDS)
         for kind, entry in trials.items():
-            r.object(entry, f"meta.trials.{kind}", TRIALS_KEYS)
+            r.object(entry, f"meta.trials.{kind}", TRIALS_KEYS, TRIALS_OPTIONAL)
             r.strings(entry["strata"], f"meta.trials.{kind}.strata")
         dcf = r.object(obj["dcf"], "meta.dcf", DCF_KEYS)
         return cls(method=r.text(obj["method"], "meta.method"), scorer=r.text(obj["scorer"], "meta.scorer"),

@@ -130,7 +130,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     manifest = pd.read_parquet(manifest_path)
     rejects, speech = collect(clips, results_p)
 
-    order = ["train", "seenheard", "val", "test", "test_seenheard"]
+    order = ["train", "seenheard", "val", "test"]
     splits = [s for s in order if s in set(clips["split"])] + sorted(set(clips["split"]) - set(order))
     per_split = pd.DataFrame({
         "split": splits,

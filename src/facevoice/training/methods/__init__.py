@@ -296,6 +296,11 @@ class FaceVoiceModel(nn.Module):
         self.n_classes = int(n_classes)
         self.stage_index = 0
 
+    def note(self) -> str | None:
+        """A line the comparison tables print under this model's row (through the embeddings'
+        metadata): which form of the method it trained, where a variant changes it."""
+        return None
+
     # --- stages
     def stages(self) -> list[Stage]:
         out = []
