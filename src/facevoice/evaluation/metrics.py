@@ -251,32 +251,34 @@ def _pav_cllr(tar: np.ndarray, non: np.ndarray) -> np.ndarray:
     score order along the last axis (see the module docstring): (rows,) for (rows, scores)
     arrays, 0-d for 1-D ones; NaN for a row without both targets and non-targets.
 
-    All rows go through one PAV: row r's fractions are shifted by 2r, so no block ever pools
-    across rows (each row's values lie in [2r, 2r + 1]) and each row gets its own fit, to
-    within a rounding of 2r's magnitude (1e-14). With the PAV posterior p of a score and
-    LR = (p / (1 - p)) / (P / N) (P, N: the row's target and non-target weights),
-    log(1 + 1/LR) = log(d / (p N)) and log(1 + LR) = log(d / ((1 - p) P)), d = p N + (1 - p) P:
-    a pure block's infinite LLR costs 0 for its own trials, never inf - inf.
+    PAV gives the blocks of scores it pools; a block of target weight T and non-target weight
+    M has posterior T / (T + M), so with the row's totals P and N its LLR is log(T N / (M P)),
+    and its trials cost T log(1 + M P / (T N)) + M log(1 + T N / (M P)) =
+    T log(D / (T N)) + M log(D / (M P)), D = T N + M P: a pure block (T or M zero, LLR
+    infinite) costs 0, with no infinity computed. All rows go through one PAV: row r's
+    fractions are shifted by 2r, so no block pools across rows (each row's values lie in
+    [2r, 2r + 1]) and every row gets its own fit.
     """
     from sklearn.isotonic import isotonic_regression  # the PAV that IsotonicRegression fits with
 
     tar, non = np.asarray(tar, dtype=np.float64), np.asarray(non, dtype=np.float64)
     shape = tar.shape[:-1]
     tar, non = tar.reshape(-1, tar.shape[-1]), non.reshape(-1, non.shape[-1])
-    w = tar + non
-    keep = w > 0  # row by row, ascending within a row
-    row = np.broadcast_to(np.arange(len(w))[:, None], w.shape)[keep]
-    t, n, w = tar[keep], non[keep], w[keep]
-    P, N = (np.bincount(row, weights=x, minlength=len(tar)) for x in (t, n))
-    p = np.clip(isotonic_regression(t / w + 2.0 * row, sample_weight=w) - 2.0 * row, 0.0, 1.0)
-    Pr, Nr = P[row], N[row]
-    d = np.log(p * Nr + (1.0 - p) * Pr)
+    keep = (tar + non) > 0
+    if not keep.any():
+        return np.full(shape, np.nan)
+    row = np.nonzero(keep)[0]  # row by row, ascending scores within a row
+    t, n = tar[keep], non[keep]
+    fit = isotonic_regression(t / (t + n) + 2.0 * row, sample_weight=t + n)
+    starts = np.flatnonzero(np.r_[True, fit[1:] != fit[:-1]])  # PAV's blocks; a new row starts one
+    T, M, r = np.add.reduceat(t, starts), np.add.reduceat(n, starts), row[starts]
+    P, N = np.bincount(r, weights=T, minlength=len(tar)), np.bincount(r, weights=M, minlength=len(tar))
+    d = np.log(T * N[r] + M * P[r])
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) only where that side has no trial
-        c_tar = np.where(t > 0, t * (d - np.log(p * Nr)), 0.0)
-        c_non = np.where(n > 0, n * (d - np.log((1.0 - p) * Pr)), 0.0)
-        c = (np.bincount(row, weights=c_tar, minlength=len(tar)) / P
-             + np.bincount(row, weights=c_non, minlength=len(tar)) / N) / (2.0 * np.log(2.0))
-    return np.where((P > 0) & (N > 0), c, np.nan).reshape(shape)
+        c_tar = np.bincount(r, weights=np.where(T > 0, T * (d - np.log(T * N[r])), 0.0), minlength=len(tar))
+        c_non = np.bincount(r, weights=np.where(M > 0, M * (d - np.log(M * P[r])), 0.0), minlength=len(tar))
+        cllr = (c_tar / P + c_non / N) / (2.0 * np.log(2.0))
+    return np.where((P > 0) & (N > 0), cllr, np.nan).reshape(shape)
 
 
 def min_cllr(labels, scores) -> float:
