@@ -59,6 +59,7 @@ import numpy as np
 
 from facevoice.common.config import check_section
 from facevoice.common.io import atomic_path, read_parquet, write_text
+from facevoice.evaluation.metrics import dcf_name
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config
 from facevoice.evaluation.protocols import PROTOCOLS, UNSEEN_UNHEARD, Protocol, figure_test_set, resolve
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
@@ -179,15 +180,9 @@ def _accuracy(entry: MatchingResult | None, n: int) -> Cell:
 
 
 def dcf_heading(results: list[Results]) -> str:
-    """minDCF's heading, naming its settings (the results' ``meta.dcf``) when all share them:
-    "minDCF (P_target=0.05)", costs named too when not both 1; "minDCF" otherwise (the footer
-    says where each result's settings are)."""
-    settings = {tuple(r.meta.dcf[k] for k in ("p_target", "c_miss", "c_fa")) for r in results}
-    if len(settings) != 1:
-        return "minDCF"
-    p_target, c_miss, c_fa = settings.pop()
-    costs = "" if c_miss == c_fa == 1 else f", C_miss={c_miss:g}, C_fa={c_fa:g}"
-    return f"minDCF (P_target={p_target:g}{costs})"
+    """minDCF's heading, naming P_target (the results' ``meta.dcf``) when all share it
+    (:func:`facevoice.evaluation.metrics.dcf_name`); the footer says where each result's is."""
+    return dcf_name(r.meta.dcf for r in results)
 
 
 def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:

@@ -109,6 +109,7 @@ __all__ = [
     "eer",
     "verification_metrics",
     "min_dcf",
+    "dcf_name",
     "min_cllr",
     "matching_correct",
     "matching_accuracy",
@@ -244,6 +245,17 @@ def min_dcf(fpr, tpr, p_target: float, c_miss: float, c_fa: float) -> tuple[np.n
     i = np.argmin(cost, axis=-1)  # the first minimum: the highest threshold
     best = np.take_along_axis(cost, np.expand_dims(i, -1), axis=-1)[..., 0]
     return best / min(c_miss * p_target, c_fa * (1.0 - p_target)), i
+
+
+def dcf_name(settings) -> str:
+    """minDCF named with its settings (``evaluation.dcf`` mappings, one per result) when they
+    all agree: "minDCF (P_target=0.05)", the costs named too unless both are 1; else "minDCF"."""
+    distinct = {tuple(float(d[k]) for k in DCF_KEYS) for d in settings}
+    if len(distinct) != 1:
+        return "minDCF"
+    p_target, c_miss, c_fa = distinct.pop()
+    costs = "" if c_miss == c_fa == 1 else f", C_miss={c_miss:g}, C_fa={c_fa:g}"
+    return f"minDCF (P_target={p_target:g}{costs})"
 
 
 def _pav_cllr(tar: np.ndarray, non: np.ndarray) -> np.ndarray:
