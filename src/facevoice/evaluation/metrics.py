@@ -58,7 +58,7 @@ Minimum log-likelihood-ratio cost (min Cllr, as in the BOSARIS toolkit)
     figure by about 1e-6, is left out). The ends of the fit may be pure: a block of
     non-targets alone has posterior 0 (llr = -inf) and one of targets alone posterior 1
     (llr = +inf); each contributes log(1 + 0) = 0 for the trials it holds, so the sums are
-    written with the posteriors directly (:func:`min_cllr`) and stay finite. 0 <= min Cllr
+    written with each PAV block's target and non-target counts and stay finite. 0 <= min Cllr
     <= 1: 1 when the scores say nothing (all tied, or ranked backwards), 0 when they
     separate targets from non-targets. A cost, like minDCF; bootstrap intervals as for AUC.
 
@@ -87,9 +87,14 @@ Confidence intervals
     identities are drawn independently (two multinomial draws over the same identities,
     :func:`crossed_bootstrap_weights`), and a trial of face identity i and voice identity j
     weighs (times i was drawn on the face side) x (times j was drawn on the voice side), so
-    the interval holds the variation of both the faces and the voices (with the face side
-    alone it is too narrow: chance scores get intervals that exclude 50% AUC). Matching
-    and retrieval weigh each trial by its probe's identity alone (the face-side draw):
+    the interval holds the variation of both the faces and the voices. With the face side
+    alone, the voices of the negative trials never vary, and where the voices drive the
+    scores the interval is too narrow (tests: on chance scores with a voice effect it
+    misses 50% AUC in a quarter of the draws, the two-way one in none). The two-way
+    bootstrap errs the other way: a positive trial (i = j) weighs the product of two
+    independent draws of the same person, whose variance (about 3) is that of one draw
+    (about 1) three times over, so its intervals are on the wide side. Matching and
+    retrieval weigh each trial by its probe's identity alone (the face-side draw):
     matching's candidates are several identities and retrieval's gallery stays whole. See
     :func:`bootstrap_verification`.
 """
