@@ -264,7 +264,7 @@ def dcf_name(settings) -> str:
 
 
 def _pav_cllr(tar: np.ndarray, non: np.ndarray) -> np.ndarray:
-    """min Cllr from the target and non-target weight of each distinct score, in ascending
+    """min Cllr from the target and non-target weight of each distinct score, in descending
     score order along the last axis (see the module docstring): (rows,) for (rows, scores)
     arrays, 0-d for 1-D ones; NaN for a row without both targets and non-targets.
 
@@ -272,21 +272,24 @@ def _pav_cllr(tar: np.ndarray, non: np.ndarray) -> np.ndarray:
     M has posterior T / (T + M), so with the row's totals P and N its LLR is log(T N / (M P)),
     and its trials cost T log(1 + M P / (T N)) + M log(1 + T N / (M P)) =
     T log(D / (T N)) + M log(D / (M P)), D = T N + M P: a pure block (T or M zero, LLR
-    infinite) costs 0, with no infinity computed. All rows go through one PAV: row r's
-    fractions are shifted by 2r, so no block pools across rows (each row's values lie in
-    [2r, 2r + 1]) and every row gets its own fit.
+    infinite) costs 0, with no infinity computed. All rows go through one PAV (fitting a
+    non-increasing sequence, the scores descending): row r's fractions are shifted by -2r,
+    so no block pools across rows (each row's values lie in [-2r, -2r + 1]) and every row
+    gets its own fit.
     """
     from sklearn.isotonic import isotonic_regression  # the PAV that IsotonicRegression fits with
 
     tar, non = np.asarray(tar, dtype=np.float64), np.asarray(non, dtype=np.float64)
     shape = tar.shape[:-1]
     tar, non = tar.reshape(-1, tar.shape[-1]), non.reshape(-1, non.shape[-1])
-    keep = (tar + non) > 0
+    w = tar + non
+    keep = w > 0
     if not keep.any():
         return np.full(shape, np.nan)
-    row = np.nonzero(keep)[0]  # row by row, ascending scores within a row
-    t, n = tar[keep], non[keep]
-    fit = isotonic_regression(t / (t + n) + 2.0 * row, sample_weight=t + n)
+    row = np.repeat(np.arange(len(w)), keep.sum(axis=1))  # row by row, scores descending within a row
+    at = np.flatnonzero(keep)
+    t, n, w = tar.ravel().take(at), non.ravel().take(at), w.ravel().take(at)
+    fit = isotonic_regression(t / w - 2.0 * row, sample_weight=w, increasing=False)
     starts = np.flatnonzero(np.r_[True, fit[1:] != fit[:-1]])  # PAV's blocks; a new row starts one
     T, M, r = np.add.reduceat(t, starts), np.add.reduceat(n, starts), row[starts]
     P, N = np.bincount(r, weights=T, minlength=len(tar)), np.bincount(r, weights=M, minlength=len(tar))
@@ -301,7 +304,7 @@ def _pav_cllr(tar: np.ndarray, non: np.ndarray) -> np.ndarray:
 def min_cllr(labels, scores) -> float:
     """Minimum log-likelihood-ratio cost: the Cllr of the PAV-calibrated scores (module docstring)."""
     labels, scores = _check_binary(labels, scores)
-    distinct, inverse = np.unique(scores, return_inverse=True)  # ascending; tied scores pooled
+    distinct, inverse = np.unique(-scores, return_inverse=True)  # scores descending; tied ones pooled
     tar = np.bincount(inverse, weights=labels, minlength=len(distinct))
     return float(_pav_cllr(tar, np.bincount(inverse, minlength=len(distinct)) - tar))
 
@@ -450,8 +453,8 @@ def _replicate_figures(w: np.ndarray, y: np.ndarray, ends: np.ndarray, dcf: dict
     zeros = np.zeros((len(tps), 1))
     tpr = np.hstack([zeros, tps / tps[:, -1:]])
     fpr = np.hstack([zeros, fps / fps[:, -1:]])
-    # per distinct score, ascending, for PAV: the weights of its targets and non-targets
-    tar, non = np.diff(tps, axis=1, prepend=0)[:, ::-1], np.diff(fps, axis=1, prepend=0)[:, ::-1]
+    # per distinct score, descending, for PAV: the weights of its targets and non-targets
+    tar, non = np.diff(tps, axis=1, prepend=0), np.diff(fps, axis=1, prepend=0)
     return ok, {
         "auc": np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1),
         "eer": _crossing(fpr, 1.0 - tpr)[0],
