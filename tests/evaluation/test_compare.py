@@ -80,7 +80,15 @@ def test_csv_values_are_the_json_in_percent(results, tmp_path):
         assert rows[n]["auc_A"] == "" and rows[n]["kind"] == "ours"
         assert float(rows[n]["mindcf_U"]) == pytest.approx(v["min_dcf"], rel=1e-5)  # a cost, not percent
         assert float(rows[n]["mindcf_U_hi"]) == pytest.approx(v["ci95"]["min_dcf"][1], rel=1e-5)
-    assert rows["chance"]["auc_U"] == "50" and rows["chance"]["mindcf_U"] == "1"
+        assert float(rows[n]["mincllr_U"]) == pytest.approx(v["min_cllr"], rel=1e-5)  # a cost too
+        assert float(rows[n]["mincllr_U_lo"]) == pytest.approx(v["ci95"]["min_cllr"][0], rel=1e-5)
+    assert rows["chance"]["auc_U"] == "50" and rows["chance"]["mindcf_U"] == "1" and rows["chance"]["mincllr_U"] == "1"
+    # minDCF is named with its P_target (the results' meta.dcf: the schema's default, VoxSRC's 0.05)
+    md = (tmp_path / "verification.md").read_text()
+    assert "| minDCF (P_target=0.05) U |" in md and "| min Cllr U |" in md and "minDCF (%)" not in md
+    alpha = next(line for line in md.splitlines() if line.startswith("| **alpha**")).split("|")
+    heads = [h.strip() for h in md.splitlines()[2].split("|")]
+    assert alpha[heads.index("min Cllr U")].strip().startswith(f"{res['alpha']['verification']['U']['min_cllr']:.3f} [")
     assert rows["DJE [dje]"]["auc_GNA"] == "65.07" and rows["DJE [dje]"]["kind"] == "reported"
     with open(tmp_path / "matching_1vN.csv") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
@@ -160,9 +168,11 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
         for proto in ("unseenunheard", "seenheard"):
             assert float(r[f"{proto}_auc_U"]) == pytest.approx(100 * res["verification"]["U"]["auc"])
             assert float(r[f"{proto}_mindcf_U"]) == pytest.approx(res["verification"]["U"]["min_dcf"])
+            assert float(r[f"{proto}_mincllr_U"]) == pytest.approx(res["verification"]["U"]["min_cllr"])
             assert float(r[f"{proto}_V-F_U"]) == pytest.approx(100 * res["matching"]["V-F"]["U"]["2"])
     table = (tmp_path / "protocols.md").read_text()
     assert "| Method | Unseen-unheard AUC U (%) |" in table and "Seen-heard 1:2 F-V U (%)" in table
+    assert "| Unseen-unheard minDCF (P_target=0.05) U | Unseen-unheard min Cllr U |" in table
 
 
 # --------------------------------------------------------------------------- voice2face, ablations
@@ -305,7 +315,7 @@ def test_a_dash_only_where_the_results_say_unavailable(results, tmp_path):
 
     def unavailable_g(doc):  # G marked unavailable, as a small split would write it
         g = doc["verification"]["G"]
-        g.update({k: None for k in ("auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold", "ci95")})
+        g.update({k: None for k in ("auc", "eer", "eer_threshold", "min_dcf", "min_dcf_threshold", "min_cllr", "ci95")})
         g.update({k: 0 for k in ("n_trials", "n_positive", "n_negative", "n_identities")})
         g.update({"available": False, "reason": "fewer than 2 identities of a gender"})
 

@@ -125,15 +125,16 @@ def test_trials_command_takes_a_language(tmp_path):
 
 def test_results_table_labels_heard_and_unheard():
     def res(eer, auc):
-        return {"verification": {"U": {"eer": eer, "auc": auc, "min_dcf": 0.9, "n_trials": 100}}}
+        return {"verification": {"U": {"eer": eer, "auc": auc, "min_dcf": 0.9, "min_cllr": 0.8, "n_trials": 100}}}
 
     results = {("dje", "English", "English"): res(0.30, 0.75), ("dje", "English", "Urdu"): res(0.40, 0.65),
                ("fop", "English", "Urdu"): {"verification": {"U": {"eer": None, "auc": None, "min_dcf": None,
-                                                                  "n_trials": 0}}}}
+                                                                  "min_cllr": None, "n_trials": 0}}}}
     t = fame.results_table(results)
     assert t.columns.tolist() == fame.TABLE_COLUMNS
     row = t.set_index(["method", "test_language"]).loc[("dje", "Urdu")]
     assert row["condition"] == "unheard" and row["eer"] == pytest.approx(40.0) and row["auc"] == pytest.approx(65.0)
+    assert row["min_dcf"] == pytest.approx(0.9) and row["min_cllr"] == pytest.approx(0.8)  # costs, never percent
     assert t.set_index(["method", "test_language"]).loc[("dje", "English"), "condition"] == "heard"
     o = fame.overall(t).set_index("method")
     assert o.loc["dje", "overall_eer"] == pytest.approx(35.0) and o.loc["dje", "n_cells"] == 2
@@ -303,6 +304,12 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
     want = json.loads((tmp_path / "English.json").read_text())["verification"]["U"]["eer"]
     assert ours.loc["English", "eer"] == pytest.approx(100 * want)
     assert len(table) == 2 + 12 and "| m1 | Urdu | English | unheard |" in (tmp_path / "t.md").read_text()
+    got = json.loads((tmp_path / "English.json").read_text())["verification"]["U"]
+    assert ours.loc["English", "min_dcf"] == pytest.approx(got["min_dcf"])  # a cost, as evaluate wrote it
+    assert ours.loc["English", "min_cllr"] == pytest.approx(got["min_cllr"])
+    md = (tmp_path / "t.md").read_text()
+    assert "| minDCF (P_target=0.05) | min Cllr |" in md and "minDCF %" not in md
+    assert f"| {got['min_dcf']:.3f} | {got['min_cllr']:.3f} |" in md
     lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
     args = ["submit", "--version", "v1", "--model", "Urdu", str(emb), "--out", str(tmp_path / "sub"),
             "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]

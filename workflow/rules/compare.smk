@@ -34,7 +34,7 @@ rule compare:
 
 
 rule protocols_table:
-    """Every protocol run side by side: AUC, EER, minDCF and 1:2 matching of stratum U per method."""
+    """Every protocol run side by side: AUC, EER, minDCF, min Cllr and 1:2 matching of stratum U per method."""
     input:
         [f for p in PROTOCOLS_RUN for f in expand(rules.evaluate.output.json, protocol=p, method=methods_of(p))],
     output:

@@ -160,7 +160,7 @@ if _FAME:
     FAME_RESULTS = [(m, t, lang) for m in FAME_METHODS for t in FAME_TRAINS for lang in FAME_LANGUAGES]
 
     rule fame_table:
-        """Heard / unheard EER, AUC and minDCF of every trained method, beside the baseline's."""
+        """Heard / unheard EER, AUC, minDCF and min Cllr of every trained method, beside the baseline's."""
         input:
             [f"{FAME_DIR}/evaluation/{t}/{lang}/{m}.json" for m, t, lang in FAME_RESULTS],
         output:

@@ -6,7 +6,7 @@ Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables and plots of one p
 (:mod:`facevoice.evaluation.protocols`; default unseen-unheard, test identities never seen in
 training; a declared one is read from ``evaluation.declare`` of --config/--params):
 
-* ``verification.{md,csv,tex}``: AUC, EER and minDCF by stratum (U, G, N, A, GNA);
+* ``verification.{md,csv,tex}``: AUC, EER, minDCF and min Cllr by stratum (U, G, N, A, GNA);
 * ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
 * ``matching_1vN.{md,csv,tex}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
 * ``retrieval.{md,csv,tex}``: mAP and its chance level per direction;
@@ -14,14 +14,15 @@ training; a declared one is read from ``evaluation.declare`` of --config/--param
 * ``roc_<S>.png``: the ROC curves of all methods overlaid, one plot per stratum;
 * ``matching_1vN_F-V.png``, ``matching_1vN_V-F.png``: 1:N accuracy against N.
 
-Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come in three kinds, named in the ``Figures`` column:
+Every figure is in percent but minDCF and min Cllr (costs in [0, 1], shown as costs; minDCF's
+heading names its P_target, the results' ``meta.dcf``). Rows come in three kinds, named in the ``Figures`` column:
 ``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
 papers' own figures from ``facevoice/evaluation/reference_results.yaml``, with paper and
 table; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
 recomputed, each shown under its protocol alone, in tables and plots: ``test_set`` in that
 file, unseen-unheard unless it names another; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
-EER 50, minDCF 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
+EER 50, minDCF 1, min Cllr 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
 gallery). The papers' ablation tables (``ablations`` in that file) are shown when one of
 their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
 under the result of its variant (the full-model row under the method), the table's other
@@ -33,7 +34,7 @@ Results are read through :mod:`facevoice.evaluation.results`: a file with a miss
 or unknown key is refused with the key and the file, never shown as a dash.
 
 ``facevoice compare --table protocols.md protocols.csv --protocol A --results a1.json ... --protocol B
---results b1.json ...`` writes the protocols side by side instead (AUC, EER, minDCF and 1:2
+--results b1.json ...`` writes the protocols side by side instead (AUC, EER, minDCF, min Cllr and 1:2
 matching of stratum U, one row per method), into exactly those two files.
 
 ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
@@ -58,6 +59,7 @@ import numpy as np
 
 from facevoice.common.config import check_section
 from facevoice.common.io import atomic_path, read_parquet, write_text
+from facevoice.evaluation.metrics import dcf_name
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config
 from facevoice.evaluation.protocols import PROTOCOLS, UNSEEN_UNHEARD, Protocol, figure_test_set, resolve
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
@@ -149,11 +151,11 @@ def _pct(x) -> float | None:
     return None if x is None else 100.0 * float(x)
 
 
-DCF_DECIMALS = 3  # minDCF is shown as it is (a cost in [0, 1]), not in percent
+DCF_DECIMALS = 3  # minDCF and min Cllr are shown as they are (costs in [0, 1]), not in percent
 
 
 def _from_result(value, ci, percent: bool = True) -> Cell:
-    """A result's figure and interval, in percent, or as it is (a cost: minDCF)."""
+    """A result's figure and interval, in percent, or as it is (a cost: minDCF, min Cllr)."""
     if value is None:
         return Cell()
     lo, hi = (ci if ci else (None, None))
@@ -177,12 +179,19 @@ def _accuracy(entry: MatchingResult | None, n: int) -> Cell:
     return _from_result(entry.accuracy[n], entry.ci95[n])
 
 
+def dcf_heading(results: list[Results]) -> str:
+    """minDCF's heading, naming P_target (the results' ``meta.dcf``) when all share it
+    (:func:`facevoice.evaluation.metrics.dcf_name`); the footer says where each result's is."""
+    return dcf_name(r.meta.dcf for r in results)
+
+
 def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:
     """(csv name, group header, sub header) per column; Markdown joins group and sub."""
     if table == "verification":
         return ([(f"auc_{s}", "AUC (%)", s) for s in VERIFICATION_STRATA]
                 + [(f"eer_{s}", "EER (%)", s) for s in VERIFICATION_STRATA]
-                + [(f"mindcf_{s}", "minDCF", s) for s in VERIFICATION_STRATA])
+                + [(f"mindcf_{s}", cfg["dcf_heading"], s) for s in VERIFICATION_STRATA]
+                + [(f"mincllr_{s}", "min Cllr", s) for s in VERIFICATION_STRATA])
     if table == "matching_1v2":
         return [(f"{d}_{s}", f"{d} (%)", s) for d in DIRECTIONS for s in MATCHING_STRATA]
     if table == "matching_1vN":
@@ -201,6 +210,7 @@ def _ours(res: Results, table: str, cfg: dict) -> dict[str, Cell]:
             cells[f"auc_{s}"] = _figure(e, "auc")
             cells[f"eer_{s}"] = _figure(e, "eer")
             cells[f"mindcf_{s}"] = _figure(e, "min_dcf", percent=False)
+            cells[f"mincllr_{s}"] = _figure(e, "min_cllr", percent=False)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
@@ -266,6 +276,7 @@ def _chance(results: list[Results], table: str, cfg: dict) -> dict[str, Cell]:
             cells[f"auc_{s}"] = Cell(50.0)
             cells[f"eer_{s}"] = Cell(50.0)
             cells[f"mindcf_{s}"] = Cell(1.0, decimals=DCF_DECIMALS)
+            cells[f"mincllr_{s}"] = Cell(1.0, decimals=DCF_DECIMALS)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
@@ -423,11 +434,13 @@ FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in bracke
           "Ties count as wrong in matching and rank against the probe in retrieval; "
           "EER is the crossing of the linearly interpolated FPR and FNR curves; minDCF is the "
           "normalised minimum detection cost (P_target, C_miss, C_fa of each result's "
-          "meta.dcf; 0.01, 1, 1 by default), 1 for a system no better than deciding without "
-          "looking.")
+          "meta.dcf; VoxSRC's 0.05, 1, 1 by default), 1 for a system no better than deciding without "
+          "looking; min Cllr is the log-likelihood-ratio cost after PAV calibration (BOSARIS), 1 for "
+          "scores that say nothing. Both are costs, not percentages. Verification intervals resample "
+          "face and voice identities independently (a trial weighs the product of their draws).")
 
 TITLES = {
-    "verification": "Cross-modal verification: AUC, EER and minDCF by stratum",
+    "verification": "Cross-modal verification: AUC, EER, minDCF and min Cllr by stratum",
     "matching_1v2": "1:2 matching accuracy by direction and stratum",
     "matching_1vN": "1:N matching accuracy (stratum U)",
     "retrieval": "Cross-modal retrieval: mAP and chance",
@@ -633,6 +646,7 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
     cfg = {**check_section("evaluation.compare", config), "protocol": proto}
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
+    cfg["dcf_heading"] = dcf_heading(results)
     papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
     ablations = load_ablations(reference_path) if cfg["reference"] else []
     rocs = load_rocs(roc_paths or [])
@@ -674,8 +688,8 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
 
 
 PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "eer_U", "EER U (%)"),
-                    ("verification", "mindcf_U", "minDCF U"), ("matching_1v2", "V-F_U", "1:2 V-F U (%)"),
-                    ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
+                    ("verification", "mindcf_U", "{dcf} U"), ("verification", "mincllr_U", "min Cllr U"),
+                    ("matching_1v2", "V-F_U", "1:2 V-F U (%)"), ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
 
 
 def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLike, csv_path: str | os.PathLike,
@@ -690,7 +704,9 @@ def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLi
               for k in by_protocol}
     results = {name: {r.name: r for r in load_results(paths)} for name, paths in zip(protos, by_protocol.values())}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
-    cols = [(p, table, key, f"{protos[p].title} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
+    dcf = dcf_heading([r for res in results.values() for r in res.values()])
+    cols = [(p, table, key, f"{protos[p].title} {head.format(dcf=dcf)}") for p in results
+            for table, key, head in PROTOCOL_COLUMNS]
     lines = ["### The protocols side by side: verification and 1:2 matching, stratum U", "",
              "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     table_rows = []
@@ -701,7 +717,7 @@ def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLi
         table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
     lines += ["", " ".join(f"{protos[p].title}: {protos[p].description}." for p in results)
               + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
-              "EER 50, minDCF 1, 1:2 50."]
+              "EER 50, minDCF 1, min Cllr 1, 1:2 50 (minDCF and min Cllr are costs, not percentages)."]
     write_text(md, "\n".join(lines) + "\n")
     write_text(csv_path, render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
     return [Path(md), Path(csv_path)]

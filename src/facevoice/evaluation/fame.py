@@ -11,9 +11,9 @@ Here:
 
 - per test language, trial lists of the test identities' items in that language
   (``facevoice trials --language L``, :func:`facevoice.evaluation.trials.language_rows`),
-  scored by ``facevoice evaluate`` like any other list (EER, AUC, minDCF);
+  scored by ``facevoice evaluate`` like any other list (EER, AUC, minDCF, min Cllr);
 - :func:`results_table`: those results as rows (method, training language, test language,
-  heard / unheard, EER, AUC, minDCF in percent), with :func:`overall` (the mean EER) and
+  heard / unheard, EER and AUC in percent, minDCF and min Cllr as costs), with :func:`overall` (the mean EER) and
   :data:`REFERENCE`, the baseline's published EERs, each with its corpus version, challenge
   edition and the commit of the baseline's README it was read from;
 - the challenge's score files (:func:`write_submission`, :func:`zip_submission`): for a
@@ -75,7 +75,9 @@ from facevoice.evaluation.scoring import method_scorer
 
 HEARD, UNHEARD = "heard", "unheard"
 TABLE_COLUMNS = ["method", "train_language", "test_language", "condition", "eer", "auc", "min_dcf",
-                 "n_trials", "source"]
+                 "min_cllr", "n_trials", "source"]
+#: Figures shown as costs (in [0, 1], three decimals), never in percent
+COSTS = ("min_dcf", "min_cllr")
 
 # The FOP baseline's EERs (percent) as the baseline's README (github.com/mavceleb/mavceleb_baseline)
 # prints them, in its table of training language x test language. Each row: corpus version,
@@ -99,7 +101,7 @@ def condition(train_language: str, test_language: str) -> str:
 
 
 def reference_rows() -> pd.DataFrame:
-    """:data:`_BASELINE` as table rows (EER only: the README gives no AUC or minDCF)."""
+    """:data:`_BASELINE` as table rows (EER only: the README gives no AUC, minDCF or min Cllr)."""
     rows = []
     for corpus, langs, editions, commit, cells in _BASELINE:
         for train, tests in cells.items():
@@ -107,14 +109,14 @@ def reference_rows() -> pd.DataFrame:
                 rows.append({"method": "FOP (baseline)", "corpus": corpus, "languages": langs,
                              "editions": editions, "train_language": train, "test_language": test,
                              "condition": condition(train, test), "eer": eer, "auc": None, "min_dcf": None,
-                             "n_trials": None,
+                             "min_cllr": None, "n_trials": None,
                              "source": f"mavceleb/mavceleb_baseline README, commit {commit}"})
     return pd.DataFrame(rows)
 
 
 def results_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], stratum: str = "U") -> pd.DataFrame:
-    """One row per (method, training language, test language) of ``facevoice evaluate`` results
-    (fractions), in percent.
+    """One row per (method, training language, test language) of ``facevoice evaluate`` results:
+    EER and AUC in percent, minDCF and min Cllr as they are (costs).
 
     ``results`` maps (method, training language, test language) to an evaluate JSON;
     ``stratum`` is the verification stratum read (U: every pair of the language's test identities).
@@ -122,9 +124,10 @@ def results_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], str
     rows = []
     for (method, train_language, test_language), res in sorted(results.items()):
         v = (res.get("verification") or {}).get(stratum) or {}
-        pct = {k: (None if v.get(k) is None else 100.0 * float(v[k])) for k in ("eer", "auc", "min_dcf")}
+        pct = {k: (None if v.get(k) is None else 100.0 * float(v[k])) for k in ("eer", "auc")}
+        costs = {k: (None if v.get(k) is None else float(v[k])) for k in COSTS}
         rows.append({"method": method, "train_language": train_language, "test_language": test_language,
-                     "condition": condition(train_language, test_language), **pct,
+                     "condition": condition(train_language, test_language), **pct, **costs,
                      "n_trials": v.get("n_trials"), "source": "this run"})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -296,7 +299,7 @@ def write_test_list(listed: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict) -> dict:
-    """EER, AUC, minDCF (fractions) of a score file against labels, as the challenge ranks it:
+    """EER, AUC, minDCF, min Cllr (fractions and costs) of a score file against labels, as the challenge ranks it:
     the distance negated (lower = same person). Every labelled key must be scored once.
     ``dcf``: minDCF's settings, config ``evaluation.dcf``."""
     merged = labels.merge(submission, on="key", how="left", validate="one_to_one")
@@ -309,7 +312,7 @@ def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict) 
 # --------------------------------------------------------------------------- the stage: tables, lists, score files
 
 CSV_COLUMNS = ["method", "corpus", "languages", "editions", "train_language", "test_language", "condition",
-               "eer", "auc", "min_dcf", "n_trials", "source"]
+               "eer", "auc", "min_dcf", "min_cllr", "n_trials", "source"]
 
 
 def _cell(value: Any, digits: int = 1) -> str:
@@ -322,26 +325,27 @@ def _markdown(table: pd.DataFrame, columns: list[tuple[str, str]]) -> list[str]:
     """A markdown table of ``columns`` ((column, heading) pairs)."""
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     for row in table.to_dict("records"):
-        lines.append("| " + " | ".join(_cell(row[c]) for c, _ in columns) + " |")
+        lines.append("| " + " | ".join(_cell(row[c], 3 if c in COSTS else 1) for c, _ in columns) + " |")
     return lines
 
 
-def table_markdown(table: pd.DataFrame, dataset: str, train_languages: list[str]) -> str:
-    """This run's rows and their mean EER per method, then the baseline's published rows."""
+def table_markdown(table: pd.DataFrame, dataset: str, train_languages: list[str], dcf: str = "minDCF") -> str:
+    """This run's rows and their mean EER per method, then the baseline's published rows;
+    ``dcf``: minDCF's heading (:func:`facevoice.evaluation.metrics.dcf_name`)."""
     ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
     cols = [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
-            ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", "minDCF %"),
-            ("n_trials", "trials")]
+            ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", dcf),
+            ("min_cllr", "min Cllr"), ("n_trials", "trials")]
     lines = [f"# FAME: heard / unheard ({dataset})", "",
              f"Trained on {' and on '.join(train_languages)} (a model each); verified on the test identities' "
-             f"items in each test language (heard: the training language; unheard: any other). EER, AUC and "
-             f"minDCF in percent, stratum U "
+             f"items in each test language (heard: the training language; unheard: any other). EER and AUC "
+             f"in percent, minDCF and min Cllr as costs (0 perfect, 1 no better than chance), stratum U "
              f"(every pair of the language's test identities).", ""]
     lines += _markdown(ours, cols) + ["", "Mean EER per method (the challenge's overall score when its cells are "
                                           "the challenge's four: two training languages x heard / unheard):", ""]
     lines += _markdown(overall(ours), [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells"),
                                        ("challenge", "challenge's overall score")])
-    lines += ["", "## FOP baseline, published (EER %; the README gives no AUC or minDCF)", ""]
+    lines += ["", "## FOP baseline, published (EER %; the README gives no AUC, minDCF or min Cllr)", ""]
     lines += _markdown(ref, [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
                              ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")])
     lines += ["", "Published overall: " + ", ".join(f"{k} {v}" for k, v in BASELINE_OVERALL.items()) + ".",
@@ -356,7 +360,8 @@ def write_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], datas
     ours = results_table(results).assign(
         corpus=dataset, languages="-".join(sorted({lang for *_, lang in results})), editions=None)
     table = pd.concat([ours, reference_rows()], ignore_index=True)[CSV_COLUMNS]
-    write_text(md, table_markdown(table, dataset, sorted({train for _, train, _ in results})))
+    dcf = metrics.dcf_name(res["meta"]["dcf"] for res in results.values() if "dcf" in (res.get("meta") or {}))
+    write_text(md, table_markdown(table, dataset, sorted({train for _, train, _ in results}), dcf))
     write_text(csv, table.to_csv(index=False))
     return table
 
@@ -440,7 +445,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--zip", required=True, help="the zip of the score files")
     s.add_argument("--summary", default=None, help="JSON: keys per file, and figures against labels beside the lists")
     s.add_argument("--config", default=None, help="config.yaml (its evaluation.dcf section sets the summary's minDCF)")
-    s.add_argument("--params", default=None, help='JSON mapping over --config, e.g. \'{"dcf": {"p_target": 0.01}}\'')
+    s.add_argument("--params", default=None, help='JSON mapping over --config, e.g. \'{"dcf": {"p_target": 0.05}}\'')
     return p
 
 

@@ -6,12 +6,12 @@ checks the whole document with :func:`validate` before writing it; ``compare`` r
 with :func:`load`. A key that is missing, renamed or unknown, or a value of the wrong kind,
 is refused with the key's dotted path and the file; it never becomes a "—" in a table.
 
-Format :data:`RESULTS_FORMAT` (fractions in [0, 1]; metric definitions in ``meta.definitions``
+Format :data:`RESULTS_FORMAT` (fractions in [0, 1], minDCF and min Cllr costs in [0, 1]; metric definitions in ``meta.definitions``
 and :mod:`facevoice.evaluation.metrics`)::
 
-    {"verification": {S: {"available", "reason", "auc", "eer", "eer_threshold", "min_dcf",
-                          "min_dcf_threshold", "n_trials", "n_positive", "n_negative",
-                          "n_identities", "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi]},
+    {"verification": {S: {"available", "reason", "auc", "eer", "min_dcf", "min_cllr", "eer_threshold",
+                          "min_dcf_threshold", "n_trials", "n_positive", "n_negative", "n_identities",
+                          "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi], "min_cllr": [lo, hi]},
                           "accuracy_at_threshold": {"threshold", "accuracy"}}},   # optional
      "matching": {D: {S: {"2": acc, ..., "10": acc, "available": {"2": bool, ...},
                           "n_trials": {"2": n, ...}, "ci95": {"2": [lo, hi], ...}, "reason"}}},
@@ -51,7 +51,7 @@ from typing import Any, NoReturn
 from facevoice.common.io import strict
 from facevoice.evaluation.protocol import DIRECTIONS, KINDS
 
-RESULTS_FORMAT = "facevoice-results/2"
+RESULTS_FORMAT = "facevoice-results/3"
 CI_KEY = "ci95"
 
 Interval = tuple[float, float]
@@ -172,7 +172,7 @@ def _interval_json(ci: dict | None) -> dict | None:
 # --------------------------------------------------------------------------- entries
 
 
-VERIFICATION_FIGURES = ("auc", "eer", "min_dcf")
+VERIFICATION_FIGURES = ("auc", "eer", "min_dcf", "min_cllr")
 VERIFICATION_THRESHOLDS = ("eer_threshold", "min_dcf_threshold")
 VERIFICATION_COUNTS = ("n_trials", "n_positive", "n_negative", "n_identities")
 
@@ -188,6 +188,7 @@ class VerificationResult:
     eer_threshold: float | None = None
     min_dcf: float | None = None
     min_dcf_threshold: float | None = None
+    min_cllr: float | None = None
     n_trials: int = 0
     n_positive: int = 0
     n_negative: int = 0
