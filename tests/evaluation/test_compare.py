@@ -50,18 +50,20 @@ def test_writes_every_table_and_plot(results, tmp_path):
         if f.endswith(".png"):
             assert p.read_bytes()[:8] == PNG
     md = (tmp_path / "verification.md").read_text()
-    assert "**alpha**" in md and "**beta**" in md and "chance" in md
-    # the papers' figures, marked as reported, with their table
-    assert "85.03" in md and "reported: Wang et al. 2020, Table 2" in md
-    assert "82.50" in md and "25.60" in md
+    assert "**alpha**" in md and "**beta**" in md and "| *chance level* | expected at chance |" in md
+    # the papers' figures, marked as reported, each row named by its method, paper and table
+    assert "| *DJE, Wang et al. 2020 (Table 2)* | reported | 85.03 |" in md
+    assert "| *SSNet+FOP, Zhong et al. 2025 (Tables 2, 3)* | reported | 82.50 |" in md and "25.60" in md
     # stratum A has no age metadata: a dash and the reason, never a number
     row = next(line for line in md.splitlines() if line.startswith("| **alpha**"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2 + 3] == C.DASH  # AUC A
-    assert "alpha, A: unavailable (no age metadata" in md
+    # the reason once for both methods and both strata it empties (A, GNA), numbered
+    assert md.count("no age metadata") == 1
+    assert "1. every method, A and GNA: unavailable (no age metadata" in md
     assert "\\begin{tabular}" in (tmp_path / "matching_1v2.tex").read_text()
     ret = (tmp_path / "retrieval.md").read_text()
-    assert "0.73" in ret and "chance (exact E[AP], our gallery)" in ret
+    assert "0.73" in ret and "| *chance level* | expected at chance (exact E[AP], our gallery) |" in ret
     tables = (tmp_path / "tables.md").read_text()
     assert all(f"Unseen-unheard: {C.TITLES[t][0].lower()}{C.TITLES[t][1:]}" in tables for t in C.TABLES)
 
@@ -80,13 +82,14 @@ def test_csv_values_are_the_json_in_percent(results, tmp_path):
         assert rows[n]["auc_A"] == "" and rows[n]["kind"] == "ours"
         assert float(rows[n]["mindcf_U"]) == pytest.approx(v["min_dcf"], rel=1e-5)  # a cost, not percent
         assert float(rows[n]["mindcf_U_hi"]) == pytest.approx(v["ci95"]["min_dcf"][1], rel=1e-5)
-    assert rows["chance"]["auc_U"] == "50" and rows["chance"]["mindcf_U"] == "1"
-    assert rows["DJE [dje]"]["auc_GNA"] == "65.07" and rows["DJE [dje]"]["kind"] == "reported"
+    assert rows["chance level"]["auc_U"] == "50" and rows["chance level"]["mindcf_U"] == "1"
+    dje = rows["DJE, Wang et al. 2020 (Table 2)"]
+    assert dje["auc_GNA"] == "65.07" and dje["kind"] == "reported"
     with open(tmp_path / "matching_1vN.csv") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
     assert float(rows["beta"]["V-F_N6"]) == pytest.approx(100 * res["beta"]["matching"]["V-F"]["U"]["6"], rel=1e-5)
-    assert float(rows["chance"]["F-V_N4"]) == pytest.approx(25.0)
-    assert rows["SSNet+FOP [ssnet_fop]"]["V-F_N10"] == "37"
+    assert float(rows["chance level"]["F-V_N4"]) == pytest.approx(25.0)
+    assert rows["SSNet+FOP, Zhong et al. 2025 (Table 4)"]["V-F_N10"] == "37"
 
 
 def test_no_reference_and_no_ci(results, tmp_path):
@@ -94,7 +97,7 @@ def test_no_reference_and_no_ci(results, tmp_path):
     C.main(["--results", str(d / "alpha.json"), "--out", str(tmp_path), "--no-reference", "--no-ci"])
     md = (tmp_path / "verification.md").read_text()
     assert "reported" not in md.split("Ours:")[0] and "[" not in md.split("|---")[1].split("Ours:")[0]
-    assert (tmp_path / "roc_U.png").read_bytes()[:8] == PNG  # drawn even without ROC files
+    assert (tmp_path / "roc.png").read_bytes()[:8] == PNG  # drawn even without ROC files
 
 
 def test_without_methods_writes_chance_and_reported_rows(tmp_path):
@@ -151,7 +154,8 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
     md = (tmp_path / "seenheard" / "verification.md").read_text()
     assert md.startswith("### Seen-heard: cross-modal verification")
     assert "reported:" not in md  # the papers' figures are unseen-unheard: never under seen-heard
-    assert "reported: Wang et al. 2020" in (tmp_path / "unseenunheard" / "verification.md").read_text()
+    uu_md = (tmp_path / "unseenunheard" / "verification.md").read_text()
+    assert "*DJE, Wang et al. 2020 (Table 2)* | reported" in uu_md
     assert "No seen-heard figure of the seeds or the baselines" in (tmp_path / "seenheard" / "tables.md").read_text()
     rows = list(csv.DictReader(open(tmp_path / "protocols.csv")))
     assert [r["method"] for r in rows] == names
@@ -233,23 +237,24 @@ def test_voice2face_and_ablation_rows_in_the_tables(results, tmp_path):
     out = tmp_path / "cmp"
     assert C.main(["--results", str(variant), str(d / "beta.json"), "--out", str(out)]) == 0
     one = (out / "matching_1v2.md").read_text()
-    row = next(ln for ln in one.splitlines() if ln.startswith("| *voice2face [voice2face]*"))
+    v2f = "voice2face, Wen et al. 2019, in a news article (article text)"
+    row = next(ln for ln in one.splitlines() if ln.startswith(f"| *{v2f}* | reported |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert "reported: Wen et al. 2019" in cells[1] and "article text" in cells[1]
     assert cells[2:] == [C.DASH] * 4 + ["76.07", "59.69", C.DASH, C.DASH]  # F-V U G N GN, V-F U G N GN
-    assert "voice2face [voice2face], reported: The article's protocol, not ours" in one
+    assert f"{v2f}: The article's protocol, not ours" in one
     lines = (out / "verification.md").read_text().splitlines()
     i = next(k for k, ln in enumerate(lines) if ln.startswith("| **dje-rank_only** | ours |"))
-    assert lines[i + 1].startswith("| *DJE, only ranking loss [dje-rank_only]* | reported: Wang et al. 2020, "
-                                   "Table 3 (ablation) | 83.15 |")
+    assert lines[i + 1].startswith("| *DJE, only ranking loss, Wang et al. 2020 (Table 3)* | reported (ablation) "
+                                   "| 83.15 |")
     assert lines[i + 2].startswith("| **beta** |")
     ver = "\n".join(lines)
-    assert "*DJE, only identity loss [dje-id_only]*" in ver and "[no variant]" in ver  # the rest of Table 3
-    assert "SSNet+FOP, " not in ver and "(ablation)" not in (out / "retrieval.md").read_text()
+    assert "*DJE, only identity loss, Wang et al. 2020 (Table 3)*" in ver  # the rest of Table 3
+    assert "*DJE, VGG-Face + VGG-Vox backbones, Wang et al. 2020 (Table 3)*" in ver  # a row of no variant
+    assert "SSNet+FOP, fusion" not in ver and "(ablation)" not in (out / "retrieval.md").read_text()
     with open(out / "verification.csv") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
-    assert rows["DJE, only ranking loss [dje-rank_only]"]["auc_U"] == "83.15"
-    assert rows["DJE, only ranking loss [dje-rank_only]"]["kind"] == "reported"
+    assert rows["DJE, only ranking loss, Wang et al. 2020 (Table 3)"]["auc_U"] == "83.15"
+    assert rows["DJE, only ranking loss, Wang et al. 2020 (Table 3)"]["kind"] == "reported"
     # no variant among the results, or the seen-heard protocol: no ablation row
     C.compare([d / f"{n}.json" for n in names], tmp_path / "plain", defaults("evaluation.compare"))
     C.compare([variant], tmp_path / "sh", defaults("evaluation.compare"), protocol="seenheard")
@@ -389,7 +394,7 @@ def test_a_1vN_figure_draws_only_its_protocols_reported_curves(results):
         for direction in protocol.DIRECTIONS:
             fig = C.figure_1vN(res, papers, direction, _plot_cfg(p))
             drawn[p.name, direction] = [lb for lb in _labels(fig) if "reported" in lb]
-            assert set(names) <= set(_labels(fig)) and "chance (1/N)" in _labels(fig)  # ours are drawn
+            assert set(names) <= set(_labels(fig)) and "chance level (1/N)" in _labels(fig)  # ours are drawn
             _close(fig)
     # the papers' 1:N curves (unseen-unheard, all of them) beside unseen-unheard results only
     assert "SSNet+FOP (reported, Table 4)" in drawn[UNSEEN_UNHEARD.name, "V-F"]
@@ -410,11 +415,9 @@ def test_every_title_and_heading_names_its_protocol(results, tmp_path):
         assert len(headings) >= len(C.TABLES) * 3 + 1, p.name  # each table in .md, .tex, tables.md; tables.md's
         for h in headings:
             assert p.title in h, (p.name, h)
-        titles = []
-        for s in protocol.VERIFICATION_STRATA:
-            fig = C.figure_roc(res, rocs, s, p)
-            titles.append(fig.axes[0].get_title())
-            _close(fig)
+        fig = C.figure_roc(res, rocs, p)
+        titles = [fig.get_suptitle()]
+        _close(fig)
         for direction in protocol.DIRECTIONS:
             fig = C.figure_1vN(res, papers, direction, _plot_cfg(p))
             titles.append(fig.axes[0].get_title())
@@ -484,7 +487,7 @@ def test_a_declared_protocol_is_compared_under_its_title_with_no_reported_row_un
     # naming a test_set: that protocol's reported figures
     params = json.dumps({"declare": [{**FEMALE, "test_set": "unseenunheard"}]})
     assert C.main(["--protocol", "female", "--results", *files, "--params", params, "--out", str(tmp_path / "g")]) == 0
-    assert "reported: Wang et al. 2020" in (tmp_path / "g" / "verification.md").read_text()
+    assert "*DJE, Wang et al. 2020 (Table 2)* | reported" in (tmp_path / "g" / "verification.md").read_text()
     # the side-by-side table names its columns after the declared protocol
     assert C.main(["--table", str(tmp_path / "t.md"), str(tmp_path / "t.csv"), "--params", params,
                    "--protocol", "unseenunheard", "--results", *files, "--protocol", "female", "--results", *files]) == 0
@@ -494,3 +497,94 @@ def test_a_declared_protocol_is_compared_under_its_title_with_no_reported_row_un
     assert C.main(["--protocol", "male", "--out", str(tmp_path / "m")]) == 1
     assert "no protocol 'male' (known: unseenunheard, seenheard" in capsys.readouterr().err
     assert set(declared({"declare": [FEMALE]})) == {"unseenunheard", "seenheard", "female"}
+
+
+# --------------------------------------------------------------------------- names, notes, LaTeX, ROC panels
+
+
+def test_every_row_has_its_own_name_beside_the_chance_method(results, tmp_path):
+    """The ``chance`` baseline method's results and the figures expected at chance are two rows
+    of two names; reported rows name their paper and table, never an internal key or a seed."""
+    d, names = results
+    res = json.loads((d / "alpha.json").read_text())
+    res["meta"]["method"] = "chance"  # the chance baseline's results
+    (tmp_path / "chance.json").write_text(json.dumps(res))
+    assert C.main(["--results", str(tmp_path / "chance.json"), str(d / "beta.json"), "--out", str(tmp_path / "o")]) == 0
+    keys = {p["key"] for p in C.load_reference(baselines=True)}
+    for table in C.TABLES:
+        with open(tmp_path / "o" / f"{table}.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        methods = [r["method"] for r in rows]
+        assert len(methods) == len(set(methods)), table
+        assert {"chance", C.CHANCE_ROW} <= set(methods)
+        assert not any(f"[{k}]" in m for m in methods for k in keys), table
+    text = "".join((tmp_path / "o" / f).read_text() for f in C.OUTPUTS if not f.endswith(".png"))
+    assert "seed" not in text.lower()
+    assert "(Tables 2, 4, 5)" not in text and "DIMNet, Wen et al. 2019, in Zhong et al. 2025 (Table 4)" in text
+
+
+def test_two_rows_of_one_name_are_refused(results, tmp_path):
+    d, _ = results
+    res = json.loads((d / "alpha.json").read_text())
+    res["meta"]["method"] = C.CHANCE_ROW
+    (tmp_path / "c.json").write_text(json.dumps(res))
+    with pytest.raises(ValueError, match="two rows of the verification table are named 'chance level'"):
+        C.compare([tmp_path / "c.json"], tmp_path / "o", defaults("evaluation.compare"))
+
+
+def test_notes_are_numbered_once_per_text():
+    notes = [("a", "A", "unavailable (no age)"), ("b", "A", "unavailable (no age)"),
+             ("a", "GNA", "unavailable (no age)"), ("b", "GNA", "unavailable (no age)"),
+             ("a", "", "trials 10"), ("b", "", "trials 12"), ("Paper, X 2020 (Table 1)", "", "a note")]
+    assert C.numbered_notes(notes, ["a", "b"]) == [
+        "1. every method, A and GNA: unavailable (no age)", "2. a: trials 10", "3. b: trials 12",
+        "4. Paper, X 2020 (Table 1): a note"]
+    assert C.numbered_notes(notes[:1], ["a"]) == ["1. a, A: unavailable (no age)"]  # one method: by name
+
+
+def _tex_rows(tex):
+    body = tex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
+    return [ln for ln in body.splitlines() if ln.endswith("\\\\")]
+
+
+def test_latex_is_booktabs_with_a_compact_variant_without_intervals(results, tmp_path):
+    d, names = results
+    C.compare([d / f"{n}.json" for n in names], tmp_path, defaults("evaluation.compare"))
+    full = (tmp_path / "verification.tex").read_text()
+    compact = (tmp_path / "verification.compact.tex").read_text()
+    with open(tmp_path / "verification.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = C._columns("verification", defaults("evaluation.compare"))
+    for tex in (full, compact):
+        assert [tex.count(r) for r in ("\\toprule", "\\bottomrule")] == [1, 1]
+        assert "\\begin{tabular}{l" + "r" * len(cols) + "}" in tex  # the method's name, then one column per figure
+        lines = _tex_rows(tex)
+        assert len(lines) == len(rows) and all(ln.count(" & ") == len(cols) for ln in lines)
+        assert "\\multicolumn{5}{c}{AUC (\\%)}" in tex and "\\textit{chance level}" in tex
+        assert "\\textit{DJE, Wang et al. 2020 (Table 2)}" in tex
+        # blocks: ours, then chance, then reported, split by rules
+        assert tex.count("\\midrule") == 3
+    assert "\\scriptsize [" in _tex_rows(full)[0] and "[" not in compact.split("\\midrule", 1)[1]
+
+
+def test_roc_panels_only_for_strata_with_a_figure(results):
+    """Stratum A and GNA have no age metadata for any method: no panel (no wall of reasons);
+    the verification notes say why."""
+    import matplotlib.pyplot as plt
+
+    d, names = results
+    res = C.load_results([d / f"{n}.json" for n in names])
+    rocs = C.load_rocs([d / f"{n}_roc.parquet" for n in names])
+    assert C.roc_strata(res) == ["U", "G", "N"]
+    fig = C.figure_roc(res, rocs)
+    assert [ax.get_title() for ax in fig.axes] == ["stratum U", "stratum G", "stratum N"]
+    for ax in fig.axes:
+        assert set(names) <= {ln.get_label().split(" (")[0] for ln in ax.get_lines()}
+        assert not ax.texts  # every method drawn: nothing to explain
+    plt.close(fig)
+    fig = C.figure_roc(res, {})  # no ROC file: the panels name the methods not drawn, in one short line
+    assert len(fig.axes) == 3 and all(len(ax.texts) == 1 for ax in fig.axes)
+    plt.close(fig)
+    fig = C.figure_roc([], {})  # nothing to draw: one line, no empty axes
+    assert not fig.axes and "no stratum has a result to draw" in fig.texts[0].get_text()
+    plt.close(fig)

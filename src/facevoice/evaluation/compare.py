@@ -10,17 +10,23 @@ training; a declared one is read from ``evaluation.declare`` of --config/--param
 * ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
 * ``matching_1vN.{md,csv,tex}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
 * ``retrieval.{md,csv,tex}``: mAP and its chance level per direction;
-* ``tables.md``: the four tables with their notes, for the report;
-* ``roc_<S>.png``: the ROC curves of all methods overlaid, one plot per stratum;
+* ``<table>.tex`` is for a paper (booktabs; intervals in small type), ``<table>.compact.tex``
+  the same without intervals;
+* ``tables.md``: the four tables with their notes, for the report, and the sources of the
+  reported rows;
+* ``roc.png``: the ROC curves of all methods overlaid, one panel per stratum that some
+  method has a figure for (the verification notes say why a stratum has none);
 * ``matching_1vN_F-V.png``, ``matching_1vN_V-F.png``: 1:N accuracy against N.
 
 Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come in three kinds, named in the ``Figures`` column:
 ``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
-papers' own figures from ``facevoice/evaluation/reference_results.yaml``, with paper and
-table; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
+papers' own figures from ``facevoice/evaluation/reference_results.yaml``, each row named by
+its method, paper and table, e.g. "DJE, Wang et al. 2020 (Table 2)"; a baseline's also by the
+paper that reports it; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
 recomputed, each shown under its protocol alone, in tables and plots: ``test_set`` in that
-file, unseen-unheard unless it names another; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
+file, unseen-unheard unless it names another; an entry's ``note`` is listed under the table) and ``chance``
+(row "chance level", apart from the ``chance`` baseline method's own results: AUC 50,
 EER 50, minDCF 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
 gallery). The papers' ablation tables (``ablations`` in that file) are shown when one of
 their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
@@ -28,7 +34,8 @@ under the result of its variant (the full-model row under the method), the table
 rows after the other reported rows. A
 figure that does not exist is "—" (empty in the CSV): for ours only where the results say so
 (a stratum or N marked ``available: false`` with its reason, or one the trial lists did not
-hold), and the notes under each table say why; for the papers, a figure they do not report.
+hold), and the notes under each table say why, each text once (numbered, with the rows it is
+about); for the papers, a figure they do not report. Every row has its own name.
 Results are read through :mod:`facevoice.evaluation.results`: a file with a missing, renamed
 or unknown key is refused with the key and the file, never shown as a dash.
 
@@ -68,10 +75,10 @@ PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
 
 
-def outputs(strata: tuple[str, ...] = VERIFICATION_STRATA) -> list[str]:
+def outputs() -> list[str]:
     """File names ``compare`` writes into its folder (for the workflow's rule)."""
-    files = [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "tex")] + ["tables.md"]
-    files += [f"roc_{s}.png" for s in strata]
+    files = [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "tex", "compact.tex")] + ["tables.md"]
+    files += ["roc.png"]
     files += [f"matching_1vN_{d}.png" for d in DIRECTIONS]
     return files
 
@@ -303,9 +310,8 @@ def _ablation_rows(results: list[Results], ablations: list[dict], table: str,
             cells, tabs = _reference(r, table, cfg)
             if not cells:
                 continue
-            row = {"method": f"{a.get('label', a['method'])}, {r['label']} [{r.get('variant') or 'no variant'}]",
-                   "kind": "reported", "figures": f"reported: {a['short']}, {', '.join(tabs)} (ablation)",
-                   "cells": cells}
+            row = {"method": f"{a.get('label', a['method'])}, {r['label']}, {a['short']} ({_tables(tabs)})",
+                   "kind": "reported", "figures": "reported (ablation)", "cells": cells}
             if r.get("variant") in names:
                 beside.setdefault(r["variant"], []).append({**row, "group": "ours"})
             else:
@@ -322,32 +328,56 @@ def build_rows(results: list[Results], papers: list[dict], table: str, cfg: dict
     for res in results:
         rows.append({"method": res.name, "kind": "ours", "figures": "ours", "cells": _ours(res, table, cfg)})
         rows += beside.get(res.name, [])
-    rows.append({"method": "chance", "kind": "chance",
-                 "figures": "chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
+    rows.append({"method": CHANCE_ROW, "kind": "chance",
+                 "figures": "expected at chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
                  "cells": _chance(results, table, cfg)})
     if cfg["reference"]:
         for p in papers:
             cells, tabs = _reference(p, table, cfg)
-            if not cells:
-                continue
-            label = p.get("label") or p["key"]
-            rows.append({"method": f"{label} [{p['key']}]", "kind": "reported",
-                         "figures": f"reported: {p.get('short', p['key'])}, {', '.join(tabs)}",
-                         "cells": cells})
-    return rows + rest
+            if cells:
+                rows.append({"method": reported_name(p, tabs), "kind": "reported", "figures": "reported",
+                             "cells": cells})
+    rows += rest
+    named = [r["method"] for r in rows]
+    twice = sorted({n for n in named if named.count(n) > 1})
+    if twice:
+        raise ValueError(f"two rows of the {table} table are named {twice[0]!r}: rename the results "
+                         "(meta.method) or the reference entry (label) so that each row has its own name")
+    return rows
 
 
-def _reference_notes(papers: list[dict], ablations: list[dict], table: str, cfg: dict) -> list[str]:
+#: The row of the figures expected at chance (the ``chance`` method is a results row of its own)
+CHANCE_ROW = "chance level"
+
+
+def reported_name(paper: dict, tables: list[str]) -> str:
+    """A reported row's name: the method and its paper, with the table(s) the figures are
+    from; a baseline's figures also name the paper that reports them (``reported_in``)."""
+    label = paper.get("label") or paper["key"]
+    short = paper.get("short") or paper["key"]
+    source = f"{short}, in {paper['reported_in']}" if paper.get("reported_in") else short
+    return f"{label}, {source}" + (f" ({_tables(tables)})" if tables else "")
+
+
+def _tables(names: list[str]) -> str:
+    """``["Table 2", "Table 4"]`` -> ``Tables 2, 4``; other names as they are."""
+    if len(names) > 1 and all(n.startswith("Table ") for n in names):
+        return "Tables " + ", ".join(n.removeprefix("Table ") for n in names)
+    return ", ".join(names)
+
+
+def _reference_notes(papers: list[dict], ablations: list[dict], table: str, cfg: dict) -> list[Note]:
     """The ``note`` of each reported entry (paper, baseline, ablation table in play) with a
-    figure in this table."""
+    figure in this table, on the row(s) it explains."""
     notes = []
     for p in papers:
-        if p.get("note") and _reference(p, table, cfg)[0]:
-            notes.append(f"{p.get('label') or p['key']} [{p['key']}], reported: {' '.join(p['note'].split())}")
+        cells, tabs = _reference(p, table, cfg)
+        if p.get("note") and cells:
+            notes.append((reported_name(p, tabs), "", " ".join(p["note"].split())))
     for a in ablations:
         if a.get("note") and any(_reference(r, table, cfg)[0] for r in a["rows"]):
-            notes.append(f"{a.get('label', a['method'])}, {a['short']}, {a['table']} (ablation), reported: "
-                         f"{' '.join(a['note'].split())}")
+            notes.append((f"{a.get('label', a['method'])}, {a['short']} ({a['table']}, ablation)", "",
+                          " ".join(a["note"].split())))
     return notes
 
 
@@ -365,8 +395,13 @@ def _fmt(c: Cell, cfg: dict, latex: bool = False) -> str:
     return s
 
 
-def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
-    notes = []
+#: A note under a table: (the row it is about, the column(s) it is about or "", what it says);
+#: the notes of one text are one note
+Note = tuple[str, str, str]
+
+
+def _notes(results: list[Results], table: str, cfg: dict) -> list[Note]:
+    notes: list[Note] = []
     for res in results:
         if table == "verification":
             notes += _verification_notes(res)
@@ -376,38 +411,54 @@ def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
             for d in DIRECTIONS:
                 e = res.retrieval_at(d)
                 if e is None:
-                    notes.append(f"{res.name}, {d}: not in the results")
+                    notes.append((res.name, d, "not in the results"))
                 elif not e.available:
-                    notes.append(f"{res.name}, {d}: unavailable ({e.reason})")
+                    notes.append((res.name, d, f"unavailable ({e.reason})"))
                 else:
-                    notes.append(f"{res.name}, {d}: {e.n_probes} probes against a gallery of {e.gallery_size}")
+                    notes.append((res.name, d, f"{e.n_probes} probes against a gallery of {e.gallery_size}"))
     return notes
 
 
-def _verification_notes(res: Results) -> list[str]:
+def _verification_notes(res: Results) -> list[Note]:
     notes = []
     for s in VERIFICATION_STRATA:
         e = res.verification_at(s)
         if e is None:
-            notes.append(f"{res.name}, {s}: not in the results")
+            notes.append((res.name, s, "not in the results"))
         elif not e.available:
-            notes.append(f"{res.name}, {s}: unavailable ({e.reason})")
+            notes.append((res.name, s, f"unavailable ({e.reason})"))
     n = {s: getattr(res.verification_at(s), "n_trials", None) for s in VERIFICATION_STRATA}
-    notes.append(f"{res.name}: trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items()))
+    notes.append((res.name, "", "trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items())))
     return notes
 
 
-def _matching_notes(res: Results, table: str) -> list[str]:
+def _matching_notes(res: Results, table: str) -> list[Note]:
     notes = []
     for d in DIRECTIONS:
         for s, e in ((res.matching or {}).get(d) or {}).items():
             if (table != "matching_1vN" or s == "U") and e.reason:
-                notes.append(f"{res.name}, {d} {s}: {e.reason}")
+                notes.append((res.name, f"{d} {s}", e.reason))
         nt = getattr(res.matching_at(d, "U"), "n_trials", {})
         if nt:
-            notes.append(f"{res.name}, {d}: trials per list " + ", ".join(
-                f"1:{k} {v}" for k, v in sorted(nt.items()) if table == "matching_1vN" or k == 2))
+            notes.append((res.name, d, "trials per list " + ", ".join(
+                f"1:{k} {v}" for k, v in sorted(nt.items()) if table == "matching_1vN" or k == 2)))
     return notes
+
+
+def numbered_notes(notes: list[Note], methods: list[str]) -> list[str]:
+    """Each note's text once, numbered, with the rows and columns it is about ("every method"
+    when it is about every one of several ``methods``), in order of first appearance."""
+    about: dict[str, tuple[list[str], list[str]]] = {}
+    for who, where, text in notes:
+        rows, cols = about.setdefault(text, ([], []))
+        rows += [who] if who not in rows else []
+        cols += [where] if where and where not in cols else []
+    out = []
+    for i, (text, (rows, cols)) in enumerate(about.items(), 1):
+        every = len(methods) > 1 and sorted(rows) == sorted(methods)
+        scope = ("every method" if every else "; ".join(rows)) + (f", {' and '.join(cols)}" if cols else "")
+        out.append(f"{i}. {scope}: {text}")
+    return out
 
 
 FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in brackets. Reported: each "
@@ -419,6 +470,9 @@ FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in bracke
           "meta.dcf; 0.01, 1, 1 by default), 1 for a system no better than deciding without "
           "looking.")
 
+PROVENANCE = ("Provenance: every reported figure is transcribed from its paper's text, as printed "
+              "(facevoice/evaluation/reference_results.yaml: each entry's citation, table and source text).")
+
 TITLES = {
     "verification": "Cross-modal verification: AUC, EER and minDCF by stratum",
     "matching_1v2": "1:2 matching accuracy by direction and stratum",
@@ -428,6 +482,7 @@ TITLES = {
 
 
 def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict) -> str:
+    """The table in Markdown, with the footer and ``notes`` (lines, e.g. :func:`numbered_notes`)."""
     head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
                                     for _, g, s in cols]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
@@ -438,7 +493,7 @@ def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: d
         lines.append("| " + " | ".join([name, r["figures"]] + cells) + " |")
     lines += ["", FOOTER]
     if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+        lines += [""] + list(notes)
     return "\n".join(lines) + "\n"
 
 
@@ -462,45 +517,45 @@ def render_csv(rows: list[dict], cols) -> str:
     return buf.getvalue()
 
 
-def _tex(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                 ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
-                 ("^", r"\^{}")):
-        s = s.replace(a, b)
-    return s.replace(r"\textbackslash\{\}", r"\textbackslash{}")
-
-
 def render_latex(rows: list[dict], cols, title: str, cfg: dict) -> str:
-    groups: list[tuple[str, int]] = []
-    for _, g, _ in cols:
-        if groups and groups[-1][0] == g:
-            groups[-1] = (g, groups[-1][1] + 1)
-        else:
-            groups.append((g, 1))
-    out = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
-           f"\\caption{{{_tex(title)}}}",
-           "\\begin{tabular}{ll" + "r" * len(cols) + "}", "\\toprule"]
-    top, rules, c0 = [" & "], [], 3
-    for g, n in groups:
-        top.append(f"\\multicolumn{{{n}}}{{c}}{{{_tex(g)}}}")
-        rules.append(f"\\cmidrule(lr){{{c0}-{c0 + n - 1}}}")
-        c0 += n
-    out.append(top[0] + " & ".join(top[1:]) + " \\\\")
-    out.append(" ".join(rules))
-    out.append("Method & Figures & " + " & ".join(_tex(s) for _, _, s in cols) + " \\\\")
-    out.append("\\midrule")
+    """The table for a paper (booktabs, through pandas' Styler): one column per figure under its
+    group's header, the rows' kinds in blocks split by rules, reported and chance rows in
+    italics (their names say what they are). Intervals as ``cfg["show_ci"]`` says."""
+    import pandas as pd
+
+    header = pd.MultiIndex.from_tuples([(g, s) for _, g, s in cols], names=["", "Method"])  # names: the corner
+    frame = pd.DataFrame([[_fmt(r["cells"].get(k, Cell()), cfg, latex=True) for k, _, _ in cols] for r in rows],
+                         columns=header, index=[r["method"] for r in rows])
+    styler = frame.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    styler = styler.apply_index(lambda names: ["" if r["kind"] == "ours" else "textit: --rwrap;" for r in rows])
+    tex = styler.to_latex(caption=_escape(title),
+                          hrules=True, multicol_align="c", position="t", position_float="centering",
+                          column_format="l" + "r" * len(cols), environment="table")
+    return "% requires \\usepackage{booktabs}\n" + _block_rules(tex, rows)
+
+
+def _escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (pandas' own escaping, through a Styler)."""
+    import pandas as pd
+
+    return pd.DataFrame([[text]]).style.format(escape="latex").hide(axis=0).hide(axis=1) \
+        .to_latex().splitlines()[1].rstrip(" \\")
+
+
+def _block_rules(tex: str, rows: list[dict]) -> str:
+    """A ``\\midrule`` between the blocks of rows (ours, chance, reported): the body's lines are
+    the rows, in order, after the header's ``\\midrule``."""
+    lines = tex.splitlines()
+    first = lines.index("\\midrule") + 1
+    out = lines[:first]
     prev = None
-    for r in rows:
+    for r, line in zip(rows, lines[first:first + len(rows)]):
         group = r.get("group", r["kind"])  # an ablation row under its variant stays in ours' block
         if prev is not None and group != prev:
             out.append("\\midrule")
+        out.append(line)
         prev = group
-        name = _tex(r["method"])
-        name = f"\\textit{{{name}}}" if r["kind"] != "ours" else name
-        cells = [_fmt(r["cells"].get(k, Cell()), cfg, latex=True) for k, _, _ in cols]
-        out.append(" & ".join([name, _tex(r["figures"])] + cells) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out + lines[first + len(rows):]) + "\n"
 
 
 # --------------------------------------------------------------------------- plots
@@ -514,57 +569,63 @@ def _savefig(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path,
-             protocol: Protocol = UNSEEN_UNHEARD) -> None:
+def plot_roc(results: list[Results], rocs: dict, path: Path, protocol: Protocol = UNSEEN_UNHEARD) -> None:
     """Write :func:`figure_roc`'s figure to ``path`` (PNG)."""
-    _savefig(figure_roc(results, rocs, stratum, protocol), path)
+    _savefig(figure_roc(results, rocs, protocol), path)
 
 
-def figure_roc(results: list[Results], rocs: dict, stratum: str, protocol: Protocol = UNSEEN_UNHEARD):
-    """The ROC curves of one stratum of ``protocol``, every method overlaid (a matplotlib figure)."""
+def roc_strata(results: list[Results]) -> list[str]:
+    """The strata some result has a figure for: the others get no ROC panel (the verification
+    table's notes say why)."""
+    return [s for s in VERIFICATION_STRATA
+            if any(e is not None and e.available for e in (r.verification_at(s) for r in results))]
+
+
+def figure_roc(results: list[Results], rocs: dict, protocol: Protocol = UNSEEN_UNHEARD):
+    """The ROC curves of ``protocol``, every method overlaid, one panel per stratum of
+    :func:`roc_strata` (a matplotlib figure); with none, one line saying so."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1, label="chance")
+    strata = roc_strata(results)
+    if not strata:
+        fig = plt.figure(figsize=(6, 0.8))
+        fig.text(0.5, 0.5, f"Verification ROC, {protocol.heading}: no stratum has a result to draw "
+                           "(verification.md says why)", ha="center", va="center", fontsize=8)
+        return fig
+    fig, axes = plt.subplots(1, len(strata), figsize=(4.2 * len(strata), 4.6), squeeze=False)
+    for ax, s in zip(axes[0], strata):
+        _roc_panel(ax, results, rocs, s)
+    fig.suptitle(f"Verification ROC\n{protocol.heading}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _roc_panel(ax, results: list[Results], rocs: dict, stratum: str) -> None:
+    """One stratum's ROC curves, each method's EER point marked; the methods not drawn named."""
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1, label="chance level")
     ax.plot([0, 1], [1, 0], ls="--", c="lightgrey", lw=0.8, label="FPR = FNR")
-    drawn, missing = 0, []
+    missing = []
     for res in results:
-        e = res.verification_at(stratum)
-        roc = rocs.get(res.name)
-        if e is None or not e.available:
-            missing.append(f"{res.name}: {(e.reason if e else None) or 'unavailable'}")
+        e, roc = res.verification_at(stratum), rocs.get(res.name)
+        sub = roc[roc["stratum"] == stratum] if roc is not None and e is not None and e.available else None
+        if sub is None or sub.empty:
+            missing.append(res.name)
             continue
-        if roc is None:
-            missing.append(f"{res.name}: no ROC file")
-            continue
-        sub = roc[roc["stratum"] == stratum]
-        if sub.empty:
-            missing.append(f"{res.name}: no ROC points")
-            continue
-        ax.plot(sub["fpr"], sub["tpr"], lw=1.5,
-                label=f"{res.name} (AUC {100 * e.auc:.1f}, EER {100 * e.eer:.1f})")
-        ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=ax.lines[-1].get_color())
-        drawn += 1
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)",
-           ylabel="true accept rate (TPR)")
-    ax.set_title(f"Verification ROC, stratum {stratum}\n{protocol.heading}", fontsize=9)
+        line, = ax.plot(sub["fpr"], sub["tpr"], lw=1.5,
+                        label=f"{res.name} (AUC {100 * e.auc:.1f}, EER {100 * e.eer:.1f})")
+        ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=line.get_color())
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)", ylabel="true accept rate (TPR)")
+    ax.set_title(f"stratum {stratum}", fontsize=9)
     ax.set_aspect("equal")
     if missing:
         import textwrap
 
-        text = "\n".join(textwrap.fill(m, 60) for m in missing[:8])
-        if drawn:
-            ax.text(0.98, 0.02, text, ha="right", va="bottom", fontsize=6,
-                    transform=ax.transAxes, color="dimgrey")
-        else:
-            ax.text(0.5, 0.62, f"stratum {stratum} unavailable\n\n{text}", ha="center",
-                    va="center", fontsize=8, transform=ax.transAxes,
-                    bbox={"fc": "white", "ec": "lightgrey"})
-    ax.legend(loc="lower right" if not (missing and drawn) else "center right", fontsize=7)
-    return fig
+        ax.text(0.02, 0.98, textwrap.fill("no curve (verification.md says why): " + ", ".join(missing), 50),
+                ha="left", va="top", fontsize=6, transform=ax.transAxes, color="dimgrey")
+    ax.legend(loc="lower right", fontsize=7)
 
 
 def plot_1vN(results: list[Results], papers: list[dict], direction: str, path: Path, cfg: dict) -> None:
@@ -603,7 +664,7 @@ def figure_1vN(results: list[Results], papers: list[dict], direction: str, cfg: 
                     ax.plot([a for a, _ in pts], [b for _, b in pts], "s--", ms=4, lw=1,
                             mfc="none", label=f"{p.get('label', p['key'])} (reported, {f.get('table')})")
     xs = np.arange(2, top + 1)
-    ax.plot(xs, 100 / xs, ":", c="grey", label="chance (1/N)")
+    ax.plot(xs, 100 / xs, ":", c="grey", label="chance level (1/N)")
     ax.set(xlabel="N (candidates)", ylabel="accuracy (%)", ylim=(0, 100))
     ax.set_title(f"1:N matching, {direction} (stratum U)\n{protocol.heading}", fontsize=9)
     ax.set_xticks(xs)
@@ -644,22 +705,23 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
         notes = _notes(results, table, cfg)
         if cfg["reference"]:
             notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
+        notes = numbered_notes(notes, [r.name for r in results])
         title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
         md = render_markdown(rows, cols, title, notes, cfg)
         for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
-                          ("tex", render_latex(rows, cols, title, cfg))):
+                          ("tex", render_latex(rows, cols, title, cfg)),
+                          ("compact.tex", render_latex(rows, cols, title, {**cfg, "show_ci": False}))):
             write_text(out / f"{table}.{ext}", text)
             written.append(out / f"{table}.{ext}")
         combined += [md, ""]
     sources = [p for p in papers if any(proto.owns(f) for f in p.get("figures") or [])]
     if cfg["reference"] and sources:
-        combined += [f"### {name}: sources of the reported rows", ""]
-        combined += [f"- [{p['key']}] {' '.join(str(p.get('citation', '')).split())}" for p in sources]
+        combined += [f"### {name}: sources of the reported rows", "", PROVENANCE, ""]
+        combined += [f"- {reported_name(p, [])}: {' '.join(str(p.get('citation', '')).split())}" for p in sources]
     write_text(out / "tables.md", "\n".join(combined) + "\n")
     written.append(out / "tables.md")
-    for s in VERIFICATION_STRATA:
-        plot_roc(results, rocs, s, out / f"roc_{s}.png", proto)
-        written.append(out / f"roc_{s}.png")
+    plot_roc(results, rocs, out / "roc.png", proto)
+    written.append(out / "roc.png")
     for d in DIRECTIONS:
         plot_1vN(results, papers, d, out / f"matching_1vN_{d}.png", cfg)
         written.append(out / f"matching_1vN_{d}.png")
