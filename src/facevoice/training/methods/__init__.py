@@ -289,6 +289,7 @@ class FaceVoiceModel(nn.Module):
     cacheable: tuple[str, ...] = ()  # stages that may train on cached encoder features
     custom_steps: tuple[str, ...] = ()  # stages whose updates the model makes itself (train_step)
     select_last: tuple[str, ...] = ()  # stages kept at their last epoch, not their best validation AUC
+    adversarial_stages: tuple[str, ...] = ()  # stages of an adversarial game: their terms on a curve panel of their own
 
     def __init__(self, hp: dict, n_classes: int):
         super().__init__()

@@ -297,6 +297,7 @@ class AVGATN(FaceVoiceModel):
     name = NAME
     custom_steps = ("gan",)
     select_last = ("face_features",)
+    adversarial_stages = ("gan",)  # its discriminator and generator terms: curve.png draws them apart
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
         super().__init__(hp, n_classes)
