@@ -156,7 +156,7 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
     assert "reported:" not in md  # the papers' figures are unseen-unheard: never under seen-heard
     uu_md = (tmp_path / "unseenunheard" / "verification.md").read_text()
     assert "*DJE, Wang et al. 2020 (Table 2)* | reported" in uu_md
-    assert "No seen-heard figure of the seeds or the baselines" in (tmp_path / "seenheard" / "tables.md").read_text()
+    assert "No seen-heard figure of the source papers or the baselines" in (tmp_path / "seenheard" / "tables.md").read_text()
     rows = list(csv.DictReader(open(tmp_path / "protocols.csv")))
     assert [r["method"] for r in rows] == names
     for r in rows:
