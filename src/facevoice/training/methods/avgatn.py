@@ -1,4 +1,4 @@
-"""``avgatn``: audio-visual generative adversarial and triplet network (seed 001, Chen et al.).
+"""``avgatn``: audio-visual generative adversarial and triplet network (Chen et al.).
 
 Three stages, in training order:
 

@@ -1,4 +1,4 @@
-"""``ssnet_fop``: single-stream network, then gated fusion and FOP loss (seed 000, Zhong et al. 2025).
+"""``ssnet_fop``: single-stream network, then gated fusion and FOP loss (Zhong et al. 2025).
 
 Stage ``center`` (eq. 1-2): one network (Inception-ResNet-V1, 512-D) embeds faces *and*
 spectrograms; loss = softmax cross-entropy over the training identities (a linear layer

@@ -1,4 +1,4 @@
-"""``voice2face``: reconstructing faces from voices (seed 004, Wen et al., NeurIPS 2019).
+"""``voice2face``: reconstructing faces from voices (Wen et al., NeurIPS 2019, as a news article reports it).
 
 Four networks (the article's figure and table):
 
