@@ -581,10 +581,34 @@ def test_roc_panels_only_for_strata_with_a_figure(results):
     for ax in fig.axes:
         assert set(names) <= {ln.get_label().split(" (")[0] for ln in ax.get_lines()}
         assert not ax.texts  # every method drawn: nothing to explain
+    colour = {ln.get_label().split(" (")[0]: ln.get_color() for ln in fig.axes[0].get_lines()}
+    plt.close(fig)
+    fig = C.figure_roc(res, {"beta": rocs["beta"]})  # alpha not drawn: beta keeps its colour
+    assert [ln.get_color() for ln in fig.axes[0].get_lines() if ln.get_label().startswith("beta")] == [colour["beta"]]
+    assert colour["beta"] != colour["alpha"]
     plt.close(fig)
     fig = C.figure_roc(res, {})  # no ROC file: the panels name the methods not drawn, in one short line
     assert len(fig.axes) == 3 and all(len(ax.texts) == 1 for ax in fig.axes)
     plt.close(fig)
     fig = C.figure_roc([], {})  # nothing to draw: one line, no empty axes
     assert not fig.axes and "no stratum has a result to draw" in fig.texts[0].get_text()
+    plt.close(fig)
+
+
+def test_no_two_curves_of_a_plot_share_a_colour(results, tmp_path):
+    """Twelve methods and the four reported curves of Zhong et al. 2025 (Table 4): more than
+    matplotlib's ten-colour cycle."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    d, _ = results
+    res = json.loads((d / "beta.json").read_text())
+    for k in range(12):
+        res["meta"]["method"] = f"m{k}"
+        (tmp_path / f"m{k}.json").write_text(json.dumps(res))
+    many = C.load_results([tmp_path / f"m{k}.json" for k in range(12)])
+    fig = C.figure_1vN(many, C.load_reference(baselines=True), "V-F", _plot_cfg(UNSEEN_UNHEARD))
+    styles = [(to_hex(ln.get_color()), ln.get_linestyle()) for ln in fig.axes[0].get_lines()
+              if not ln.get_label().startswith("chance")]
+    assert len(styles) == 12 + 4 and len(set(styles)) == len(styles)
     plt.close(fig)

@@ -95,8 +95,3 @@ def test_chance_draws_its_validation_auc_alone(tmp_path):
     plt.close(fig)
     curve.plot_curve(log, tmp_path / "curve.png", "chance (demo)")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_more_terms_than_colours_still_differ():
-    styles = curve.palette([f"t{i}" for i in range(25)])
-    assert len(set(styles.values())) == 25

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facevoice.common.io import atomic_path
+from facevoice.common.plotting import distinct_styles
 from facevoice.evaluation.protocol import VERIFICATION_STRATA
 from facevoice.evaluation.protocols import PROTOCOLS, UNSEEN_UNHEARD, Protocol
 from facevoice.evaluation.results import Results
@@ -56,14 +57,15 @@ def figure_roc(results: list[Results], rocs: dict, protocol: Protocol = UNSEEN_U
                            "(verification.md says why)", ha="center", va="center", fontsize=8)
         return fig
     fig, axes = plt.subplots(1, len(strata), figsize=(4.2 * len(strata), 4.6), squeeze=False)
+    styles = distinct_styles([r.name for r in results])  # a method's colour is the same in every panel
     for ax, s in zip(axes[0], strata):
-        _roc_panel(ax, results, rocs, s)
+        _roc_panel(ax, results, rocs, s, styles)
     fig.suptitle(f"Verification ROC\n{protocol.heading}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def _roc_panel(ax, results: list[Results], rocs: dict, stratum: str) -> None:
+def _roc_panel(ax, results: list[Results], rocs: dict, stratum: str, styles: dict) -> None:
     """One stratum's ROC curves, each method's EER point marked; the methods not drawn named."""
     ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1, label="chance level")
     ax.plot([0, 1], [1, 0], ls="--", c="lightgrey", lw=0.8, label="FPR = FNR")
@@ -74,9 +76,10 @@ def _roc_panel(ax, results: list[Results], rocs: dict, stratum: str) -> None:
         if sub is None or sub.empty:
             missing.append(res.name)
             continue
-        line, = ax.plot(sub["fpr"], sub["tpr"], lw=1.5,
-                        label=f"{res.name} (AUC {100 * e.auc:.1f}, EER {100 * e.eer:.1f})")
-        ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=line.get_color())
+        colour, ls = styles[res.name]
+        ax.plot(sub["fpr"], sub["tpr"], lw=1.5, color=colour, ls=ls,
+                label=f"{res.name} (AUC {100 * e.auc:.1f}, EER {100 * e.eer:.1f})")
+        ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=colour)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)", ylabel="true accept rate (TPR)")
     ax.set_title(f"stratum {stratum}", fontsize=9)
     ax.set_aspect("equal")
@@ -102,6 +105,9 @@ def figure_1vN(results: list[Results], papers: list[dict], direction: str, cfg: 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    protocol = protocol_of(cfg)
+    reported = _reported_curves(papers, protocol, direction) if cfg["reference"] else {}
+    styles = distinct_styles([r.name for r in results] + list(reported))  # no two curves share a colour
     top = 10
     for res in results:
         e = res.matching_at(direction, "U")
@@ -109,20 +115,14 @@ def figure_1vN(results: list[Results], papers: list[dict], direction: str, cfg: 
         if not ns:
             continue
         top = max(top, ns[-1])
-        acc = [100 * e.accuracy[n] for n in ns]
-        line, = ax.plot(ns, acc, "o-", ms=3, lw=1.5, label=res.name)
+        colour, ls = styles[res.name]
+        ax.plot(ns, [100 * e.accuracy[n] for n in ns], "o", ls=ls, ms=3, lw=1.5, color=colour, label=res.name)
         if all(e.ci95.get(n) for n in ns):
             ax.fill_between(ns, [100 * e.ci95[n][0] for n in ns], [100 * e.ci95[n][1] for n in ns],
-                            color=line.get_color(), alpha=0.15, lw=0)
-    protocol = protocol_of(cfg)
-    if cfg["reference"]:
-        for p in papers:
-            for f in p.get("figures") or []:
-                if protocol.owns(f) and f.get("protocol") == "matching" and f.get("direction") == direction \
-                        and f.get("stratum") == "U" and len(f.get("n") or {}) > 1:
-                    pts = sorted((int(k), float(v)) for k, v in f["n"].items())
-                    ax.plot([a for a, _ in pts], [b for _, b in pts], "s--", ms=4, lw=1,
-                            mfc="none", label=f"{p.get('label', p['key'])} (reported, {f.get('table')})")
+                            color=colour, alpha=0.15, lw=0)
+    for label, pts in reported.items():
+        ax.plot([a for a, _ in pts], [b for _, b in pts], "s--", ms=4, lw=1, mfc="none", color=styles[label][0],
+                label=label)
     xs = np.arange(2, top + 1)
     ax.plot(xs, 100 / xs, ":", c="grey", label="chance level (1/N)")
     ax.set(xlabel="N (candidates)", ylabel="accuracy (%)", ylim=(0, 100))
@@ -131,3 +131,16 @@ def figure_1vN(results: list[Results], papers: list[dict], direction: str, cfg: 
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
+
+
+def _reported_curves(papers: list[dict], protocol: Protocol, direction: str) -> dict[str, list]:
+    """The papers' 1:N curves (stratum U, more than one N) measured under ``protocol``:
+    {label: [(N, accuracy), ...]}."""
+    out = {}
+    for p in papers:
+        for f in p.get("figures") or []:
+            if protocol.owns(f) and f.get("protocol") == "matching" and f.get("direction") == direction \
+                    and f.get("stratum") == "U" and len(f.get("n") or {}) > 1:
+                out[f"{p.get('label', p['key'])} (reported, {f.get('table')})"] = sorted(
+                    (int(k), float(v)) for k, v in f["n"].items())
+    return out

@@ -11,8 +11,9 @@ Panels, each drawn only when the log has a figure of its kind (a method with not
 - validation AUC, with the epoch each stage kept ringed, for the stages that select by it
   (not those in the method's ``select_last``, which keep their last epoch).
 
-Every term has its own colour, the same in every panel (a qualitative palette of 20 colours,
-then the same colours dashed); stage boundaries are dashed lines named after their stage.
+Every term has its own colour, the same in every panel
+(:func:`facevoice.common.plotting.distinct_styles`); stage boundaries are dashed lines named
+after their stage.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from facevoice.common.io import atomic_path
+from facevoice.common.plotting import distinct_styles
 
 #: log.csv's bookkeeping columns: every other column is a term of the training objective
 LOG_COLUMNS = ("epoch", "stage", "steps", "samples", "val_auc", "best", "lr", "seconds", "data_s", "skipped")
@@ -61,15 +63,6 @@ def curve_series(history: list[dict], adversarial_stages: tuple[str, ...] = ()) 
     return {k: v for k, v in out.items() if v}
 
 
-def palette(labels: list[str]) -> dict[str, tuple]:
-    """One (colour, line style) per label: tab10, then tab20's light tones, then the same dashed."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"].colors
-    colours = list(matplotlib.colormaps["tab10"].colors) + [cmap[i] for i in range(1, 20, 2)]
-    return {lb: (colours[i % len(colours)], "-" if i < len(colours) else "--") for i, lb in enumerate(labels)}
-
-
 def figure_curve(history: list[dict], title: str, select_last: tuple[str, ...] = (),
                  adversarial_stages: tuple[str, ...] = ()):
     """The training curve of ``history`` (log.csv's rows) as a matplotlib figure."""
@@ -84,7 +77,7 @@ def figure_curve(history: list[dict], title: str, select_last: tuple[str, ...] =
         fig.text(0.5, 0.5, f"{title}: no epoch logged", ha="center", va="center", fontsize=9)
         return fig
     df = pd.DataFrame(history)
-    styles = palette([lb for p, s in series.items() if p != "val_auc" for lb in s])
+    styles = distinct_styles([lb for p, s in series.items() if p != "val_auc" for lb in s])
     fig, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series), 4), squeeze=False, sharex=True)
     for ax, (panel, lines) in zip(axes[0], series.items()):
         for label, parts in lines.items():
