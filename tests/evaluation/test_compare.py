@@ -57,7 +57,9 @@ def test_writes_every_table_and_plot(results, tmp_path):
     # stratum A has no age metadata: a dash and the reason, never a number
     row = next(line for line in md.splitlines() if line.startswith("| **alpha**"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2 + 3] == C.DASH  # AUC A
+    assert cells[2 + 3] == f"{C.DASH} [1]"  # AUC A, with the number of the note that says why
+    # AUC, EER and minDCF: the cells of A and GNA refer to it, no other
+    assert [c == f"{C.DASH} [1]" for c in cells[2:]] == [s in ("A", "GNA") for s in protocol.VERIFICATION_STRATA * 3]
     # the reason once for both methods and both strata it empties (A, GNA), numbered
     assert md.count("no age metadata") == 1
     assert "1. every method, A and GNA: unavailable (no age metadata" in md
@@ -319,8 +321,9 @@ def test_a_dash_only_where_the_results_say_unavailable(results, tmp_path):
     md = (tmp_path / "out" / "verification.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| **alpha** |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2] != C.DASH and cells[3] == C.DASH and cells[5] == C.DASH  # AUC U, G, A
-    assert "alpha, G: unavailable (fewer than 2 identities of a gender)" in md
+    # AUC U; G and A, each with the number of the note that says why
+    assert cells[2] != C.DASH and cells[3] == f"{C.DASH} [1]" and cells[5] == f"{C.DASH} [2]"
+    assert "1. alpha, G: unavailable (fewer than 2 identities of a gender)" in md
 
     # a figure that is null while its entry says available is refused, never a dash
     def null_auc(doc):
@@ -338,7 +341,8 @@ def test_a_dash_only_where_the_results_say_unavailable(results, tmp_path):
               section("evaluation.compare", {"reference": False}))
     md = (tmp_path / "out2" / "verification.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| **alpha** |"))
-    assert [c.strip() for c in row.strip("|").split("|")][4] == C.DASH and "alpha, N: not in the results" in md
+    assert [c.strip() for c in row.strip("|").split("|")][4] == f"{C.DASH} [1]"
+    assert "1. alpha, N: not in the results" in md
 
 
 def test_results_of_another_format_are_refused(results, tmp_path):
@@ -540,6 +544,14 @@ def test_notes_are_numbered_once_per_text():
         "1. every method, A and GNA: unavailable (no age)", "2. a: trials 10", "3. b: trials 12",
         "4. Paper, X 2020 (Table 1): a note"]
     assert C.numbered_notes(notes[:1], ["a"]) == ["1. a, A: unavailable (no age)"]  # one method: by name
+    rows = [{"method": "a", "kind": "ours", "cells": {"auc_U": C.Cell(60.0)}},
+            {"method": "Paper, X 2020 (Table 1)", "kind": "reported", "cells": {}}]
+    cols = C._columns("verification", defaults("evaluation.compare"))
+    # a's empty A and GNA cells refer to note 1; reported rows and cells with a figure to none
+    assert C.note_refs(notes, rows, cols, "verification") == {
+        ("a", k): 1 for k, _, _ in cols if k.endswith(("_A", "_GNA"))}
+    one_v_two = [("a", "V-F G", "no gender")]
+    assert C.note_refs(one_v_two, rows[:1], C._columns("matching_1v2", {}), "matching_1v2") == {("a", "V-F_G"): 1}
 
 
 def _tex_rows(tex):

@@ -35,7 +35,7 @@ rows after the other reported rows. A
 figure that does not exist is "—" (empty in the CSV): for ours only where the results say so
 (a stratum or N marked ``available: false`` with its reason, or one the trial lists did not
 hold), and the notes under each table say why, each text once (numbered, with the rows it is
-about); for the papers, a figure they do not report. Every row has its own name.
+about; the empty cell names its note's number in Markdown, "— [1]"); for the papers, a figure they do not report. Every row has its own name.
 Results are read through :mod:`facevoice.evaluation.results`: a file with a missing, renamed
 or unknown key is refused with the key and the file, never shown as a dash.
 
@@ -455,6 +455,32 @@ def numbered_notes(notes: list[Note], methods: list[str]) -> list[str]:
     return out
 
 
+def note_refs(notes: list[Note], rows: list[dict], cols, table: str) -> dict[tuple[str, str], int]:
+    """{(row, column key): number of the note that says why the cell has no figure}, for the
+    empty cells of our rows that a note is about (numbers as :func:`numbered_notes` gives them)."""
+    numbers = {text: i for i, text in enumerate(dict.fromkeys(text for _, _, text in notes), 1)}
+    about = {(who, where): numbers[text] for who, where, text in reversed(notes) if where}
+    refs = {}
+    for r in rows:
+        for k, _, _ in cols:
+            n = about.get((r["method"], _column_where(table, k)))
+            if r["kind"] == "ours" and n and r["cells"].get(k, Cell()).value is None:
+                refs[r["method"], k] = n
+    return refs
+
+
+def _column_where(table: str, key: str) -> str:
+    """What the notes call a column's place: its stratum (verification), direction and stratum
+    (matching), direction (retrieval)."""
+    if table == "verification":
+        return key.rsplit("_", 1)[1]
+    if table == "matching_1v2":
+        return key.replace("_", " ")
+    if table == "matching_1vN":
+        return f"{key.split('_')[0]} U"
+    return key.split("_", 1)[1]
+
+
 FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in brackets. Reported: each "
           "paper's own figure (table named in the row; VoxCeleb1 unless a note says otherwise), "
           "not recomputed here and comparable with ours only on the same corpus with the same protocol. "
@@ -475,8 +501,10 @@ TITLES = {
 }
 
 
-def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict) -> str:
-    """The table in Markdown, with the footer and ``notes`` (lines, e.g. :func:`numbered_notes`)."""
+def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict,
+                    refs: dict[tuple[str, str], int] | None = None) -> str:
+    """The table in Markdown, with the footer and ``notes`` (lines, e.g. :func:`numbered_notes`);
+    an empty cell in ``refs`` (:func:`note_refs`) names its note's number."""
     head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
                                     for _, g, s in cols]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
@@ -484,6 +512,8 @@ def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: d
     for r in rows:
         name = f"*{r['method']}*" if r["kind"] != "ours" else f"**{r['method']}**"
         cells = [_fmt(r["cells"].get(k, Cell()), cfg) for k, _, _ in cols]
+        cells = [c + (f" [{(refs or {})[r['method'], k]}]" if (r["method"], k) in (refs or {}) else "")
+                 for c, (k, _, _) in zip(cells, cols)]
         lines.append("| " + " | ".join([name, r["figures"]] + cells) + " |")
     lines += ["", FOOTER]
     if notes:
@@ -584,9 +614,10 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
         notes = _notes(results, table, cfg)
         if cfg["reference"]:
             notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
+        refs = note_refs(notes, rows, cols, table)
         notes = numbered_notes(notes, [r.name for r in results])
         title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
-        md = render_markdown(rows, cols, title, notes, cfg)
+        md = render_markdown(rows, cols, title, notes, cfg, refs)
         for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
                           ("tex", render_latex(rows, cols, title, cfg)),
                           ("compact.tex", render_latex(rows, cols, title, {**cfg, "show_ci": False}))):
