@@ -552,6 +552,7 @@ def render_latex(rows: list[dict], cols, title: str, cfg: dict) -> str:
                          columns=header, index=[r["method"] for r in rows])
     styler = frame.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     styler = styler.apply_index(lambda names: ["" if r["kind"] == "ours" else "textit: --rwrap;" for r in rows])
+    styler = styler.set_table_styles([{"selector": "small", "props": ":;"}])  # \small, as papers' wide tables
     tex = styler.to_latex(caption=_escape(title),
                           hrules=True, multicol_align="c", position="t", position_float="centering",
                           column_format="l" + "r" * len(cols), environment="table")
