@@ -61,6 +61,9 @@ def test_avgatn_has_a_panel_per_kind_and_a_colour_per_term():
     terms = [c for ax in (loss, acc, adv) for c in _colours(ax)]
     assert len(terms) == 13 and len(set(terms)) == len(terms)  # no two terms share a colour
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy", "value", "AUC"]
+    fig.canvas.draw()
+    for ax in fig.axes:  # every legend outside its panel's data area
+        assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent()), ax.get_title()
     assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
     # face_features keeps its last epoch (select_last): only gan and match selected, and are ringed
     ring = auc.collections[0]

@@ -78,7 +78,7 @@ def figure_curve(history: list[dict], title: str, select_last: tuple[str, ...] =
         return fig
     df = pd.DataFrame(history)
     styles = distinct_styles([lb for p, s in series.items() if p != "val_auc" for lb in s])
-    fig, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series), 4), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series), 5), squeeze=False, sharex=True)
     for ax, (panel, lines) in zip(axes[0], series.items()):
         for label, parts in lines.items():
             colour, ls = styles.get(label, ("black", "-"))
@@ -91,7 +91,7 @@ def figure_curve(history: list[dict], title: str, select_last: tuple[str, ...] =
         _stage_marks(ax, df)
         ax.set(xlabel="epoch", ylabel=PANELS[panel][1])
         ax.set_title(PANELS[panel][0], fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: covers no data
     nothing = "" if {"loss", "adversarial"} & set(series) else ": nothing trained (no loss terms)"
     fig.suptitle(title + nothing)
     fig.tight_layout()
