@@ -315,6 +315,6 @@ def comparison_caption(name):
     """The caption (workflow/report/) of one comparison output, by its kind (a caption names the
     job's protocol through its params: heading)."""
     kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"),
-             ("matching", "matching"), ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
+             ("matching", "matching"), ("retrieval", "retrieval"), ("roc", "roc"), ("tables", "tables")]
     kind = next(k for prefix, k in kinds if name.rsplit("/", 1)[-1].startswith(prefix))
     return f"../report/comparison_{kind}.rst"

@@ -1,4 +1,4 @@
-"""Faces generated from voices: a picture and the article's evaluation (seed 004).
+"""Faces generated from voices: a picture and the evaluation of a news article on Wen et al. 2019.
 
 ``facevoice generate --checkpoint model.pt --manifest M --shards-root DIR --split test
 --train-split train --out-dir DIR [--n-speakers 8] [--seed 0] [--device auto] [--threads N]``

@@ -53,13 +53,13 @@ import torch.nn.functional as F
 from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 
-# the methods of the source papers (seeds 000-004), in paper order; CITATION.cff names each one's paper
+# the methods of the five source papers, in paper order; CITATION.cff names each one's paper
 SEED_METHODS = ("ssnet_fop", "avgatn", "dje", "biq_mwrn", "voice2face")
 
 
 def _discover() -> dict[str, str]:
     """Every module of this package not starting with ``_`` is a method plug-in, found by its
-    name; the seeds' methods first (in paper order), then the rest alphabetically."""
+    name; the source papers' methods first (in paper order), then the rest alphabetically."""
     import pkgutil
 
     names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
@@ -289,6 +289,7 @@ class FaceVoiceModel(nn.Module):
     cacheable: tuple[str, ...] = ()  # stages that may train on cached encoder features
     custom_steps: tuple[str, ...] = ()  # stages whose updates the model makes itself (train_step)
     select_last: tuple[str, ...] = ()  # stages kept at their last epoch, not their best validation AUC
+    adversarial_stages: tuple[str, ...] = ()  # stages of an adversarial game: their terms on a curve panel of their own
 
     def __init__(self, hp: dict, n_classes: int):
         super().__init__()

@@ -1,4 +1,4 @@
-"""``avgatn``: audio-visual generative adversarial and triplet network (seed 001, Chen et al.).
+"""``avgatn``: audio-visual generative adversarial and triplet network (Chen et al.).
 
 Three stages, in training order:
 
@@ -320,6 +320,7 @@ class AVGATN(FaceVoiceModel):
     name = NAME
     custom_steps = ("gan",)
     select_last = ("face_features", "gan")
+    adversarial_stages = ("gan",)  # its discriminator and generator terms: curve.png draws them apart
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
         super().__init__(hp, n_classes)

@@ -1,4 +1,4 @@
-"""``ssnet_fop``: single-stream network, then gated fusion and FOP loss (seed 000, Zhong et al. 2025).
+"""``ssnet_fop``: single-stream network, then gated fusion and FOP loss (Zhong et al. 2025).
 
 Stage ``center`` (eq. 1-2): one network (Inception-ResNet-V1, 512-D) embeds faces *and*
 spectrograms; loss = softmax cross-entropy over the training identities (a linear layer
@@ -143,7 +143,7 @@ class SSNetFOP(FaceVoiceModel):
     def note(self) -> str:
         if self.hp["center_normalize"]:
             return "stage-1 center loss on L2-normalised features (variant center_l2, not the paper's)"
-        return "stage-1 center loss on raw features (seed 000 eq. 1-2, Wen et al.)"
+        return "stage-1 center loss on raw features (the paper's eq. 1-2: Wen et al.'s center loss)"
 
     # --- stages
     def set_stage(self, index: int) -> None:
