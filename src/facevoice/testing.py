@@ -221,14 +221,14 @@ def mavceleb_tree(corpus_dir: str | Path, out: str | Path, identities: list[str]
     """
     import tempfile
 
-    from facevoice.data.inputs import read_meta, read_splits
+    from facevoice.data.inputs import SPLIT_CODES, read_meta, read_splits
     from facevoice.demo.export import export_voxceleb1_layout
 
     out = Path(out)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         vox = export_voxceleb1_layout(corpus_dir, Path(tmp) / "vox", identities=identities, fps=fps)
         meta, splits = read_meta(vox / "vox1_meta.csv"), read_splits(vox / "identity_splits.txt")
-        codes = {v: k for k, v in {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}.items()}
+        codes = {v: k for k, v in SPLIT_CODES.items()}
         meta_lines, split_lines = ["ids,name,gender"], []
         for k, demo_id in enumerate(sorted(meta), 1):
             ident, m = f"id{k:04d}", meta[demo_id]

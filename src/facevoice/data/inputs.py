@@ -54,6 +54,10 @@ import pandas as pd
 SPLIT_CODES = {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}
 #: The split of the held-out videos of training identities (the seen-heard protocol).
 SEENHEARD = "seenheard"
+#: Why the held-out split is empty, in the config's words.
+NOTHING_HELD_OUT = "no video is held out (seenheard.videos is 0, or no training identity has two videos)"
+#: The order of the splits in reports (a split not listed comes after them).
+SPLIT_ORDER = ("train", SEENHEARD, "val", "test", SPLIT_CODES["3"])
 #: Official Learnable PINs lists: the list of each verification stratum, and the set of each
 #: test split (the seen-heard lists also name the videos held out of training).
 PINS_FILES = {"U": "random", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from facevoice.common.config import defaults
 from facevoice.common.io import atomic_path, write_text
 from facevoice.data.batch import read_batch_meta
-from facevoice.data.inputs import heldout_summary
+from facevoice.data.inputs import NOTHING_HELD_OUT, SPLIT_ORDER, heldout_summary
 
 STAGES = {"face": ["frames", "faces"], "voice": ["speech", "features"]}
 
@@ -130,8 +130,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     manifest = pd.read_parquet(manifest_path)
     rejects, speech = collect(clips, results_p)
 
-    order = ["train", "seenheard", "val", "test", "test_seenheard"]
-    splits = [s for s in order if s in set(clips["split"])] + sorted(set(clips["split"]) - set(order))
+    splits = [s for s in SPLIT_ORDER if s in set(clips["split"])] + sorted(set(clips["split"]) - set(SPLIT_ORDER))
     per_split = pd.DataFrame({
         "split": splits,
         "identities": [clips.loc[clips.split == s, "identity"].nunique() for s in splits],
@@ -158,7 +157,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     text = (
         f"# Data report\n\n![overview](report.png)\n\n"
         f"## Counts per split\n\n{_md(per_split)}\n"
-        f"{(heldout_summary(clips) or 'seen-heard: no video held out (seenheard.videos)') + '.'}\n\n"
+        f"{(heldout_summary(clips) or f'seen-heard: {NOTHING_HELD_OUT}') + '.'}\n\n"
         f"## Rejected items by reason\n\n{_md(by_reason)}\n"
         f"Every rejected item, with its clip: `rejects.csv`.\n\n"
         f"## Speech kept vs dropped (seconds; speech.method: {_methods(speech)})\n\n{_md(dur)}\n"
