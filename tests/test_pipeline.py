@@ -496,7 +496,8 @@ def test_train_embed_evaluate_compare_through_snakemake(demo_corpus, tmp_path):
 def report_json(html: str, name: str):
     """One of the JSON objects a Snakemake HTML report embeds: `var <name> = {...};` in its
     <script id="<name>">."""
-    start = html.index(f'<script id="{name}">')
+    tag = f'<script id="{name}">'
+    start = html.index(tag) + len(tag)
     body = html[start:html.index("</script>", start)].split("=", 1)[1].strip()
     return __import__("json").loads(body.removesuffix(";"))
 
