@@ -7,7 +7,7 @@ from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS
 
 
 rule compare:
-    """One protocol's tables (Markdown, CSV, LaTeX) and plots of every method it evaluates, beside the
+    """One protocol's tables (Markdown, CSV, LaTeX, HTML) and plots of every method it evaluates, beside the
     papers' figures measured under it."""
     input:
         results=protocol_files("json"),
@@ -53,8 +53,8 @@ rule protocols_table:
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.protocols} --table {output.md:q} {output.csv:q} {output.html:q}"
-        " --params {params.cfg:q} 2> {log:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.protocols}"
+        " --table {output.md:q} {output.csv:q} {output.html:q} --params {params.cfg:q} 2> {log:q}"
 
 
 # rule all's evaluation targets
