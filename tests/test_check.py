@@ -63,6 +63,13 @@ def nothing_held_out(root, cfg):
     cfg["generate"].update(methods=["voice2face"], split="seenheard")
 
 
+def empty_generate_split(root, cfg):
+    splits = root / "data" / "identity_splits.txt"
+    splits.write_text(splits.read_text().replace(" 4\n", " 2\n"))  # the test identity goes to val
+    cfg["train"]["methods"] = ["voice2face"]
+    cfg["generate"].update(methods=["voice2face"], split="test")
+
+
 # (name, tree, change, the error's text; None: valid). Each layout's valid config, a required
 # key of it left unset and a path of it that does not exist: tests/data/test_layouts.py.
 CASES = [
@@ -74,6 +81,7 @@ CASES = [
     ("pins_without_stratum_a", videos, pins_without_stratum_a, "lacks veriflist_test_A_unseenunheard.txt"),
     ("pins_folder_missing", videos, pins_folder_missing, "config key 'evaluation.pins.dir': folder not found"),
     ("nothing_held_out", videos, nothing_held_out, "generate.split is seenheard, but no video is held out"),
+    ("empty_generate_split", videos, empty_generate_split, "generate.split is test, but no identity of the split"),
 ]
 
 

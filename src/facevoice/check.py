@@ -37,7 +37,7 @@ import yaml
 
 from facevoice.common.config import ConfigError, load_yaml, ordered, schema
 from facevoice.common.io import working_in
-from facevoice.data.inputs import SEENHEARD, InputError, check_pins, list_clips
+from facevoice.data.inputs import NOTHING_HELD_OUT, SEENHEARD, InputError, check_pins, list_clips
 from facevoice.data.layouts import path_problems, validate
 from facevoice.data.mavceleb import fame_languages
 from facevoice.evaluation.protocols import selected as selected_protocols
@@ -76,12 +76,14 @@ def check_methods(config: dict[str, Any]) -> None:
 
 
 def check_generate(config: dict[str, Any], clips: pd.DataFrame) -> None:
-    """A seen-heard ``generate.split`` needs held-out videos (when a method generates faces)."""
-    gen = config["generate"]
-    if gen["split"] == SEENHEARD and any(m in config["train"]["methods"] for m in gen["methods"]):
-        if not (clips["split"] == SEENHEARD).any():
-            raise InputError("generate.split is seenheard, but no video is held out (seenheard.videos is 0, or no "
-                             "training identity has two videos): set generate.split to test")
+    """``generate.split`` needs items (when a method generates faces): the held-out split needs
+    held-out videos (:func:`facevoice.data.inputs.heldout_videos`)."""
+    split = config["generate"]["split"]
+    if any(m in config["train"]["methods"] for m in config["generate"]["methods"]):
+        if not (clips["split"] == split).any():
+            why = NOTHING_HELD_OUT if split == SEENHEARD else "no identity of the split has a clip"
+            others = sorted(set(clips["split"]) - {"train"})
+            raise InputError(f"generate.split is {split}, but {why}: set generate.split to one of {', '.join(others)}")
 
 
 def check_run(config: dict[str, Any], directory: str | Path | None = None,

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import Cells
 
 from facevoice.common.config import defaults, section
 from facevoice.evaluation import compare as C
@@ -51,6 +52,15 @@ def test_writes_every_table_and_plot(results, tmp_path):
             assert p.read_bytes()[:8] == PNG
     md = (tmp_path / "verification.md").read_text()
     assert "**alpha**" in md and "**beta**" in md and "| *chance level* | expected at chance |" in md
+    # the report's HTML page of each table: the Markdown table's cells, its title and numbered notes
+    for table in C.TABLES:
+        text = (tmp_path / f"{table}.md").read_text()
+        rows = [[c.strip().strip("*") for c in ln.strip().strip("|").split("|")]
+                for ln in text.splitlines() if ln.startswith("| ")]
+        page = Cells((tmp_path / f"{table}.html").read_text())
+        assert page.rows == rows
+        assert page.notes == [C.FOOTER] + [n for n in text.splitlines() if re.match(r"\d+\. ", n)]
+        assert text.splitlines()[0][4:] in (tmp_path / "tables.html").read_text()  # its title, on the page of all
     # the papers' figures, marked as reported, each row named by its method, paper and table
     assert "| *DJE, Wang et al. 2020 (Table 2)* | reported | 85.03 |" in md
     assert "| *SSNet+FOP, Zhong et al. 2025 (Tables 2, 3)* | reported | 82.50 |" in md and "25.60" in md
@@ -121,10 +131,11 @@ def test_without_methods_writes_chance_and_reported_rows(tmp_path):
     # --protocol seenheard: its tables, and the side-by-side table, exist without any result
     assert C.main(["--out", str(tmp_path / "seenheard"), "--protocol", "seenheard"]) == 0
     assert all((tmp_path / "seenheard" / f).exists() for f in C.OUTPUTS)
-    md, csv_path = tmp_path / "side.md", tmp_path / "side.csv"
-    assert C.main(["--table", str(md), str(csv_path), "--protocol", "unseenunheard", "--results",
+    md, csv_path, page = tmp_path / "side.md", tmp_path / "side.csv", tmp_path / "side.html"
+    assert C.main(["--table", str(md), str(csv_path), str(page), "--protocol", "unseenunheard", "--results",
                    "--protocol", "seenheard", "--results"]) == 0
     assert "| **" not in md.read_text() and csv_path.exists()  # no method row
+    assert len(Cells(page.read_text()).rows) == 1  # the header alone
 
 
 def test_reference_yaml_matches_methods_md():
@@ -159,7 +170,10 @@ def test_seenheard_tables_and_both_protocols_side_by_side(results, tmp_path):
     assert C.main(["--protocol", "seenheard", "--results", *sh, "--roc", *[str(d / f"{n}_roc.parquet") for n in names],
                    "--out", str(tmp_path / "seenheard")]) == 0
     assert C.main(["--table", str(tmp_path / "protocols.md"), str(tmp_path / "protocols.csv"),
-                   "--protocol", "unseenunheard", "--results", *uu, "--protocol", "seenheard", "--results", *sh]) == 0
+                   str(tmp_path / "protocols.html"), "--protocol", "unseenunheard", "--results", *uu,
+                   "--protocol", "seenheard", "--results", *sh]) == 0
+    page = Cells((tmp_path / "protocols.html").read_text())
+    assert [r[0] for r in page.rows] == ["Method", *names] and "Seen-heard AUC U (%)" in page.rows[0]
     for f in C.OUTPUTS:
         assert (tmp_path / "seenheard" / f).stat().st_size > 0, f
     md = (tmp_path / "seenheard" / "verification.md").read_text()

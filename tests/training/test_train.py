@@ -10,6 +10,7 @@ import torch
 from helpers import grads_of, n_bins_of
 from helpers import random_batch as batch
 
+from facevoice.data import paths
 from facevoice.data.manifest import split_items
 from facevoice.data.shard_reader import ShardReader
 from facevoice.training import embed as embed_mod
@@ -182,6 +183,7 @@ def test_each_method_learns_a_shared_identity_signal(method, corpus, tmp_path):
     assert set(term[method]) <= set(log.columns)
     assert len(log) == sum(s["epochs"] for s in resolve(method, "debug")["stages"].values())
     assert (out / "curve.png").stat().st_size > 1000
+    assert {p.name for p in out.iterdir() if p.is_file()} == {p.rsplit("/", 1)[1] for p in paths.train_files(out).values()}
     info = json.loads((out / "run.json").read_text())
     assert info["seed"] == 0 and info["face_weights"] == "scratch" and info["device"] == "cpu"
     assert info["best"]["val_auc"] == pytest.approx(log["val_auc"][log["best"]].iloc[-1])

@@ -22,6 +22,7 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from facevoice.check import check_run, method_section  # noqa: E402
+from facevoice.data import paths  # noqa: E402  (the results layout: every output's name)
 from facevoice.common.config import ConfigError  # noqa: E402
 from facevoice.common.lock import LockError, acquire  # noqa: E402
 from facevoice.data.layouts import SOURCE_KEYS, layout_of  # noqa: E402
@@ -187,7 +188,7 @@ def shard_inputs(wildcards):
     return batch_files(stage, SHARDS[(wildcards.split, wildcards.modality, wildcards.index)])
 
 
-# --- seen-heard: held-out videos of training identities (split seenheard) -----------------
+# --- seen-heard: held-out videos of training identities (split SEENHEARD) -----------------
 HELDOUT = {}  # identity -> its held-out videos ("identity/video")
 for _ident, _video in sorted(set(zip(*(CLIPS.loc[CLIPS["split"] == SEENHEARD, c] for c in ("identity", "video"))))):
     HELDOUT.setdefault(_ident, []).append(f"{_ident}/{_video}")
@@ -221,8 +222,8 @@ TRAINED = list(TRAIN["methods"])
 
 # The test protocols run (facevoice.evaluation.protocols): those evaluation.protocols names
 # (built-in or declared under evaluation.declare) whose split has items; each one is the
-# {protocol} wildcard of trials/, evaluation/ and comparison/. Seen-heard has items only when
-# videos are held out (seenheard.videos).
+# {protocol} wildcard of trials/, evaluation/ and comparison/. The held-out split has items only
+# when videos are held out (facevoice.data.inputs.heldout_videos).
 PROTOCOLS_RUN = {}  # name -> Protocol
 for _p in selected_protocols(EVAL):  # checked by check_run above
     if _p.split in set(CLIPS["split"]):
@@ -291,7 +292,7 @@ def embeddings_of(wildcards):
                 f"add {split}: path/to/embeddings.parquet"
             )
         return path
-    return f"{OUT}/embeddings/{wildcards.method}/{split}.parquet"
+    return paths.embeddings(OUT, wildcards.method, split)
 
 
 def parent_of(kind, name=0):
@@ -318,3 +319,20 @@ def comparison_caption(name):
              ("matching", "matching"), ("retrieval", "retrieval"), ("roc", "roc"), ("tables", "tables")]
     kind = next(k for prefix, k in kinds if name.rsplit("/", 1)[-1].startswith(prefix))
     return f"../report/comparison_{kind}.rst"
+
+
+# The report (snakemake --report): a protocol's comparison under its own category, named by its
+# title, one subcategory per task; each table as its HTML page, the plots as images.
+REPORT_TASKS = (("verification.html", "Verification"), ("matching_", "Matching"), ("retrieval.html", "Retrieval"),
+                ("roc_", "ROC"), ("tables.html", "All tables"))
+
+
+def comparison_output(name):
+    """One comparison file of the {protocol} wildcard's (facevoice.data.paths): in the report when it
+    is an HTML page or a plot, under its protocol's title and its task."""
+    path = f"{paths.comparison(OUT, '{protocol}')}/{name}"
+    if not name.endswith((".html", ".png")):
+        return path
+    task = next(t for prefix, t in REPORT_TASKS if name.startswith(prefix))
+    return report(path, caption=comparison_caption(name), category=lambda w: PROTOCOLS_RUN[w.protocol].title,
+                  subcategory=task, labels={"file": name})

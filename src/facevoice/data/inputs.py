@@ -64,6 +64,10 @@ SPLIT_CODES = {"1": "train", "2": "val", "4": "test"}
 SEENHEARD = "seenheard"
 #: The clip table's ``attrs`` key listing the identities left out of seen-heard (:func:`drop_unseen`).
 SEENHEARD_DROPPED = "seenheard_dropped"
+#: Why the held-out split is empty, in the config's words.
+NOTHING_HELD_OUT = "no video is held out (seenheard.videos is 0, or no training identity has two videos)"
+#: The order of the splits in reports (a split not listed comes after them).
+SPLIT_ORDER = ("train", SEENHEARD, "val", "test")
 #: Official Learnable PINs lists: the list of each verification stratum, and the set of each
 #: test split (the seen-heard lists also name the videos held out of training).
 PINS_FILES = {"U": "random", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}

@@ -2,17 +2,17 @@
 
 ``facevoice compare [--protocol NAME] --results a.json b.json ... [--roc a.parquet b.parquet ...] --out DIR``
 
-Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables and plots of one protocol
+Writes into DIR (the names of :data:`OUTPUTS`, from :mod:`facevoice.data.paths`) the tables and plots of one protocol
 (:mod:`facevoice.evaluation.protocols`; default unseen-unheard, test identities never seen in
 training; a declared one is read from ``evaluation.declare`` of --config/--params):
 
-* ``verification.{md,csv,tex}``: AUC, EER, minDCF and min Cllr by stratum (U, G, N, A, GNA);
-* ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
-* ``matching_1vN.{md,csv,tex}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
-* ``retrieval.{md,csv,tex}``: mAP and its chance level per direction;
+* ``verification.{md,csv,tex,html}``: AUC, EER, minDCF and min Cllr by stratum (U, G, N, A, GNA);
+* ``matching_1v2.{md,csv,tex,html}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
+* ``matching_1vN.{md,csv,tex,html}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
+* ``retrieval.{md,csv,tex,html}``: mAP and its chance level per direction;
 * ``<table>.tex`` is for a paper (booktabs; intervals in small type), ``<table>.compact.tex``
   the same without intervals;
-* ``tables.md``: the four tables with their notes, for the report, and the sources of the
+* ``tables.{md,html}``: the four tables with their notes on one page, and the sources of the
   reported rows;
 * ``roc.png``: the ROC curves of all methods overlaid, one panel per stratum that some
   method has a figure for (the verification notes say why a stratum has none);
@@ -40,9 +40,11 @@ about; the empty cell names its note's number in Markdown, "— [1]"); for the p
 Results are read through :mod:`facevoice.evaluation.results`: a file with a missing, renamed
 or unknown key is refused with the key and the file, never shown as a dash.
 
-``facevoice compare --table protocols.md protocols.csv --protocol A --results a1.json ... --protocol B
+``facevoice compare --table protocols.md protocols.csv [protocols.html] --protocol A --results a1.json ... --protocol B
 --results b1.json ...`` writes the protocols side by side instead (AUC, EER, minDCF, min Cllr and 1:2
-matching of stratum U, one row per method), into exactly those two files.
+matching of stratum U, one row per method), into exactly those files. Each ``.html`` is the
+table as a page a browser shows (:mod:`facevoice.common.tables`): the Snakemake report shows
+those.
 
 ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
 method name in their metadata.
@@ -62,8 +64,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from facevoice.common.config import check_section
 from facevoice.common.io import read_parquet, write_text
+from facevoice.common.tables import Section, write_html
+from facevoice.data import paths
 from facevoice.evaluation.metrics import dcf_name
 from facevoice.evaluation.plots import (  # noqa: F401 (figure_*, roc_strata: compare's API)
     figure_1vN, figure_roc, plot_1vN, plot_roc, roc_strata)
@@ -73,17 +79,12 @@ from facevoice.evaluation.protocols import PROTOCOLS, UNSEEN_UNHEARD, Protocol, 
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
 from facevoice.evaluation.results import load as load_result
 
-#: The usual names of the protocols side by side (the workflow's comparison/protocols.*)
-PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
 
 
 def outputs() -> list[str]:
-    """File names ``compare`` writes into its folder (for the workflow's rule)."""
-    files = [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "tex", "compact.tex")] + ["tables.md"]
-    files += ["roc.png"]
-    files += [f"matching_1vN_{d}.png" for d in DIRECTIONS]
-    return files
+    """File names ``compare`` writes into its folder (:func:`facevoice.data.paths.comparison_names`)."""
+    return paths.comparison_names(TABLES, DIRECTIONS)
 
 
 OUTPUTS = outputs()
@@ -521,24 +522,38 @@ TITLES = {
 }
 
 
+def _head(cols) -> list[str]:
+    return ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
+                                    for _, g, s in cols]
+
+
+def _cells(r: dict, cols, cfg: dict, refs: dict[tuple[str, str], int] | None = None) -> list[str]:
+    """A row's formatted cells; an empty one in ``refs`` (:func:`note_refs`) names its note's number."""
+    refs = refs or {}
+    return [_fmt(r["cells"].get(k, Cell()), cfg) + (f" [{refs[r['method'], k]}]" if (r["method"], k) in refs else "")
+            for k, _, _ in cols]
+
+
 def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict,
                     refs: dict[tuple[str, str], int] | None = None) -> str:
     """The table in Markdown, with the footer and ``notes`` (lines, e.g. :func:`numbered_notes`);
     an empty cell in ``refs`` (:func:`note_refs`) names its note's number."""
-    head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
-                                    for _, g, s in cols]
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
+    lines = [f"### {title}", "", "| " + " | ".join(_head(cols)) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
     for r in rows:
         name = f"*{r['method']}*" if r["kind"] != "ours" else f"**{r['method']}**"
-        cells = [_fmt(r["cells"].get(k, Cell()), cfg) for k, _, _ in cols]
-        cells = [c + (f" [{(refs or {})[r['method'], k]}]" if (r["method"], k) in (refs or {}) else "")
-                 for c, (k, _, _) in zip(cells, cols)]
-        lines.append("| " + " | ".join([name, r["figures"]] + cells) + " |")
+        lines.append("| " + " | ".join([name, r["figures"]] + _cells(r, cols, cfg, refs)) + " |")
     lines += ["", FOOTER]
     if notes:
         lines += [""] + list(notes)
     return "\n".join(lines) + "\n"
+
+
+def html_section(rows: list[dict], cols, title: str, notes: list[str], cfg: dict,
+                 refs: dict[tuple[str, str], int] | None = None) -> Section:
+    """The table of :func:`render_markdown` as a section of an HTML page (same cells, title, notes)."""
+    body = [[r["method"], r["figures"]] + _cells(r, cols, cfg, refs) for r in rows]
+    return Section(title, pd.DataFrame(body, columns=_head(cols)), [FOOTER] + list(notes))
 
 
 def render_csv(rows: list[dict], cols) -> str:
@@ -606,6 +621,47 @@ def _block_rules(tex: str, rows: list[dict]) -> str:
 # --------------------------------------------------------------------------- driver
 
 
+def _write_tables(results: list[Results], papers: list[dict], ablations: list[dict], out: Path,
+                  cfg: dict) -> list[Path]:
+    """The protocol's tables, each as Markdown, CSV, LaTeX (full and compact) and an HTML page, then
+    all of them on one page (Markdown and HTML, :data:`facevoice.data.paths.ALL_TABLES`)."""
+    proto, written, sections = cfg["protocol"], [], []
+    name = proto.title
+    intro = ["Methods: " + (", ".join(r.name for r in results) or "none")]
+    if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
+        intro.append(f"No {name.lower()} figure of the source papers or the baselines is transcribed "
+                     f"(facevoice/evaluation/reference_results.yaml): the tables hold ours and chance.")
+    combined = [f"# Face-voice association: comparison, {proto.heading}", ""] + [x for i in intro for x in (i, "")]
+    for table in TABLES:
+        cols = _columns(table, cfg)
+        rows = build_rows(results, papers, table, cfg, ablations)
+        notes = _notes(results, table, cfg)
+        if cfg["reference"]:
+            notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
+        refs = note_refs(notes, rows, cols, table)
+        notes = numbered_notes(notes, [r.name for r in results])
+        title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
+        md = render_markdown(rows, cols, title, notes, cfg, refs)
+        sections.append(html_section(rows, cols, title, notes, cfg, refs))
+        write_html(out / f"{table}.html", proto.heading, sections[-1:])
+        for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
+                          ("tex", render_latex(rows, cols, title, cfg)),
+                          ("compact.tex", render_latex(rows, cols, title, {**cfg, "show_ci": False}))):
+            write_text(out / f"{table}.{ext}", text)
+        written += [out / f"{table}.{ext}" for ext in paths.TABLE_FORMATS]
+        combined += [md, ""]
+    sources = [p for p in papers if any(proto.owns(f) for f in p.get("figures") or [])]
+    cited = [f"{reported_name(p, [])}: {' '.join(str(p.get('citation', '')).split())}" for p in sources]
+    if cfg["reference"] and sources:
+        combined += [f"### {name}: sources of the reported rows", "", PROVENANCE, ""] + [f"- {c}" for c in cited]
+        sections.append(Section(f"{name}: sources of the reported rows", pd.DataFrame({"Source": cited}),
+                                [PROVENANCE]))
+    all_md, all_html = (out / f for f in paths.ALL_TABLES)
+    write_text(all_md, "\n".join(combined) + "\n")
+    write_html(all_html, f"Face-voice association: comparison, {proto.heading}", sections, intro)
+    return written + [all_md, all_html]
+
+
 def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths: list | None = None,
             reference_path: str | None = None, protocol: str | Protocol = UNSEEN_UNHEARD.name) -> list[Path]:
     """Write one protocol's tables and plots (:data:`OUTPUTS`) into ``out``.
@@ -623,35 +679,7 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
     rocs = load_rocs(roc_paths or [])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    name = proto.title
-    combined = [f"# Face-voice association: comparison, {proto.heading}", "",
-                "Methods: " + (", ".join(r.name for r in results) or "none"), ""]
-    if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
-        combined += [f"No {name.lower()} figure of the source papers or the baselines is transcribed "
-                     f"(facevoice/evaluation/reference_results.yaml): the tables hold ours and chance.", ""]
-    for table in TABLES:
-        cols = _columns(table, cfg)
-        rows = build_rows(results, papers, table, cfg, ablations)
-        notes = _notes(results, table, cfg)
-        if cfg["reference"]:
-            notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
-        refs = note_refs(notes, rows, cols, table)
-        notes = numbered_notes(notes, [r.name for r in results])
-        title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
-        md = render_markdown(rows, cols, title, notes, cfg, refs)
-        for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
-                          ("tex", render_latex(rows, cols, title, cfg)),
-                          ("compact.tex", render_latex(rows, cols, title, {**cfg, "show_ci": False}))):
-            write_text(out / f"{table}.{ext}", text)
-            written.append(out / f"{table}.{ext}")
-        combined += [md, ""]
-    sources = [p for p in papers if any(proto.owns(f) for f in p.get("figures") or [])]
-    if cfg["reference"] and sources:
-        combined += [f"### {name}: sources of the reported rows", "", PROVENANCE, ""]
-        combined += [f"- {reported_name(p, [])}: {' '.join(str(p.get('citation', '')).split())}" for p in sources]
-    write_text(out / "tables.md", "\n".join(combined) + "\n")
-    written.append(out / "tables.md")
+    written = _write_tables(results, papers, ablations, out, cfg)
     plot_roc(results, rocs, out / "roc.png", proto)
     written.append(out / "roc.png")
     for d in DIRECTIONS:
@@ -666,8 +694,9 @@ PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "ee
 
 
 def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLike, csv_path: str | os.PathLike,
-                    config: dict) -> list[Path]:
-    """The protocols side by side, one row per method, into the files ``md`` and ``csv_path``.
+                    config: dict, html_path: str | os.PathLike | None = None) -> list[Path]:
+    """The protocols side by side, one row per method, into the files ``md`` and ``csv_path`` (and
+    ``html_path``, the same table as an HTML page, when given).
 
     ``by_protocol`` maps a protocol (a :data:`PROTOCOLS` name or a declaration) to its results
     files, in column order; ``config``: the complete ``evaluation.compare`` section.
@@ -675,25 +704,30 @@ def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLi
     cfg = check_section("evaluation.compare", config)
     protos = {(PROTOCOLS[k] if isinstance(k, str) else k).name: (PROTOCOLS[k] if isinstance(k, str) else k)
               for k in by_protocol}
-    results = {name: {r.name: r for r in load_results(paths)} for name, paths in zip(protos, by_protocol.values())}
+    results = {name: {r.name: r for r in load_results(files)} for name, files in zip(protos, by_protocol.values())}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
     dcf = dcf_heading([r for res in results.values() for r in res.values()])
     cols = [(p, table, key, f"{protos[p].title} {head.format(dcf=dcf)}") for p in results
             for table, key, head in PROTOCOL_COLUMNS]
-    lines = ["### The protocols side by side: verification and 1:2 matching, stratum U", "",
-             "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-    table_rows = []
+    title = "The protocols side by side: verification and 1:2 matching, stratum U"
+    lines = [f"### {title}", "", "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    table_rows, body = [], []
     for m in methods:
         cells = {f"{p}_{key}": _ours(results[p][m], table, cfg)[key] if m in results[p] else Cell()
                  for p, table, key, _ in cols}
-        lines.append(f"| **{m}** | " + " | ".join(_fmt(c, cfg) for c in cells.values()) + " |")
+        body.append([m] + [_fmt(c, cfg) for c in cells.values()])
+        lines.append(f"| **{m}** | " + " | ".join(body[-1][1:]) + " |")
         table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
-    lines += ["", " ".join(f"{protos[p].title}: {protos[p].description}." for p in results)
-              + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
-              "EER 50, minDCF 1, min Cllr 1, 1:2 50 (minDCF and min Cllr are costs, not percentages)."]
-    write_text(md, "\n".join(lines) + "\n")
+    note = (" ".join(f"{protos[p].title}: {protos[p].description}." for p in results)
+            + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
+            "EER 50, minDCF 1, min Cllr 1, 1:2 50 (minDCF and min Cllr are costs, not percentages).")
+    write_text(md, "\n".join(lines + ["", note]) + "\n")
     write_text(csv_path, render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
-    return [Path(md), Path(csv_path)]
+    if html_path is None:
+        return [Path(md), Path(csv_path)]
+    table = pd.DataFrame(body, columns=["Method"] + [c[3] for c in cols])
+    write_html(html_path, ", ".join(p.title for p in protos.values()), [Section(title, table, [note])])
+    return [Path(md), Path(csv_path), Path(html_path)]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -706,8 +740,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="results JSON of each method (none: chance and reported rows only)")
     p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
     p.add_argument("--out", default=None, help="output folder (the protocol's tables and plots)")
-    p.add_argument("--table", nargs=2, default=None, metavar=("MD", "CSV"),
-                   help="write the protocols side by side into these two files instead")
+    p.add_argument("--table", nargs="+", default=None, metavar="FILE",
+                   help="MD CSV [HTML]: write the protocols side by side into these files instead")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
     p.add_argument("--params", default=None,
                    help='JSON mapping over --config, e.g. \'{"compare": {"decimals": 1}}\'')
@@ -722,13 +756,15 @@ def main(argv: list[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
     if (a.out is None) == (a.table is None):
-        p.error("give --out DIR (one protocol's tables) or --table MD CSV (the protocols side by side)")
+        p.error("give --out DIR (one protocol's tables) or --table MD CSV [HTML] (the protocols side by side)")
     names = a.protocol or [UNSEEN_UNHEARD.name]
+    if a.table and len(a.table) not in (2, 3):
+        p.error(f"--table takes MD CSV [HTML]: {len(a.table)} files given")
     if a.table and len(a.results) != len(names):
         p.error(f"--table: give one --results list after each --protocol ({len(names)} protocols, "
                 f"{len(a.results)} --results)")
     if a.out and len(names) > 1:
-        p.error("--out writes one protocol's tables: give one --protocol (or --table MD CSV)")
+        p.error("--out writes one protocol's tables: give one --protocol (or --table MD CSV [HTML])")
     evaluation = load_config(a.config, a.params)  # completed from the schema
     cfg = evaluation["compare"]
     if a.decimals is not None:
@@ -740,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         protos = [resolve(n, evaluation) for n in names]
         if a.table:
-            written = protocols_table(dict(zip(protos, a.results)), a.table[0], a.table[1], cfg)
+            written = protocols_table(dict(zip(protos, a.results)), *a.table[:2], cfg, *a.table[2:])
         else:
             results = [f for group in a.results for f in group]
             written = compare(results, a.out, cfg, a.roc, a.reference, protocol=protos[0])

@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 from facevoice.common.config import check_section
 from facevoice.common.io import read_parquet_meta, write_json, write_parquet
 from facevoice.common.version import code_version, file_sha256
+from facevoice.data.paths import trial_files
 from facevoice.evaluation import metrics, results
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config, read_trials
 from facevoice.evaluation.results import RESULTS_FORMAT, MatchingResult, RetrievalResult, VerificationResult
@@ -459,7 +460,7 @@ def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: st
                        "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0,
                        **_embeddings_note(embeddings)},
         "scorer": scorer,
-        "trials": {k: {"path": str(Path(trials) / f"{k}.parquet"), "split": m.get("split"),
+        "trials": {k: {"path": str(Path(trial_files(trials)[k])), "split": m.get("split"),
                        "seed": m.get("seed"), "source": m.get("source"),
                        "manifest_sha256": (m.get("manifest") or {}).get("sha256"),
                        "code_version": m.get("code_version"), "strata": list(m["strata"]),

@@ -3,10 +3,10 @@
 ``facevoice trials --manifest M --split test --out DIR --seed N [--config config.yaml]``
 writes three Parquet files (plus a readable ``summary.json``) into DIR, using only the
 manifest rows of the requested split. The workflow runs it once per test protocol
-(``--protocol``: ``unseenunheard``, the ``test`` split, identities never seen in training;
-``seenheard``, held-out videos of training identities; or a declared one); ``val`` lists are made on request (the trainer selects models on its own
-subset of the validation identities).
-``--import-pins PINDIR --pins-set {unseenunheard,seenheard}`` takes the verification trials
+(``--protocol``: a built-in one of :mod:`facevoice.evaluation.protocols`, unseen-unheard or
+seen-heard, or a declared one); ``val`` lists are made on request (the trainer selects models
+on its own subset of the validation identities).
+``--import-pins PINDIR --pins-set SET`` (a built-in protocol's name) takes the verification trials
 from the official Learnable PINs lists instead (matching and retrieval are still generated).
 ``--language L`` (the MAV-Celeb layout, the FAME protocol) keeps only the split's items in
 language L (the manifest's ``language`` column): every list is drawn within the split's

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from facevoice.common.config import defaults
 from facevoice.common.io import atomic_path, write_text
 from facevoice.data.batch import read_batch_meta
-from facevoice.data.inputs import heldout_summary
+from facevoice.data.inputs import NOTHING_HELD_OUT, SPLIT_ORDER, heldout_summary
 
 STAGES = {"face": ["frames", "faces"], "voice": ["speech", "features"]}
 
@@ -147,9 +147,6 @@ def plot(per_split: pd.DataFrame, rejects: pd.DataFrame, speech: pd.DataFrame, m
     plt.close(fig)
 
 
-SPLIT_ORDER = ["train", "seenheard", "val", "test", "test_seenheard"]
-
-
 def split_names(clips: pd.DataFrame) -> list[str]:
     """The clip table's splits, in the pipeline's order (others after, alphabetically)."""
     present = set(clips["split"])
@@ -208,7 +205,7 @@ def build(clips_path: str, manifest_path: str, results: str, out_dir: str, top: 
     text = (
         f"# Data report\n\n![overview](report.png)\n\n"
         f"## Counts per split\n\n{_md(per_split)}\n"
-        f"{(heldout_summary(clips) or 'seen-heard: no video held out (seenheard.videos)') + '.'}\n\n"
+        f"{(heldout_summary(clips) or f'seen-heard: {NOTHING_HELD_OUT}') + '.'}\n\n"
         f"## Rejected items by reason\n\n{_md(by_reason)}\n"
         f"Every rejected item, with its clip: `rejects.csv`.\n\n"
         f"## Speech kept vs dropped (seconds; speech.method: {_methods(speech)})\n\n{_md(dur)}\n"

@@ -72,6 +72,7 @@ from tqdm import tqdm
 from facevoice.common.config import section as config_section
 from facevoice.common.io import atomic_path, write_json, write_text
 from facevoice.common.version import code_version
+from facevoice.data import paths
 from facevoice.data.manifest import SplitItems, split_items
 from facevoice.data.mavceleb import training_manifest
 from facevoice.data.shard_reader import ShardReader
@@ -291,7 +292,7 @@ def write_log(history: list[dict], out: Path) -> None:
     tail = ["val_auc", "best", "lr", "seconds", "data_s", "skipped"]
     terms = [c for c in df.columns if c not in fixed + tail]
     df = df.reindex(columns=[c for c in fixed + terms + tail if c in df.columns])
-    write_text(out / "log.csv", df.to_csv(index=False))
+    write_text(paths.train_files(out)["log"], df.to_csv(index=False))
 
 
 class WaitTimer:
@@ -654,7 +655,7 @@ def _epoch(r: _Run, st: _StageRun, epoch: int, callbacks) -> None:
 
 def _plot(r: _Run) -> None:
     """``curve.png``: the log so far, with the method's stages that select and its adversarial ones."""
-    plot_curve(r.history, r.out / "curve.png", f"{r.name} ({r.run.get('profile')})", r.model.select_last,
+    plot_curve(r.history, paths.train_files(r.out)["curve"], f"{r.name} ({r.run.get('profile')})", r.model.select_last,
                r.model.adversarial_stages)
 
 
@@ -664,7 +665,8 @@ def _finish(r: _Run) -> dict[str, Any]:
     if not final:
         raise SystemExit(f"{r.name}: no epoch was trained (every stage has 0 epochs)")
     best = torch.load(r.work / f"best-{final[-1]}.pt", map_location="cpu", weights_only=False)
-    _save(best, r.out / "model.pt")
+    files = paths.train_files(r.out)
+    _save(best, files["model"])
     write_log(r.history, r.out)
     _plot(r)
     best_row = next((h for h in r.history if h["epoch"] == best["epoch"]), {})
@@ -674,9 +676,8 @@ def _finish(r: _Run) -> dict[str, Any]:
                "stage_best": r.stage_best, "epochs": r.total,
                "val_auc_undefined": {str(k): v for k, v in sorted(r.undefined.items())},
                "seconds": round(float(sum(h["seconds"] for h in r.history)), 2)}
-    write_json(r.out / "run.json", summary)
-    r.log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> "
-          f"{r.out / 'model.pt'}")
+    write_json(files["run"], summary)
+    r.log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> {files['model']}")
     return summary
 
 
