@@ -324,7 +324,7 @@ def comparison_caption(name):
 # The report (snakemake --report): a protocol's comparison under its own category, named by its
 # title, one subcategory per task; each table as its HTML page, the plots as images.
 REPORT_TASKS = (("verification.html", "Verification"), ("matching_", "Matching"), ("retrieval.html", "Retrieval"),
-                ("roc_", "ROC"), ("tables.html", "All tables"))
+                ("roc.png", "ROC"), ("tables.html", "All tables"))
 
 
 def comparison_output(name):
