@@ -9,7 +9,8 @@ with the same message. It raises :class:`~facevoice.common.config.ConfigError` a
    names of methods (:func:`facevoice.data.layouts.validate`; the layouts are declared in
    :mod:`facevoice.data.layouts`);
 2. that the input paths exist (:func:`facevoice.data.layouts.path_problems`);
-3. each training method's variant and hyperparameter overrides (:func:`check_methods`);
+3. each training method's variant and hyperparameter overrides (:func:`check_methods`; only
+   with ``methods=True``, see below);
 4. the official lists folder, ``evaluation.pins.dir`` (:func:`facevoice.data.inputs.check_pins`);
 5. the clip listing and its metadata (:func:`facevoice.data.inputs.list_clips`: an identity
    without a metadata row or a split, in two splits, ...), FAME's languages
@@ -17,8 +18,12 @@ with the same message. It raises :class:`~facevoice.common.config.ConfigError` a
    nothing held out.
 
 This module sits above the layers (like :mod:`facevoice.cli`): it reads the method plug-ins
-(``training/``) besides the config and the data. PyTorch is imported only for a method with a
-variant or with ``train.overrides``: a method as its profile defines it has nothing else to check.
+(``training/``) besides the config and the data. PyTorch is imported only by step 3, and only
+for a method with a variant or with ``train.overrides`` (a method as its profile defines it has
+nothing else to check). The workflow skips step 3 (``methods=False``): planning imports nothing
+heavy, so that a driver environment of Snakemake, pandas and pyarrow plans a run
+(``envs/driver.yaml``); each train job resolves its method's settings first thing and stops
+with the same message (:func:`facevoice.training.train.settings`).
 
 Command line: ``facevoice check-config [FILE] [--print] [--directory DIR]`` checks FILE
 (default: ``config.yaml`` of DIR, what a run without ``--configfile`` reads); relative paths are
@@ -85,14 +90,17 @@ def check_generate(config: dict[str, Any], clips: pd.DataFrame) -> None:
 
 
 def check_run(config: dict[str, Any], directory: str | Path | None = None,
-              schema_path: str | Path | None = None) -> pd.DataFrame:
+              schema_path: str | Path | None = None, methods: bool = True) -> pd.DataFrame:
     """Complete ``config`` in place and check everything a run decides before its first job;
     return the clip table (:func:`facevoice.data.inputs.list_clips`). Relative paths are
-    relative to ``directory`` (default: the current folder). Raises ConfigError."""
+    relative to ``directory`` (default: the current folder). ``methods``: also resolve the
+    methods' variants and overrides (:func:`check_methods`, which imports PyTorch for them).
+    Raises ConfigError."""
     schema_path = Path(schema_path).resolve() if schema_path else None
     validate(config, schema_path)
     _fail(path_problems(config, directory))
-    check_methods(config)
+    if methods:
+        check_methods(config)
     try:
         selected_protocols(config["evaluation"])  # evaluation.protocols and evaluation.declare
     except ValueError as exc:

@@ -4,7 +4,10 @@
 # facevoice.check.check_run completes `config` in place with the schema's defaults
 # (workflow/schemas/config.schema.yaml) and checks everything the config and the clip listing
 # decide, the one check `facevoice check-config` makes too (same verdict, same message): every
-# key of every section is present below, so no rule holds a default of its own.
+# key of every section is present below, so no rule holds a default of its own. Planning imports
+# nothing heavy (no PyTorch, librosa, scikit-learn, matplotlib: a driver environment of
+# envs/driver.yaml plans a run), so the methods' variants and overrides, which need the method
+# plug-ins (PyTorch), are resolved by check-config and by each train job as it starts.
 
 import atexit
 import json
@@ -37,7 +40,8 @@ from facevoice.data.inputs import (  # noqa: E402
 from facevoice.evaluation.protocols import selected as selected_protocols  # noqa: E402
 
 try:
-    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+                      methods=False)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 _held = heldout_summary(CLIPS)
