@@ -55,10 +55,11 @@ def _fail(lines: list[str]) -> None:
 
 def method_section(train: dict[str, Any], name: str) -> dict[str, Any]:
     """The part of a (complete) ``train:`` section that run ``name`` (``method`` or
-    ``method-variant``) reads: every key but ``methods``, and the overrides of its method and
-    of its variant. A train job is given it (its ``--params``)."""
+    ``method-variant``) reads: every key but ``methods`` and ``runtime`` (a job's time limit, not
+    a setting of the training), and the overrides of its method and of its variant. A train job
+    is given it (its ``--params``)."""
     base = name.split("-", 1)[0]
-    section = {k: v for k, v in train.items() if k not in ("methods", "overrides")}
+    section = {k: v for k, v in train.items() if k not in ("methods", "overrides", "runtime")}
     section["overrides"] = {k: train["overrides"][k] for k in (base, name) if k in train["overrides"]}
     return section
 

@@ -25,7 +25,7 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from facevoice.check import check_run, method_section  # noqa: E402
-from facevoice.common.config import ConfigError  # noqa: E402
+from facevoice.common.config import ConfigError, has_network  # noqa: E402
 from facevoice.common.lock import LockError, acquire  # noqa: E402
 from facevoice.data.layouts import SOURCE_KEYS, layout_of  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
@@ -214,6 +214,30 @@ def train_params(wildcards):
     The method, its variant and its overrides were checked with the rest (check_run).
     """
     return json.dumps(method_section(TRAIN, wildcards.method), sort_keys=True)
+
+
+# Resources of the jobs of a method (train, embed, generate, fame_train, fame_embed), read by the
+# SLURM profile (profiles/slurm; a local run ignores them): a GPU, on the GPU partition, only for
+# a method with a network (its plug-in's NETWORK: not chance); a train job's time limit from
+# train.runtime. The partitions come from the profile's variables (README: "Cluster (SLURM)").
+def method_gpu(wildcards):
+    """1 for a method that trains or embeds a network, 0 for one without (chance)."""
+    return int(has_network(wildcards.method))
+
+
+def method_partition(wildcards):
+    """FACEVOICE_SLURM_GPU_PARTITION for a GPU job, else FACEVOICE_SLURM_PARTITION ('': the default)."""
+    gpu = os.environ.get("FACEVOICE_SLURM_GPU_PARTITION") if method_gpu(wildcards) else None
+    return gpu or os.environ.get("FACEVOICE_SLURM_PARTITION", "")
+
+
+def train_runtime(wildcards):
+    """Minutes a train job may run: train.runtime.methods' entry of the run or its method, else the profile's."""
+    runtime = TRAIN["runtime"]
+    for name in (wildcards.method, wildcards.method.split("-", 1)[0]):
+        if name in runtime["methods"]:
+            return runtime["methods"][name]
+    return runtime[TRAIN["profile"]]
 
 
 # --- evaluation (trials.smk, evaluate.smk, compare.smk): the evaluation: section ---------
