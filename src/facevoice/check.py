@@ -123,6 +123,24 @@ def check_run(config: dict[str, Any], directory: str | Path | None = None,
     return clips
 
 
+def release_memory() -> None:
+    """Hand back to the system the memory that listing the clips used and freed: pyarrow's pool
+    (mimalloc) and the C heap (glibc's malloc_trim) keep freed memory for later allocations,
+    which planning's Python objects do not reuse; for a VoxCeleb1-sized tree about 90 MB of a
+    planning process's peak. The workflow calls it once its clip tables are built."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="facevoice check-config", description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", default=None,

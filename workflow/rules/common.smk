@@ -24,7 +24,7 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from facevoice.check import check_run, method_section  # noqa: E402
+from facevoice.check import check_run, method_section, release_memory  # noqa: E402
 from facevoice.common.config import ConfigError, has_network  # noqa: E402
 from facevoice.common.lock import LockError, acquire  # noqa: E402
 from facevoice.data.layouts import SOURCE_KEYS, layout_of  # noqa: E402
@@ -113,14 +113,20 @@ wildcard_constraints:
 # --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
 MAX_CLIPS = int(config["batches"]["max_clips"])
 SOURCE = json.dumps({k: config["input"][k] for k in SOURCE_KEYS}, sort_keys=True)
-BATCHES = {}  # (identity, part) -> (clip keys, frames sources, speech sources); clip order
-for _ident, _part, _clip, _fsrc, _ssrc in zip(
-    CLIPS["identity"], CLIPS["part"], CLIPS["clip"], CLIPS["frames_source"], CLIPS["speech_source"]
-):
-    _b = BATCHES.setdefault((_ident, _part), ([], [], []))
-    _b[0].append(_clip)
-    _b[1].append(_fsrc)
-    _b[2].append(_ssrc)
+# (identity, part) -> its rows of CLIPS, in clip order: the batch's clip keys, frames and speech
+# sources are read from CLIPS when a job asks (Python lists of every clip's paths would add
+# about 50 MB to planning a VoxCeleb1-sized tree)
+BATCHES = {}
+for _row, _key in enumerate(zip(CLIPS["identity"], CLIPS["part"])):
+    BATCHES.setdefault(_key, []).append(_row)
+BATCH_COLUMNS = ("clip", "frames_source", "speech_source")
+
+
+def batch_column(wildcards, column):
+    """A batch's values of CLIPS column BATCH_COLUMNS[column] (0: clip keys, 1: frames, 2: speech sources)."""
+    return CLIPS[BATCH_COLUMNS[column]].take(BATCHES[(wildcards.identity, wildcards.part)]).tolist()
+
+
 NAMES = dict(zip(CLIPS["identity"], CLIPS["name"]))
 IDENTITY_PARTS = {}  # identity -> its parts
 for _ident, _part in BATCHES:
@@ -138,7 +144,7 @@ def batch_sources(column):
     check = layout_of(config).frames_may_be_missing and column == 1
 
     def sources(wildcards):
-        paths = BATCHES[(wildcards.identity, wildcards.part)][column]
+        paths = batch_column(wildcards, column)
         return [p for p in paths if os.path.exists(p)] if check else paths
 
     return sources
@@ -146,7 +152,7 @@ def batch_sources(column):
 
 def batch_args(wildcards):
     """The arguments a source stage's job lists its batch with (and checks it against)."""
-    keys = BATCHES[(wildcards.identity, wildcards.part)][0]
+    keys = batch_column(wildcards, 0)
     return "--source {} --name {} --max-clips {} --digest {}".format(
         shlex.quote(SOURCE), shlex.quote(NAMES[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
     )
@@ -201,6 +207,11 @@ def shard_heldout(wildcards):
     """Params function of the shard rule: the held-out videos of the shard's identities (JSON)."""
     idents = SHARDS[(wildcards.split, wildcards.modality, wildcards.index)]
     return json.dumps([v for i in idents for v in HELDOUT.get(i, [])])
+
+
+# the clip listing's freed memory back to the system before Snakemake builds the DAG (planning
+# a VoxCeleb1-sized tree: benchmarks/bench_scale.py)
+release_memory()
 
 
 # --- training (train.smk): the train: section --------------------------------------------
