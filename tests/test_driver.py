@@ -6,9 +6,9 @@ librosa, scikit-learn or matplotlib. Its Snakemake plans the workflow (``snakema
 tiny tree whose config names a method variant and an override, the settings that once made
 planning import PyTorch. The venv is built once and kept under
 ``.cache/facevoice/driver-venv/<hash of driver.txt, requirements.lock and pyproject.toml>``
-(pip's downloads under ``.cache/pip``); a cold build installs about 470 MB, measured at 4 to
-5 minutes on the 2-core machine with others' jobs running (load average 15), most of it
-unpacking pyarrow, pandas and numpy; later sessions reuse it.
+(pip's downloads under ``.cache/pip``); a cold build installs about 470 MB, measured at 2.5 to
+4.5 minutes on the 2-core machine with others' jobs running (load average 13 to 17), most of it
+unpacking pyarrow, pandas and numpy; later sessions reuse it (the tests then take seconds).
 """
 
 from __future__ import annotations
