@@ -4,7 +4,10 @@
 # facevoice.check.check_run completes `config` in place with the schema's defaults
 # (workflow/schemas/config.schema.yaml) and checks everything the config and the clip listing
 # decide, the one check `facevoice check-config` makes too (same verdict, same message): every
-# key of every section is present below, so no rule holds a default of its own.
+# key of every section is present below, so no rule holds a default of its own. Planning imports
+# nothing heavy (no PyTorch, librosa, scikit-learn, matplotlib: a driver environment of
+# envs/driver.yaml plans a run), so the methods' variants and overrides, which need the method
+# plug-ins (PyTorch), are resolved by check-config and by each train job as it starts.
 
 import atexit
 import json
@@ -21,9 +24,9 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from facevoice.check import check_run, method_section  # noqa: E402
+from facevoice.check import check_run, method_section, release_memory  # noqa: E402
+from facevoice.common.config import ConfigError, has_network  # noqa: E402
 from facevoice.data import paths  # noqa: E402  (the results layout: every output's name)
-from facevoice.common.config import ConfigError  # noqa: E402
 from facevoice.common.lock import LockError, acquire  # noqa: E402
 from facevoice.data.layouts import SOURCE_KEYS, layout_of  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
@@ -38,7 +41,8 @@ from facevoice.data.inputs import (  # noqa: E402
 from facevoice.evaluation.protocols import selected as selected_protocols  # noqa: E402
 
 try:
-    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+                      methods=False)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 _held = heldout_summary(CLIPS)
@@ -110,14 +114,20 @@ wildcard_constraints:
 # --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
 MAX_CLIPS = int(config["batches"]["max_clips"])
 SOURCE = json.dumps({k: config["input"][k] for k in SOURCE_KEYS}, sort_keys=True)
-BATCHES = {}  # (identity, part) -> (clip keys, frames sources, speech sources); clip order
-for _ident, _part, _clip, _fsrc, _ssrc in zip(
-    CLIPS["identity"], CLIPS["part"], CLIPS["clip"], CLIPS["frames_source"], CLIPS["speech_source"]
-):
-    _b = BATCHES.setdefault((_ident, _part), ([], [], []))
-    _b[0].append(_clip)
-    _b[1].append(_fsrc)
-    _b[2].append(_ssrc)
+# (identity, part) -> its rows of CLIPS, in clip order: the batch's clip keys, frames and speech
+# sources are read from CLIPS when a job asks (Python lists of every clip's paths would add
+# about 50 MB to planning a VoxCeleb1-sized tree)
+BATCHES = {}
+for _row, _key in enumerate(zip(CLIPS["identity"], CLIPS["part"])):
+    BATCHES.setdefault(_key, []).append(_row)
+BATCH_COLUMNS = ("clip", "frames_source", "speech_source")
+
+
+def batch_column(wildcards, column):
+    """A batch's values of CLIPS column BATCH_COLUMNS[column] (0: clip keys, 1: frames, 2: speech sources)."""
+    return CLIPS[BATCH_COLUMNS[column]].take(BATCHES[(wildcards.identity, wildcards.part)]).tolist()
+
+
 NAMES = dict(zip(CLIPS["identity"], CLIPS["name"]))
 IDENTITY_PARTS = {}  # identity -> its parts
 for _ident, _part in BATCHES:
@@ -135,7 +145,7 @@ def batch_sources(column):
     check = layout_of(config).frames_may_be_missing and column == 1
 
     def sources(wildcards):
-        paths = BATCHES[(wildcards.identity, wildcards.part)][column]
+        paths = batch_column(wildcards, column)
         return [p for p in paths if os.path.exists(p)] if check else paths
 
     return sources
@@ -143,7 +153,7 @@ def batch_sources(column):
 
 def batch_args(wildcards):
     """The arguments a source stage's job lists its batch with (and checks it against)."""
-    keys = BATCHES[(wildcards.identity, wildcards.part)][0]
+    keys = batch_column(wildcards, 0)
     return "--source {} --name {} --max-clips {} --digest {}".format(
         shlex.quote(SOURCE), shlex.quote(NAMES[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
     )
@@ -200,6 +210,11 @@ def shard_heldout(wildcards):
     return json.dumps([v for i in idents for v in HELDOUT.get(i, [])])
 
 
+# the clip listing's freed memory back to the system before Snakemake builds the DAG (planning
+# a VoxCeleb1-sized tree: benchmarks/bench_scale.py)
+release_memory()
+
+
 # --- training (train.smk): the train: section --------------------------------------------
 TRAIN = config["train"]
 TRAIN_THREADS = TRAIN["threads"] or 4  # threads of a train, embed or generate job (train.threads null: 4)
@@ -211,6 +226,30 @@ def train_params(wildcards):
     The method, its variant and its overrides were checked with the rest (check_run).
     """
     return json.dumps(method_section(TRAIN, wildcards.method), sort_keys=True)
+
+
+# Resources of the jobs of a method (train, embed, generate, fame_train, fame_embed), read by the
+# SLURM profile (profiles/slurm; a local run ignores them): a GPU, on the GPU partition, only for
+# a method with a network (its plug-in's NETWORK: not chance); a train job's time limit from
+# train.runtime. The partitions come from the profile's variables (README: "Cluster (SLURM)").
+def method_gpu(wildcards):
+    """1 for a method that trains or embeds a network, 0 for one without (chance)."""
+    return int(has_network(wildcards.method))
+
+
+def method_partition(wildcards):
+    """FACEVOICE_SLURM_GPU_PARTITION for a GPU job, else FACEVOICE_SLURM_PARTITION ('': the default)."""
+    gpu = os.environ.get("FACEVOICE_SLURM_GPU_PARTITION") if method_gpu(wildcards) else None
+    return gpu or os.environ.get("FACEVOICE_SLURM_PARTITION", "")
+
+
+def train_runtime(wildcards):
+    """Minutes a train job may run: train.runtime.methods' entry of the run or its method, else the profile's."""
+    runtime = TRAIN["runtime"]
+    for name in (wildcards.method, wildcards.method.split("-", 1)[0]):
+        if name in runtime["methods"]:
+            return runtime["methods"][name]
+    return runtime[TRAIN["profile"]]
 
 
 # --- evaluation (trials.smk, evaluate.smk, compare.smk): the evaluation: section ---------

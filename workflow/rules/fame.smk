@@ -76,7 +76,9 @@ if _FAME:
             "../../envs/train.yaml"
         threads: TRAIN_THREADS
         resources:
-            gpu=1,
+            gpu=method_gpu,
+            slurm_partition=method_partition,
+            runtime=train_runtime,
             mem_mb=TRAIN["mem_mb"],
         shell:
             # (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape)

@@ -53,7 +53,9 @@ rule train:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        gpu=1,
+        gpu=method_gpu,
+        slurm_partition=method_partition,
+        runtime=train_runtime,
         mem_mb=TRAIN["mem_mb"],
     shell:
         TRAIN_SHELL.format(language="")
@@ -80,7 +82,8 @@ rule embed:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        gpu=1,
+        gpu=method_gpu,
+        slurm_partition=method_partition,
         mem_mb=4000,
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.training.embed --checkpoint {input.model:q} --method {wildcards.method}"

@@ -735,7 +735,11 @@ def main(argv: list[str] | None = None) -> int:
     run = {"seed": a.seed, "device": a.device, "amp": a.amp, "face_weights": a.face_weights,
            "num_workers": a.num_workers, "threads": a.threads, "progress": False if a.no_progress else None,
            "language": a.language}
-    hp, run = settings(a.method, section, a.profile, parse_sets(a.sets), run)
+    try:  # the workflow's planning leaves variants and overrides to this check (facevoice.check)
+        hp, run = settings(a.method, section, a.profile, parse_sets(a.sets), run)
+    except MethodError as exc:
+        print(f"train: {a.method}: {exc}", file=sys.stderr)
+        return 2
     train(a.method, a.manifest, a.shards_root, a.out, hp, run)
     return 0
 

@@ -11,6 +11,10 @@ A method module defines
     ``{variant: {"description": str, "overrides": {...}}}``: the paper's ablations, run on
     request as ``<method>-<variant>`` (e.g. ``dje-rank_only``, ``biq_mwrn-sfc``);
 ``build(hp, n_classes, face_weights=None) -> FaceVoiceModel``.
+``NETWORK`` (optional, default True)
+    False for a scorer without a network (``chance``): its train, embed and generate jobs ask
+    for no GPU. A literal, read from the file without importing it
+    (:func:`facevoice.common.config.has_network`).
 
 Hyperparameters (``hp``) are one nested dict. Keys every method has:
 
