@@ -250,12 +250,13 @@ def test_training_manifest_keeps_the_heard_language_for_training_and_selection()
         mavceleb.training_manifest(m.drop(columns="language"), "English")
 
 
-def read_upload(zip_path, lists_dir):
+def read_upload(zip_path, lists_dir, labels_dir=None):
     """An uploaded zip read as the challenge's scorer would (our own reading of its rules, not its
     code): each member named ``sub_score_<version>_<TrainLanguage>_<heard|unheard>.txt`` at the top
     level, one ``key score`` line per key of the test list in the list's order (the unheard list:
     the version's other language), the score a distance ranked negated; the EER against the
-    ``<Language>_labels.csv`` beside the lists. Returns {(version, train, condition): keys, eer}."""
+    ``<Language>_labels.csv`` in ``labels_dir`` (default: beside the lists). Returns {(version,
+    train, condition): keys, eer}."""
     import re
 
     out = {}
@@ -269,11 +270,51 @@ def read_upload(zip_path, lists_dir):
             rows = [ln.split(" ") for ln in z.read(name).decode("ascii").split("\n") if ln]
             listed = [ln.split(" ")[0] for ln in (lists_dir / f"{language}_test.txt").read_text().splitlines()]
             assert [r[0] for r in rows] == listed and all(len(r) == 2 for r in rows)
-            labels = pd.read_csv(lists_dir / f"{language}_labels.csv", dtype={"key": str}).set_index("key")["label"]
+            labels = pd.read_csv((labels_dir or lists_dir) / f"{language}_labels.csv", dtype={"key": str}).set_index("key")["label"]
             scores = np.array([float(r[1]) for r in rows])
             out[(version, train, cond)] = {"keys": listed, "eer": metrics.verification_metrics(
                 labels.loc[listed].to_numpy(), -scores, DCF)["eer"]}
     return out
+
+
+def test_official_lists_are_scored_line_by_line(tmp_path):
+    """`facevoice fame submit --official`: each line of an official list is scored on its clip's
+    items (<Language>/test/<key>/voice and its first face); a line without an embedding (no
+    speech kept, no face found) gets the median of the others, counted in the summary."""
+    import json
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    keys = {"English": ["e1", "e2", "e3"], "Urdu": ["u1", "u2"]}
+    rows = []
+    for lang, ks in keys.items():
+        (lists / f"{lang}_test.txt").write_text(
+            "".join(f"{k} voices/{lang}/{n:05d}.wav faces/{lang}/{n:05d}.jpg\n" for n, k in enumerate(ks)))
+        for n, k in enumerate(ks):
+            rows.append((mavceleb.official_item(lang, k, "voice"), "voice", [1.0, float(n)]))
+            if (lang, k) != ("English", "e3"):  # e3's image gave no face
+                rows += [(mavceleb.official_item(lang, k, "face") + "0000", "face", [1.0, 0.0]),
+                         (mavceleb.official_item(lang, k, "face") + "0001", "face", [0.0, 1.0])]
+    emb = tmp_path / "emb.parquet"
+    E.write_embeddings(emb, [r[0] for r in rows], [r[0].split("/")[0] for r in rows], [r[1] for r in rows],
+                       np.array([r[2] for r in rows], dtype=np.float32))
+    args = ["submit", "--official", "--version", "v1", "--model", "English", str(emb), "--out", str(tmp_path / "sub"),
+            "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json"),
+            "--list", str(lists / "English_test.txt"), "--list", str(lists / "Urdu_test.txt")]
+    assert fame.main(args) == 0
+    with zipfile.ZipFile(tmp_path / "sub.zip") as z:
+        assert z.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_English_unheard.txt"]
+        heard = [ln.split(" ") for ln in z.read("sub_score_v1_English_heard.txt").decode().splitlines()]
+    # the first face (frame 0000, [1, 0]) against voices [1, 0], [1, 1]: cosine distances 0 and 1 - 1/sqrt(2)
+    d = [0.0, 1 - 1 / np.sqrt(2)]
+    assert [k for k, _ in heard] == keys["English"]
+    assert [float(v) for _, v in heard] == pytest.approx(d + [np.median(d)], abs=1e-6)
+    summary = json.loads((tmp_path / "sub.json").read_text())["files"]
+    assert summary["sub_score_v1_English_heard.txt"]["n_imputed"] == 1
+    assert summary["sub_score_v1_English_unheard.txt"] == {**summary["sub_score_v1_English_unheard.txt"],
+                                                           "n_keys": 2, "n_imputed": 0}
+    # without --official the lists' paths are looked up as ids: none is one
+    assert fame.main([a for a in args if a != "--official"]) == 2
 
 
 def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):

@@ -123,8 +123,9 @@ for _ident, _part in BATCHES:
     IDENTITY_PARTS.setdefault(_ident, []).append(_part)
 
 
-def batch_sources(column):
-    """Input function: the media of a batch that exist (frames: 1, speech: 2).
+def batch_sources(column, batches=BATCHES):
+    """Input function: the media of a batch that exist (frames: 1, speech: 2); ``batches``: the
+    run's (BATCHES), or fame.smk's of the official test set.
 
     A VoxCeleb1 utterance without a face track (a MAV-Celeb video without face frames) has no
     frames folder: the frames stage then rejects the clip instead of Snakemake refusing to
@@ -134,18 +135,26 @@ def batch_sources(column):
     check = layout_of(config).frames_may_be_missing and column == 1
 
     def sources(wildcards):
-        paths = BATCHES[(wildcards.identity, wildcards.part)][column]
+        paths = batches[(wildcards.identity, wildcards.part)][column]
         return [p for p in paths if os.path.exists(p)] if check else paths
 
     return sources
 
 
-def batch_args(wildcards):
-    """The arguments a source stage's job lists its batch with (and checks it against)."""
-    keys = BATCHES[(wildcards.identity, wildcards.part)][0]
-    return "--source {} --name {} --max-clips {} --digest {}".format(
-        shlex.quote(SOURCE), shlex.quote(NAMES[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
-    )
+def batch_arguments(batches, source, names):
+    """A params function: the arguments a source stage's job lists its batch with (and checks it
+    against), for ``batches`` of clips listed from ``source`` (JSON), ``names`` their identities' names."""
+
+    def arguments(wildcards):
+        keys = batches[(wildcards.identity, wildcards.part)][0]
+        return "--source {} --name {} --max-clips {} --digest {}".format(
+            shlex.quote(source), shlex.quote(names[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
+        )
+
+    return arguments
+
+
+batch_args = batch_arguments(BATCHES, SOURCE, NAMES)
 
 
 def batch_files(stage, identities=None):
