@@ -243,7 +243,9 @@ if _FAME:
         OFFICIAL_LISTS = [str(p) for p in official_lists(config["fame"]["official"]).values()]
 
         OFFICIAL_ARGS = batch_arguments(OFFICIAL_BATCHES, OFFICIAL_SOURCE, {i: i for i, _ in OFFICIAL_BATCHES})
-        OFFICIAL_SHARD_FILES = [f"{OFFICIAL_DIR}/shards/{shard_relpath(s, m, int(i))}" for s, m, i in sorted(OFFICIAL_SHARDS)]
+        OFFICIAL_SHARD_FILES = [
+            f"{OFFICIAL_DIR}/shards/{shard_relpath(s, m, int(i))}" for s, m, i in sorted(OFFICIAL_SHARDS)
+        ]
 
         use rule frames as fame_official_frames with:
             input:
@@ -341,11 +343,15 @@ if _FAME:
             log:
                 f"{OUT}/logs/fame/official/embed/{{train}}/{{method}}/{{split}}.log",
 
-        OFFICIAL_FILES = sorted({submission_name(FAME_VERSION, t, lang) for t in FAME_TRAINS for lang in set(OFFICIAL["language"])})
+        OFFICIAL_FILES = sorted(
+            {submission_name(FAME_VERSION, t, lang) for t in FAME_TRAINS for lang in set(OFFICIAL["language"])}
+        )
 
         use rule fame_submission as fame_official_submission with:
             input:
-                embeddings=expand(f"{OFFICIAL_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS),
+                embeddings=expand(
+                    f"{OFFICIAL_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS
+                ),
                 lists=OFFICIAL_LISTS,
             output:
                 scores=[f"{OFFICIAL_DIR}/submission/{{method}}/{name}" for name in OFFICIAL_FILES],
