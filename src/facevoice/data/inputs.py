@@ -277,7 +277,8 @@ def list_clips(config: dict[str, Any], layout: Any = None) -> pd.DataFrame:
     """Return one row per clip (columns :data:`CLIP_COLUMNS`), after checking the metadata.
 
     ``part`` is the clip's batch within its identity (config ``batches.max_clips``); ``layout``
-    (default: the config's ``input.layout``) lists the clips.
+    (default: the config's ``input.layout``, whose training identities' videos may be held out
+    for seen-heard) lists the clips.
     """
     from facevoice.data.layouts import layout_of
 
@@ -287,7 +288,7 @@ def list_clips(config: dict[str, Any], layout: Any = None) -> pd.DataFrame:
     df = df.sort_values("clip", kind="stable").reset_index(drop=True)
     df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
     _check_disjoint(df)
-    held = heldout_videos(df, config)
+    held = heldout_videos(df, config) if layout is None else set()
     if held:
         video_key = df["identity"] + "/" + df["video"]
         df.loc[video_key.isin(held), "split"] = SEENHEARD

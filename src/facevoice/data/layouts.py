@@ -12,6 +12,10 @@ A :class:`Layout` says everything the rest of the package knows about a layout:
   the frames sources that exist, and the frames stage rejects the other clips with the reason);
 - whether it gives clips a language (config ``fame`` needs one).
 
+:data:`FAME_OFFICIAL` declares the FAME challenge's official test set the same way (its keys in
+config ``fame.official``, its clips a list line each): :func:`official_problems`,
+:func:`path_problems` and :func:`official_table` check it.
+
 ``facevoice check-config`` and the workflow read the same declarations (both through
 :func:`facevoice.check.check_run`). Adding a layout is one declaration in :data:`LAYOUTS`, its
 name in the schema's ``input.layout`` enum and its keys in the schema's ``input:`` section (where
@@ -86,7 +90,7 @@ class Layout:
         return {f"{self.section}.{k.name}": k.kind for k in self.keys if k.kind}
 
     def unset(self, inp: dict[str, Any]) -> list[str]:
-        """The required keys that ``inp`` (config ``input:``) leaves unset."""
+        """The required keys that ``inp`` (the config's section of the keys) leaves unset."""
         return [k.name for k in self.required if not inp.get(k.name)]
 
 
