@@ -109,14 +109,22 @@ wildcard_constraints:
 # --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
 MAX_CLIPS = int(config["batches"]["max_clips"])
 SOURCE = json.dumps({k: config["input"][k] for k in SOURCE_KEYS}, sort_keys=True)
-BATCHES = {}  # (identity, part) -> (clip keys, frames sources, speech sources); clip order
-for _ident, _part, _clip, _fsrc, _ssrc in zip(
-    CLIPS["identity"], CLIPS["part"], CLIPS["clip"], CLIPS["frames_source"], CLIPS["speech_source"]
-):
-    _b = BATCHES.setdefault((_ident, _part), ([], [], []))
-    _b[0].append(_clip)
-    _b[1].append(_fsrc)
-    _b[2].append(_ssrc)
+
+
+def batches_of(clips):
+    """(identity, part) -> (clip keys, frames sources, speech sources), in clip order, of a clip table."""
+    batches = {}
+    for ident, part, clip, fsrc, ssrc in zip(
+        clips["identity"], clips["part"], clips["clip"], clips["frames_source"], clips["speech_source"]
+    ):
+        b = batches.setdefault((ident, part), ([], [], []))
+        b[0].append(clip)
+        b[1].append(fsrc)
+        b[2].append(ssrc)
+    return batches
+
+
+BATCHES = batches_of(CLIPS)
 NAMES = dict(zip(CLIPS["identity"], CLIPS["name"]))
 IDENTITY_PARTS = {}  # identity -> its parts
 for _ident, _part in BATCHES:
@@ -170,10 +178,18 @@ def params_json(section):
 
 # --- shards: an identity's bucket is a stable hash of its id (shards.buckets) ---------------
 BUCKETS = int(config["shards"]["buckets"])
-SHARDS = {}  # (split, modality, index) -> identities
-for (_split, _bucket), _idents in shard_plan(CLIPS, BUCKETS).items():
-    for _modality in ("face", "voice"):
-        SHARDS[(_split, _modality, f"{_bucket:05d}")] = _idents
+
+
+def shards_of(clips):
+    """(split, modality, index) -> identities, of every shard of a clip table."""
+    return {
+        (split, modality, f"{bucket:05d}"): idents
+        for (split, bucket), idents in shard_plan(clips, BUCKETS).items()
+        for modality in ("face", "voice")
+    }
+
+
+SHARDS = shards_of(CLIPS)
 
 
 def shard_path(split, modality, index):

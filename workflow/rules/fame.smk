@@ -230,15 +230,8 @@ if _FAME:
             {"layout": FAME_OFFICIAL.name, **{k.name: config["fame"]["official"][k.name] for k in FAME_OFFICIAL.keys}},
             sort_keys=True,
         )
-        OFFICIAL_BATCHES = {  # (language, part) -> (clip keys, face images, voices)
-            key: (list(g["clip"]), list(g["frames_source"]), list(g["speech_source"]))
-            for key, g in OFFICIAL.groupby(["identity", "part"], sort=True)
-        }
-        OFFICIAL_SHARDS = {  # (split, modality, index) -> languages
-            (split, modality, f"{bucket:05d}"): idents
-            for (split, bucket), idents in shard_plan(OFFICIAL, BUCKETS).items()
-            for modality in ("face", "voice")
-        }
+        OFFICIAL_BATCHES = batches_of(OFFICIAL)  # (language, part) -> (clip keys, face images, voices)
+        OFFICIAL_SHARDS = shards_of(OFFICIAL)  # (split, modality, index) -> languages
         OFFICIAL_LANGUAGE = "|".join(sorted(set(OFFICIAL["identity"])))
         OFFICIAL_LISTS = [str(p) for p in official_lists(config["fame"]["official"]).values()]
 
