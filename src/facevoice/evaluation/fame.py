@@ -36,7 +36,10 @@ the order of the ``<Language>_test.txt`` list (``%s %f``: six decimals). Its REA
 ``sub_scores_<Language>_heard.txt`` is an older spelling (:func:`submission_name`).
 
 The official test lists carry no labels (the challenge keeps them); our own test identities'
-lists do, and the tables are computed on those.
+lists do, and the tables are computed on those. The official lists are scored line by line
+(:func:`official_scores`, ``submit --official``): each line is a clip ``<Language>/test/<key>``
+of the official test set (config ``fame.official``), run through the same stages as every clip
+and embedded by each FAME model; a line left without an embedding gets the median score.
 
 The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is set) runs
 ``facevoice fame``:
@@ -47,7 +50,7 @@ The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is s
 - ``facevoice fame lists --trials DIR --language L --out DIR``: a language's verification
   trials (stratum U) as the challenge's ``<L>_test.txt`` and its labels ``<L>_labels.csv``;
 - ``facevoice fame submit --version V --model L E [--model L2 E2] --list X_test.txt ... --out DIR
-  --zip Z [--summary S.json]``: a method's score file per list and the zip of them; with
+  --zip Z [--summary S.json] [--official]``: a method's score file per list and the zip of them; with
   ``--summary``, each file scored back against the labels beside its list
   (:func:`score_submission`: the EER ``facevoice evaluate`` gives on the same trials).
 """
