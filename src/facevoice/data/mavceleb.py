@@ -31,6 +31,10 @@ the voices tree must be in exactly one split. :func:`draw_splits` draws one with
 A tree of another shape stops the run with the path and the expected shape: the challenge's
 flat test tree (``voices/<Language>/<NNNNN>.wav``, identities hidden) is not an identity tree,
 nor is a tree with a level missing.
+
+The flat test tree is read as config ``fame.official`` (:func:`official_records`,
+:func:`official_clips`): its ``<Language>_test.txt`` lists (:func:`read_test_list`) of ``key
+voice_path face_path`` lines, a clip ``<Language>/test/<key>`` per line.
 """
 
 from __future__ import annotations
