@@ -14,8 +14,9 @@ with the same message. It raises :class:`~facevoice.common.config.ConfigError` a
 4. the official lists folder, ``evaluation.pins.dir`` (:func:`facevoice.data.inputs.check_pins`);
 5. the clip listing and its metadata (:func:`facevoice.data.inputs.list_clips`: an identity
    without a metadata row or a split, in two splits, ...), FAME's languages
-   (:func:`facevoice.data.mavceleb.fame_languages`) and a seen-heard ``generate.split`` with
-   nothing held out.
+   (:func:`facevoice.data.mavceleb.fame_languages`), the FAME challenge's official test lists
+   when ``fame.official`` is set (:func:`facevoice.data.layouts.official_table`: every line's
+   paths, the lists' languages) and a seen-heard ``generate.split`` with nothing held out.
 
 This module sits above the layers (like :mod:`facevoice.cli`): it reads the method plug-ins
 (``training/``) besides the config and the data. PyTorch is imported only by step 3, and only
@@ -43,7 +44,7 @@ import yaml
 from facevoice.common.config import ConfigError, load_yaml, ordered, schema
 from facevoice.common.io import working_in
 from facevoice.data.inputs import NOTHING_HELD_OUT, SEENHEARD, InputError, check_pins, list_clips
-from facevoice.data.layouts import path_problems, validate
+from facevoice.data.layouts import official_table, path_problems, validate
 from facevoice.data.mavceleb import fame_languages
 from facevoice.evaluation.protocols import selected as selected_protocols
 
@@ -119,6 +120,7 @@ def check_run(config: dict[str, Any], directory: str | Path | None = None,
             check_pins(config)
             clips = list_clips(config)
             fame_languages(clips, config)
+            official_table(config)  # the official test lists, their paths and languages
             check_generate(config, clips)
         except InputError as exc:
             raise ConfigError(str(exc)) from None

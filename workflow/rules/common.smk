@@ -114,28 +114,41 @@ wildcard_constraints:
 # --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
 MAX_CLIPS = int(config["batches"]["max_clips"])
 SOURCE = json.dumps({k: config["input"][k] for k in SOURCE_KEYS}, sort_keys=True)
-# (identity, part) -> its rows of CLIPS, in clip order: the batch's clip keys, frames and speech
-# sources are read from CLIPS when a job asks (Python lists of every clip's paths would add
-# about 50 MB to planning a VoxCeleb1-sized tree)
-BATCHES = {}
-for _row, _key in enumerate(zip(CLIPS["identity"], CLIPS["part"])):
-    BATCHES.setdefault(_key, []).append(_row)
+# A clip table's batches: (identity, part) -> its rows of the table, in clip order; a batch's clip
+# keys, frames and speech sources are read from the table when a job asks (Python lists of every
+# clip's paths would add about 50 MB to planning a VoxCeleb1-sized tree)
 BATCH_COLUMNS = ("clip", "frames_source", "speech_source")
 
 
-def batch_column(wildcards, column):
-    """A batch's values of CLIPS column BATCH_COLUMNS[column] (0: clip keys, 1: frames, 2: speech sources)."""
-    return CLIPS[BATCH_COLUMNS[column]].take(BATCHES[(wildcards.identity, wildcards.part)]).tolist()
+class Batches(dict):
+    """(identity, part) -> rows of ``clips``; :meth:`column` reads one BATCH_COLUMNS column of a batch."""
+
+    def __init__(self, clips):
+        super().__init__()
+        self.clips = clips
+        for row, key in enumerate(zip(clips["identity"], clips["part"])):
+            self.setdefault(key, []).append(row)
+
+    def column(self, wildcards, column):
+        """A batch's values of column BATCH_COLUMNS[column] (0: clip keys, 1: frames, 2: speech sources)."""
+        return self.clips[BATCH_COLUMNS[column]].take(self[(wildcards.identity, wildcards.part)]).tolist()
 
 
+def batches_of(clips):
+    """The batches (:class:`Batches`) of a clip table: the run's, or fame.smk's official test set's."""
+    return Batches(clips)
+
+
+BATCHES = batches_of(CLIPS)
 NAMES = dict(zip(CLIPS["identity"], CLIPS["name"]))
 IDENTITY_PARTS = {}  # identity -> its parts
 for _ident, _part in BATCHES:
     IDENTITY_PARTS.setdefault(_ident, []).append(_part)
 
 
-def batch_sources(column):
-    """Input function: the media of a batch that exist (frames: 1, speech: 2).
+def batch_sources(column, batches=BATCHES):
+    """Input function: the media of a batch that exist (frames: 1, speech: 2); ``batches``: the
+    run's (BATCHES), or fame.smk's of the official test set.
 
     A VoxCeleb1 utterance without a face track (a MAV-Celeb video without face frames) has no
     frames folder: the frames stage then rejects the clip instead of Snakemake refusing to
@@ -145,18 +158,26 @@ def batch_sources(column):
     check = layout_of(config).frames_may_be_missing and column == 1
 
     def sources(wildcards):
-        paths = batch_column(wildcards, column)
+        paths = batches.column(wildcards, column)
         return [p for p in paths if os.path.exists(p)] if check else paths
 
     return sources
 
 
-def batch_args(wildcards):
-    """The arguments a source stage's job lists its batch with (and checks it against)."""
-    keys = batch_column(wildcards, 0)
-    return "--source {} --name {} --max-clips {} --digest {}".format(
-        shlex.quote(SOURCE), shlex.quote(NAMES[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
-    )
+def batch_arguments(batches, source, names):
+    """A params function: the arguments a source stage's job lists its batch with (and checks it
+    against), for ``batches`` of clips listed from ``source`` (JSON), ``names`` their identities' names."""
+
+    def arguments(wildcards):
+        keys = batches.column(wildcards, 0)
+        return "--source {} --name {} --max-clips {} --digest {}".format(
+            shlex.quote(source), shlex.quote(names[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
+        )
+
+    return arguments
+
+
+batch_args = batch_arguments(BATCHES, SOURCE, NAMES)
 
 
 def batch_files(stage, identities=None):
@@ -172,10 +193,18 @@ def params_json(section):
 
 # --- shards: an identity's bucket is a stable hash of its id (shards.buckets) ---------------
 BUCKETS = int(config["shards"]["buckets"])
-SHARDS = {}  # (split, modality, index) -> identities
-for (_split, _bucket), _idents in shard_plan(CLIPS, BUCKETS).items():
-    for _modality in ("face", "voice"):
-        SHARDS[(_split, _modality, f"{_bucket:05d}")] = _idents
+
+
+def shards_of(clips):
+    """(split, modality, index) -> identities, of every shard of a clip table."""
+    return {
+        (split, modality, f"{bucket:05d}"): idents
+        for (split, bucket), idents in shard_plan(clips, BUCKETS).items()
+        for modality in ("face", "voice")
+    }
+
+
+SHARDS = shards_of(CLIPS)
 
 
 def shard_path(split, modality, index):

@@ -20,12 +20,26 @@
 #   results/<dataset>/fame/lists/<Language>_labels.csv  key, label (the lists' hidden labels)
 #   results/<dataset>/fame/submission/<method>/sub_score_<version>_<Train>_{heard,unheard}.txt
 #   results/<dataset>/fame/submission/<method>.zip, <method>.json (keys per file; EER against the labels)
+#
+# With fame.official (the challenge's official test set: flat voices/ and faces/ per language and
+# its <Language>_test.txt lists), each list line is a clip <Language>/test/<key> (its "identity"
+# the language) run through the same frames (the given image as one frame), faces (MTCNN and
+# alignment), speech and features rules as the run's clips, into shards and a manifest of their
+# own; each FAME model embeds them and scores every line of the lists:
+#
+#   results/<dataset>/fame/official/clips.parquet, frames/, faces/, speech/, features/, shards/
+#   results/<dataset>/fame/official/embeddings/<Train>/<method>/test.parquet
+#   results/<dataset>/fame/official/submission/<method>/sub_score_<version>_<Train>_{heard,unheard}.txt
+#   results/<dataset>/fame/official/submission/<method>.zip   the upload: the four files, flat
+#   results/<dataset>/fame/official/submission/<method>.json  keys per file, lines imputed
 
-from facevoice.data.mavceleb import fame_languages
+from facevoice.data.layouts import FAME_OFFICIAL, official_table
+from facevoice.data.mavceleb import fame_languages, official_lists
 from facevoice.evaluation.fame import submission_name
 
 try:
     _FAME = fame_languages(CLIPS, config)
+    OFFICIAL = official_table(config)  # the challenge's official test set (fame.official), or None
 except InputError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -212,8 +226,141 @@ if _FAME:
             " {params.models} {params.lists} --out {params.out:q} --zip {output.zip:q}"
             " --summary {output.summary:q} --params {params.cfg:q} 2> {log:q}"
 
+    if OFFICIAL is not None:
+        OFFICIAL_DIR = f"{FAME_DIR}/official"
+        OFFICIAL_SOURCE = json.dumps(
+            {"layout": FAME_OFFICIAL.name, **{k.name: config["fame"]["official"][k.name] for k in FAME_OFFICIAL.keys}},
+            sort_keys=True,
+        )
+        OFFICIAL_BATCHES = batches_of(OFFICIAL)  # (language, part) -> (clip keys, face images, voices)
+        OFFICIAL_SHARDS = shards_of(OFFICIAL)  # (split, modality, index) -> languages
+        OFFICIAL_LANGUAGE = "|".join(sorted(set(OFFICIAL["identity"])))
+        OFFICIAL_LISTS = [str(p) for p in official_lists(config["fame"]["official"]).values()]
+
+        OFFICIAL_ARGS = batch_arguments(OFFICIAL_BATCHES, OFFICIAL_SOURCE, {i: i for i, _ in OFFICIAL_BATCHES})
+        OFFICIAL_SHARD_FILES = [
+            f"{OFFICIAL_DIR}/shards/{shard_relpath(s, m, int(i))}" for s, m, i in sorted(OFFICIAL_SHARDS)
+        ]
+
+        use rule frames as fame_official_frames with:
+            input:
+                batch_sources(1, OFFICIAL_BATCHES),
+            output:
+                f"{OFFICIAL_DIR}/frames/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            params:
+                batch=OFFICIAL_ARGS,
+            log:
+                f"{OUT}/logs/fame/official/frames/{{identity}}/{{part}}.log",
+
+        use rule faces as fame_official_faces with:
+            input:
+                rules.fame_official_frames.output,
+            output:
+                f"{OFFICIAL_DIR}/faces/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            log:
+                f"{OUT}/logs/fame/official/faces/{{identity}}/{{part}}.log",
+
+        use rule speech as fame_official_speech with:
+            input:
+                batch_sources(2, OFFICIAL_BATCHES),
+            output:
+                f"{OFFICIAL_DIR}/speech/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            params:
+                batch=OFFICIAL_ARGS,
+            log:
+                f"{OUT}/logs/fame/official/speech/{{identity}}/{{part}}.log",
+
+        use rule features as fame_official_features with:
+            input:
+                rules.fame_official_speech.output,
+            output:
+                f"{OFFICIAL_DIR}/features/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            log:
+                f"{OUT}/logs/fame/official/features/{{identity}}/{{part}}.log",
+
+        rule fame_official_clip_table:
+            """The official test set's clip table (a clip per list line), which its manifest reads."""
+            output:
+                f"{OFFICIAL_DIR}/clips.parquet",
+            params:
+                digest=lambda w: hashlib.sha256(OFFICIAL.to_csv(index=False).encode()).hexdigest(),
+            log:
+                f"{OUT}/logs/fame/official/clip_table.log",
+            conda:
+                "../../envs/preprocess.yaml"
+            run:
+                from facevoice.common.io import write_parquet
+
+                write_parquet(OFFICIAL, output[0], {"stage": "clip_table", "digest": params.digest})
+
+        use rule shard as fame_official_shard with:
+            input:
+                lambda w: [
+                    f"{OFFICIAL_DIR}/{'faces' if w.modality == 'face' else 'features'}/{i}/{p}.parquet"
+                    for i, p in sorted(OFFICIAL_BATCHES)
+                    if i in OFFICIAL_SHARDS[(w.split, w.modality, w.index)]
+                ],
+            output:
+                f"{OFFICIAL_DIR}/shards/{{split}}/{{modality}}-{{index}}.parquet",
+            params:
+                heldout="[]",
+            log:
+                f"{OUT}/logs/fame/official/shards/{{split}}/{{modality}}-{{index}}.log",
+
+        use rule manifest as fame_official_manifest with:
+            input:
+                clips=rules.fame_official_clip_table.output,
+                shards=OFFICIAL_SHARD_FILES,
+            output:
+                f"{OFFICIAL_DIR}/shards/manifest.parquet",
+            log:
+                f"{OUT}/logs/fame/official/manifest.log",
+
+        use rule embed as fame_official_embed with:
+            input:
+                model=rules.fame_train.output.model,
+                manifest=rules.fame_official_manifest.output,
+                shards=OFFICIAL_SHARD_FILES,
+            output:
+                f"{OFFICIAL_DIR}/embeddings/{{train}}/{{method}}/{{split}}.parquet",
+            wildcard_constraints:
+                method=TRAIN_NAME,
+                train=FAME_TRAIN,
+                split="test",
+            log:
+                f"{OUT}/logs/fame/official/embed/{{train}}/{{method}}/{{split}}.log",
+
+        OFFICIAL_FILES = sorted(
+            {submission_name(FAME_VERSION, t, lang) for t in FAME_TRAINS for lang in set(OFFICIAL["language"])}
+        )
+
+        use rule fame_submission as fame_official_submission with:
+            input:
+                embeddings=expand(
+                    f"{OFFICIAL_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS
+                ),
+                lists=OFFICIAL_LISTS,
+            output:
+                scores=[f"{OFFICIAL_DIR}/submission/{{method}}/{name}" for name in OFFICIAL_FILES],
+                zip=f"{OFFICIAL_DIR}/submission/{{method}}.zip",
+                summary=f"{OFFICIAL_DIR}/submission/{{method}}.json",
+            params:
+                lists=lambda w, input: " ".join(f"--list {shlex.quote(p)}" for p in input.lists) + " --official",
+            log:
+                f"{OUT}/logs/fame/official/submission/{{method}}.log",
+
     FAME_TARGETS = expand(rules.fame_lists.output, language=FAME_LANGUAGES)
     if FAME_METHODS:
         FAME_TARGETS += rules.fame_table.output
         if FAME_SUBMIT:
             FAME_TARGETS += expand(rules.fame_submission.output, method=FAME_METHODS)
+        if OFFICIAL is not None:
+            FAME_TARGETS += expand(rules.fame_official_submission.output, method=FAME_METHODS)

@@ -212,12 +212,12 @@ def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tup
     with (:attr:`facevoice.data.layouts.Layout.source`); ``name`` is the identity's VGGFace1
     name (the VoxCeleb1 face frames are filed under it).
     """
-    from facevoice.data.layouts import named
+    from facevoice.data.layouts import batch_layout
 
-    layout = named(source.get("layout"))
+    layout = batch_layout(source.get("layout"))
     missing = [k for k in ("layout", *layout.source) if k not in source]
     if missing:
-        raise InputError(f"the source lacks config key(s) {', '.join('input.' + k for k in missing)}")
+        raise InputError(f"the source lacks config key(s) {', '.join(f'{layout.section}.{k}' for k in missing)}")
     return layout.clips(source, identity, name)
 
 
@@ -294,20 +294,22 @@ def shard_files(clips: pd.DataFrame, buckets: int) -> list[str]:
             for modality in ("face", "voice")]
 
 
-def list_clips(config: dict[str, Any]) -> pd.DataFrame:
+def list_clips(config: dict[str, Any], layout: Any = None) -> pd.DataFrame:
     """Return one row per clip (columns :data:`CLIP_COLUMNS`), after checking the metadata.
 
-    ``part`` is the clip's batch within its identity (config ``batches.max_clips``).
+    ``part`` is the clip's batch within its identity (config ``batches.max_clips``); ``layout``
+    (default: the config's ``input.layout``, whose training identities' videos may be held out
+    for seen-heard) lists the clips.
     """
     from facevoice.data.layouts import layout_of
 
-    records = layout_of(config).records(config)
+    records = (layout or layout_of(config)).records(config)
     df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS[:-1])
     max_clips = int(config["batches"]["max_clips"])
     df = df.sort_values("clip", kind="stable").reset_index(drop=True)
     df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
     _check_disjoint(df)
-    held, dropped = drop_unseen(df, heldout_videos(df, config))
+    held, dropped = drop_unseen(df, heldout_videos(df, config)) if layout is None else (set(), [])
     if held:
         video_key = df["identity"] + "/" + df["video"]
         df.loc[video_key.isin(held), "split"] = SEENHEARD

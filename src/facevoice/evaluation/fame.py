@@ -36,7 +36,10 @@ the order of the ``<Language>_test.txt`` list (``%s %f``: six decimals). Its REA
 ``sub_scores_<Language>_heard.txt`` is an older spelling (:func:`submission_name`).
 
 The official test lists carry no labels (the challenge keeps them); our own test identities'
-lists do, and the tables are computed on those.
+lists do, and the tables are computed on those. The official lists are scored line by line
+(:func:`official_scores`, ``submit --official``): each line is a clip ``<Language>/test/<key>``
+of the official test set (config ``fame.official``), run through the same stages as every clip
+and embedded by each FAME model; a line left without an embedding gets the median score.
 
 The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is set) runs
 ``facevoice fame``:
@@ -47,7 +50,7 @@ The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is s
 - ``facevoice fame lists --trials DIR --language L --out DIR``: a language's verification
   trials (stratum U) as the challenge's ``<L>_test.txt`` and its labels ``<L>_labels.csv``;
 - ``facevoice fame submit --version V --model L E [--model L2 E2] --list X_test.txt ... --out DIR
-  --zip Z [--summary S.json]``: a method's score file per list and the zip of them; with
+  --zip Z [--summary S.json] [--official]``: a method's score file per list and the zip of them; with
   ``--summary``, each file scored back against the labels beside its list
   (:func:`score_submission`: the EER ``facevoice evaluate`` gives on the same trials).
 """
@@ -68,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from facevoice.common.io import write_json, write_text
-from facevoice.data.mavceleb import FAME_VERSIONS
+from facevoice.data.mavceleb import FAME_VERSIONS, list_language, official_item, read_test_list
 from facevoice.evaluation import metrics
 from facevoice.evaluation.protocol import load_config, read_trials
 from facevoice.evaluation.scoring import method_scorer
@@ -148,32 +151,6 @@ def overall(table: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- submission files
 
 
-def read_test_list(path: str | os.PathLike) -> pd.DataFrame:
-    """A challenge test list (``key voice_path face_path`` per line) as key, voice, face."""
-    rows, seen = [], set()
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 3:
-            raise ValueError(f"{path}:{lineno}: expected 'key voice_path face_path', found {line!r}")
-        if parts[0] in seen:
-            raise ValueError(f"{path}:{lineno}: key {parts[0]!r} appears twice")
-        seen.add(parts[0])
-        rows.append(parts)
-    if not rows:
-        raise ValueError(f"{path}: no trial in the list")
-    return pd.DataFrame(rows, columns=["key", "voice", "face"])
-
-
-def list_language(path: str | os.PathLike) -> str:
-    """The test language of a list named ``<Language>_test.txt``."""
-    name = Path(path).name
-    if not name.endswith("_test.txt") or name == "_test.txt":
-        raise ValueError(f"{path}: a challenge test list is named <Language>_test.txt")
-    return name[: -len("_test.txt")]
-
-
 def submission_name(version: str, train_language: str, test_language: str) -> str:
     """``sub_score_<version>_<TrainLanguage>_heard.txt`` or ``..._unheard.txt`` (the module's note)."""
     if version not in FAME_VERSIONS:
@@ -214,6 +191,29 @@ def submission_scores(trials: pd.DataFrame, embeddings: pd.DataFrame, scorer: An
     if not np.all(np.isfinite(scores)):
         raise ValueError("the scorer gave non-finite scores")
     return pd.DataFrame({"key": trials["key"].to_numpy(), "score": to_distance(scores)})
+
+
+def official_scores(trials: pd.DataFrame, language: str, embeddings: pd.DataFrame,
+                    scorer: Any) -> tuple[pd.DataFrame, int]:
+    """key, score of an official list (:func:`submission_scores`), and how many lines were imputed.
+
+    Each line is a clip of the official test set (:func:`facevoice.data.mavceleb.official_item`):
+    its voice item, and its first face item (the given image's face). A line whose voice kept no
+    speech or whose image gave no face has no embedding: the challenge wants a score for every
+    key, so it gets the median of the list's other scores (neither same nor different)."""
+    voices = set(embeddings.loc[embeddings["modality"] == "voice", "id"])
+    faces: dict[str, str] = {}
+    for item in sorted(embeddings.loc[embeddings["modality"] == "face", "id"]):
+        faces.setdefault(item.rsplit("/", 1)[0] + "/", item)
+    ids = pd.DataFrame({"key": trials["key"].to_numpy(),
+                        "voice": [official_item(language, k, "voice") for k in trials["key"]],
+                        "face": [faces.get(official_item(language, k, "face")) for k in trials["key"]]})
+    usable = ids["voice"].isin(voices) & ids["face"].notna()
+    if not usable.any():
+        raise ValueError(f"no line of the {language} list has both a voice and a face embedding")
+    scored = submission_scores(ids[usable], embeddings, scorer).set_index("key")["score"]
+    out = pd.DataFrame({"key": ids["key"], "score": scored.reindex(ids["key"]).fillna(scored.median()).to_numpy()})
+    return out, int((~usable).sum())
 
 
 def write_submission(scores: pd.DataFrame, out_dir: str | os.PathLike, version: str, train_language: str,
@@ -383,13 +383,15 @@ def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.Path
 
 def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[str], out: str | os.PathLike,
            zip_path: str | os.PathLike, summary: str | os.PathLike | None = None,
-           dcf: dict | None = None) -> dict:
+           dcf: dict | None = None, official: bool = False) -> dict:
     """A method's score file per training language and test list, and their zip.
 
     ``models`` maps each training language to the embeddings of the method trained on it (its
     own scorer: :func:`method_scorer`). With ``summary``, each file is scored back against
     ``<Language>_labels.csv`` beside its list and the figures (fractions) are written there as
-    JSON; ``dcf`` (config ``evaluation.dcf``, required with ``summary``) sets minDCF."""
+    JSON; ``dcf`` (config ``evaluation.dcf``, required with ``summary``) sets minDCF. ``official``:
+    the lists are the challenge's, their lines the official test set's clips
+    (:func:`official_scores`; the summary counts the imputed lines)."""
     if summary and dcf is None:
         raise ValueError("submit: a summary scores the files, so it needs dcf (config evaluation.dcf)")
     for train in models:
@@ -403,10 +405,11 @@ def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[st
         emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
         for path in lists:
             language, listed = list_language(path), read_test_list(path)
-            scores = submission_scores(listed, emb, scorer)
+            scores, imputed = official_scores(listed, language, emb, scorer) if official else \
+                (submission_scores(listed, emb, scorer), 0)
             files.append(write_submission(scores, out, version, train, language))
             entry = {"list": str(path), "train_language": train, "test_language": language,
-                     "scorer": getattr(scorer, "name", "custom"), "n_keys": int(len(scores))}
+                     "scorer": getattr(scorer, "name", "custom"), "n_keys": int(len(scores)), "n_imputed": imputed}
             labels = Path(path).with_name(f"{language}_labels.csv")
             if summary and labels.exists():
                 entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str}),
@@ -443,6 +446,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--list", dest="lists", action="append", required=True, help="<Language>_test.txt; repeatable")
     s.add_argument("--out", required=True, help="folder for the score files")
     s.add_argument("--zip", required=True, help="the zip of the score files")
+    s.add_argument("--official", action="store_true",
+                   help="the challenge's official lists: each line is a clip of the official test set (config "
+                        "fame.official), embedded as <Language>/test/<key>/voice and .../face/NNNN")
     s.add_argument("--summary", default=None, help="JSON: keys per file, and figures against labels beside the lists")
     s.add_argument("--config", default=None, help="config.yaml (its evaluation.dcf section sets the summary's minDCF)")
     s.add_argument("--params", default=None, help='JSON mapping over --config, e.g. \'{"dcf": {"p_target": 0.05}}\'')
@@ -461,10 +467,11 @@ def main(argv: list[str] | None = None) -> int:
             write_lists(a.trials, a.language, a.out)
         else:
             dcf = load_config(a.config, a.params)["dcf"]  # completed from the schema
-            report = submit(a.version, dict(a.model), a.lists, a.out, a.zip, a.summary, dcf)
+            report = submit(a.version, dict(a.model), a.lists, a.out, a.zip, a.summary, dcf, a.official)
             for name, entry in report["files"].items():
                 eer = f", EER {100 * entry['eer']:.2f}%" if entry.get("eer") is not None else ""
-                print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}", file=sys.stderr)
+                imputed = f", {entry['n_imputed']} without an embedding (median score)" if entry["n_imputed"] else ""
+                print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}{imputed}", file=sys.stderr)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
