@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ResultsError, OSError) as exc:
         print(f"readme_results: {exc}", file=sys.stderr)
         return 2
-    if new == readme.read_text():
-        print(f"{readme}: the results block is the run's")
+    if new == text:
+        print(f"{readme}: up to date" if a.toc_only else f"{readme}: the results block is the run's")
         return 0
     if a.check:
         print(f"{readme}: the results block differs from {a.results}: run scripts/readme_results.py", file=sys.stderr)

@@ -463,7 +463,8 @@ def test_lint_is_clean_with_the_fame_rules(tmp_path):
 @pytest.mark.slow
 def test_fame_through_snakemake(demo_corpus, tmp_path):
     """A miniature two-language release of demo media (not MAV-Celeb) with fame.train_language
-    (both languages) and the flat official test set (fame.official): the train jobs read their
+    (both languages) and the flat official test set (fame.official): the layout's preprocessing
+    keeps every utterance and its video's faces with their language, the train jobs read their
     language's items alone, the table has each method's four cells and overall score beside the
     baseline's rows, each method's zip of our own lists holds the four score files, one line per
     key of the written lists, whose EER is the evaluation's, and each method's official zip holds
@@ -472,8 +473,8 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
 
     from mavceleb_trees import config_for, snakemake_on
 
+    from facevoice.data.inputs import list_clips, read_splits
     from facevoice.data.inputs import read_meta as read_vox1_meta
-    from facevoice.data.inputs import read_splits
     from facevoice.testing import fame_official_tree, mavceleb_tree
 
     meta, splits = read_vox1_meta(demo_corpus / "vox1_meta.csv"), read_splits(demo_corpus / "identity_splits.txt")
@@ -495,8 +496,16 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
 
+    # preprocessing of the MAV-Celeb layout: every utterance a voice item, its video's faces its
+    # face items, each with its language (nothing of this demo media is rejected)
     m = pd.read_parquet(out / "shards" / "manifest.parquet")
-    assert set(m.loc[m["split"] == "train", "language"]) == {"English", "Urdu"}
+    clips = list_clips(cfg)
+    for modality in ("voice", "face"):
+        assert set(m.loc[m["modality"] == modality, "clip"]) == set(clips["clip"]), modality
+    assert m.groupby("split")["language"].agg(lambda s: sorted(set(s))).to_dict() == {
+        "train": ["English", "Urdu"], "val": ["English", "Urdu"], "test": ["English", "Urdu"]}
+    assert (m["language"] == m["clip"].map(dict(zip(clips["clip"], clips["language"])))).all()
+    assert set(m["gender"]) <= {"m", "f"}
     train_voices = m[(m["split"] == "train") & (m["modality"] == "voice")]
     for method in methods:  # each FAME train job saw its language's train items alone
         for lang in ("English", "Urdu"):
