@@ -8,8 +8,8 @@
 The block between the two ``readme-results`` markers becomes: the commit the run's code was at,
 ``comparison/protocols.md`` verbatim (every protocol side by side), and the 1:2 matching of each
 generative method's faces (``generated/<method>/report.json``). The commit is the last one that
-changed anything but the documentation (README.md, CHANGELOG.md, docs/): a commit that only
-refreshes this block leaves it as it was. A run from a checkout with uncommitted changes names
+changed what a run runs: a commit of documentation (README.md, CHANGELOG.md, docs/), tests or
+benchmarks alone, such as one that refreshes this block, leaves it as it was. A run from a checkout with uncommitted changes names
 no commit; the script refuses it unless ``--dirty-ok``.
 """
 
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- readme-results:begin (scripts/readme_results.py writes this block; do not edit) -->"
 END = "<!-- readme-results:end -->"
 TOC_BEGIN, TOC_END = "<!-- toc:begin -->", "<!-- toc:end -->"
-DOCS = (":(exclude)README.md", ":(exclude)CHANGELOG.md", ":(exclude)docs")
+DOCS = (":(exclude)README.md", ":(exclude)CHANGELOG.md", ":(exclude)docs", ":(exclude)tests", ":(exclude)benchmarks")
 
 
 class ResultsError(Exception):
