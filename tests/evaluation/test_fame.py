@@ -14,6 +14,7 @@ from facevoice.data.inputs import InputError
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import fame, metrics, trials
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
+from helpers import Cells
 
 DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
 
@@ -124,12 +125,14 @@ def test_trials_command_takes_a_language(tmp_path):
 
 
 def test_results_table_labels_heard_and_unheard():
+    from facevoice.evaluation.results import VerificationResult
+
     def res(eer, auc):
-        return {"verification": {"U": {"eer": eer, "auc": auc, "min_dcf": 0.9, "min_cllr": 0.8, "n_trials": 100}}}
+        return VerificationResult(available=True, eer=eer, auc=auc, min_dcf=0.9, min_cllr=0.8, n_trials=100)
 
     results = {("dje", "English", "English"): res(0.30, 0.75), ("dje", "English", "Urdu"): res(0.40, 0.65),
-               ("fop", "English", "Urdu"): {"verification": {"U": {"eer": None, "auc": None, "min_dcf": None,
-                                                                  "min_cllr": None, "n_trials": 0}}}}
+               ("fop", "English", "Urdu"): VerificationResult.unavailable("no trials"),
+               ("fop", "English", "English"): None}
     t = fame.results_table(results)
     assert t.columns.tolist() == fame.TABLE_COLUMNS
     row = t.set_index(["method", "test_language"]).loc[("dje", "Urdu")]
@@ -140,6 +143,7 @@ def test_results_table_labels_heard_and_unheard():
     assert o.loc["dje", "overall_eer"] == pytest.approx(35.0) and o.loc["dje", "n_cells"] == 2
     assert not o.loc["dje", "challenge"]  # two cells are not the challenge's score
     assert "fop" not in o.index  # an unavailable cell is no score
+    assert t.set_index(["method", "test_language"]).loc[("fop", "English"), ["eer", "auc"]].isna().all()
     # the four cells (two training languages x heard / unheard): their mean is the challenge's score
     results.update({("dje", "Urdu", "English"): res(0.50, 0.6), ("dje", "Urdu", "Urdu"): res(0.20, 0.8)})
     o = fame.overall(fame.results_table(results)).set_index("method")
@@ -339,7 +343,8 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
         assert fame.main(["lists", "--trials", str(tmp_path / "trials" / lang), "--language", lang,
                           "--out", str(tmp_path / "lists")]) == 0
     assert fame.main(["table", "--dataset", "syn", *results,
-                      "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv")]) == 0
+                      "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv"),
+                      "--html", str(tmp_path / "t.html")]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     ours = table[table["source"] == "this run"].set_index("test_language")
     assert ours["condition"].to_dict() == {"English": "unheard", "Urdu": "heard"} and set(ours["corpus"]) == {"syn"}
@@ -352,6 +357,12 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
     md = (tmp_path / "t.md").read_text()
     assert "| minDCF (P_target=0.05) | min Cllr |" in md and "minDCF %" not in md
     assert f"| {got['min_dcf']:.3f} | {got['min_cllr']:.3f} |" in md
+    # the report's page: the same three tables, their cells as the markdown prints them
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in md.splitlines() if ln.startswith("| ")]
+    page = Cells((tmp_path / "t.html").read_text())
+    assert page.rows == rows and len(rows) == 3 + 2 + 13  # three tables with their headings
+    assert "FAME: heard / unheard (syn)" in (tmp_path / "t.html").read_text()
+    assert any(n.startswith("Published overall: MAV-Celeb v1 33.4") for n in page.notes)
     lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
     args = ["submit", "--version", "v1", "--model", "Urdu", str(emb), "--out", str(tmp_path / "sub"),
             "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]
@@ -491,7 +502,7 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     cfg["fame"] = {"train_language": ["English", "Urdu"], "version": "v1", "test_languages": [],
                    "official": {"root": str(official), "lists": str(official / "lists")}}
     methods, out = cfg["train"]["methods"], tmp_path / "results" / "mav"
-    targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv"] + [f"submission/{m}.zip" for m in methods]
+    targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv", "table.html"] + [f"submission/{m}.zip" for m in methods]
                + [f"official/submission/{m}.zip" for m in methods]]
     res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
@@ -524,6 +535,9 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     assert (table["method"] == "FOP (baseline)").sum() == 12
     assert "| dje | English | Urdu | unheard |" in (out / "fame" / "table.md").read_text()
     assert "| dje | Urdu | English | unheard |" in (out / "fame" / "table.md").read_text()
+    md = (out / "fame" / "table.md").read_text()  # the report's page: the same tables
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in md.splitlines() if ln.startswith("| ")]
+    assert Cells((out / "fame" / "table.html").read_text()).rows == rows
 
     for method in methods:
         summary = json.loads((out / "fame" / "submission" / f"{method}.json").read_text())

@@ -15,7 +15,7 @@
 #   results/<dataset>/fame/embeddings/<Train>/<method>/test.parquet
 #   results/<dataset>/fame/trials/<Language>/          facevoice trials --split test --language <Language>
 #   results/<dataset>/fame/evaluation/<Train>/<Language>/<method>.json, <method>_roc.parquet
-#   results/<dataset>/fame/table.md, table.csv          heard / unheard, mean EER, baseline rows
+#   results/<dataset>/fame/table.md, table.csv, table.html   heard / unheard, mean EER, baseline rows
 #   results/<dataset>/fame/lists/<Language>_test.txt    key voice_path face_path (paths: manifest items)
 #   results/<dataset>/fame/lists/<Language>_labels.csv  key, label (the lists' hidden labels)
 #   results/<dataset>/fame/submission/<method>/sub_score_<version>_<Train>_{heard,unheard}.txt
@@ -47,7 +47,6 @@ FAME_TARGETS = []
 
 if _FAME:
     FAME_TRAINS, FAME_LANGUAGES = _FAME
-    FAME_DIR = f"{OUT}/fame"
     FAME_METHODS = list(TRAIN["methods"])  # each trained here once per training language
     FAME_LANGUAGE = "|".join(FAME_LANGUAGES)
     FAME_TRAIN = "|".join(FAME_TRAINS)
@@ -63,7 +62,7 @@ if _FAME:
             f"(set fame.test_languages to the version's two languages)"
         )
     logger.info(f"fame: training on {', '.join(FAME_TRAINS)}; test languages {', '.join(FAME_LANGUAGES)}")
-    FAME_TRAIN_DIR = f"{FAME_DIR}/train/{{train}}/{{method}}"
+    FAME_TRAIN_FILES = paths.fame_train(OUT, "{train}", "{method}")  # facevoice.data.paths
 
     rule fame_train:
         """Train one method on one training language's train/val items (rule train's command
@@ -72,11 +71,11 @@ if _FAME:
             manifest=rules.manifest.output,
             shards=rules.train.input.shards,
         output:
-            model=f"{FAME_TRAIN_DIR}/model.pt",
-            log=f"{FAME_TRAIN_DIR}/log.csv",
-            curve=report(f"{FAME_TRAIN_DIR}/curve.png", caption="../report/training_curve.rst", category="FAME",
-                         labels={"method": "{method}", "training language": "{train}"}),
-            run=f"{FAME_TRAIN_DIR}/run.json",
+            **{
+                **FAME_TRAIN_FILES,
+                "curve": report(FAME_TRAIN_FILES["curve"], caption="../report/training_curve.rst", category="FAME",
+                                labels={"method": "{method}", "training language": "{train}"}),
+            },
         wildcard_constraints:
             method=TRAIN_NAME,
             train=FAME_TRAIN,
@@ -104,7 +103,7 @@ if _FAME:
             manifest=rules.manifest.output,
             shards=lambda w: [shard_path(*k) for k in sorted(SHARDS) if k[0] == w.split],
         output:
-            f"{FAME_DIR}/embeddings/{{train}}/{{method}}/{{split}}.parquet",
+            paths.fame_embeddings(OUT, "{train}", "{method}", "{split}"),
         wildcard_constraints:
             method=TRAIN_NAME,
             train=FAME_TRAIN,
@@ -117,17 +116,11 @@ if _FAME:
         input:
             manifest=rules.manifest.output[0],
         output:
-            multiext(
-                f"{FAME_DIR}/trials/{{language}}/",
-                "verification.parquet",
-                "matching.parquet",
-                "retrieval.parquet",
-                "summary.json",
-            ),
+            **paths.fame_trials(OUT, "{language}"),
         wildcard_constraints:
             language=FAME_LANGUAGE,
         params:
-            out=parent_of("output"),
+            out=parent_of("output", "summary"),
             seed=EVAL["seed"],
             cfg=eval_params("verification", "matching", "retrieval", "age_cuts"),
         log:
@@ -141,11 +134,10 @@ if _FAME:
 
     use rule evaluate as fame_evaluate with:
         input:
-            embeddings=f"{FAME_DIR}/embeddings/{{train}}/{{method}}/test.parquet",
+            embeddings=paths.fame_embeddings(OUT, "{train}", "{method}", "test"),
             trials=rules.fame_trials.output,
         output:
-            json=f"{FAME_DIR}/evaluation/{{train}}/{{language}}/{{method}}.json",
-            roc=f"{FAME_DIR}/evaluation/{{train}}/{{language}}/{{method}}_roc.parquet",
+            **paths.fame_evaluation(OUT, "{train}", "{language}", "{method}"),
         wildcard_constraints:
             language=FAME_LANGUAGE,
             train=FAME_TRAIN,
@@ -158,8 +150,7 @@ if _FAME:
         input:
             rules.fame_trials.output,
         output:
-            test=f"{FAME_DIR}/lists/{{language}}_test.txt",
-            labels=f"{FAME_DIR}/lists/{{language}}_labels.csv",
+            **paths.fame_lists(OUT, "{language}"),
         wildcard_constraints:
             language=FAME_LANGUAGE,
         params:
@@ -178,12 +169,13 @@ if _FAME:
     rule fame_table:
         """Heard / unheard EER, AUC, minDCF and min Cllr of every trained method, beside the baseline's."""
         input:
-            [f"{FAME_DIR}/evaluation/{t}/{lang}/{m}.json" for m, t, lang in FAME_RESULTS],
+            [paths.fame_evaluation(OUT, t, lang, m)["json"] for m, t, lang in FAME_RESULTS],
         output:
-            md=report(f"{FAME_DIR}/table.md", caption="../report/fame_table.rst", category="FAME",
-                      labels={"file": "table.md"}),
-            csv=report(f"{FAME_DIR}/table.csv", caption="../report/fame_table.rst", category="FAME",
-                       labels={"file": "table.csv"}),
+            **{
+                **paths.fame_table(OUT),
+                "html": report(paths.fame_table(OUT)["html"], caption="../report/fame_table.rst", category="FAME",
+                               labels={"table": "heard / unheard"}),
+            },
         params:
             dataset=config["dataset"],
             results=lambda w, input: " ".join(
@@ -195,18 +187,17 @@ if _FAME:
             "../../envs/evaluate.yaml"
         shell:
             "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame table"
-            " --dataset {params.dataset:q} {params.results} --md {output.md:q} --csv {output.csv:q} 2> {log:q}"
+            " --dataset {params.dataset:q} {params.results} --md {output.md:q} --csv {output.csv:q}"
+            " --html {output.html:q} 2> {log:q}"
 
     rule fame_submission:
         """One method's score files for the test lists (the challenge's format), zipped."""
         input:
-            embeddings=expand(f"{FAME_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS),
-            lists=expand(f"{FAME_DIR}/lists/{{language}}_test.txt", language=FAME_LANGUAGES),
-            labels=expand(f"{FAME_DIR}/lists/{{language}}_labels.csv", language=FAME_LANGUAGES),
+            embeddings=[paths.fame_embeddings(OUT, t, "{method}", "test") for t in FAME_TRAINS],
+            lists=[paths.fame_lists(OUT, lang)["test"] for lang in FAME_LANGUAGES],
+            labels=[paths.fame_lists(OUT, lang)["labels"] for lang in FAME_LANGUAGES],
         output:
-            scores=[f"{FAME_DIR}/submission/{{method}}/{name}" for name in sorted(set(FAME_FILES))],
-            zip=f"{FAME_DIR}/submission/{{method}}.zip",
-            summary=f"{FAME_DIR}/submission/{{method}}.json",
+            **paths.fame_submission(OUT, "{method}", sorted(set(FAME_FILES))),
         wildcard_constraints:
             method=TRAIN_NAME,
         params:
@@ -227,7 +218,7 @@ if _FAME:
             " --summary {output.summary:q} --params {params.cfg:q} 2> {log:q}"
 
     if OFFICIAL is not None:
-        OFFICIAL_DIR = f"{FAME_DIR}/official"
+        OFFICIAL_DIR = paths.fame(OUT, official=True)
         OFFICIAL_SOURCE = json.dumps(
             {"layout": FAME_OFFICIAL.name, **{k.name: config["fame"]["official"][k.name] for k in FAME_OFFICIAL.keys}},
             sort_keys=True,
@@ -330,7 +321,7 @@ if _FAME:
                 manifest=rules.fame_official_manifest.output,
                 shards=OFFICIAL_SHARD_FILES,
             output:
-                f"{OFFICIAL_DIR}/embeddings/{{train}}/{{method}}/{{split}}.parquet",
+                paths.fame_embeddings(OUT, "{train}", "{method}", "{split}", official=True),
             wildcard_constraints:
                 method=TRAIN_NAME,
                 train=FAME_TRAIN,
@@ -344,14 +335,10 @@ if _FAME:
 
         use rule fame_submission as fame_official_submission with:
             input:
-                embeddings=expand(
-                    f"{OFFICIAL_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS
-                ),
+                embeddings=[paths.fame_embeddings(OUT, t, "{method}", "test", official=True) for t in FAME_TRAINS],
                 lists=OFFICIAL_LISTS,
             output:
-                scores=[f"{OFFICIAL_DIR}/submission/{{method}}/{name}" for name in OFFICIAL_FILES],
-                zip=f"{OFFICIAL_DIR}/submission/{{method}}.zip",
-                summary=f"{OFFICIAL_DIR}/submission/{{method}}.json",
+                **paths.fame_submission(OUT, "{method}", OFFICIAL_FILES, official=True),
             params:
                 lists=lambda w, input: " ".join(f"--list {shlex.quote(p)}" for p in input.lists) + " --official",
             log:

@@ -15,6 +15,17 @@ functions give for the folder or files they are handed, so a name is spelled her
     comparison/protocols.{md,csv,html}
     logs/<stage>/<job>.log
 
+and the FAME protocol's (``workflow/rules/fame.smk``; ``<Train>``: a training language)::
+
+    fame/train/<Train>/<method>/             as train/<method>/
+    fame/embeddings/<Train>/<method>/test.parquet
+    fame/trials/<Language>/                  as trials/<protocol>/
+    fame/evaluation/<Train>/<Language>/<method>.json, <method>_roc.parquet
+    fame/lists/<Language>_test.txt, <Language>_labels.csv
+    fame/table.{md,csv,html}
+    fame/submission/<method>/<score files>, <method>.zip, <method>.json
+    fame/official/embeddings/..., fame/official/submission/...   the same for the official test set
+
 Every function returns strings joined with ``/`` (Snakemake's paths), for a folder given as a
 string or a path.
 """
@@ -88,3 +99,54 @@ def protocols_table(out: str) -> dict[str, str]:
 def log(out: str, stage: str, job: str) -> str:
     """The log of one job of a stage (``job`` may hold folders: ``<protocol>/<method>``)."""
     return f"{out}/logs/{stage}/{job}.log"
+
+
+# --------------------------------------------------------------------------- FAME
+
+
+def fame(out: str, official: bool = False) -> str:
+    """The FAME protocol's folder (``official``: that of the challenge's official test set)."""
+    return f"{out}/fame/official" if official else f"{out}/fame"
+
+
+def fame_train(out: str, train: str, method: str) -> dict[str, str]:
+    """One method's training files on one training language (:func:`train_files`)."""
+    return train_files(f"{fame(out)}/train/{train}/{method}")
+
+
+def fame_embeddings(out: str, train: str, method: str, split: str, official: bool = False) -> str:
+    """The test embeddings of a method trained on one language (``official``: of the official test set)."""
+    return f"{fame(out, official)}/embeddings/{train}/{method}/{split}.parquet"
+
+
+def fame_trials(out: str, language: str) -> dict[str, str]:
+    """One test language's trial lists (:func:`trial_files`)."""
+    return trial_files(f"{fame(out)}/trials/{language}")
+
+
+def fame_evaluation(out: str, train: str, language: str, method: str) -> dict[str, str]:
+    """A method trained on ``train``, evaluated on ``language``'s trials (as :func:`evaluation`)."""
+    folder = f"{fame(out)}/evaluation/{train}/{language}"
+    return {"json": f"{folder}/{method}.json", "roc": f"{folder}/{method}_roc.parquet"}
+
+
+def fame_list_files(folder: str | os.PathLike, language: str) -> dict[str, str]:
+    """A language's test list in the challenge's format (``test``) and its labels, in ``folder``."""
+    return {"test": _join(folder, f"{language}_test.txt"), "labels": _join(folder, f"{language}_labels.csv")}
+
+
+def fame_lists(out: str, language: str) -> dict[str, str]:
+    """:func:`fame_list_files` of ``fame/lists``."""
+    return fame_list_files(f"{fame(out)}/lists", language)
+
+
+def fame_table(out: str) -> dict[str, str]:
+    """The heard / unheard table: Markdown, CSV and the report's HTML page."""
+    return {ext: f"{fame(out)}/table.{ext}" for ext in ("md", "csv", "html")}
+
+
+def fame_submission(out: str, method: str, names: list[str], official: bool = False) -> dict:
+    """A method's score files (``names``, the challenge's), their zip (the upload) and its summary."""
+    folder = f"{fame(out, official)}/submission"
+    return {"scores": [f"{folder}/{method}/{n}" for n in names], "zip": f"{folder}/{method}.zip",
+            "summary": f"{folder}/{method}.json"}

@@ -71,9 +71,12 @@ import numpy as np
 import pandas as pd
 
 from facevoice.common.io import write_json, write_text
+from facevoice.common.tables import Section, write_html
 from facevoice.data.mavceleb import FAME_VERSIONS, list_language, official_item, read_test_list
+from facevoice.data.paths import fame_list_files
 from facevoice.evaluation import metrics
 from facevoice.evaluation.protocol import load_config, read_trials
+from facevoice.evaluation.results import Results, VerificationResult, load
 from facevoice.evaluation.scoring import method_scorer
 
 HEARD, UNHEARD = "heard", "unheard"
@@ -117,21 +120,18 @@ def reference_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def results_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], stratum: str = "U") -> pd.DataFrame:
-    """One row per (method, training language, test language) of ``facevoice evaluate`` results:
-    EER and AUC in percent, minDCF and min Cllr as they are (costs).
-
-    ``results`` maps (method, training language, test language) to an evaluate JSON;
-    ``stratum`` is the verification stratum read (U: every pair of the language's test identities).
-    """
+def results_table(results: Mapping[tuple[str, str, str], VerificationResult | None]) -> pd.DataFrame:
+    """One row per (method, training language, test language) of verification results (one
+    stratum of ``facevoice evaluate``'s results, :meth:`Results.verification_at`; None: the lists
+    held no such stratum): EER and AUC in percent, minDCF and min Cllr as they are (costs)."""
     rows = []
-    for (method, train_language, test_language), res in sorted(results.items()):
-        v = (res.get("verification") or {}).get(stratum) or {}
-        pct = {k: (None if v.get(k) is None else 100.0 * float(v[k])) for k in ("eer", "auc")}
-        costs = {k: (None if v.get(k) is None else float(v[k])) for k in COSTS}
+    for (method, train_language, test_language), v in sorted(results.items()):
+        v = v or VerificationResult.unavailable("no such stratum")
+        pct = {k: (None if getattr(v, k) is None else 100.0 * float(getattr(v, k))) for k in ("eer", "auc")}
+        costs = {k: (None if getattr(v, k) is None else float(getattr(v, k))) for k in COSTS}
         rows.append({"method": method, "train_language": train_language, "test_language": test_language,
                      "condition": condition(train_language, test_language), **pct, **costs,
-                     "n_trials": v.get("n_trials"), "source": "this run"})
+                     "n_trials": v.n_trials, "source": "this run"})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -321,48 +321,82 @@ def _cell(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
 
 
+def _cells(table: pd.DataFrame, columns: list[tuple[str, str]]) -> pd.DataFrame:
+    """``columns`` ((column, heading) pairs) of ``table`` as the printed cells, under their headings."""
+    return pd.DataFrame({h: [_cell(v, 3 if c in COSTS else 1) for v in table[c]] for c, h in columns},
+                        columns=[h for _, h in columns])
+
+
 def _markdown(table: pd.DataFrame, columns: list[tuple[str, str]]) -> list[str]:
     """A markdown table of ``columns`` ((column, heading) pairs)."""
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    for row in table.to_dict("records"):
-        lines.append("| " + " | ".join(_cell(row[c], 3 if c in COSTS else 1) for c, _ in columns) + " |")
-    return lines
+    cells = _cells(table, columns)
+    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
+
+
+def _columns(dcf: str) -> dict[str, list[tuple[str, str]]]:
+    """The table's three parts and their (column, heading) pairs: this run's rows, the mean EER
+    per method, the baseline's published rows."""
+    return {"ours": [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
+                     ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", dcf),
+                     ("min_cllr", "min Cllr"), ("n_trials", "trials")],
+            "overall": [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells"),
+                        ("challenge", "challenge's overall score")],
+            "baseline": [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
+                         ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")]}
+
+
+def _texts(table: pd.DataFrame, dataset: str, train_languages: list[str]) -> dict[str, str]:
+    ref = table[table["source"] != "this run"]
+    return {"title": f"FAME: heard / unheard ({dataset})",
+            "intro": f"Trained on {' and on '.join(train_languages)} (a model each); verified on the test identities' "
+                     f"items in each test language (heard: the training language; unheard: any other). EER and AUC "
+                     f"in percent, minDCF and min Cllr as costs (0 perfect, 1 no better than chance), stratum U "
+                     f"(every pair of the language's test identities).",
+            "overall": "Mean EER per method (the challenge's overall score when its cells are "
+                       "the challenge's four: two training languages x heard / unheard):",
+            "baseline": "FOP baseline, published (EER %; the README gives no AUC, minDCF or min Cllr)",
+            "published": "Published overall: " + ", ".join(f"{k} {v}" for k, v in BASELINE_OVERALL.items()) + ".",
+            "sources": "Sources: " + "; ".join(sorted(set(ref["source"]))) + "."}
 
 
 def table_markdown(table: pd.DataFrame, dataset: str, train_languages: list[str], dcf: str = "minDCF") -> str:
     """This run's rows and their mean EER per method, then the baseline's published rows;
     ``dcf``: minDCF's heading (:func:`facevoice.evaluation.metrics.dcf_name`)."""
     ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
-    cols = [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
-            ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", dcf),
-            ("min_cllr", "min Cllr"), ("n_trials", "trials")]
-    lines = [f"# FAME: heard / unheard ({dataset})", "",
-             f"Trained on {' and on '.join(train_languages)} (a model each); verified on the test identities' "
-             f"items in each test language (heard: the training language; unheard: any other). EER and AUC "
-             f"in percent, minDCF and min Cllr as costs (0 perfect, 1 no better than chance), stratum U "
-             f"(every pair of the language's test identities).", ""]
-    lines += _markdown(ours, cols) + ["", "Mean EER per method (the challenge's overall score when its cells are "
-                                          "the challenge's four: two training languages x heard / unheard):", ""]
-    lines += _markdown(overall(ours), [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells"),
-                                       ("challenge", "challenge's overall score")])
-    lines += ["", "## FOP baseline, published (EER %; the README gives no AUC, minDCF or min Cllr)", ""]
-    lines += _markdown(ref, [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
-                             ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")])
-    lines += ["", "Published overall: " + ", ".join(f"{k} {v}" for k, v in BASELINE_OVERALL.items()) + ".",
-              "Sources: " + "; ".join(sorted(set(ref["source"]))) + ".", ""]
-    return "\n".join(lines)
+    cols, text = _columns(dcf), _texts(table, dataset, train_languages)
+    lines = [f"# {text['title']}", "", text["intro"], ""]
+    lines += _markdown(ours, cols["ours"]) + ["", text["overall"], ""]
+    lines += _markdown(overall(ours), cols["overall"])
+    lines += ["", f"## {text['baseline']}", ""] + _markdown(ref, cols["baseline"])
+    return "\n".join(lines + ["", text["published"], text["sources"], ""])
 
 
-def write_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], dataset: str,
-                md: str | os.PathLike, csv: str | os.PathLike) -> pd.DataFrame:
-    """The FAME table (:func:`results_table` rows of this run, then :func:`reference_rows`) as
-    markdown and CSV; returns it."""
-    ours = results_table(results).assign(
+def table_sections(table: pd.DataFrame, dataset: str, train_languages: list[str],
+                   dcf: str = "minDCF") -> tuple[str, list[str], list[Section]]:
+    """:func:`table_markdown`'s title, introduction and tables, as the report's HTML page shows them."""
+    ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
+    cols, text = _columns(dcf), _texts(table, dataset, train_languages)
+    return text["title"], [text["intro"]], [
+        Section("This run", _cells(ours, cols["ours"])),
+        Section("Mean EER per method", _cells(overall(ours), cols["overall"]), [text["overall"]]),
+        Section(text["baseline"], _cells(ref, cols["baseline"]), [text["published"], text["sources"]])]
+
+
+def write_table(results: Mapping[tuple[str, str, str], Results], dataset: str,
+                md: str | os.PathLike, csv: str | os.PathLike, html: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The FAME table (:func:`results_table` rows of this run, stratum U, then
+    :func:`reference_rows`) as markdown, CSV and (``html``) the report's page; returns it."""
+    ours = results_table({k: r.verification_at("U") for k, r in results.items()}).assign(
         corpus=dataset, languages="-".join(sorted({lang for *_, lang in results})), editions=None)
     table = pd.concat([ours, reference_rows()], ignore_index=True)[CSV_COLUMNS]
-    dcf = metrics.dcf_name(res["meta"]["dcf"] for res in results.values() if "dcf" in (res.get("meta") or {}))
-    write_text(md, table_markdown(table, dataset, sorted({train for _, train, _ in results}), dcf))
+    dcf = metrics.dcf_name(r.meta.dcf for r in results.values())
+    trains = sorted({train for _, train, _ in results})
+    write_text(md, table_markdown(table, dataset, trains, dcf))
     write_text(csv, table.to_csv(index=False))
+    if html is not None:
+        title, intro, sections = table_sections(table, dataset, trains, dcf)
+        write_html(html, title, sections, intro)
     return table
 
 
@@ -375,10 +409,10 @@ def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.Path
     listed, labels = challenge_list(lists["verification"][0], language)
     if listed.empty:
         raise ValueError(f"{trials_dir}: no verification trial in stratum U")
-    path = write_test_list(listed, Path(out) / f"{language}_test.txt")
-    label_path = Path(out) / f"{language}_labels.csv"
-    write_text(label_path, labels.to_csv(index=False))
-    return path, label_path
+    files = fame_list_files(out, language)
+    path = write_test_list(listed, files["test"])
+    write_text(files["labels"], labels.to_csv(index=False))
+    return path, Path(files["labels"])
 
 
 def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[str], out: str | os.PathLike,
@@ -410,7 +444,7 @@ def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[st
             files.append(write_submission(scores, out, version, train, language))
             entry = {"list": str(path), "train_language": train, "test_language": language,
                      "scorer": getattr(scorer, "name", "custom"), "n_keys": int(len(scores)), "n_imputed": imputed}
-            labels = Path(path).with_name(f"{language}_labels.csv")
+            labels = Path(fame_list_files(Path(path).parent, language)["labels"])
             if summary and labels.exists():
                 entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str}),
                                               dcf))
@@ -433,6 +467,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default="this run", help="the corpus column of this run's rows")
     t.add_argument("--md", required=True, help="markdown table")
     t.add_argument("--csv", required=True, help="CSV table")
+    t.add_argument("--html", default=None, help="the table as an HTML page (the Snakemake report shows it)")
     li = sub.add_parser("lists", help="a language's verification trials as the challenge's test list")
     li.add_argument("--trials", required=True, help="folder of facevoice trials --language LANGUAGE")
     li.add_argument("--language", required=True)
@@ -459,10 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         if a.command == "table":
-            results = {}
-            for method, train, language, path in a.result:
-                results[(method, train, language)] = json.loads(Path(path).read_text(encoding="utf-8"))
-            write_table(results, a.dataset, a.md, a.csv)
+            results = {(method, train, language): load(path) for method, train, language, path in a.result}
+            write_table(results, a.dataset, a.md, a.csv, a.html)
         elif a.command == "lists":
             write_lists(a.trials, a.language, a.out)
         else:
