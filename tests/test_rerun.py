@@ -78,3 +78,22 @@ def test_failed_batch_jobs_are_planned_again(finished):
     todo = pending(finished)
     # before: nothing pending ("Nothing to be done"), and the face shards kept the old min_prob's faces
     assert batches <= todo and face_shards(todo)
+
+
+def test_a_clip_touched_edited_or_replaced_plans_its_batch_again(finished):
+    """A batch job has no input file per clip: its clips' sizes and times are a parameter
+    (workflow/rules/common.smk, batch_media), so a changed clip re-plans its batch, and what reads
+    it, and nothing of the other identities."""
+    import os
+
+    clip = finished / "data" / "videos" / "id10002" / "vidAAAAAAAA" / "00001.mp4"
+    st = clip.stat()
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
+    todo = pending(finished)
+    batches = {f for f in todo if f.split("/")[2] in ("frames", "speech", "faces", "features")}
+    assert batches == {f"{OUT}/{s}/id10002/000.parquet" for s in ("frames", "speech", "faces", "features")}
+    assert face_shards(todo) and f"{OUT}/shards/manifest.parquet" in todo
+    assert smk(finished, "--touch").returncode == 0 and not pending(finished)  # recorded as done
+    clip.write_bytes(b"edited")  # same time, other size
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert {f"{OUT}/frames/id10002/000.parquet", f"{OUT}/speech/id10002/000.parquet"} <= pending(finished)

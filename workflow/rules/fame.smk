@@ -234,14 +234,13 @@ if _FAME:
         ]
 
         use rule frames as fame_official_frames with:
-            input:
-                batch_sources(1, OFFICIAL_BATCHES),
             output:
                 f"{OFFICIAL_DIR}/frames/{{identity}}/{{part}}.parquet",
             wildcard_constraints:
                 identity=OFFICIAL_LANGUAGE,
             params:
                 batch=OFFICIAL_ARGS,
+                media=batch_media(1, OFFICIAL_BATCHES),
             log:
                 f"{OUT}/logs/fame/official/frames/{{identity}}/{{part}}.log",
 
@@ -256,14 +255,13 @@ if _FAME:
                 f"{OUT}/logs/fame/official/faces/{{identity}}/{{part}}.log",
 
         use rule speech as fame_official_speech with:
-            input:
-                batch_sources(2, OFFICIAL_BATCHES),
             output:
                 f"{OFFICIAL_DIR}/speech/{{identity}}/{{part}}.parquet",
             wildcard_constraints:
                 identity=OFFICIAL_LANGUAGE,
             params:
                 batch=OFFICIAL_ARGS,
+                media=batch_media(2, OFFICIAL_BATCHES),
             log:
                 f"{OUT}/logs/fame/official/speech/{{identity}}/{{part}}.log",
 

@@ -1,11 +1,10 @@
 rule frames:
     """Decode the frames of one batch of clips (one identity, or a part of it) at frames.fps."""
-    input:
-        batch_sources(1),
     output:
         f"{OUT}/frames/{{identity}}/{{part}}.parquet",
     params:
         batch=batch_args,
+        media=batch_media(1),  # the re-run trigger of its clips' media (common.smk)
         cfg=params_json("frames"),
         cache=f"{OUT}/cache/frames",
     log:

@@ -1,11 +1,10 @@
 rule speech:
     """Decode one batch of clips' audio to mono at speech.sample_rate and keep the speech."""
-    input:
-        batch_sources(2),
     output:
         f"{OUT}/speech/{{identity}}/{{part}}.parquet",
     params:
         batch=batch_args,
+        media=batch_media(2),  # the re-run trigger of its clips' media (common.smk)
         cfg=params_json("speech"),
         cache=f"{OUT}/cache/speech",
     log:

@@ -8,8 +8,6 @@ A :class:`Layout` says everything the rest of the package knows about a layout:
 - how its clips are listed: the whole clip table's rows (``records``) and one identity's clips
   (``clips``, what a batch job re-lists), the functions of :mod:`facevoice.data.inputs` and
   :mod:`facevoice.data.mavceleb`;
-- whether a clip's face frames may be missing (the workflow's ``batch_sources`` then keeps only
-  the frames sources that exist, and the frames stage rejects the other clips with the reason);
 - whether it gives clips a language (config ``fame`` needs one).
 
 :data:`FAME_OFFICIAL` declares the FAME challenge's official test set the same way (its keys in
@@ -63,8 +61,6 @@ class Layout:
     records: Callable[[dict[str, Any]], list[dict[str, Any]]]
     #: one identity's clips, sorted by key: (source, identity, VGGFace1 name) -> clips
     clips: Callable[[dict[str, Any], str, str], list[Clip]]
-    #: a clip's frames source may not exist (VoxCeleb1: an utterance without a face track)
-    frames_may_be_missing: bool = False
     #: the clip table's ``language`` column is filled (config ``fame`` needs it)
     languages: bool = False
     #: the config section holding the keys (``input``, or ``fame.official`` for the official test set)
@@ -105,14 +101,13 @@ LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in [
     Layout("voxceleb1",
            required=(Key("wav", "the VoxCeleb1 wav folder", "folder"),
                      Key("face_frames", "the VoxCeleb1 face frames folder", "folder"), VOX_META, SPLITS),
-           optional=(), records=inputs.clip_records, clips=inputs.voxceleb1_clips,
-           frames_may_be_missing=True),
+           optional=(), records=inputs.clip_records, clips=inputs.voxceleb1_clips),
     Layout("mavceleb",
            required=(Key("voices", "the MAV-Celeb voices tree", "folder"),
                      Key("faces", "the MAV-Celeb faces tree", "folder"), SPLITS),
            optional=(Key("meta", "the metadata file (v2_meta.csv)", "file", media=False),),
            records=mavceleb.clip_records, clips=lambda source, identity, name: mavceleb.identity_clips(source, identity),
-           frames_may_be_missing=True, languages=True),
+           languages=True),
 ]}
 
 #: The FAME challenge's official test set (config ``fame.official``), not an ``input.layout``: per
