@@ -14,9 +14,10 @@ demo: venv
 	$(VENV)/bin/facevoice demo --config $(CONFIG)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
 
-## test: run the test suite
+## test: run the test suite, a test file per worker process (TEST_WORKERS=0: in this process alone)
+TEST_WORKERS ?= 2
 test: venv
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## bench: print the benchmarks (scale: planning, CPU per clip, incremental work; stages; training; evaluation)
 ## (the scale and preprocessing benchmarks read the demo corpus: built first, or found up to date)
