@@ -3,10 +3,10 @@ on it with Snakemake, and print each method's unseen-unheard verification AUC wi
 bootstrap interval over test identities (strata U and G), beside the time each step took.
 
     python benchmarks/bench_control.py                       # config/control.yaml -> results/control/
-    python benchmarks/bench_control.py --smoke               # 40 identities, dje and chance, short training
+    python benchmarks/bench_control.py --smoke               # 48 identities, dje and chance
 
 The full run is what `make control` runs (its corpus in data/control/, its results in
-results/control/). ``--smoke`` builds its 40-identity corpus in
+results/control/). ``--smoke`` builds its 48-identity corpus in
 .cache/facevoice/control-smoke/ (reused while up to date) and runs in a temporary folder.
 A method has learned the planted attribute when its whole interval of stratum U lies above
 50%; ``chance``'s must not.
@@ -27,7 +27,7 @@ from common import table
 
 REPO = Path(__file__).resolve().parents[1]
 #: the smoke size: what changes from config/control.yaml
-SMOKE = {"identities": 40, "methods": ["dje", "chance"], "epochs": 8}
+SMOKE = {"identities": 48, "methods": ["dje", "chance"]}
 
 
 def control_config(config: Path, smoke: bool, workdir: Path) -> tuple[dict, Path]:
@@ -42,7 +42,7 @@ def control_config(config: Path, smoke: bool, workdir: Path) -> tuple[dict, Path
                         splits=str(out / "identity_splits.txt"))
     cfg["demo"]["out"] = str(out)
     cfg["demo"]["control"]["identities"] = SMOKE["identities"]
-    cfg.setdefault("train", {}).update(methods=SMOKE["methods"], epochs=SMOKE["epochs"])
+    cfg.setdefault("train", {}).update(methods=SMOKE["methods"])
     path = workdir / "control-smoke.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return cfg, path
@@ -93,7 +93,7 @@ def auc_rows(cfg: dict) -> list[list]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="40 identities, dje and chance, 8 epochs")
+    ap.add_argument("--smoke", action="store_true", help="48 identities, dje and chance")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "control.yaml")
     ap.add_argument("--cores", default=str(os.cpu_count() or 1))
     args = ap.parse_args(argv)

@@ -142,7 +142,7 @@ def build_demo(
     missing = sorted({c for k, p in catalog["packages"].items()
                       for c in missing_clients(p, clients, k in usable) if k not in usable})
     info = write_corpus_json(out, catalog, params, plan, final, files, missing)
-    log(f"demo corpus: {info['counts']['identities']} identities "
+    log(f"{'control' if 'control' in params else 'demo'} corpus: {info['counts']['identities']} identities "
         f"({plan.count('train')} train, {plan.count('val')} val, {plan.count('test')} test; "
         f"{plan.count(gender='m')} m, {plan.count(gender='f')} f), {info['counts']['clips']} clips "
         f"in {time.monotonic() - t0:.0f} s -> {out}")
