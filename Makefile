@@ -4,7 +4,7 @@ CONFIG ?= config.yaml
 VENV ?= .venv
 export FACEVOICE_VENV := $(VENV)
 
-.PHONY: demo control test venv bench bench-smoke clean-demo
+.PHONY: demo control test venv bench bench-smoke clean-demo readme-results
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -36,6 +36,10 @@ bench: venv
 ## bench-smoke: the same benchmarks at a tiny size (--smoke: the same code paths in seconds each)
 bench-smoke:
 	$(MAKE) bench BENCH_ARGS=--smoke
+
+## readme-results: rewrite README's demo results block from results/demo (after make demo)
+readme-results: venv
+	$(VENV)/bin/python scripts/readme_results.py
 
 clean-demo:
 	rm -rf results/demo

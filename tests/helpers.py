@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +96,31 @@ def grads_of(model, loss) -> dict:
     model.zero_grad(set_to_none=True)
     loss.backward()
     return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+class Cells(HTMLParser):
+    """An HTML page read with the standard library's parser: the text of every header and data
+    cell, row by row, and of every list item (the notes)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.rows, self.notes, self._into = [], [], None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        if tag in ("td", "th"):
+            self.rows[-1].append("")
+            self._into = self.rows[-1]
+        if tag == "li":
+            self.notes.append("")
+            self._into = self.notes
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th", "li"):
+            self._into = None
+
+    def handle_data(self, data):
+        if self._into is not None:
+            self._into[-1] += data

@@ -1,15 +1,19 @@
 """`facevoice check-config` and a run share one check (facevoice.check.check_run): a table of
 configs, each through both `facevoice check-config` and `snakemake -n`, with the same verdict
-and, when it fails, the same message in both outputs."""
+and, when it fails, the same message in both outputs. The methods' variants and overrides are
+the exception: planning imports no PyTorch, so the train job checks them as it starts."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 import yaml
 from helpers import HANG_S
-from layout_trees import check_both, videos
+from helpers import REPO, snakemake
+from layout_trees import check_both, check_config_main, videos
 
+from facevoice.check import check_run, method_section
 from facevoice.data.inputs import PINS_FILES, pins_file
 
 
@@ -63,17 +67,23 @@ def nothing_held_out(root, cfg):
     cfg["generate"].update(methods=["voice2face"], split="seenheard")
 
 
+def empty_generate_split(root, cfg):
+    splits = root / "data" / "identity_splits.txt"
+    splits.write_text(splits.read_text().replace(" 4\n", " 2\n"))  # the test identity goes to val
+    cfg["train"]["methods"] = ["voice2face"]
+    cfg["generate"].update(methods=["voice2face"], split="test")
+
+
 # (name, tree, change, the error's text; None: valid). Each layout's valid config, a required
 # key of it left unset and a path of it that does not exist: tests/data/test_layouts.py.
 CASES = [
-    ("unknown_variant", videos, unknown_variant, "method dje has no variant 'no_such_variant'"),
-    ("unknown_hyperparameter", videos, unknown_hyperparameter, "unknown hyperparameter 'no_such_param'"),
     ("fame_on_videos", videos, fame_on_videos, "only input.layout 'mavceleb' gives clips a language"),
     ("two_splits", videos, two_splits, "identity Ann_A is in two splits (train and val)"),
     ("no_metadata_row", videos, no_metadata_row, "identity has clips but no row in"),
     ("pins_without_stratum_a", videos, pins_without_stratum_a, "lacks veriflist_test_A_unseenunheard.txt"),
     ("pins_folder_missing", videos, pins_folder_missing, "config key 'evaluation.pins.dir': folder not found"),
     ("nothing_held_out", videos, nothing_held_out, "generate.split is seenheard, but no video is held out"),
+    ("empty_generate_split", videos, empty_generate_split, "generate.split is test, but no identity of the split"),
 ]
 
 
@@ -83,6 +93,32 @@ def test_check_config_and_a_run_agree(tmp_path, capsys, name, tree, change, erro
     if change:
         change(tmp_path, cfg)
     check_both(tmp_path, capsys, cfg, error)
+
+
+METHOD_CASES = [
+    (unknown_variant, "dje-no_such_variant", "method dje has no variant 'no_such_variant'"),
+    (unknown_hyperparameter, "chance", "unknown hyperparameter 'no_such_param'"),
+]
+
+
+@pytest.mark.parametrize("change, method, error", METHOD_CASES, ids=[c[0].__name__ for c in METHOD_CASES])
+def test_method_settings_are_checked_by_check_config_and_the_train_job(tmp_path, capsys, change, method, error):
+    """A variant or an override that does not exist: check-config says so; planning (no PyTorch)
+    plans the run; the train job, given the run's --params, stops first thing with the same line."""
+    cfg = videos(tmp_path)
+    change(tmp_path, cfg)
+    rc, err = check_config_main(tmp_path, capsys, cfg)
+    assert rc == 1 and error in err, err
+    run = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(tmp_path / "mine.yaml"), "-n")
+    assert run.returncode == 0 and f"train/{method}/model.pt" in run.stdout, (run.stdout + run.stderr)[-3000:]
+    check_run(cfg, tmp_path, methods=False)  # completes cfg
+    params = json.dumps(method_section(cfg["train"], method))
+    job = subprocess.run([sys.executable, "-m", "facevoice.training.train", "--method", method, "--manifest", "m",
+                          "--shards-root", "s", "--out", str(tmp_path / "out"), "--params", params],
+                         capture_output=True, text=True, timeout=HANG_S)
+    line = next(ln.strip().removeprefix("- ") for ln in err.splitlines() if error in ln)
+    assert job.returncode != 0 and line in job.stderr, job.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_config_without_variants_or_overrides_is_checked_without_torch(tmp_path):

@@ -50,3 +50,13 @@ def test_every_seed_method_is_named_in_a_references_notes():
 def test_readme_points_to_both_files():
     readme = (REPO / "README.md").read_text()
     assert "CITATION.cff" in readme and "LICENSE" in readme
+
+
+def test_no_user_facing_text_names_a_paper_by_its_seed_number():
+    """The papers are named by authors and year (README, config, schema, help, tables), never by
+    the number of their source text."""
+    files = [REPO / "README.md", REPO / "config.yaml", *(REPO / "workflow").rglob("*.*"), *(REPO / "src").rglob("*.*")]
+    hits = [f"{p.relative_to(REPO)}:{i}" for p in files if p.suffix in (".md", ".yaml", ".py", ".smk", ".rst")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+            if re.search(r"\b[Ss]eeds? 00[0-4]", line)]
+    assert not hits, hits

@@ -13,7 +13,14 @@ are covered without changing this test):
   (``PIL`` -> pillow, ``sklearn`` -> scikit-learn, ``webrtcvad`` -> webrtcvad-wheels, ...);
 - every package an environment lists is pinned, to the version in ``requirements.lock``.
 
-Conda channels are not reachable here, so the environments are checked, not built.
+The driver environment (``envs/driver.yaml`` and its pip twin ``envs/driver.txt``: Snakemake
+and what planning imports) is checked too: both files name the same packages at the lock's
+versions, and every third-party package that the workflow imports while it plans (the rule
+files' own imports and, following them, the module-level imports of the facevoice modules they
+name; not imports inside functions, which run in jobs) is in it.
+
+Conda channels are not reachable here, so the environments are checked, not built
+(``tests/test_driver.py`` builds the driver from driver.txt with pip and plans a run with it).
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ SRC = REPO / "src"
 ENVS = REPO / "envs"
 LOCK = REPO / "requirements.lock"
 # conda-forge names that differ from the PyPI names of requirements.lock
-CONDA_TO_PYPI = {"pysoundfile": "soundfile", "pytorch": "torch", "py-opencv": "opencv-python"}
+CONDA_TO_PYPI = {"pysoundfile": "soundfile", "pytorch": "torch", "py-opencv": "opencv-python",
+                 "snakemake-minimal": "snakemake"}
+DRIVER_YAML, DRIVER_TXT = ENVS / "driver.yaml", ENVS / "driver.txt"
 NOT_PACKAGES = {"python", "pip"}
 MODULE_RE = re.compile(r"-m\s+(facevoice(?:\.[A-Za-z_]\w*)*)")
 
@@ -95,8 +104,17 @@ def _optional(node: ast.AST, parents: dict) -> bool:
     return False
 
 
-def imports_in(source: str, package: str = "facevoice") -> tuple[set[str], set[str]]:
-    """(facevoice modules, third-party top-level import names) imported anywhere in source."""
+def _in_function(node: ast.AST, parents: dict) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return True
+    return False
+
+
+def imports_in(source: str, package: str = "facevoice", toplevel: bool = False) -> tuple[set[str], set[str]]:
+    """(facevoice modules, third-party top-level import names) imported anywhere in source
+    (``toplevel``: only those that importing the module runs, none inside a function)."""
     tree = ast.parse(source)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     ours, theirs = set(), set()
@@ -109,6 +127,8 @@ def imports_in(source: str, package: str = "facevoice") -> tuple[set[str], set[s
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)) and _optional(node, parents):
+            continue
+        if toplevel and (isinstance(node, ast.Constant) or _in_function(node, parents)):
             continue
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -131,10 +151,12 @@ def imports_in(source: str, package: str = "facevoice") -> tuple[set[str], set[s
     return ours, theirs
 
 
-def third_party_of(modules: set[str], extra_sources: list[str] = (), seen: set | None = None) -> dict[str, str]:
+def third_party_of(modules: set[str], extra_sources: list[str] = (), seen: set | None = None,
+                   toplevel: bool = False) -> dict[str, str]:
     """{import name: the facevoice module (or rule code) importing it}, following our imports.
 
-    ``seen``, when given, receives every facevoice module reached.
+    ``seen``, when given, receives every facevoice module reached. ``toplevel``: what importing
+    ``modules`` runs (module-level imports only; plug-ins loaded by name are not).
     """
     seen = set() if seen is None else seen
     todo, found = list(modules), {}
@@ -157,8 +179,8 @@ def third_party_of(modules: set[str], extra_sources: list[str] = (), seen: set |
                 continue
             pkg = m if path.name == "__init__.py" else m.rsplit(".", 1)[0]
             source = path.read_text()
-            ours, theirs = imports_in(source, pkg)
-            if path.name == "__init__.py" and re.search(r"\bimport_module\(|\bpkgutil\b", source):
+            ours, theirs = imports_in(source, pkg, toplevel)
+            if not toplevel and path.name == "__init__.py" and re.search(r"\bimport_module\(|\bpkgutil\b", source):
                 # a package that loads its modules by name (plug-ins): all of them count
                 ours |= {f"{m}.{f.stem}" for f in path.parent.glob("*.py") if f.name != "__init__.py"}
             for t in theirs:
@@ -251,7 +273,8 @@ def workflow_rules(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def envs():
-    return {p.resolve(): read_env(p) for p in sorted(ENVS.glob("*.yaml"))}
+    """The rules' environments (every file of envs/ but the driver's)."""
+    return {p.resolve(): read_env(p) for p in sorted(ENVS.glob("*.yaml")) if p != DRIVER_YAML}
 
 
 def test_every_rule_declares_its_conda_environment_and_log(workflow_rules):
@@ -299,3 +322,49 @@ def test_the_check_catches_a_missing_package_and_a_drifted_version(workflow_rule
     broken = copy.deepcopy(envs)
     broken[env_path]["numpy"] = "1.0.0"
     assert any("numpy 1.0.0 differs" in p for p in pin_problems(broken, read_lock()))
+
+
+# --- the driver environment ----------------------------------------------------------------
+
+# `from facevoice.x import ...` / `import x` at the start of a line of a rule file: run while
+# Snakemake parses it (indented imports are in run: blocks, which jobs run)
+SMK_IMPORT_RE = re.compile(r"^(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.M)
+
+
+def planning_imports() -> dict[str, str]:
+    """{import name: where}: the third-party packages the workflow imports while it plans."""
+    modules, found = set(), {}
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        for m in SMK_IMPORT_RE.finditer(path.read_text()):
+            name = m.group(1) or m.group(2)
+            if name.split(".")[0] == "facevoice":
+                modules.add(name)
+            elif name.split(".")[0] not in sys.stdlib_module_names:
+                found.setdefault(name.split(".")[0], path.name)
+    return {**found, **third_party_of(modules, toplevel=True)}
+
+
+def read_requirements(path: Path) -> dict[str, str | None]:
+    return dict(parse_spec(ln.split("#", 1)[0]) for ln in path.read_text().splitlines() if ln.split("#", 1)[0].strip())
+
+
+def test_the_driver_files_agree_and_are_the_lock_pins():
+    conda, pip = read_env(DRIVER_YAML), read_requirements(DRIVER_TXT)
+    assert {k: v for k, v in conda.items() if k not in NOT_PACKAGES} == pip
+    assert not pin_problems({DRIVER_YAML.resolve(): conda, DRIVER_TXT.resolve(): {**pip, "python": conda["python"]}},
+                            read_lock())
+
+
+def test_the_driver_has_what_planning_imports():
+    dists, unknown = distributions(planning_imports())
+    assert not unknown, unknown
+    assert {"snakemake", "pandas", "pyarrow"} <= set(dists), dists  # the scan saw the workflow's imports
+    driver = read_requirements(DRIVER_TXT)
+    missing = [f"{where} needs {dist}" for dist, where in sorted(dists.items()) if dist not in driver]
+    assert not missing, "envs/driver.txt and driver.yaml lack what planning imports:\n" + "\n".join(missing)
+    # what the scan leaves out: imports inside functions (jobs'), e.g. the metrics' scikit-learn;
+    # a module-level PyTorch import is seen
+    assert "torch" not in planning_imports()
+    metrics = {"facevoice.evaluation.metrics"}
+    assert "sklearn" in third_party_of(metrics) and "sklearn" not in third_party_of(metrics, toplevel=True)
+    assert "torch" in third_party_of({"facevoice.training.train"}, toplevel=True)

@@ -4,7 +4,9 @@
 labelled test of the speech filters (each voice counts as speech throughout, each spliced
 gap as non-speech); ``speech_scores``: frame-level precision and recall of kept sample
 ranges against those labels. ``mavceleb_tree``: a miniature MAV-Celeb release (faces and
-voices per identity per language) from the demo corpus's media.
+voices per identity per language) from the demo corpus's media; ``fame_official_tree``: the
+challenge's official test set (flat voices and faces per language, ``<Language>_test.txt``
+lists) from such a release's test identities.
 """
 
 from __future__ import annotations
@@ -221,14 +223,14 @@ def mavceleb_tree(corpus_dir: str | Path, out: str | Path, identities: list[str]
     """
     import tempfile
 
-    from facevoice.data.inputs import read_meta, read_splits
+    from facevoice.data.inputs import SPLIT_CODES, read_meta, read_splits
     from facevoice.demo.export import export_voxceleb1_layout
 
     out = Path(out)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         vox = export_voxceleb1_layout(corpus_dir, Path(tmp) / "vox", identities=identities, fps=fps)
         meta, splits = read_meta(vox / "vox1_meta.csv"), read_splits(vox / "identity_splits.txt")
-        codes = {v: k for k, v in {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}.items()}
+        codes = {v: k for k, v in SPLIT_CODES.items()}
         meta_lines, split_lines = ["ids,name,gender"], []
         for k, demo_id in enumerate(sorted(meta), 1):
             ident, m = f"id{k:04d}", meta[demo_id]
@@ -256,3 +258,54 @@ def _mavceleb_video(vox: Path, demo_id: str, name: str, video: str, out: Path, i
         for jpg in sorted(track.glob("*.jpg")):
             frame += 25
             shutil.copyfile(jpg, faces / f"{frame:09d}.jpg")
+
+
+def fame_official_tree(release: str | Path, out: str | Path, per_language: int = 2, seed: int = 0) -> Path:
+    """The FAME challenge's official test set in its shipped shape, made of a miniature release's
+    (:func:`mavceleb_tree`) test identities (``identity_splits.txt`` set 4).
+
+    Per language, the first ``per_language`` utterances of those identities (sorted) each give two
+    items: the voice with the first face frame of its own video (same person) and with that of
+    another test identity's video in that language (different). Item ``n`` is written flat as
+    ``voices/<Language>/<n:05d>.wav`` and ``faces/<Language>/<n:05d>.jpg``, and listed in
+    ``lists/<Language>_test.txt`` as ``key voices/... faces/...`` (an 8-character key drawn with
+    ``seed``, paths relative to ``out``), as the challenge ships them; the labels it keeps hidden
+    go to ``hidden/<Language>_labels.csv`` (key, label). Returns ``out``.
+    (The test identities' split is "test", set 4 of ``identity_splits.txt``.)
+    """
+    from facevoice.data.inputs import read_splits
+
+    release, out = Path(release), Path(out)
+    rng = np.random.default_rng(seed)
+    test = sorted(i for i, split in read_splits(release / "identity_splits.txt").items() if split == "test")
+    languages = sorted({p.name for i in test for p in (release / "voices" / i).iterdir() if p.is_dir()})
+    for language in languages:
+        faces = {i: sorted((release / "faces" / i / language).glob("*/*.jpg"))[:1] for i in test}
+        speakers = [i for i in test if faces[i]]
+        voices = [(i, w) for i in speakers for w in sorted((release / "voices" / i / language).glob("*/*.wav"))]
+        lines, labels = [], []
+        for n, (ident, wav, other) in enumerate(_official_pairs(voices[:per_language], speakers)):
+            key = "".join(rng.choice(list("0123456789abcdefghijklmnopqrstuvwxyz"), 8))
+            voice, face = Path("voices") / language / f"{n:05d}.wav", Path("faces") / language / f"{n:05d}.jpg"
+            for dst, src in ((voice, wav), (face, faces[other][0])):
+                (out / dst).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, out / dst)
+            lines.append(f"{key} {voice.as_posix()} {face.as_posix()}\n")
+            labels.append(f"{key},{int(other == ident)}\n")
+        for name, text in ((f"lists/{language}_test.txt", "".join(lines)),
+                           (f"hidden/{language}_labels.csv", "key,label\n" + "".join(labels))):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(text, encoding="utf-8")
+    return out
+
+
+def _official_pairs(voices: list[tuple[str, Path]], speakers: list[str]) -> list[tuple[str, Path, str]]:
+    """(identity, voice, identity of the face) of the official items: each voice with its own
+    speaker's face, then with the next speaker's (when there is another)."""
+    pairs = []
+    for ident, wav in voices:
+        pairs.append((ident, wav, ident))
+        others = [s for s in speakers if s != ident]
+        if others:
+            pairs.append((ident, wav, others[0]))
+    return pairs

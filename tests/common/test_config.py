@@ -1,12 +1,15 @@
 import copy
 import json
+import os
 import shlex
+import subprocess
+import sys
 
 import pytest
 import yaml
-from helpers import REPO, snakemake
+from helpers import HANG_S, REPO, snakemake
 
-from facevoice.common.config import ConfigError, load, validate
+from facevoice.common.config import ConfigError, has_network, load, validate
 
 
 @pytest.fixture()
@@ -231,7 +234,8 @@ def test_check_config_and_a_run_agree_on_a_config_without_train(tmp_path, capsys
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     train = params_of(commands, "facevoice.training.train")
     assert sorted(train) == sorted(printed["train"]["methods"]) and len(train) == 9
-    section = {k: v for k, v in printed["train"].items() if k != "methods"}
+    # every key but methods and runtime (a job's time limit: changing it re-runs no training)
+    section = {k: v for k, v in printed["train"].items() if k not in ("methods", "runtime")}
     assert all(p == section for p in train.values())
     for stage in ("frames", "faces", "speech", "features"):
         assert params_of(commands, f"facevoice.preprocess.{stage}") == {"": printed[stage]}
@@ -264,3 +268,19 @@ def test_a_config_file_stands_alone(tmp_path, capsys):
     rc, _, err = check_config(capsys, mine_path)
     assert res.returncode != 0 and rc == 1
     assert "config key 'dataset' is required" in res.stdout + res.stderr and "config key 'dataset' is required" in err
+
+
+def test_has_network_reads_each_plug_ins_declaration_without_importing_it():
+    """The workflow's GPU resource: a plug-in's NETWORK, read from its file (no torch), equals the
+    module's own; chance alone declares none."""
+    code = ("import json, sys; from facevoice.common.config import has_network, method_names; "
+            "print(json.dumps([{m: has_network(m) for m in method_names()}, 'torch' in sys.modules]))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    declared, torch_imported = json.loads(res.stdout.splitlines()[-1])
+    assert not torch_imported
+    from facevoice.training.methods import get_method
+
+    assert declared == {m: bool(getattr(get_method(m), "NETWORK", True)) for m in declared}
+    assert [m for m, net in declared.items() if not net] == ["chance"]
+    assert has_network("chance") is False and has_network("dje-rank_only") is True

@@ -136,3 +136,27 @@ def test_an_unreadable_lock_is_refused_saying_what_to_do(tmp_path):
         acquire(tmp_path)
     assert cli.main(["unlock", str(tmp_path)]) == 0
     acquire(tmp_path).release()
+
+
+def test_exclusive_holds_other_processes_off_until_released(tmp_path):
+    """A second process cannot take the lock while it is held, and can once it is released."""
+    from facevoice.common.lock import exclusive
+
+    path = tmp_path / "sub" / ".corpus.lock"
+    probe = textwrap.dedent(f"""
+        import fcntl
+        with open({str(path)!r}, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                print("free")
+            except BlockingIOError:
+                print("busy")
+    """)
+
+    def state() -> str:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              timeout=HANG_S, check=True).stdout.strip()
+
+    with exclusive(path, "the corpus"):
+        assert path.exists() and state() == "busy"
+    assert state() == "free"

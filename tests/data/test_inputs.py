@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import yaml
 from helpers import REPO, snakemake, write_meta
@@ -51,6 +52,15 @@ def test_identity_in_two_splits(tmp_path):
     write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 4), ("Ann_A", 2)])
     with pytest.raises(InputError, match=r"Ann_A is in two splits \(train and val\)"):
         read_splits(tmp_path / "identity_splits.txt")
+
+
+def test_a_seenheard_set_code_stops_the_run_naming_the_file_and_line(tmp_path):
+    # set 3 (seen-heard test) used to map to a split nothing reads: its identities vanished
+    make_tree(tmp_path, ["id00001", "id00002"])
+    write_meta(tmp_path, META, [("Ann_A", 1), ("Bob_B", 3)])
+    with pytest.raises(InputError, match=r"identity_splits.txt:2: identity Bob_B has set 3 \(seen-heard test\).*"
+                                         r"Give it set 1 .* or 4"):
+        list_clips(config_for(tmp_path))
 
 
 def test_identity_without_split(tmp_path):
@@ -238,4 +248,30 @@ def test_seenheard_lists_that_match_nothing_stop_the_run(tmp_path, rows, match):
         _seen_lists(pins, rows)
     cfg["evaluation"]["pins"] = {"dir": str(pins), "sets": ["unseenunheard", "seenheard"]}
     with pytest.raises(InputError, match=match):
+        list_clips(cfg)
+
+
+def test_an_identity_the_lists_name_with_every_video_is_left_out_of_seenheard(tmp_path):
+    """Holding out every video of id00003 would leave it unseen in truth: it stays wholly in
+    training, out of seen-heard, and the clip table and its summary line say so."""
+    from facevoice.common.io import write_parquet
+    from facevoice.data.inputs import SEENHEARD_DROPPED, heldout_summary
+
+    cfg = seen_tree(tmp_path)
+    pins = tmp_path / "pins"
+    _seen_lists(pins, [("Ann_A/vidB0000000_0000001.wav", "Ann_A/vidC0000000/0000025.jpg"),
+                       ("Cid_C/vidA0000000_0000001.wav", "Cid_C/vidA0000000/0000025.jpg")])  # Cid's only video
+    cfg["evaluation"]["pins"] = {"dir": str(pins), "sets": ["seenheard"]}
+    df = list_clips(cfg)
+    assert _held(df) == ["id00001/vidB0000000", "id00001/vidC0000000"]
+    assert set(df.loc[df["identity"] == "id00003", "split"]) == {"train"}
+    assert df.attrs[SEENHEARD_DROPPED] == ["id00003"]
+    line = heldout_summary(df)
+    assert "4 clips of 2 videos of 1 training identities held out" in line
+    assert "1 training identities left out of seen-heard" in line and "['id00003']" in line
+    write_parquet(df, tmp_path / "clips.parquet")  # the clip table keeps the list for the data report
+    assert heldout_summary(pd.read_parquet(tmp_path / "clips.parquet")) == line
+    # when no identity keeps a training video, nothing is left to test seen-heard: the run stops
+    _seen_lists(pins, [("Cid_C/vidA0000000_0000001.wav", "Cid_C/vidA0000000/0000025.jpg")])
+    with pytest.raises(InputError, match=r"no seen-heard test remains"):
         list_clips(cfg)

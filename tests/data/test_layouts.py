@@ -85,3 +85,65 @@ def test_every_key_of_every_layout_is_checked(tmp_path, capsys, name):
         cfg["input"].pop(key.name, None)
         rc, err = check_config_main(tmp_path, capsys, cfg)
         assert rc == 0, err
+
+
+def _official(root, cfg, change):
+    """The flat official test set beside the MAV-Celeb tree, with one ``change`` (None: valid)."""
+    from mavceleb_trees import make_official
+
+    section = make_official(root)
+    cfg["fame"] = {"train_language": ["English", "Urdu"], "version": "v1", "official": section}
+    if change == "unset":
+        cfg["fame"]["official"]["lists"] = None
+        return "fame.official is set (the challenge's official test set), so 'fame.official.lists' must be set"
+    if change == "no such path":
+        cfg["fame"]["official"]["root"] = str(root / "nowhere")
+        return f"config key 'fame.official.root': folder not found: {root / 'nowhere'}"
+    if change == "missing file":
+        (root / "official" / "faces" / "English" / "00001.jpg").unlink()
+        return "English_test.txt:2: the face 'faces/English/00001.jpg' is not a file under fame.official.root"
+    if change == "other version's language":
+        (root / "official" / "lists" / "Urdu_test.txt").rename(root / "official" / "lists" / "Hindi_test.txt")
+        return "fame.official.lists: ['Hindi'] is not a language of MAV-Celeb v1 (English-Urdu"
+    if change == "without fame":
+        cfg["fame"]["train_language"] = None
+        return "fame.official is set, but fame.train_language is not"
+    return None
+
+
+OFFICIAL_CASES = [None, "unset", "no such path", "missing file", "other version's language", "without fame"]
+
+
+@pytest.mark.parametrize("change", OFFICIAL_CASES, ids=[c or "valid" for c in OFFICIAL_CASES])
+def test_the_official_test_set_is_checked_by_check_config_and_a_run(tmp_path, capsys, change):
+    """The FAME official test set's declaration (layouts.FAME_OFFICIAL, config fame.official):
+    a valid config and invalid ones get the same verdict and message from both."""
+    cfg = TREES["mavceleb"](tmp_path)
+    error = _official(tmp_path, cfg, change)
+    check_both(tmp_path, capsys, cfg, error)
+
+
+def test_the_official_test_set_lists_a_clip_per_line(tmp_path):
+    """fame.official's clip table: a clip per list line (<Language>/test/<key>), its face the
+    line's image and its voice the line's wav, batched per language like the run's clips."""
+    from mavceleb_trees import OFFICIAL
+
+    from facevoice.check import check_run
+    from facevoice.data.layouts import FAME_OFFICIAL, official_table
+
+    cfg = TREES["mavceleb"](tmp_path)
+    _official(tmp_path, cfg, None)
+    cfg["batches"] = {"max_clips": 1}
+    check_run(cfg, tmp_path)
+    table = official_table(cfg)
+    want = sorted(f"{lang}/test/{key}" for lang, items in OFFICIAL.items() for key, _, _ in items)
+    assert table["clip"].tolist() == want
+    row = table.set_index("clip").loc["English/test/k0000002"]
+    assert (row["identity"], row["split"], row["language"], row["part"]) == ("English", "test", "English", "001")
+    assert row["frames_source"].endswith("official/faces/English/00001.jpg")
+    assert row["speech_source"].endswith("official/voices/English/00000.wav")
+    assert FAME_OFFICIAL.paths() == {"fame.official.root": "folder", "fame.official.lists": "folder"}
+    source = {"layout": FAME_OFFICIAL.name, **cfg["fame"]["official"]}
+    from facevoice.data.inputs import batch_clips
+
+    assert [r[0] for r in batch_clips(source, "English", "English", "001", 1)] == ["English/test/k0000002"]

@@ -225,34 +225,3 @@ def test_the_workflow_plans_a_mavceleb_run(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     counts = dict(ln.split()[:2] for ln in res.stdout.splitlines() if ln.split()[:1] in (["frames"], ["speech"]))
     assert counts == {"frames": "3", "speech": "3"}
-
-
-@pytest.mark.slow
-def test_mavceleb_tree_through_snakemake(demo_corpus, tmp_path):
-    """A miniature two-language release of demo media through preprocessing: every utterance
-    becomes a voice item and its video's faces its face items, each with its language."""
-    import pyarrow.parquet as pq
-
-    from facevoice.data.inputs import read_meta as read_vox1_meta
-    from facevoice.data.inputs import read_splits
-    from facevoice.testing import mavceleb_tree
-
-    meta, splits = read_vox1_meta(demo_corpus / "vox1_meta.csv"), read_splits(demo_corpus / "identity_splits.txt")
-    ids = [next(i for i in sorted(meta) if splits[meta[i].name] == s) for s in ("train", "val", "test")]
-    root = mavceleb_tree(demo_corpus, tmp_path / "mav", identities=ids)
-    cfg = config_for(root, str(root / "v2_meta.csv"))
-    cfg.update(dataset="mav", results="results")
-    cfg["frames"]["max_per_clip"] = 3
-    cfg["shards"]["buckets"] = 2
-    cfg["train"]["methods"], cfg["generate"]["methods"] = [], []
-    res = snakemake_on(tmp_path, cfg, "--cores", "2", "results/mav/shards/manifest.parquet")
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    m = pq.read_table(tmp_path / "results/mav/shards/manifest.parquet").to_pandas()
-    clips = list_clips(cfg)
-    assert set(m.loc[m["modality"] == "voice", "clip"]) == set(clips["clip"])  # nothing rejected
-    assert set(m.loc[m["modality"] == "face", "clip"]) == set(clips["clip"])
-    assert m.groupby("split")["language"].agg(lambda s: sorted(set(s))).to_dict() == {
-        "train": ["English", "Urdu"], "val": ["English", "Urdu"], "test": ["English", "Urdu"]}
-    lang_of_clip = dict(zip(clips["clip"], clips["language"]))
-    assert (m["language"] == m["clip"].map(lang_of_clip)).all()
-    assert set(m["gender"]) <= {"m", "f"}

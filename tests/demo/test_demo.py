@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 from conftest import DEMO, DEMO_CACHE, DEMO_CLIPS, DEMO_SEED, DEMO_VIDEOS, REPO
+from helpers import HANG_S
 
 from facevoice.common.config import ConfigError
 from facevoice.demo import audio, build, export, plan, sources
@@ -377,3 +378,26 @@ def test_f0_estimates_are_reproduced_from_the_cached_files():
         assert round(hz, 1) == voice["f0_hz"], (key, hz)
         assert round(hz) == n_hz, (key, hz)
         assert _f0_gender(hz) == voice["gender"], (key, hz)
+
+
+def test_a_second_build_waits_for_the_first(demo_corpus):
+    """Two builds of one corpus at once (two test sessions, `facevoice demo` beside one) would
+    rewrite each other's half-written files: the second waits for the first's lock, then finds
+    the corpus up to date."""
+    import sys
+
+    from facevoice.common.lock import exclusive
+
+    settings = {**DEMO, "out": str(DEMO["out"]), "cache": str(DEMO["cache"])}
+    code = ("import sys; from facevoice.demo.build import build_demo; "
+            f"build_demo({settings!r}, progress=False)")
+    with exclusive(demo_corpus.parent / f".{demo_corpus.name}.lock", "the test"):
+        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        before = ""  # read until it says it waits (it blocks there) or ends (the lock did not hold it)
+        while "waiting for another process building the demo corpus" not in before:
+            line = proc.stderr.readline()
+            assert line, f"the second build did not wait for the lock: {before}"
+            before += line
+    rest = proc.communicate(timeout=HANG_S)[1]
+    assert proc.returncode == 0, rest
+    assert "demo corpus up to date" in rest

@@ -14,6 +14,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from facevoice.common.config import defaults, section
 from facevoice.common.io import read_parquet
 from facevoice.evaluation import evaluate as E
+from facevoice.evaluation import metrics as M
 from facevoice.evaluation import protocol
 from facevoice.evaluation import results as R
 from facevoice.evaluation import trials as T
@@ -56,17 +57,17 @@ def test_json_shape_and_perfect_scores(setup, tmp_path, capsys):
     assert "[evaluate]" not in capsys.readouterr().err
     res = json.loads(out.read_text())
     assert set(res) == {"verification", "matching", "retrieval", "meta"}
-    assert res["meta"]["dcf"] == {"p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}
+    assert res["meta"]["dcf"] == {"p_target": 0.05, "c_miss": 1.0, "c_fa": 1.0}  # VoxSRC's, the schema's default
     v = res["verification"]
     assert set(v) == {"U", "G", "N", "A", "GNA"}
     for s in ("U", "G", "N"):
         e = v[s]
         assert {"auc", "eer", "eer_threshold", "n_trials", "ci95", "reason"} <= set(e)
-        assert e["auc"] == 1.0 and e["eer"] == 0.0 and e["min_dcf"] == 0.0 and e["reason"] is None
-        assert e["n_trials"] > 0 and set(e["ci95"]) == {"auc", "eer", "min_dcf"}
+        assert e["auc"] == 1.0 and e["eer"] == 0.0 and e["min_dcf"] == 0.0 and e["min_cllr"] == 0.0 and e["reason"] is None
+        assert e["n_trials"] > 0 and set(e["ci95"]) == {"auc", "eer", "min_dcf", "min_cllr"}
         assert e["ci95"]["auc"] == pytest.approx([1.0, 1.0])
     for s in ("A", "GNA"):  # no age on this manifest
-        assert v[s]["auc"] is None and v[s]["eer"] is None and v[s]["min_dcf"] is None and v[s]["n_trials"] == 0
+        assert all(v[s][k] is None for k in ("auc", "eer", "min_dcf", "min_cllr")) and v[s]["n_trials"] == 0
         assert "age" in v[s]["reason"]
     m = res["matching"]
     assert set(m) == {"F-V", "V-F"}
@@ -153,6 +154,25 @@ def test_custom_scorer_and_bootstrap(noisy):
     assert np.allclose(sc.matrix(F, V), -(F @ V.T))
 
 
+def test_verification_intervals_resample_faces_and_voices(noisy):
+    """Each verification trial weighs (its face identity's draws) x (its voice identity's draws)."""
+    emb, lists = noisy
+    res, _ = E.evaluate(emb, lists, n_boot=100, boot_seed=5, dcf=DCF)
+    v = lists["verification"][0]
+    u = v[v["stratum"] == "U"]
+    code = {k: i for i, k in enumerate(E.bootstrap_identities(lists))}
+    f = emb.rows("face", u["face"])
+    vv = emb.rows("voice", u["voice"])
+    scores = E.CosineScorer().pairs(E.prepare(E.CosineScorer(), "face", emb.face)[f],
+                                    E.prepare(E.CosineScorer(), "voice", emb.voice)[vv])
+    owners = tuple(np.array([code[i] for i in u[c]]) for c in ("face_identity", "voice_identity"))
+    reps = M.bootstrap_verification(u["label"].to_numpy(), scores, owners,
+                                    M.crossed_bootstrap_weights(len(code), 100, 5), dcf=DCF)
+    for k in ("auc", "eer", "min_dcf", "min_cllr"):
+        assert res["verification"]["U"]["ci95"][k] == pytest.approx(M.percentile_ci(reps[k]), abs=1e-12)
+    assert res["verification"]["U"]["min_cllr"] == pytest.approx(M.min_cllr(u["label"].to_numpy(), scores))
+
+
 def test_missing_and_mismatched_embeddings(setup, noisy):
     d, man = setup
     emb, lists = noisy
@@ -234,12 +254,13 @@ def test_a_document_that_breaks_the_results_format_is_never_written(setup, tmp_p
 def test_results_entries_keep_availability_consistent():
     """An unavailable entry has a reason and no figure; an available one figures and no reason."""
     r = R._Reader("test.json")
-    ok = R.VerificationResult(True, auc=0.7, eer=0.3, min_dcf=0.9, n_trials=10, n_positive=5, n_negative=5,
-                              n_identities=4).to_json()
+    ok = R.VerificationResult(True, auc=0.7, eer=0.3, min_dcf=0.9, min_cllr=0.8, n_trials=10, n_positive=5,
+                              n_negative=5, n_identities=4).to_json()
     assert R.VerificationResult.from_json(r, ok, "verification.U").auc == 0.7
     for change, message in (({"reason": "why"}, "reason: should be null"),
                             ({"available": False, "reason": "why"}, "auc: should be null"),
                             ({"eer": None}, "eer: is null but the entry is available"),
+                            ({"min_cllr": None}, "min_cllr: is null but the entry is available"),
                             ({"n_trials": 2.5}, "n_trials: should be a count"),
                             ({"ci95": {"auc": [0.1, 0.2]}}, "missing key 'verification.U.ci95.eer'")):
         with pytest.raises(R.ResultsError, match=re.escape(message)):

@@ -14,6 +14,7 @@ from facevoice.data.inputs import InputError
 from facevoice.evaluation import evaluate as E
 from facevoice.evaluation import fame, metrics, trials
 from facevoice.testing import synthetic_embeddings, synthetic_manifest
+from helpers import Cells
 
 DCF = defaults("evaluation.dcf")  # minDCF's settings (config evaluation.dcf)
 
@@ -124,21 +125,25 @@ def test_trials_command_takes_a_language(tmp_path):
 
 
 def test_results_table_labels_heard_and_unheard():
+    from facevoice.evaluation.results import VerificationResult
+
     def res(eer, auc):
-        return {"verification": {"U": {"eer": eer, "auc": auc, "min_dcf": 0.9, "n_trials": 100}}}
+        return VerificationResult(available=True, eer=eer, auc=auc, min_dcf=0.9, min_cllr=0.8, n_trials=100)
 
     results = {("dje", "English", "English"): res(0.30, 0.75), ("dje", "English", "Urdu"): res(0.40, 0.65),
-               ("fop", "English", "Urdu"): {"verification": {"U": {"eer": None, "auc": None, "min_dcf": None,
-                                                                  "n_trials": 0}}}}
+               ("fop", "English", "Urdu"): VerificationResult.unavailable("no trials"),
+               ("fop", "English", "English"): None}
     t = fame.results_table(results)
     assert t.columns.tolist() == fame.TABLE_COLUMNS
     row = t.set_index(["method", "test_language"]).loc[("dje", "Urdu")]
     assert row["condition"] == "unheard" and row["eer"] == pytest.approx(40.0) and row["auc"] == pytest.approx(65.0)
+    assert row["min_dcf"] == pytest.approx(0.9) and row["min_cllr"] == pytest.approx(0.8)  # costs, never percent
     assert t.set_index(["method", "test_language"]).loc[("dje", "English"), "condition"] == "heard"
     o = fame.overall(t).set_index("method")
     assert o.loc["dje", "overall_eer"] == pytest.approx(35.0) and o.loc["dje", "n_cells"] == 2
     assert not o.loc["dje", "challenge"]  # two cells are not the challenge's score
     assert "fop" not in o.index  # an unavailable cell is no score
+    assert t.set_index(["method", "test_language"]).loc[("fop", "English"), ["eer", "auc"]].isna().all()
     # the four cells (two training languages x heard / unheard): their mean is the challenge's score
     results.update({("dje", "Urdu", "English"): res(0.50, 0.6), ("dje", "Urdu", "Urdu"): res(0.20, 0.8)})
     o = fame.overall(fame.results_table(results)).set_index("method")
@@ -250,12 +255,13 @@ def test_training_manifest_keeps_the_heard_language_for_training_and_selection()
         mavceleb.training_manifest(m.drop(columns="language"), "English")
 
 
-def read_upload(zip_path, lists_dir):
+def read_upload(zip_path, lists_dir, labels_dir=None):
     """An uploaded zip read as the challenge's scorer would (our own reading of its rules, not its
     code): each member named ``sub_score_<version>_<TrainLanguage>_<heard|unheard>.txt`` at the top
     level, one ``key score`` line per key of the test list in the list's order (the unheard list:
     the version's other language), the score a distance ranked negated; the EER against the
-    ``<Language>_labels.csv`` beside the lists. Returns {(version, train, condition): keys, eer}."""
+    ``<Language>_labels.csv`` in ``labels_dir`` (default: beside the lists). Returns {(version,
+    train, condition): keys, eer}."""
     import re
 
     out = {}
@@ -269,11 +275,52 @@ def read_upload(zip_path, lists_dir):
             rows = [ln.split(" ") for ln in z.read(name).decode("ascii").split("\n") if ln]
             listed = [ln.split(" ")[0] for ln in (lists_dir / f"{language}_test.txt").read_text().splitlines()]
             assert [r[0] for r in rows] == listed and all(len(r) == 2 for r in rows)
-            labels = pd.read_csv(lists_dir / f"{language}_labels.csv", dtype={"key": str}).set_index("key")["label"]
+            labels = pd.read_csv((labels_dir or lists_dir) / f"{language}_labels.csv", dtype={"key": str})
+            labels = labels.set_index("key")["label"]
             scores = np.array([float(r[1]) for r in rows])
             out[(version, train, cond)] = {"keys": listed, "eer": metrics.verification_metrics(
                 labels.loc[listed].to_numpy(), -scores, DCF)["eer"]}
     return out
+
+
+def test_official_lists_are_scored_line_by_line(tmp_path):
+    """`facevoice fame submit --official`: each line of an official list is scored on its clip's
+    items (<Language>/test/<key>/voice and its first face); a line without an embedding (no
+    speech kept, no face found) gets the median of the others, counted in the summary."""
+    import json
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    keys = {"English": ["e1", "e2", "e3"], "Urdu": ["u1", "u2"]}
+    rows = []
+    for lang, ks in keys.items():
+        (lists / f"{lang}_test.txt").write_text(
+            "".join(f"{k} voices/{lang}/{n:05d}.wav faces/{lang}/{n:05d}.jpg\n" for n, k in enumerate(ks)))
+        for n, k in enumerate(ks):
+            rows.append((mavceleb.official_item(lang, k, "voice"), "voice", [1.0, float(n)]))
+            if (lang, k) != ("English", "e3"):  # e3's image gave no face
+                rows += [(mavceleb.official_item(lang, k, "face") + "0000", "face", [1.0, 0.0]),
+                         (mavceleb.official_item(lang, k, "face") + "0001", "face", [0.0, 1.0])]
+    emb = tmp_path / "emb.parquet"
+    E.write_embeddings(emb, [r[0] for r in rows], [r[0].split("/")[0] for r in rows], [r[1] for r in rows],
+                       np.array([r[2] for r in rows], dtype=np.float32))
+    args = ["submit", "--official", "--version", "v1", "--model", "English", str(emb), "--out", str(tmp_path / "sub"),
+            "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json"),
+            "--list", str(lists / "English_test.txt"), "--list", str(lists / "Urdu_test.txt")]
+    assert fame.main(args) == 0
+    with zipfile.ZipFile(tmp_path / "sub.zip") as z:
+        assert z.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_English_unheard.txt"]
+        heard = [ln.split(" ") for ln in z.read("sub_score_v1_English_heard.txt").decode().splitlines()]
+    # the first face (frame 0000, [1, 0]) against voices [1, 0], [1, 1]: cosine distances 0 and 1 - 1/sqrt(2)
+    d = [0.0, 1 - 1 / np.sqrt(2)]
+    assert [k for k, _ in heard] == keys["English"]
+    assert [float(v) for _, v in heard] == pytest.approx(d + [np.median(d)], abs=1e-6)
+    summary = json.loads((tmp_path / "sub.json").read_text())["files"]
+    assert summary["sub_score_v1_English_heard.txt"]["n_imputed"] == 1
+    assert summary["sub_score_v1_English_unheard.txt"] == {**summary["sub_score_v1_English_unheard.txt"],
+                                                           "n_keys": 2, "n_imputed": 0}
+    # without --official the lists' paths are looked up as ids: none is one
+    assert fame.main([a for a in args if a != "--official"]) == 2
 
 
 def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
@@ -296,13 +343,26 @@ def test_fame_commands_write_the_table_lists_and_score_files(tmp_path):
         assert fame.main(["lists", "--trials", str(tmp_path / "trials" / lang), "--language", lang,
                           "--out", str(tmp_path / "lists")]) == 0
     assert fame.main(["table", "--dataset", "syn", *results,
-                      "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv")]) == 0
+                      "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv"),
+                      "--html", str(tmp_path / "t.html")]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     ours = table[table["source"] == "this run"].set_index("test_language")
     assert ours["condition"].to_dict() == {"English": "unheard", "Urdu": "heard"} and set(ours["corpus"]) == {"syn"}
     want = json.loads((tmp_path / "English.json").read_text())["verification"]["U"]["eer"]
     assert ours.loc["English", "eer"] == pytest.approx(100 * want)
     assert len(table) == 2 + 12 and "| m1 | Urdu | English | unheard |" in (tmp_path / "t.md").read_text()
+    got = json.loads((tmp_path / "English.json").read_text())["verification"]["U"]
+    assert ours.loc["English", "min_dcf"] == pytest.approx(got["min_dcf"])  # a cost, as evaluate wrote it
+    assert ours.loc["English", "min_cllr"] == pytest.approx(got["min_cllr"])
+    md = (tmp_path / "t.md").read_text()
+    assert "| minDCF (P_target=0.05) | min Cllr |" in md and "minDCF %" not in md
+    assert f"| {got['min_dcf']:.3f} | {got['min_cllr']:.3f} |" in md
+    # the report's page: the same three tables, their cells as the markdown prints them
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in md.splitlines() if ln.startswith("| ")]
+    page = Cells((tmp_path / "t.html").read_text())
+    assert page.rows == rows and len(rows) == 3 + 2 + 13  # three tables with their headings
+    assert "FAME: heard / unheard (syn)" in (tmp_path / "t.html").read_text()
+    assert any(n.startswith("Published overall: MAV-Celeb v1 33.4") for n in page.notes)
     lists = [str(tmp_path / "lists" / f"{lang}_test.txt") for lang in ("English", "Urdu")]
     args = ["submit", "--version", "v1", "--model", "Urdu", str(emb), "--out", str(tmp_path / "sub"),
             "--zip", str(tmp_path / "sub.zip"), "--summary", str(tmp_path / "sub.json")]
@@ -413,36 +473,50 @@ def test_lint_is_clean_with_the_fame_rules(tmp_path):
     assert res.returncode == 0, f"snakemake --lint found problems:\n{res.stdout[-6000:]}\n{res.stderr[-6000:]}"
 @pytest.mark.slow
 def test_fame_through_snakemake(demo_corpus, tmp_path):
-    """A miniature two-language release of demo media (not MAV-Celeb) with fame.train_language:
-    the train jobs read the English items alone, the table has each method heard and unheard
-    beside the baseline's rows, and each method's zip holds the two score files, one line per
-    key of the written test lists, whose EER is the evaluation's."""
+    """A miniature two-language release of demo media (not MAV-Celeb) with fame.train_language
+    (both languages) and the flat official test set (fame.official): the layout's preprocessing
+    keeps every utterance and its video's faces with their language, the train jobs read their
+    language's items alone, the table has each method's four cells and overall score beside the
+    baseline's rows, each method's zip of our own lists holds the four score files, one line per
+    key of the written lists, whose EER is the evaluation's, and each method's official zip holds
+    the four score files of the official lists, read back as the challenge's scorer reads them."""
     import json
 
     from mavceleb_trees import config_for, snakemake_on
 
+    from facevoice.data.inputs import list_clips, read_splits
     from facevoice.data.inputs import read_meta as read_vox1_meta
-    from facevoice.data.inputs import read_splits
-    from facevoice.testing import mavceleb_tree
+    from facevoice.testing import fame_official_tree, mavceleb_tree
 
     meta, splits = read_vox1_meta(demo_corpus / "vox1_meta.csv"), read_splits(demo_corpus / "identity_splits.txt")
     ids = [i for s in ("train", "val", "test") for i in [i for i in sorted(meta) if splits[meta[i].name] == s][:2]]
     root = mavceleb_tree(demo_corpus, tmp_path / "mav", identities=ids)
     cfg = config_for(root, str(root / "v2_meta.csv"))
     cfg.update(dataset="mav", results="results")
-    cfg["frames"]["max_per_clip"] = 3
-    cfg["shards"]["buckets"] = 2
+    cfg["frames"]["max_per_clip"] = 2
+    cfg["shards"]["buckets"] = 1  # one shard per split and modality: the fewest jobs
     cfg["train"].update(methods=["chance", "dje"], profile="debug", threads=1)
     cfg["generate"]["methods"] = []
     cfg["evaluation"]["bootstrap"]["n"] = 20
-    cfg["fame"] = {"train_language": ["English", "Urdu"], "version": "v1", "test_languages": []}
+    official = fame_official_tree(root, tmp_path / "official", per_language=1)
+    cfg["fame"] = {"train_language": ["English", "Urdu"], "version": "v1", "test_languages": [],
+                   "official": {"root": str(official), "lists": str(official / "lists")}}
     methods, out = cfg["train"]["methods"], tmp_path / "results" / "mav"
-    targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv"] + [f"submission/{m}.zip" for m in methods]]
+    targets = [f"results/mav/fame/{f}" for f in ["table.md", "table.csv", "table.html"] + [f"submission/{m}.zip" for m in methods]
+               + [f"official/submission/{m}.zip" for m in methods]]
     res = snakemake_on(tmp_path, cfg, "--cores", "2", *targets)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
 
+    # preprocessing of the MAV-Celeb layout: every utterance a voice item, its video's faces its
+    # face items, each with its language (nothing of this demo media is rejected)
     m = pd.read_parquet(out / "shards" / "manifest.parquet")
-    assert set(m.loc[m["split"] == "train", "language"]) == {"English", "Urdu"}
+    clips = list_clips(cfg)
+    for modality in ("voice", "face"):
+        assert set(m.loc[m["modality"] == modality, "clip"]) == set(clips["clip"]), modality
+    assert m.groupby("split")["language"].agg(lambda s: sorted(set(s))).to_dict() == {
+        "train": ["English", "Urdu"], "val": ["English", "Urdu"], "test": ["English", "Urdu"]}
+    assert (m["language"] == m["clip"].map(dict(zip(clips["clip"], clips["language"])))).all()
+    assert set(m["gender"]) <= {"m", "f"}
     train_voices = m[(m["split"] == "train") & (m["modality"] == "voice")]
     for method in methods:  # each FAME train job saw its language's train items alone
         for lang in ("English", "Urdu"):
@@ -461,6 +535,9 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
     assert (table["method"] == "FOP (baseline)").sum() == 12
     assert "| dje | English | Urdu | unheard |" in (out / "fame" / "table.md").read_text()
     assert "| dje | Urdu | English | unheard |" in (out / "fame" / "table.md").read_text()
+    md = (out / "fame" / "table.md").read_text()  # the report's page: the same tables
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in md.splitlines() if ln.startswith("| ")]
+    assert Cells((out / "fame" / "table.html").read_text()).rows == rows
 
     for method in methods:
         summary = json.loads((out / "fame" / "submission" / f"{method}.json").read_text())
@@ -478,3 +555,28 @@ def test_fame_through_snakemake(demo_corpus, tmp_path):
                 # scored back against the lists' labels: the EER of facevoice evaluate on the same trials
                 evaluated = json.loads((out / "fame" / "evaluation" / train / language / f"{method}.json").read_text())
                 assert summary["files"][name]["eer"] == pytest.approx(evaluated["verification"]["U"]["eer"], abs=1e-6)
+
+    check_official_uploads(out, official, methods)
+
+
+def check_official_uploads(out, official, methods):
+    """Each method's upload of the official test set, read back as the challenge's scorer reads it."""
+    import json
+
+    n_lines = {lang: len((official / "lists" / f"{lang}_test.txt").read_text().splitlines())
+               for lang in ("English", "Urdu")}
+    assert all(n > 0 for n in n_lines.values())
+    for method in methods:
+        upload = out / "fame" / "official" / "submission" / f"{method}.zip"
+        with zipfile.ZipFile(upload) as z:
+            assert z.namelist() == ["sub_score_v1_English_heard.txt", "sub_score_v1_English_unheard.txt",
+                                    "sub_score_v1_Urdu_heard.txt", "sub_score_v1_Urdu_unheard.txt"]
+        back = read_upload(upload, official / "lists", official / "hidden")
+        assert set(back) == {("v1", t, c) for t in ("English", "Urdu") for c in ("heard", "unheard")}
+        for train in ("English", "Urdu"):
+            assert len(back[("v1", train, "heard")]["keys"]) == n_lines[train]
+        summary = json.loads((out / "fame" / "official" / "submission" / f"{method}.json").read_text())
+        assert summary["version"] == "v1" and all(e["n_imputed"] <= e["n_keys"] for e in summary["files"].values())
+    # each list line went through the batch stages as a clip <Language>/test/<key>
+    official_manifest = pd.read_parquet(out / "fame" / "official" / "shards" / "manifest.parquet")
+    assert set(official_manifest["clip"].str.split("/").str[1]) == {"test"}

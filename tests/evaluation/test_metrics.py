@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from scipy.interpolate import interp1d
 from scipy.optimize import brentq
+from scipy.special import expit
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from facevoice.common.config import defaults
 from facevoice.evaluation import metrics as M
 
-DCF = defaults("evaluation.dcf")  # minDCF's settings: P_target 0.01, C_miss = C_fa = 1
+DCF = defaults("evaluation.dcf")  # minDCF's settings: P_target 0.05, C_miss = C_fa = 1 (VoxSRC's)
 
 # --------------------------------------------------------------------------- references
 
@@ -155,22 +156,133 @@ def test_eer_rejects_degenerate_input():
 def test_bootstrap_replicates_equal_sklearn_with_sample_weights():
     labels, scores = random_case(11, n=300, ties=True)
     rng = np.random.default_rng(0)
-    owner = rng.integers(0, 20, len(labels))
-    W = M.identity_bootstrap_weights(20, 25, seed=4)
-    aucs, eers, dcfs = M.bootstrap_auc_eer(labels, scores, owner, W, chunk=7, dcf={**DCF, "p_target": 0.2})
-    for b in range(W.shape[0]):
-        w = W[b, owner].astype(float)
+    face, voice = rng.integers(0, 20, len(labels)), rng.integers(0, 20, len(labels))
+    Wf, Wv = M.crossed_bootstrap_weights(20, 25, seed=4)
+    rep_ = M.bootstrap_verification(labels, scores, (face, voice), (Wf, Wv), chunk=7, dcf={**DCF, "p_target": 0.2})
+    for b in range(Wf.shape[0]):
+        w = (Wf[b, face] * Wv[b, voice]).astype(float)  # the trial's face draws x its voice draws
         keep = w > 0
         y, s = labels[keep], scores[keep]
         if y.min() == y.max():
-            assert np.isnan(aucs[b]) and np.isnan(eers[b]) and np.isnan(dcfs[b])
+            assert all(np.isnan(rep_[k][b]) for k in ("auc", "eer", "min_dcf", "min_cllr"))
             continue
-        assert aucs[b] == pytest.approx(roc_auc_score(y, s, sample_weight=w[keep]), abs=1e-12)
+        assert rep_["auc"][b] == pytest.approx(roc_auc_score(y, s, sample_weight=w[keep]), abs=1e-12)
         # integer weights: same as repeating the rows
         rep = np.repeat(np.arange(len(y)), w[keep].astype(int))
-        assert eers[b] == pytest.approx(M.eer(y[rep], s[rep])[0], abs=1e-12)
-        assert dcfs[b] == pytest.approx(M.verification_metrics(y[rep], s[rep], {**DCF, "p_target": 0.2})["min_dcf"],
-                                        abs=1e-12)
+        assert rep_["eer"][b] == pytest.approx(M.eer(y[rep], s[rep])[0], abs=1e-12)
+        m = M.verification_metrics(y[rep], s[rep], {**DCF, "p_target": 0.2})
+        assert rep_["min_dcf"][b] == pytest.approx(m["min_dcf"], abs=1e-12)
+        assert rep_["min_cllr"][b] == pytest.approx(m["min_cllr"], abs=1e-9)
+
+
+def test_crossed_weights_keep_the_face_draw_and_add_an_independent_voice_draw():
+    Wf, Wv = M.crossed_bootstrap_weights(30, 50, seed=1)
+    assert (Wf == M.identity_bootstrap_weights(30, 50, seed=1)).all()  # matching and retrieval: unchanged
+    assert not (Wf == Wv).all() and (Wv.sum(axis=1) == 30).all()
+    assert (Wv == M.crossed_bootstrap_weights(30, 50, seed=1)[1]).all()
+    with pytest.raises(ValueError, match="owners must be"):
+        M.bootstrap_verification([0, 1], [0.1, 0.2], ([0, 1],), (Wf,), dcf=DCF)
+
+
+def voice_effect_case(seed, n_ids=12, per=10, alpha=0.3):
+    """Chance scores with a voice-identity effect (some voices score high with every face)
+    and negatives whose voices are spread unevenly (Dirichlet(alpha) shares): many trials
+    per identity pair, and an AUC whose expectation over the draw is 0.5."""
+    rng = np.random.default_rng(seed)
+    effect = rng.standard_normal(n_ids)
+    pos = np.repeat(np.arange(n_ids), per)
+    v_neg = rng.choice(n_ids, len(pos), p=rng.dirichlet(np.full(n_ids, alpha)))
+    f_neg = (v_neg + rng.integers(1, n_ids, len(pos))) % n_ids
+    face, voice = np.r_[pos, f_neg], np.r_[pos, v_neg]
+    labels = np.r_[np.ones(len(pos), int), np.zeros(len(pos), int)]
+    return labels, effect[voice] + 0.5 * rng.standard_normal(len(face)), face, voice, n_ids
+
+
+def test_two_sided_intervals_cover_chance_where_face_only_ones_miss_it():
+    covered = {"both sides": 0, "face side": 0}
+    seeds = range(60)
+    for seed in seeds:
+        labels, scores, face, voice, n = voice_effect_case(seed)
+        Wf, Wv = M.crossed_bootstrap_weights(n, 200, seed)
+        for name, weights in (("both sides", (Wf, Wv)), ("face side", (Wf, np.ones_like(Wv)))):
+            lo, hi = M.percentile_ci(M.bootstrap_verification(labels, scores, (face, voice), weights, dcf=DCF)["auc"])
+            covered[name] += lo <= 0.5 <= hi
+    # the face side alone leaves the negatives' voices fixed: its intervals miss 0.5 far more often
+    assert covered["both sides"] >= 0.9 * len(seeds)
+    assert covered["face side"] <= covered["both sides"] - 0.15 * len(seeds)
+
+
+def test_two_sided_interval_is_wider_than_face_only_in_a_crossed_design():
+    rng = np.random.default_rng(3)
+    n = 10
+    face, voice = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    face, voice = np.repeat(face, 5), np.repeat(voice, 5)  # every face with every voice, 5 trials a pair
+    labels = (face == voice).astype(int)
+    scores = rng.standard_normal(n)[voice] + rng.standard_normal(n)[face] + 0.5 * labels + rng.standard_normal(len(face))
+    Wf, Wv = M.crossed_bootstrap_weights(n, 300, seed=0)
+    for k in ("auc", "eer", "min_cllr"):
+        two = M.percentile_ci(M.bootstrap_verification(labels, scores, (face, voice), (Wf, Wv), dcf=DCF)[k])
+        one = M.percentile_ci(M.bootstrap_verification(labels, scores, (face, voice), (Wf, np.ones_like(Wv)),
+                                                       dcf=DCF)[k])
+        assert two[1] - two[0] > 1.2 * (one[1] - one[0]), k
+
+
+# --------------------------------------------------------------------------- min Cllr
+
+
+def pav_direct(y: np.ndarray) -> np.ndarray:
+    """Pool adjacent violators by hand: blocks (mean, weight) merged while a mean drops."""
+    blocks: list[list[float]] = []
+    for v in y:
+        blocks.append([float(v), 1.0, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, n2 = blocks.pop()
+            m1, w1, n1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(n, m) for m, _, n in blocks])
+
+
+def min_cllr_bosaris(labels, scores):
+    """BOSARIS's route: PAV posteriors (tied scores pooled first), LLR = logit(posterior) -
+    logit(empirical prior) with infinite ends, Cllr from sigmoids."""
+    order = np.argsort(scores, kind="stable")
+    y, s = labels[order].astype(float), scores[order]
+    ties = np.r_[0, np.cumsum(s[1:] != s[:-1])]
+    y = (np.bincount(ties, weights=y) / np.bincount(ties))[ties]  # a tied run as its mean, before PAV
+    p = pav_direct(y)
+    with np.errstate(divide="ignore"):
+        llr = np.log(p) - np.log1p(-p) - np.log(labels.sum() / (len(labels) - labels.sum()))
+    tar, non = llr[labels[order] == 1], llr[labels[order] == 0]
+    return (np.mean(-np.log(expit(tar))) + np.mean(-np.log(expit(-non)))) / (2 * np.log(2))
+
+
+def test_min_cllr_worked_by_hand():
+    # scores 1..4 with labels non, tar, non, tar: PAV pools (tar 2, non 3) -> posteriors 0, .5, .5, 1;
+    # prior 2/2 (log odds 0): LLRs -inf, 0, 0, +inf. Targets: log(1 + 1) at 2, log(1 + 0) at 4;
+    # non-targets: log(1 + 0) at 1, log 2 at 3. Cllr = (log2 / 2 + log2 / 2) / (2 log 2) = 1/2.
+    assert M.min_cllr(np.array([0, 1, 0, 1]), np.array([1.0, 2, 3, 4])) == pytest.approx(0.5)
+    # labels non, tar, non, non: PAV pools scores 2-4 -> posterior 1/3 there, 0 at 1; prior odds 1/3,
+    # so LR = (1/2) / (1/3) = 3/2 at 2-4. Target: log(1 + 2/3); non-targets: 0, log(5/2), log(5/2).
+    # Cllr = (log(5/3) + 2/3 log(5/2)) / (2 log 2) = 0.8091 (without the prior's correction, 0.9875).
+    want = (np.log(5 / 3) + 2 / 3 * np.log(5 / 2)) / (2 * np.log(2))
+    assert M.min_cllr(np.array([0, 1, 0, 0]), np.array([1.0, 2, 3, 4])) == pytest.approx(want)
+    assert M.verification_metrics([0, 1, 0, 0], [1.0, 2, 3, 4], DCF)["min_cllr"] == pytest.approx(want)
+    # separated: 0; all tied or ranked backwards: the scores say nothing, 1
+    assert M.min_cllr(np.array([1, 1, 0, 0]), np.array([3.0, 4, 1, 2])) == 0.0
+    assert M.min_cllr(np.array([1, 0, 1, 0, 0]), np.full(5, 0.3)) == pytest.approx(1.0)
+    assert M.min_cllr(np.array([1, 1, 0, 0]), np.array([1.0, 2, 3, 4])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ties", [False, True])
+def test_min_cllr_matches_an_independent_pav(seed, ties):
+    labels, scores = random_case(seed, n=300, ties=ties, sep=0.8)
+    if seed % 2:  # an unbalanced prior: the correction by the empirical log odds matters
+        keep = (labels == 1) | (np.arange(len(labels)) % 3 == 0)
+        labels, scores = labels[keep], scores[keep]
+    assert M.min_cllr(labels, scores) == pytest.approx(min_cllr_bosaris(labels, scores), abs=1e-10)
+    # a monotone map of the scores changes nothing (PAV sees only the order)
+    assert M.min_cllr(labels, np.exp(scores)) == pytest.approx(M.min_cllr(labels, scores), abs=1e-12)
 
 
 def test_min_dcf_worked_by_hand():
@@ -191,8 +303,8 @@ def test_min_dcf_worked_by_hand():
     with pytest.raises(ValueError, match="missing: c_fa"):
         M.verification_metrics(labels, scores, {"p_target": 0.01, "c_miss": 1})
     with pytest.raises(ValueError, match="missing: c_miss"):
-        M.bootstrap_auc_eer(labels, scores, [0, 1, 0, 1], M.identity_bootstrap_weights(2, 3, seed=0),
-                            dcf={"p_target": 0.01, "c_fa": 1})
+        M.bootstrap_verification(labels, scores, ([0, 1, 0, 1], [1, 0, 1, 0]), M.crossed_bootstrap_weights(2, 3, seed=0),
+                                 dcf={"p_target": 0.01, "c_fa": 1})
 
 
 def test_bootstrap_weights_are_deterministic_multinomials():

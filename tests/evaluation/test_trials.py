@@ -248,6 +248,30 @@ def test_import_pins(manifest, tmp_path, capsys):
     pd.testing.assert_frame_equal(v, again)
 
 
+def test_import_pins_counts_the_lists_negatives_of_different_genders(manifest, tmp_path, capsys):
+    """The official G lists hold some negatives whose identities' genders differ in the
+    metadata: the import keeps them (the lists are the protocol), counts them per list and
+    says so in the G stratum's note."""
+    ids = _write_pins(tmp_path, manifest)
+    src = tmp_path / "veriflist_test_random_unseenunheard.txt"
+    (tmp_path / "veriflist_test_G_unseenunheard.txt").write_bytes(src.read_bytes())
+    m = manifest.copy()  # one identity's gender as its neighbour's, one unknown (never counted)
+    m.loc[m["identity"] == ids[1], "gender"] = m.loc[m["identity"] == ids[0], "gender"].iloc[0]
+    m.loc[m["identity"] == ids[3], "gender"] = None
+    gender = m.drop_duplicates("identity").set_index("identity")["gender"]
+    # the negatives _write_pins writes: face of the next identity, voice of this one
+    pairs = [(gender[a], gender[ids[(i + 1) % len(ids)]]) for i, a in enumerate(ids)]
+    expected = sum(pd.notna(x) and pd.notna(y) and x != y for x, y in pairs)
+    assert 0 < expected < len(ids) - 1  # same-gender and unknown pairs too: the count is a real test
+    v, meta = T.import_pins(tmp_path, m, "test", strata=["U", "G"])
+    files = meta["pins"]["files"]
+    assert files["G"]["cross_gender_negatives"] == files["U"]["cross_gender_negatives"] == expected
+    g = v[v["stratum"] == "G"]
+    assert len(g) == 2 * len(ids)  # kept: the trials are the official list's
+    assert f"{expected} of the list's negatives pair identities of different genders" in meta["strata"]["G"]["note"]
+    assert "genders" not in (meta["strata"]["U"]["note"] or "")  # U asks nothing of gender
+
+
 def test_import_pins_stops_on_a_missing_list_or_one_that_matches_nothing(manifest, tmp_path):
     _write_pins(tmp_path, manifest)
     with pytest.raises(ValueError, match=r"veriflist_test_G_unseenunheard.txt not found"):

@@ -49,18 +49,37 @@ def changed(before, module):
 
 def test_discriminator_and_generator_losses_by_hand():
     # logits 0 -> D = 0.5; logit ln 3 -> D = 0.75
-    real_f = torch.tensor([0.0, math.log(3.0)])
-    fake_f = torch.tensor([math.log(3.0), 0.0])
-    real_a = torch.tensor([0.0])
-    fake_a = torch.tensor([0.0])
-    l_f, l_a = avgatn.discriminator_losses(real_f, fake_f, real_a, fake_a)
-    # eq. 6: mean[log D(real) + log(1 - D(fake))] = ((ln .5 + ln .25) + (ln .75 + ln .5)) / 2
-    assert l_f.item() == pytest.approx(((math.log(0.5) + math.log(0.25)) + (math.log(0.75) + math.log(0.5))) / 2)
-    assert l_a.item() == pytest.approx(math.log(0.5) + math.log(0.5))
-    g_f, g_a = avgatn.generator_losses(real_f, real_a)
-    # eq. 8-9: mean[log(1 - D(real pair))] = (ln .5 + ln .25) / 2 and ln .5
+    other_f = torch.tensor([0.0, math.log(3.0)])
+    own_f = torch.tensor([math.log(3.0), 0.0])
+    other_a = torch.tensor([0.0])
+    own_a = torch.tensor([0.0])
+    l_f, l_a = avgatn.discriminator_losses(other_f, own_f, other_a, own_a)
+    # eq. 6: -mean[log D(own) + log(1 - D(other))] = -((ln .75 + ln .5) + (ln .5 + ln .25)) / 2
+    assert l_f.item() == pytest.approx(-((math.log(0.75) + math.log(0.5)) + (math.log(0.5) + math.log(0.25))) / 2)
+    assert l_a.item() == pytest.approx(-(math.log(0.5) + math.log(0.5)))
+    g_f, g_a = avgatn.generator_losses(other_f, other_a)
+    # eq. 8-9: mean[log(1 - D(other-modality pair))] = (ln .5 + ln .25) / 2 and ln .5
     assert g_f.item() == pytest.approx((math.log(0.5) + math.log(0.25)) / 2)
     assert g_a.item() == pytest.approx(math.log(0.5))
+
+
+def test_the_losses_signs_at_a_perfect_and_a_fooled_discriminator():
+    """A discriminator's loss is a cross-entropy: >= 0, its limit 0 when it tells every own
+    pair (D -> 1) from every other-modality pair (D -> 0), large when it has them backwards.
+    The generators' minimax loss is 0 against a perfect discriminator and falls as they fool it."""
+    sure, n = 30.0, 4
+    own, other = torch.full((n,), sure), torch.full((n,), -sure)
+    perfect = avgatn.discriminator_losses(other, own, other, own)
+    assert all(0.0 <= float(x) < 1e-6 for x in perfect)
+    backwards = avgatn.discriminator_losses(own, other, own, other)
+    assert all(float(x) == pytest.approx(2 * sure, rel=1e-3) for x in backwards)
+    # any discriminator: never below 0 (the printed form of eq. 6-7 would be, without bound)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        logits = [torch.randn(n, generator=g) * 10 for _ in range(4)]
+        assert all(float(x) >= 0 for x in avgatn.discriminator_losses(*logits))
+    assert all(abs(float(x)) < 1e-6 for x in avgatn.generator_losses(other, other))
+    assert all(float(x) == pytest.approx(-sure, rel=1e-3) for x in avgatn.generator_losses(own, own))
 
 
 def test_triplet_loss_on_absolute_cosine_by_hand():
@@ -213,8 +232,14 @@ def test_avgatn_learns_a_shared_identity_signal(corpus, tmp_path):
     assert log.loc[log["stage"] == "face_features", "face_acc"].iloc[-1] > 0.1
     info = json.loads((out / "run.json").read_text())
     assert 0 <= info["best"]["train_terms"]["id_acc"] <= 1
-    # the checkpoint keeps the update counts of the gan stage up to its best epoch (the match
-    # stage starts from that epoch): 16 batches an epoch
+    # the gan stage keeps its last epoch (a fixed schedule, no selection on validation AUC); the
+    # match stage starts from it, and only it selects on the validation AUC
+    gan = log[log["stage"] == "gan"]
+    assert info["stage_best"]["gan"]["epoch"] == int(gan["epoch"].max()) and gan["best"].tolist()[-1]
+    assert "gan" in avgatn.build(resolve("avgatn", "debug"), 4, N_BINS).select_last
+    match = log[log["stage"] == "match"]
+    assert info["best"]["epoch"] == int(match.loc[match["val_auc"].idxmax(), "epoch"])
+    # the checkpoint keeps the update counts of the whole gan stage: 16 batches an epoch
     ck = torch.load(out / "model.pt", weights_only=False)
     best_gan = info["stage_best"]["gan"]["epoch"]
     n_gan = int(log.loc[(log["stage"] == "gan") & (log["epoch"] <= best_gan), "steps"].sum())

@@ -344,12 +344,13 @@ def test_comparison_tables_show_the_baselines_reported_figures(tmp_path):
     assert {"dimnet", "dimnet_ig", "pins", "svhf", "dimnet_s000", "pins_s000", "svhf_s000"} <= set(keys)
     C.compare([], tmp_path, defaults("evaluation.compare"))
     ver = (tmp_path / "verification.md").read_text()
-    assert "| *DIMNet-I [dimnet]* | reported: Wen et al. 2019, in seed 002, Table 2 | 82.50 | 71.00 |" in ver
-    assert "*Learnable PINs [pins_s000]*" in ver and "29.60" in ver
+    assert "| *DIMNet-I, Wen et al. 2019, in Wang et al. 2020 (Table 2)* | reported | 82.50 | 71.00 |" in ver
+    assert "| *Learnable PINs, Nagrani et al. 2018, in Zhong et al. 2025 (Table 2)* | reported | 78.50 |" in ver
+    assert "29.60" in ver
     rows = {r["method"]: r for r in C.build_rows([], C.load_reference(baselines=True), "matching_1vN",
                                                    defaults("evaluation.compare"))}
-    assert rows["SVHF [svhf_s000]"]["cells"]["V-F_N10"].value == 36
-    assert rows["DIMNet [dimnet_s000]"]["cells"]["V-F_N4"].value == 65
+    assert rows["SVHF, Nagrani et al. 2018, in Zhong et al. 2025 (Table 4)"]["cells"]["V-F_N10"].value == 36
+    assert rows["DIMNet, Wen et al. 2019, in Zhong et al. 2025 (Table 4)"]["cells"]["V-F_N4"].value == 65
 
 
 # which line of a seed holds a baseline's row (seed 000's Table 4 has the methods as columns)

@@ -10,6 +10,7 @@ import torch
 from helpers import grads_of, n_bins_of
 from helpers import random_batch as batch
 
+from facevoice.data import paths
 from facevoice.data.manifest import split_items
 from facevoice.data.shard_reader import ShardReader
 from facevoice.training import embed as embed_mod
@@ -182,6 +183,7 @@ def test_each_method_learns_a_shared_identity_signal(method, corpus, tmp_path):
     assert set(term[method]) <= set(log.columns)
     assert len(log) == sum(s["epochs"] for s in resolve(method, "debug")["stages"].values())
     assert (out / "curve.png").stat().st_size > 1000
+    assert {p.name for p in out.iterdir() if p.is_file()} == {p.rsplit("/", 1)[1] for p in paths.train_files(out).values()}
     info = json.loads((out / "run.json").read_text())
     assert info["seed"] == 0 and info["face_weights"] == "scratch" and info["device"] == "cpu"
     assert info["best"]["val_auc"] == pytest.approx(log["val_auc"][log["best"]].iloc[-1])
@@ -195,6 +197,8 @@ def test_each_method_learns_a_shared_identity_signal(method, corpus, tmp_path):
     assert t.column_names == ["id", "identity", "modality", "embedding"]
     m = pd.read_parquet(manifest)
     assert t.num_rows == (m["split"] == "test").sum() and meta["method"] == method
+    # the model's note for the comparison tables travels in the embeddings' metadata
+    assert (meta["note"] is not None) == (method == "ssnet_fop") and "raw features" in (meta["note"] or "raw features")
     vec = np.stack(t.column("embedding").to_pylist())
     assert np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-4)
 
@@ -424,6 +428,33 @@ def test_ssnet_center_loss_does_not_swamp_the_cross_entropy(profile):
         _, terms = model.loss(f, v, y)
         ratios[normalize] = hp["lambda_center"] / 2 * float(terms["center"]) / float(terms["ce"])
     assert ratios[True] < 0.5 < 10 < ratios[False], ratios  # on raw features it outweighs CE many times
+
+
+def test_ssnet_center_loss_is_the_papers_on_raw_features_and_its_normalised_form_a_variant():
+    """Seed 000 eq. 1-2 (Wen et al.'s center loss, lambda = 1) on the network's raw features in
+    every profile; the L2-normalised form only as the variant center_l2, which says so."""
+    from facevoice.training.losses import batch_center_loss
+
+    for profile in ("paper", "demo", "debug"):
+        hp = resolve("ssnet_fop", profile)
+        assert hp["center_normalize"] is False and hp["lambda_center"] == 1.0
+        assert resolve("ssnet_fop-center_l2", profile)["center_normalize"] is True
+    notes = {}
+    for name in ("ssnet_fop", "ssnet_fop-center_l2"):
+        hp = resolve(name, "debug")
+        torch.manual_seed(0)
+        model = get_method("ssnet_fop").build(hp, 4, n_bins_of(hp))
+        model.set_stage(0)
+        model.eval()  # batch norm on running statistics: two passes give the same features
+        f, v, y = batch(n_bins_of(hp), P=2, K=2, size=hp["face_size"], frames=hp["crop_frames"][0])
+        _, terms = model.loss(f, v, y)
+        with torch.no_grad():
+            feats = torch.cat(model._encode_mixed(f, v)).float()
+        if hp["center_normalize"]:
+            feats = torch.nn.functional.normalize(feats, dim=1)
+        assert float(terms["center"]) == pytest.approx(float(batch_center_loss(feats, torch.cat([y, y]))), rel=1e-5)
+        notes[name] = model.note()
+    assert "raw features" in notes["ssnet_fop"] and "center_l2" in notes["ssnet_fop-center_l2"]
 
 
 # --------------------------------------------------------------------------- speaker pre-training

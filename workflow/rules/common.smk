@@ -4,7 +4,10 @@
 # facevoice.check.check_run completes `config` in place with the schema's defaults
 # (workflow/schemas/config.schema.yaml) and checks everything the config and the clip listing
 # decide, the one check `facevoice check-config` makes too (same verdict, same message): every
-# key of every section is present below, so no rule holds a default of its own.
+# key of every section is present below, so no rule holds a default of its own. Planning imports
+# nothing heavy (no PyTorch, librosa, scikit-learn, matplotlib: a driver environment of
+# envs/driver.yaml plans a run), so the methods' variants and overrides, which need the method
+# plug-ins (PyTorch), are resolved by check-config and by each train job as it starts.
 
 import atexit
 import json
@@ -21,8 +24,9 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from facevoice.check import check_run, method_section  # noqa: E402
-from facevoice.common.config import ConfigError  # noqa: E402
+from facevoice.check import check_run, method_section, release_memory  # noqa: E402
+from facevoice.common.config import ConfigError, has_network  # noqa: E402
+from facevoice.data import paths  # noqa: E402  (the results layout: every output's name)
 from facevoice.common.lock import LockError, acquire  # noqa: E402
 from facevoice.data.layouts import SOURCE_KEYS, layout_of  # noqa: E402
 from facevoice.data.inputs import (  # noqa: E402
@@ -37,7 +41,8 @@ from facevoice.data.inputs import (  # noqa: E402
 from facevoice.evaluation.protocols import selected as selected_protocols  # noqa: E402
 
 try:
-    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    CLIPS = check_run(config, schema_path=Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+                      methods=False)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 _held = heldout_summary(CLIPS)
@@ -109,22 +114,41 @@ wildcard_constraints:
 # --- batches: one identity's clips, max_clips at a time (frames, faces, speech, features) ---
 MAX_CLIPS = int(config["batches"]["max_clips"])
 SOURCE = json.dumps({k: config["input"][k] for k in SOURCE_KEYS}, sort_keys=True)
-BATCHES = {}  # (identity, part) -> (clip keys, frames sources, speech sources); clip order
-for _ident, _part, _clip, _fsrc, _ssrc in zip(
-    CLIPS["identity"], CLIPS["part"], CLIPS["clip"], CLIPS["frames_source"], CLIPS["speech_source"]
-):
-    _b = BATCHES.setdefault((_ident, _part), ([], [], []))
-    _b[0].append(_clip)
-    _b[1].append(_fsrc)
-    _b[2].append(_ssrc)
+# A clip table's batches: (identity, part) -> its rows of the table, in clip order; a batch's clip
+# keys, frames and speech sources are read from the table when a job asks (Python lists of every
+# clip's paths would add about 50 MB to planning a VoxCeleb1-sized tree)
+BATCH_COLUMNS = ("clip", "frames_source", "speech_source")
+
+
+class Batches(dict):
+    """(identity, part) -> rows of ``clips``; :meth:`column` reads one BATCH_COLUMNS column of a batch."""
+
+    def __init__(self, clips):
+        super().__init__()
+        self.clips = clips
+        for row, key in enumerate(zip(clips["identity"], clips["part"])):
+            self.setdefault(key, []).append(row)
+
+    def column(self, wildcards, column):
+        """A batch's values of column BATCH_COLUMNS[column] (0: clip keys, 1: frames, 2: speech sources)."""
+        return self.clips[BATCH_COLUMNS[column]].take(self[(wildcards.identity, wildcards.part)]).tolist()
+
+
+def batches_of(clips):
+    """The batches (:class:`Batches`) of a clip table: the run's, or fame.smk's official test set's."""
+    return Batches(clips)
+
+
+BATCHES = batches_of(CLIPS)
 NAMES = dict(zip(CLIPS["identity"], CLIPS["name"]))
 IDENTITY_PARTS = {}  # identity -> its parts
 for _ident, _part in BATCHES:
     IDENTITY_PARTS.setdefault(_ident, []).append(_part)
 
 
-def batch_sources(column):
-    """Input function: the media of a batch that exist (frames: 1, speech: 2).
+def batch_sources(column, batches=BATCHES):
+    """Input function: the media of a batch that exist (frames: 1, speech: 2); ``batches``: the
+    run's (BATCHES), or fame.smk's of the official test set.
 
     A VoxCeleb1 utterance without a face track (a MAV-Celeb video without face frames) has no
     frames folder: the frames stage then rejects the clip instead of Snakemake refusing to
@@ -134,18 +158,26 @@ def batch_sources(column):
     check = layout_of(config).frames_may_be_missing and column == 1
 
     def sources(wildcards):
-        paths = BATCHES[(wildcards.identity, wildcards.part)][column]
+        paths = batches.column(wildcards, column)
         return [p for p in paths if os.path.exists(p)] if check else paths
 
     return sources
 
 
-def batch_args(wildcards):
-    """The arguments a source stage's job lists its batch with (and checks it against)."""
-    keys = BATCHES[(wildcards.identity, wildcards.part)][0]
-    return "--source {} --name {} --max-clips {} --digest {}".format(
-        shlex.quote(SOURCE), shlex.quote(NAMES[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
-    )
+def batch_arguments(batches, source, names):
+    """A params function: the arguments a source stage's job lists its batch with (and checks it
+    against), for ``batches`` of clips listed from ``source`` (JSON), ``names`` their identities' names."""
+
+    def arguments(wildcards):
+        keys = batches.column(wildcards, 0)
+        return "--source {} --name {} --max-clips {} --digest {}".format(
+            shlex.quote(source), shlex.quote(names[wildcards.identity]), MAX_CLIPS, clips_digest(keys)
+        )
+
+    return arguments
+
+
+batch_args = batch_arguments(BATCHES, SOURCE, NAMES)
 
 
 def batch_files(stage, identities=None):
@@ -161,10 +193,18 @@ def params_json(section):
 
 # --- shards: an identity's bucket is a stable hash of its id (shards.buckets) ---------------
 BUCKETS = int(config["shards"]["buckets"])
-SHARDS = {}  # (split, modality, index) -> identities
-for (_split, _bucket), _idents in shard_plan(CLIPS, BUCKETS).items():
-    for _modality in ("face", "voice"):
-        SHARDS[(_split, _modality, f"{_bucket:05d}")] = _idents
+
+
+def shards_of(clips):
+    """(split, modality, index) -> identities, of every shard of a clip table."""
+    return {
+        (split, modality, f"{bucket:05d}"): idents
+        for (split, bucket), idents in shard_plan(clips, BUCKETS).items()
+        for modality in ("face", "voice")
+    }
+
+
+SHARDS = shards_of(CLIPS)
 
 
 def shard_path(split, modality, index):
@@ -187,7 +227,7 @@ def shard_inputs(wildcards):
     return batch_files(stage, SHARDS[(wildcards.split, wildcards.modality, wildcards.index)])
 
 
-# --- seen-heard: held-out videos of training identities (split seenheard) -----------------
+# --- seen-heard: held-out videos of training identities (split SEENHEARD) -----------------
 HELDOUT = {}  # identity -> its held-out videos ("identity/video")
 for _ident, _video in sorted(set(zip(*(CLIPS.loc[CLIPS["split"] == SEENHEARD, c] for c in ("identity", "video"))))):
     HELDOUT.setdefault(_ident, []).append(f"{_ident}/{_video}")
@@ -197,6 +237,11 @@ def shard_heldout(wildcards):
     """Params function of the shard rule: the held-out videos of the shard's identities (JSON)."""
     idents = SHARDS[(wildcards.split, wildcards.modality, wildcards.index)]
     return json.dumps([v for i in idents for v in HELDOUT.get(i, [])])
+
+
+# the clip listing's freed memory back to the system before Snakemake builds the DAG (planning
+# a VoxCeleb1-sized tree: benchmarks/bench_scale.py)
+release_memory()
 
 
 # --- training (train.smk): the train: section --------------------------------------------
@@ -212,6 +257,30 @@ def train_params(wildcards):
     return json.dumps(method_section(TRAIN, wildcards.method), sort_keys=True)
 
 
+# Resources of the jobs of a method (train, embed, generate, fame_train, fame_embed), read by the
+# SLURM profile (profiles/slurm; a local run ignores them): a GPU, on the GPU partition, only for
+# a method with a network (its plug-in's NETWORK: not chance); a train job's time limit from
+# train.runtime. The partitions come from the profile's variables (README: "Cluster (SLURM)").
+def method_gpu(wildcards):
+    """1 for a method that trains or embeds a network, 0 for one without (chance)."""
+    return int(has_network(wildcards.method))
+
+
+def method_partition(wildcards):
+    """FACEVOICE_SLURM_GPU_PARTITION for a GPU job, else FACEVOICE_SLURM_PARTITION ('': the default)."""
+    gpu = os.environ.get("FACEVOICE_SLURM_GPU_PARTITION") if method_gpu(wildcards) else None
+    return gpu or os.environ.get("FACEVOICE_SLURM_PARTITION", "")
+
+
+def train_runtime(wildcards):
+    """Minutes a train job may run: train.runtime.methods' entry of the run or its method, else the profile's."""
+    runtime = TRAIN["runtime"]
+    for name in (wildcards.method, wildcards.method.split("-", 1)[0]):
+        if name in runtime["methods"]:
+            return runtime["methods"][name]
+    return runtime[TRAIN["profile"]]
+
+
 # --- evaluation (trials.smk, evaluate.smk, compare.smk): the evaluation: section ---------
 EVAL = config["evaluation"]
 # Methods evaluated: those trained here (rule embed) and any model's embeddings named in
@@ -221,8 +290,8 @@ TRAINED = list(TRAIN["methods"])
 
 # The test protocols run (facevoice.evaluation.protocols): those evaluation.protocols names
 # (built-in or declared under evaluation.declare) whose split has items; each one is the
-# {protocol} wildcard of trials/, evaluation/ and comparison/. Seen-heard has items only when
-# videos are held out (seenheard.videos).
+# {protocol} wildcard of trials/, evaluation/ and comparison/. The held-out split has items only
+# when videos are held out (facevoice.data.inputs.heldout_videos).
 PROTOCOLS_RUN = {}  # name -> Protocol
 for _p in selected_protocols(EVAL):  # checked by check_run above
     if _p.split in set(CLIPS["split"]):
@@ -291,7 +360,7 @@ def embeddings_of(wildcards):
                 f"add {split}: path/to/embeddings.parquet"
             )
         return path
-    return f"{OUT}/embeddings/{wildcards.method}/{split}.parquet"
+    return paths.embeddings(OUT, wildcards.method, split)
 
 
 def parent_of(kind, name=0):
@@ -315,6 +384,23 @@ def comparison_caption(name):
     """The caption (workflow/report/) of one comparison output, by its kind (a caption names the
     job's protocol through its params: heading)."""
     kinds = [("protocols", "protocols"), ("verification", "verification"), ("matching_1vN_", "1vN"),
-             ("matching", "matching"), ("retrieval", "retrieval"), ("roc_", "roc"), ("tables", "tables")]
+             ("matching", "matching"), ("retrieval", "retrieval"), ("roc", "roc"), ("tables", "tables")]
     kind = next(k for prefix, k in kinds if name.rsplit("/", 1)[-1].startswith(prefix))
     return f"../report/comparison_{kind}.rst"
+
+
+# The report (snakemake --report): a protocol's comparison under its own category, named by its
+# title, one subcategory per task; each table as its HTML page, the plots as images.
+REPORT_TASKS = (("verification.html", "Verification"), ("matching_", "Matching"), ("retrieval.html", "Retrieval"),
+                ("roc.png", "ROC"), ("tables.html", "All tables"))
+
+
+def comparison_output(name):
+    """One comparison file of the {protocol} wildcard's (facevoice.data.paths): in the report when it
+    is an HTML page or a plot, under its protocol's title and its task."""
+    path = f"{paths.comparison(OUT, '{protocol}')}/{name}"
+    if not name.endswith((".html", ".png")):
+        return path
+    task = next(t for prefix, t in REPORT_TASKS if name.startswith(prefix))
+    return report(path, caption=comparison_caption(name), category=lambda w: PROTOCOLS_RUN[w.protocol].title,
+                  subcategory=task, labels={"file": name})

@@ -1,21 +1,19 @@
 from facevoice.evaluation.compare import OUTPUTS as COMPARE_OUTPUTS
 
 # One comparison per test protocol (comparison/<protocol>/), and, with two protocols or more,
-# all of them side by side (comparison/protocols.md, .csv).
+# all of them side by side (rule protocols_table); file names: facevoice.data.paths.
+# The report (snakemake --report) shows each protocol under its own category (comparison_output,
+# common.smk).
 
 
 rule compare:
-    """One protocol's tables (Markdown, CSV, LaTeX) and plots of every method it evaluates, beside the
+    """One protocol's tables (Markdown, CSV, LaTeX, HTML) and plots of every method it evaluates, beside the
     papers' figures measured under it."""
     input:
         results=protocol_files("json"),
         rocs=protocol_files("roc"),
     output:
-        [
-            report(f"{OUT}/comparison/{{protocol}}/{name}", caption=comparison_caption(name), category="Evaluation",
-                   subcategory="{protocol}", labels={"protocol": "{protocol}", "file": name})
-            for name in COMPARE_OUTPUTS
-        ],
+        [comparison_output(name) for name in COMPARE_OUTPUTS],
     wildcard_constraints:
         protocol=PROTOCOL_NAMES,
     params:
@@ -25,7 +23,7 @@ rule compare:
         results=lambda w, input: f"--results {quoted(input.results)}" if input.results else "",
         rocs=lambda w, input: f"--roc {quoted(input.rocs)}" if input.rocs else "",
     log:
-        f"{OUT}/logs/compare/{{protocol}}.log",
+        paths.log(OUT, "compare", "{protocol}"),
     conda:
         "../../envs/evaluate.yaml"
     shell:
@@ -34,27 +32,29 @@ rule compare:
 
 
 rule protocols_table:
-    """Every protocol run side by side: AUC, EER, minDCF and 1:2 matching of stratum U per method."""
+    """Every protocol run side by side: AUC, EER, minDCF, min Cllr and 1:2 matching of stratum U per method."""
     input:
         [f for p in PROTOCOLS_RUN for f in expand(rules.evaluate.output.json, protocol=p, method=methods_of(p))],
     output:
-        md=report(f"{OUT}/comparison/protocols.md", caption=comparison_caption("protocols.md"),
-                  category="Evaluation", labels={"file": "protocols.md"}),
-        csv=report(f"{OUT}/comparison/protocols.csv", caption=comparison_caption("protocols.csv"),
-                   category="Evaluation", labels={"file": "protocols.csv"}),
+        **{
+            **paths.protocols_table(OUT),
+            "html": report(paths.protocols_table(OUT)["html"], caption=comparison_caption("protocols.html"),
+                           category="Protocols side by side", labels={"file": "protocols.html"}),
+        },
     params:
         cfg=protocol_params("compare"),
+        headings="; ".join(p.heading for p in PROTOCOLS_RUN.values()),  # the report caption names them
         protocols=lambda w: " ".join(
             f"--protocol {p} --results {quoted(expand(rules.evaluate.output.json, protocol=p, method=methods_of(p)))}"
             for p in PROTOCOLS_RUN
         ),
     log:
-        f"{OUT}/logs/compare/protocols.log",
+        paths.log(OUT, "compare", "protocols"),
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.protocols} --table {output.md:q} {output.csv:q}"
-        " --params {params.cfg:q} 2> {log:q}"
+        "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.compare {params.protocols}"
+        " --table {output.md:q} {output.csv:q} {output.html:q} --params {params.cfg:q} 2> {log:q}"
 
 
 # rule all's evaluation targets

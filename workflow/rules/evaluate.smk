@@ -11,19 +11,18 @@ rule evaluate:
         embeddings=embeddings_of,
         trials=rules.trials.output,
     output:
-        json=f"{OUT}/evaluation/{{protocol}}/{{method}}.json",
-        roc=f"{OUT}/evaluation/{{protocol}}/{{method}}_roc.parquet",
+        **paths.evaluation(OUT, "{protocol}", "{method}"),
     wildcard_constraints:
         protocol=PROTOCOL_NAMES,
         method=r"[A-Za-z0-9_.-]+",
     params:
-        trials=parent_of("input", "trials"),
+        trials=parent_of("input", "trials"),  # the folder of the trial lists (facevoice.data.paths.trial_files)
         cfg=eval_params("bootstrap", "dcf"),
         # the results' format (facevoice.evaluation.results): a new one re-runs the evaluations
         # (Snakemake's params trigger), so that compare never meets a file of the old format
         results_format=RESULTS_FORMAT,
     log:
-        f"{OUT}/logs/evaluate/{{protocol}}/{{method}}.log",
+        paths.log(OUT, "evaluate", "{protocol}/{method}"),
     conda:
         "../../envs/evaluate.yaml"
     shell:

@@ -15,17 +15,31 @@
 #   results/<dataset>/fame/embeddings/<Train>/<method>/test.parquet
 #   results/<dataset>/fame/trials/<Language>/          facevoice trials --split test --language <Language>
 #   results/<dataset>/fame/evaluation/<Train>/<Language>/<method>.json, <method>_roc.parquet
-#   results/<dataset>/fame/table.md, table.csv          heard / unheard, mean EER, baseline rows
+#   results/<dataset>/fame/table.md, table.csv, table.html   heard / unheard, mean EER, baseline rows
 #   results/<dataset>/fame/lists/<Language>_test.txt    key voice_path face_path (paths: manifest items)
 #   results/<dataset>/fame/lists/<Language>_labels.csv  key, label (the lists' hidden labels)
 #   results/<dataset>/fame/submission/<method>/sub_score_<version>_<Train>_{heard,unheard}.txt
 #   results/<dataset>/fame/submission/<method>.zip, <method>.json (keys per file; EER against the labels)
+#
+# With fame.official (the challenge's official test set: flat voices/ and faces/ per language and
+# its <Language>_test.txt lists), each list line is a clip <Language>/test/<key> (its "identity"
+# the language) run through the same frames (the given image as one frame), faces (MTCNN and
+# alignment), speech and features rules as the run's clips, into shards and a manifest of their
+# own; each FAME model embeds them and scores every line of the lists:
+#
+#   results/<dataset>/fame/official/clips.parquet, frames/, faces/, speech/, features/, shards/
+#   results/<dataset>/fame/official/embeddings/<Train>/<method>/test.parquet
+#   results/<dataset>/fame/official/submission/<method>/sub_score_<version>_<Train>_{heard,unheard}.txt
+#   results/<dataset>/fame/official/submission/<method>.zip   the upload: the four files, flat
+#   results/<dataset>/fame/official/submission/<method>.json  keys per file, lines imputed
 
-from facevoice.data.mavceleb import fame_languages
+from facevoice.data.layouts import FAME_OFFICIAL, official_table
+from facevoice.data.mavceleb import fame_languages, official_lists
 from facevoice.evaluation.fame import submission_name
 
 try:
     _FAME = fame_languages(CLIPS, config)
+    OFFICIAL = official_table(config)  # the challenge's official test set (fame.official), or None
 except InputError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -33,7 +47,6 @@ FAME_TARGETS = []
 
 if _FAME:
     FAME_TRAINS, FAME_LANGUAGES = _FAME
-    FAME_DIR = f"{OUT}/fame"
     FAME_METHODS = list(TRAIN["methods"])  # each trained here once per training language
     FAME_LANGUAGE = "|".join(FAME_LANGUAGES)
     FAME_TRAIN = "|".join(FAME_TRAINS)
@@ -49,7 +62,7 @@ if _FAME:
             f"(set fame.test_languages to the version's two languages)"
         )
     logger.info(f"fame: training on {', '.join(FAME_TRAINS)}; test languages {', '.join(FAME_LANGUAGES)}")
-    FAME_TRAIN_DIR = f"{FAME_DIR}/train/{{train}}/{{method}}"
+    FAME_TRAIN_FILES = paths.fame_train(OUT, "{train}", "{method}")  # facevoice.data.paths
 
     rule fame_train:
         """Train one method on one training language's train/val items (rule train's command
@@ -58,11 +71,11 @@ if _FAME:
             manifest=rules.manifest.output,
             shards=rules.train.input.shards,
         output:
-            model=f"{FAME_TRAIN_DIR}/model.pt",
-            log=f"{FAME_TRAIN_DIR}/log.csv",
-            curve=report(f"{FAME_TRAIN_DIR}/curve.png", caption="../report/training_curve.rst", category="FAME",
-                         labels={"method": "{method}", "training language": "{train}"}),
-            run=f"{FAME_TRAIN_DIR}/run.json",
+            **{
+                **FAME_TRAIN_FILES,
+                "curve": report(FAME_TRAIN_FILES["curve"], caption="../report/training_curve.rst", category="FAME",
+                                labels={"method": "{method}", "training language": "{train}"}),
+            },
         wildcard_constraints:
             method=TRAIN_NAME,
             train=FAME_TRAIN,
@@ -76,7 +89,9 @@ if _FAME:
             "../../envs/train.yaml"
         threads: TRAIN_THREADS
         resources:
-            gpu=1,
+            gpu=method_gpu,
+            slurm_partition=method_partition,
+            runtime=train_runtime,
             mem_mb=TRAIN["mem_mb"],
         shell:
             # (a language is a folder name of the tree, [A-Za-z0-9_-]: nothing to escape)
@@ -88,7 +103,7 @@ if _FAME:
             manifest=rules.manifest.output,
             shards=lambda w: [shard_path(*k) for k in sorted(SHARDS) if k[0] == w.split],
         output:
-            f"{FAME_DIR}/embeddings/{{train}}/{{method}}/{{split}}.parquet",
+            paths.fame_embeddings(OUT, "{train}", "{method}", "{split}"),
         wildcard_constraints:
             method=TRAIN_NAME,
             train=FAME_TRAIN,
@@ -101,17 +116,11 @@ if _FAME:
         input:
             manifest=rules.manifest.output[0],
         output:
-            multiext(
-                f"{FAME_DIR}/trials/{{language}}/",
-                "verification.parquet",
-                "matching.parquet",
-                "retrieval.parquet",
-                "summary.json",
-            ),
+            **paths.fame_trials(OUT, "{language}"),
         wildcard_constraints:
             language=FAME_LANGUAGE,
         params:
-            out=parent_of("output"),
+            out=parent_of("output", "summary"),
             seed=EVAL["seed"],
             cfg=eval_params("verification", "matching", "retrieval", "age_cuts"),
         log:
@@ -125,11 +134,10 @@ if _FAME:
 
     use rule evaluate as fame_evaluate with:
         input:
-            embeddings=f"{FAME_DIR}/embeddings/{{train}}/{{method}}/test.parquet",
+            embeddings=paths.fame_embeddings(OUT, "{train}", "{method}", "test"),
             trials=rules.fame_trials.output,
         output:
-            json=f"{FAME_DIR}/evaluation/{{train}}/{{language}}/{{method}}.json",
-            roc=f"{FAME_DIR}/evaluation/{{train}}/{{language}}/{{method}}_roc.parquet",
+            **paths.fame_evaluation(OUT, "{train}", "{language}", "{method}"),
         wildcard_constraints:
             language=FAME_LANGUAGE,
             train=FAME_TRAIN,
@@ -142,8 +150,7 @@ if _FAME:
         input:
             rules.fame_trials.output,
         output:
-            test=f"{FAME_DIR}/lists/{{language}}_test.txt",
-            labels=f"{FAME_DIR}/lists/{{language}}_labels.csv",
+            **paths.fame_lists(OUT, "{language}"),
         wildcard_constraints:
             language=FAME_LANGUAGE,
         params:
@@ -160,14 +167,15 @@ if _FAME:
     FAME_RESULTS = [(m, t, lang) for m in FAME_METHODS for t in FAME_TRAINS for lang in FAME_LANGUAGES]
 
     rule fame_table:
-        """Heard / unheard EER, AUC and minDCF of every trained method, beside the baseline's."""
+        """Heard / unheard EER, AUC, minDCF and min Cllr of every trained method, beside the baseline's."""
         input:
-            [f"{FAME_DIR}/evaluation/{t}/{lang}/{m}.json" for m, t, lang in FAME_RESULTS],
+            [paths.fame_evaluation(OUT, t, lang, m)["json"] for m, t, lang in FAME_RESULTS],
         output:
-            md=report(f"{FAME_DIR}/table.md", caption="../report/fame_table.rst", category="FAME",
-                      labels={"file": "table.md"}),
-            csv=report(f"{FAME_DIR}/table.csv", caption="../report/fame_table.rst", category="FAME",
-                       labels={"file": "table.csv"}),
+            **{
+                **paths.fame_table(OUT),
+                "html": report(paths.fame_table(OUT)["html"], caption="../report/fame_table.rst", category="FAME",
+                               labels={"table": "heard / unheard"}),
+            },
         params:
             dataset=config["dataset"],
             results=lambda w, input: " ".join(
@@ -179,18 +187,17 @@ if _FAME:
             "../../envs/evaluate.yaml"
         shell:
             "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.fame table"
-            " --dataset {params.dataset:q} {params.results} --md {output.md:q} --csv {output.csv:q} 2> {log:q}"
+            " --dataset {params.dataset:q} {params.results} --md {output.md:q} --csv {output.csv:q}"
+            " --html {output.html:q} 2> {log:q}"
 
     rule fame_submission:
         """One method's score files for the test lists (the challenge's format), zipped."""
         input:
-            embeddings=expand(f"{FAME_DIR}/embeddings/{{train}}/{{{{method}}}}/test.parquet", train=FAME_TRAINS),
-            lists=expand(f"{FAME_DIR}/lists/{{language}}_test.txt", language=FAME_LANGUAGES),
-            labels=expand(f"{FAME_DIR}/lists/{{language}}_labels.csv", language=FAME_LANGUAGES),
+            embeddings=[paths.fame_embeddings(OUT, t, "{method}", "test") for t in FAME_TRAINS],
+            lists=[paths.fame_lists(OUT, lang)["test"] for lang in FAME_LANGUAGES],
+            labels=[paths.fame_lists(OUT, lang)["labels"] for lang in FAME_LANGUAGES],
         output:
-            scores=[f"{FAME_DIR}/submission/{{method}}/{name}" for name in sorted(set(FAME_FILES))],
-            zip=f"{FAME_DIR}/submission/{{method}}.zip",
-            summary=f"{FAME_DIR}/submission/{{method}}.json",
+            **paths.fame_submission(OUT, "{method}", sorted(set(FAME_FILES))),
         wildcard_constraints:
             method=TRAIN_NAME,
         params:
@@ -210,8 +217,137 @@ if _FAME:
             " {params.models} {params.lists} --out {params.out:q} --zip {output.zip:q}"
             " --summary {output.summary:q} --params {params.cfg:q} 2> {log:q}"
 
+    if OFFICIAL is not None:
+        OFFICIAL_DIR = paths.fame(OUT, official=True)
+        OFFICIAL_SOURCE = json.dumps(
+            {"layout": FAME_OFFICIAL.name, **{k.name: config["fame"]["official"][k.name] for k in FAME_OFFICIAL.keys}},
+            sort_keys=True,
+        )
+        OFFICIAL_BATCHES = batches_of(OFFICIAL)  # (language, part) -> (clip keys, face images, voices)
+        OFFICIAL_SHARDS = shards_of(OFFICIAL)  # (split, modality, index) -> languages
+        OFFICIAL_LANGUAGE = "|".join(sorted(set(OFFICIAL["identity"])))
+        OFFICIAL_LISTS = [str(p) for p in official_lists(config["fame"]["official"]).values()]
+
+        OFFICIAL_ARGS = batch_arguments(OFFICIAL_BATCHES, OFFICIAL_SOURCE, {i: i for i, _ in OFFICIAL_BATCHES})
+        OFFICIAL_SHARD_FILES = [
+            f"{OFFICIAL_DIR}/shards/{shard_relpath(s, m, int(i))}" for s, m, i in sorted(OFFICIAL_SHARDS)
+        ]
+
+        use rule frames as fame_official_frames with:
+            input:
+                batch_sources(1, OFFICIAL_BATCHES),
+            output:
+                f"{OFFICIAL_DIR}/frames/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            params:
+                batch=OFFICIAL_ARGS,
+            log:
+                f"{OUT}/logs/fame/official/frames/{{identity}}/{{part}}.log",
+
+        use rule faces as fame_official_faces with:
+            input:
+                rules.fame_official_frames.output,
+            output:
+                f"{OFFICIAL_DIR}/faces/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            log:
+                f"{OUT}/logs/fame/official/faces/{{identity}}/{{part}}.log",
+
+        use rule speech as fame_official_speech with:
+            input:
+                batch_sources(2, OFFICIAL_BATCHES),
+            output:
+                f"{OFFICIAL_DIR}/speech/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            params:
+                batch=OFFICIAL_ARGS,
+            log:
+                f"{OUT}/logs/fame/official/speech/{{identity}}/{{part}}.log",
+
+        use rule features as fame_official_features with:
+            input:
+                rules.fame_official_speech.output,
+            output:
+                f"{OFFICIAL_DIR}/features/{{identity}}/{{part}}.parquet",
+            wildcard_constraints:
+                identity=OFFICIAL_LANGUAGE,
+            log:
+                f"{OUT}/logs/fame/official/features/{{identity}}/{{part}}.log",
+
+        rule fame_official_clip_table:
+            """The official test set's clip table (a clip per list line), which its manifest reads."""
+            output:
+                f"{OFFICIAL_DIR}/clips.parquet",
+            params:
+                digest=lambda w: hashlib.sha256(OFFICIAL.to_csv(index=False).encode()).hexdigest(),
+            log:
+                f"{OUT}/logs/fame/official/clip_table.log",
+            conda:
+                "../../envs/preprocess.yaml"
+            run:
+                from facevoice.common.io import write_parquet
+
+                write_parquet(OFFICIAL, output[0], {"stage": "clip_table", "digest": params.digest})
+
+        use rule shard as fame_official_shard with:
+            input:
+                lambda w: [
+                    f"{OFFICIAL_DIR}/{'faces' if w.modality == 'face' else 'features'}/{i}/{p}.parquet"
+                    for i, p in sorted(OFFICIAL_BATCHES)
+                    if i in OFFICIAL_SHARDS[(w.split, w.modality, w.index)]
+                ],
+            output:
+                f"{OFFICIAL_DIR}/shards/{{split}}/{{modality}}-{{index}}.parquet",
+            params:
+                heldout="[]",
+            log:
+                f"{OUT}/logs/fame/official/shards/{{split}}/{{modality}}-{{index}}.log",
+
+        use rule manifest as fame_official_manifest with:
+            input:
+                clips=rules.fame_official_clip_table.output,
+                shards=OFFICIAL_SHARD_FILES,
+            output:
+                f"{OFFICIAL_DIR}/shards/manifest.parquet",
+            log:
+                f"{OUT}/logs/fame/official/manifest.log",
+
+        use rule embed as fame_official_embed with:
+            input:
+                model=rules.fame_train.output.model,
+                manifest=rules.fame_official_manifest.output,
+                shards=OFFICIAL_SHARD_FILES,
+            output:
+                paths.fame_embeddings(OUT, "{train}", "{method}", "{split}", official=True),
+            wildcard_constraints:
+                method=TRAIN_NAME,
+                train=FAME_TRAIN,
+                split="test",
+            log:
+                f"{OUT}/logs/fame/official/embed/{{train}}/{{method}}/{{split}}.log",
+
+        OFFICIAL_FILES = sorted(
+            {submission_name(FAME_VERSION, t, lang) for t in FAME_TRAINS for lang in set(OFFICIAL["language"])}
+        )
+
+        use rule fame_submission as fame_official_submission with:
+            input:
+                embeddings=[paths.fame_embeddings(OUT, t, "{method}", "test", official=True) for t in FAME_TRAINS],
+                lists=OFFICIAL_LISTS,
+            output:
+                **paths.fame_submission(OUT, "{method}", OFFICIAL_FILES, official=True),
+            params:
+                lists=lambda w, input: " ".join(f"--list {shlex.quote(p)}" for p in input.lists) + " --official",
+            log:
+                f"{OUT}/logs/fame/official/submission/{{method}}.log",
+
     FAME_TARGETS = expand(rules.fame_lists.output, language=FAME_LANGUAGES)
     if FAME_METHODS:
         FAME_TARGETS += rules.fame_table.output
         if FAME_SUBMIT:
             FAME_TARGETS += expand(rules.fame_submission.output, method=FAME_METHODS)
+        if OFFICIAL is not None:
+            FAME_TARGETS += expand(rules.fame_official_submission.output, method=FAME_METHODS)

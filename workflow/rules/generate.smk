@@ -40,7 +40,8 @@ rule generate:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        gpu=1,
+        gpu=method_gpu,
+        slurm_partition=method_partition,
         mem_mb=4000,
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.evaluation.generate --checkpoint {input.model:q} --manifest {input.manifest:q}"

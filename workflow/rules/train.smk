@@ -11,11 +11,12 @@ TRAIN_METHODS = list(TRAIN["methods"])
 # selection embeds the validation identities inside the train job; request
 # embeddings/<method>/val.parquet by name for your own use.
 EMBED_SPLITS = PROTOCOL_SPLITS
-TRAIN_DIR = f"{OUT}/train/{{method}}"
+TRAIN_FILES = paths.train(OUT, "{method}")  # model, log, curve, run (facevoice.data.paths)
+EMBEDDINGS = paths.embeddings(OUT, "{method}", "{split}")
 TRAIN_NAME = r"[a-z0-9_]+(-[A-Za-z0-9_.]+)?"  # method or method-variant
 
 # FAME (config fame.train_language, MAV-Celeb): fame.smk trains each method once more per
-# training language, under fame/train/<Language>/<method>/ (rule fame_train: TRAIN_SHELL with
+# training language, in a folder of its own per language and method (rule fame_train: TRAIN_SHELL with
 # `--language L`, the train/val items in L only); rule train's paths, params and command stay
 # those of a run without FAME, so turning FAME on or off re-runs none of its jobs.
 TRAIN_SHELL = (
@@ -24,9 +25,8 @@ TRAIN_SHELL = (
     " --threads {{threads}} --no-progress{language} 2> {{log:q}}"
 )
 
-TRAIN_TARGETS = (
-    expand(f"{OUT}/train/{{method}}/{{name}}", method=TRAIN_METHODS, name=["model.pt", "log.csv", "curve.png", "run.json"])
-    + expand(f"{OUT}/embeddings/{{method}}/{{split}}.parquet", method=TRAIN_METHODS, split=EMBED_SPLITS)
+TRAIN_TARGETS = expand(list(TRAIN_FILES.values()), method=TRAIN_METHODS) + expand(
+    EMBEDDINGS, method=TRAIN_METHODS, split=EMBED_SPLITS
 )
 
 rule train:
@@ -36,11 +36,11 @@ rule train:
         # train and validation shards only: the test identities stay untouched
         shards=[shard_path(*k) for k in sorted(SHARDS) if k[0] in ("train", TRAIN["val"]["split"])],
     output:
-        model=f"{TRAIN_DIR}/model.pt",
-        log=f"{TRAIN_DIR}/log.csv",
-        curve=report(f"{TRAIN_DIR}/curve.png", caption="../report/training_curve.rst", category="Training",
-                     labels={"method": "{method}"}),
-        run=f"{TRAIN_DIR}/run.json",
+        **{
+            **TRAIN_FILES,
+            "curve": report(TRAIN_FILES["curve"], caption="../report/training_curve.rst", category="Training",
+                            labels={"method": "{method}"}),
+        },
     wildcard_constraints:
         method=TRAIN_NAME,
     params:
@@ -48,12 +48,14 @@ rule train:
         root=parent_of("input", "manifest"),
         out=parent_of("output", "model"),
     log:
-        f"{OUT}/logs/train/{{method}}.log",
+        paths.log(OUT, "train", "{method}"),
     conda:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        gpu=1,
+        gpu=method_gpu,
+        slurm_partition=method_partition,
+        runtime=train_runtime,
         mem_mb=TRAIN["mem_mb"],
     shell:
         TRAIN_SHELL.format(language="")
@@ -66,7 +68,7 @@ rule embed:
         manifest=rules.manifest.output,
         shards=lambda w: [shard_path(*k) for k in sorted(SHARDS) if k[0] == w.split],
     output:
-        f"{OUT}/embeddings/{{method}}/{{split}}.parquet",
+        EMBEDDINGS,
     params:
         root=parent_of("input", "manifest"),
         device=TRAIN["device"],
@@ -75,12 +77,13 @@ rule embed:
         method=TRAIN_NAME,
         split="|".join(EMBED_SPLITS + ["val"]),
     log:
-        f"{OUT}/logs/embed/{{method}}/{{split}}.log",
+        paths.log(OUT, "embed", "{method}/{split}"),
     conda:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        gpu=1,
+        gpu=method_gpu,
+        slurm_partition=method_partition,
         mem_mb=4000,
     shell:
         "\"$FACEVOICE_PYTHON\" -m facevoice.training.embed --checkpoint {input.model:q} --method {wildcards.method}"

@@ -4,13 +4,7 @@ rule trials:
     input:
         manifest=rules.manifest.output[0],
     output:
-        multiext(
-            f"{OUT}/trials/{{protocol}}/",
-            "verification.parquet",
-            "matching.parquet",
-            "retrieval.parquet",
-            "summary.json",
-        ),
+        **paths.trials(OUT, "{protocol}"),
     wildcard_constraints:
         protocol=PROTOCOL_NAMES,
     params:
@@ -19,7 +13,7 @@ rule trials:
         cfg=protocol_params("verification", "matching", "retrieval", "age_cuts"),
         pins=pins_args,
     log:
-        f"{OUT}/logs/trials/{{protocol}}.log",
+        paths.log(OUT, "trials", "{protocol}"),
     conda:
         "../../envs/evaluate.yaml"
     shell:

@@ -21,6 +21,7 @@ layer, above this one). ``facevoice check-config`` is :mod:`facevoice.check`.
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 from pathlib import Path
@@ -208,10 +209,26 @@ def check_section(name: str, values: Any, schema_path: str | Path | None = None)
     return copy.deepcopy(values)
 
 
+METHODS_FOLDER = Path(__file__).resolve().parents[1] / "training" / "methods"
+
+
 def method_names() -> list[str]:
     """The method plug-ins' names, read from the package's files (no torch import)."""
-    folder = Path(__file__).resolve().parents[1] / "training" / "methods"
-    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    return sorted(p.stem for p in METHODS_FOLDER.glob("*.py") if not p.stem.startswith("_"))
+
+
+@functools.lru_cache(maxsize=None)
+def has_network(name: str) -> bool:
+    """Whether method ``name`` (or ``method-variant``) trains or embeds with a network: its plug-in's
+    ``NETWORK`` (default True; False for a scorer without one, ``chance``), read from the plug-in's
+    file without importing it (no torch), for the workflow's GPU resource."""
+    path = METHODS_FOLDER / f"{name.split('-', 1)[0]}.py"
+    if not path.is_file():
+        return True
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NETWORK" for t in node.targets):
+            return bool(ast.literal_eval(node.value))
+    return True
 
 
 def _method_problems(config: dict[str, Any]) -> list[str]:

@@ -152,6 +152,25 @@ def _guard(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on the file ``path`` for the block: one process
+    at a time on this host builds ``what``. A second waits, saying so once on stderr. The kernel
+    drops the lock when its holder dies, so a killed build never leaves it stuck."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[facevoice] waiting for another process building {what} (lock {path})",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def refusal(folder: Path, info: dict, state: str) -> str:
     """Why a run cannot start on ``folder`` held by ``info``, and what to do."""
     quoted = shlex.quote(str(folder))

@@ -20,8 +20,11 @@ it reads and how its clips are listed, in :mod:`facevoice.data.layouts`):
 
 The first two use VoxCeleb1's ``vox1_meta.csv`` (tab-separated ``VoxCeleb1 ID, VGGFace1 ID, Gender,
 Nationality, Set``; an optional ``Age`` column is read when present) and an
-``identity_splits.txt`` of ``Name set`` lines (1 train, 2 val, 3 seen-heard test,
-4 unseen-unheard test).
+``identity_splits.txt`` of ``Name set`` lines (1 train, 2 val, 4 unseen-unheard test). Set 3
+(seen-heard test in the Learnable PINs format) stops the run at the line that has it: here
+the seen-heard test is held-out videos of training identities, never identities of their
+own, and whether such an identity should be trained on is the researcher's call (set 1:
+trained on, and tested seen-heard on its held-out videos; set 4: tested unseen-unheard).
 
 Clips are processed in **batches**: the clips of one identity (sorted), cut into parts of
 at most ``batches.max_clips`` (:func:`batch_parts`); a batch job re-lists its own clips
@@ -33,7 +36,12 @@ The seen-heard protocol holds videos of training identities out of training
 (:func:`heldout_videos`: ``seenheard.videos`` per identity drawn with ``seenheard.seed``, or
 exactly the videos the official seen-heard lists name): their clips get the split
 ``seenheard`` in the clip table, whole videos at a time, and an identity keeps a video for
-training.
+training. An identity the official lists name with *every* video it has would keep none: it
+would be unseen in truth, and its trials would be counted as seen-heard. Such identities
+are left out of seen-heard (:func:`drop_unseen`): they keep all their videos for training,
+the lists' trials naming them are dropped at import (counted there), and the clip table's
+``attrs[SEENHEARD_DROPPED]`` (kept in ``clips.parquet``) lists them for the run's log and
+the data report (:func:`heldout_summary`).
 
 Problems that make a run meaningless stop it here, naming what to fix: a missing input
 path, an identity without a metadata row or without a split, an identity listed twice, an
@@ -51,9 +59,15 @@ from typing import Any
 
 import pandas as pd
 
-SPLIT_CODES = {"1": "train", "2": "val", "3": "test_seenheard", "4": "test"}
+SPLIT_CODES = {"1": "train", "2": "val", "4": "test"}
 #: The split of the held-out videos of training identities (the seen-heard protocol).
 SEENHEARD = "seenheard"
+#: The clip table's ``attrs`` key listing the identities left out of seen-heard (:func:`drop_unseen`).
+SEENHEARD_DROPPED = "seenheard_dropped"
+#: Why the held-out split is empty, in the config's words.
+NOTHING_HELD_OUT = "no video is held out (seenheard.videos is 0, or no training identity has two videos)"
+#: The order of the splits in reports (a split not listed comes after them).
+SPLIT_ORDER = ("train", SEENHEARD, "val", "test")
 #: Official Learnable PINs lists: the list of each verification stratum, and the set of each
 #: test split (the seen-heard lists also name the videos held out of training).
 PINS_FILES = {"U": "random", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}
@@ -149,10 +163,17 @@ def read_splits(path: str | Path) -> dict[str, str]:
         parts = line.split()
         if not parts:
             continue
+        if len(parts) == 2 and parts[1] == "3":
+            raise InputError(
+                f"{path}:{lineno}: identity {parts[0]} has set 3 (seen-heard test), which this pipeline has no "
+                f"use for: its seen-heard test holds out videos of training identities (config seenheard.videos, "
+                f"or the videos the official lists in evaluation.pins.dir name). Give it set 1 to train on it and "
+                f"test it seen-heard on its held-out videos, or 4 to test it unseen-unheard"
+            )
         if len(parts) != 2 or parts[1] not in SPLIT_CODES:
             raise InputError(
                 f"{path}:{lineno}: expected 'Name set' with set in 1 (train), 2 (val), "
-                f"3 (seen-heard test), 4 (unseen-unheard test); found {line!r}"
+                f"4 (unseen-unheard test); found {line!r}"
             )
         name, code = parts
         split = SPLIT_CODES[code]
@@ -191,12 +212,12 @@ def identity_clips(source: dict[str, Any], identity: str, name: str) -> list[tup
     with (:attr:`facevoice.data.layouts.Layout.source`); ``name`` is the identity's VGGFace1
     name (the VoxCeleb1 face frames are filed under it).
     """
-    from facevoice.data.layouts import named
+    from facevoice.data.layouts import batch_layout
 
-    layout = named(source.get("layout"))
+    layout = batch_layout(source.get("layout"))
     missing = [k for k in ("layout", *layout.source) if k not in source]
     if missing:
-        raise InputError(f"the source lacks config key(s) {', '.join('input.' + k for k in missing)}")
+        raise InputError(f"the source lacks config key(s) {', '.join(f'{layout.section}.{k}' for k in missing)}")
     return layout.clips(source, identity, name)
 
 
@@ -273,23 +294,27 @@ def shard_files(clips: pd.DataFrame, buckets: int) -> list[str]:
             for modality in ("face", "voice")]
 
 
-def list_clips(config: dict[str, Any]) -> pd.DataFrame:
+def list_clips(config: dict[str, Any], layout: Any = None) -> pd.DataFrame:
     """Return one row per clip (columns :data:`CLIP_COLUMNS`), after checking the metadata.
 
-    ``part`` is the clip's batch within its identity (config ``batches.max_clips``).
+    ``part`` is the clip's batch within its identity (config ``batches.max_clips``); ``layout``
+    (default: the config's ``input.layout``, whose training identities' videos may be held out
+    for seen-heard) lists the clips.
     """
     from facevoice.data.layouts import layout_of
 
-    records = layout_of(config).records(config)
+    records = (layout or layout_of(config)).records(config)
     df = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS[:-1])
     max_clips = int(config["batches"]["max_clips"])
     df = df.sort_values("clip", kind="stable").reset_index(drop=True)
     df["part"] = [part_name(i // max_clips) for i in df.groupby("identity").cumcount()]
     _check_disjoint(df)
-    held = heldout_videos(df, config)
+    held, dropped = drop_unseen(df, heldout_videos(df, config)) if layout is None else (set(), [])
     if held:
         video_key = df["identity"] + "/" + df["video"]
         df.loc[video_key.isin(held), "split"] = SEENHEARD
+    if dropped:
+        df.attrs[SEENHEARD_DROPPED] = dropped
     return df
 
 
@@ -375,17 +400,34 @@ def heldout_videos(df: pd.DataFrame, config: dict[str, Any]) -> set[str]:
     return held
 
 
+def drop_unseen(df: pd.DataFrame, held: set[str]) -> tuple[set[str], list[str]]:
+    """(``held`` without the videos of the training identities it would leave with none,
+    those identities sorted): they stay wholly in training and out of seen-heard."""
+    train = df[df["split"] == "train"]
+    videos = (train["identity"] + "/" + train["video"]).groupby(train["identity"]).agg(set)
+    dropped = sorted(ident for ident, vids in videos.items() if vids <= held)
+    keep = held - set().union(*videos[dropped]) if dropped else held
+    if dropped and not keep:
+        raise InputError(f"the seen-heard lists name every video of each of the {len(dropped)} training identities "
+                         f"they name ({dropped[:5]}): holding them out leaves these identities unseen, so no "
+                         f"seen-heard test remains; give the folder holding their other videos too, or leave "
+                         f"'seenheard' out of evaluation.pins.sets")
+    return keep, dropped
+
+
 def heldout_summary(df: pd.DataFrame) -> str | None:
-    """One line on what the seen-heard hold-out took out of training (None: nothing)."""
+    """One line on what the seen-heard hold-out took out of training and which identities it
+    left out (:func:`drop_unseen`, from ``df.attrs``); None: nothing held out or left out."""
     held = df[df["split"] == SEENHEARD]
-    if held.empty:
+    dropped = df.attrs.get(SEENHEARD_DROPPED) or []
+    if held.empty and not dropped:
         return None
-    kept = set(df.loc[df["split"] == "train", "identity"])
-    orphans = sorted(set(held["identity"]) - kept)
     line = (f"seen-heard: {len(held)} clips of {held.groupby(['identity', 'video']).ngroups} videos of "
             f"{held['identity'].nunique()} training identities held out of training")
-    if orphans:
-        line += f"; {len(orphans)} of them keep no training video (all their videos are listed): {orphans[:5]}"
+    if dropped:
+        line += (f"; {len(dropped)} training identities left out of seen-heard, the official lists naming every "
+                 f"video they have (held out, they would be unseen in truth): they train on all their videos "
+                 f"and their trials are dropped at import: {dropped[:5]}")
     return line
 
 

@@ -12,6 +12,10 @@ A :class:`Layout` says everything the rest of the package knows about a layout:
   the frames sources that exist, and the frames stage rejects the other clips with the reason);
 - whether it gives clips a language (config ``fame`` needs one).
 
+:data:`FAME_OFFICIAL` declares the FAME challenge's official test set the same way (its keys in
+config ``fame.official``, its clips a list line each): :func:`official_problems`,
+:func:`path_problems` and :func:`official_table` check it.
+
 ``facevoice check-config`` and the workflow read the same declarations (both through
 :func:`facevoice.check.check_run`). Adding a layout is one declaration in :data:`LAYOUTS`, its
 name in the schema's ``input.layout`` enum and its keys in the schema's ``input:`` section (where
@@ -24,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import pandas as pd
 
 from facevoice.common import config as config_mod
 from facevoice.data import inputs, mavceleb
@@ -61,6 +67,8 @@ class Layout:
     frames_may_be_missing: bool = False
     #: the clip table's ``language`` column is filled (config ``fame`` needs it)
     languages: bool = False
+    #: the config section holding the keys (``input``, or ``fame.official`` for the official test set)
+    section: str = "input"
 
     @property
     def keys(self) -> tuple[Key, ...]:
@@ -78,11 +86,11 @@ class Layout:
         return tuple(k.name for k in self.keys if k.media)
 
     def paths(self) -> dict[str, str]:
-        """``input.<key>`` -> "folder" or "file", for every path key (checked when set)."""
-        return {f"input.{k.name}": k.kind for k in self.keys if k.kind}
+        """``<section>.<key>`` -> "folder" or "file", for every path key (checked when set)."""
+        return {f"{self.section}.{k.name}": k.kind for k in self.keys if k.kind}
 
     def unset(self, inp: dict[str, Any]) -> list[str]:
-        """The required keys that ``inp`` (config ``input:``) leaves unset."""
+        """The required keys that ``inp`` (the config's section of the keys) leaves unset."""
         return [k.name for k in self.required if not inp.get(k.name)]
 
 
@@ -107,6 +115,18 @@ LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in [
            frames_may_be_missing=True, languages=True),
 ]}
 
+#: The FAME challenge's official test set (config ``fame.official``), not an ``input.layout``: per
+#: language a flat folder of voices and one of faces, and ``<Language>_test.txt`` lists of ``key
+#: voice_path face_path`` lines (:mod:`facevoice.data.mavceleb`). Its clips (a clip per list line)
+#: go through the same batch stages as the run's clips (workflow/rules/fame.smk).
+FAME_OFFICIAL = Layout(
+    "fame_official",
+    required=(Key("root", "the release root the official lists' paths are relative to", "folder"),
+              Key("lists", "the folder of the official <Language>_test.txt lists", "folder")),
+    optional=(), records=mavceleb.official_records,
+    clips=lambda source, identity, name: mavceleb.official_clips(source, identity),
+    languages=True, section="fame.official")
+
 #: The keys of config ``input:`` that say where a batch's media are (every layout's; the JSON a
 #: batch job is given holds them all, so it does not change with the layout).
 SOURCE_KEYS = ("layout", *dict.fromkeys(k for layout in LAYOUTS.values() for k in layout.source))
@@ -117,6 +137,11 @@ def named(name: Any) -> Layout:
     if name not in LAYOUTS:
         raise InputError(f"unknown input.layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
     return LAYOUTS[name]
+
+
+def batch_layout(name: Any) -> Layout:
+    """The layout a batch job lists its clips with: an ``input.layout``, or :data:`FAME_OFFICIAL`."""
+    return FAME_OFFICIAL if name == FAME_OFFICIAL.name else named(name)
 
 
 def layout_of(config: dict[str, Any]) -> Layout:
@@ -134,7 +159,41 @@ def problems(config: dict[str, Any]) -> list[str]:
     train = config["fame"]["train_language"]
     if train and not layout.languages:
         lines.append(f"{fame_message(train, layout)}: set fame.train_language to null")
+    return lines + official_problems(config)
+
+
+def official_problems(config: dict[str, Any]) -> list[str]:
+    """What config ``fame.official`` lacks when it is set (:data:`FAME_OFFICIAL`'s keys, and
+    ``fame.train_language``: the official items are scored by the FAME models)."""
+    section = config["fame"]["official"]
+    if not any(section.values()):
+        return []
+    lines = []
+    missing = FAME_OFFICIAL.unset(section)
+    if missing:
+        keys = ", ".join(f"'fame.official.{k}'" for k in missing)
+        lines.append(f"fame.official is set (the challenge's official test set), so {keys} must be set")
+    if not config["fame"]["train_language"]:
+        lines.append("fame.official is set, but fame.train_language is not: the official test items are scored "
+                     "by the methods trained on a language; set fame.train_language (and fame.version)")
     return lines
+
+
+def official_table(config: dict[str, Any]) -> pd.DataFrame | None:
+    """The official test set's clip table (:data:`FAME_OFFICIAL`, a clip per list line, ``part``
+    filled as for the run's clips), each list's languages one of ``fame.version``'s; None when
+    ``fame.official`` is not set."""
+    section = config["fame"]["official"]
+    if not section.get("root"):
+        return None
+    table = inputs.list_clips(config, FAME_OFFICIAL)
+    version = config["fame"]["version"]
+    wrong = sorted(set(table["language"]) - set(mavceleb.FAME_VERSIONS.get(version, ())))
+    if wrong:
+        raise InputError(f"fame.official.lists: {wrong} is not a language of MAV-Celeb {version} "
+                         f"({'-'.join(mavceleb.FAME_VERSIONS.get(version, ()))}, config fame.version): the score "
+                         f"files hold one heard and one unheard language of the version")
+    return table
 
 
 def fame_message(train: str, layout: Layout) -> str:
@@ -156,4 +215,4 @@ def load(path: str | Path, schema_path: str | Path | None = None) -> dict[str, A
 def path_problems(config: dict[str, Any], directory: str | Path | None = None) -> list[str]:
     """The input paths of a validated config that do not exist (its layout's, and the other
     paths of the config: :func:`facevoice.common.config.check_paths`)."""
-    return config_mod.check_paths(config, layout_of(config).paths(), directory)
+    return config_mod.check_paths(config, {**layout_of(config).paths(), **FAME_OFFICIAL.paths()}, directory)

@@ -31,6 +31,10 @@ the voices tree must be in exactly one split. :func:`draw_splits` draws one with
 A tree of another shape stops the run with the path and the expected shape: the challenge's
 flat test tree (``voices/<Language>/<NNNNN>.wav``, identities hidden) is not an identity tree,
 nor is a tree with a level missing.
+
+The flat test tree is read as config ``fame.official`` (:func:`official_records`,
+:func:`official_clips`): its ``<Language>_test.txt`` lists (:func:`read_test_list`) of ``key
+voice_path face_path`` lines, a clip ``<Language>/test/<key>`` per line.
 """
 
 from __future__ import annotations
@@ -279,3 +283,101 @@ def training_manifest(manifest: pd.DataFrame, train_language: str) -> pd.DataFra
         raise ValueError("the manifest has no language column: only the mavceleb layout gives one")
     learn = manifest["split"].isin(["train", "val"])
     return manifest[~learn | (manifest["language"] == train_language)].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the challenge's official test set
+
+#: The official test set as the challenge ships it (config ``fame.official``, the layout
+#: ``fame_official`` of :mod:`facevoice.data.layouts`): per language a flat folder of voices and
+#: one of faces under the release root, and a list per language in ``fame.official.lists``.
+OFFICIAL_SHAPE = ("<lists>/<Language>_test.txt of 'key voice_path face_path' lines, the paths relative to "
+                  "<root> (voices/<Language>/NNNNN.wav, faces/<Language>/NNNNN.jpg)")
+#: the video part of an official item's clip key: ``<Language>/test/<key>``
+OFFICIAL_VIDEO = "test"
+
+
+def read_test_list(path: str | Path) -> pd.DataFrame:
+    """A challenge test list (``key voice_path face_path`` per line) as key, voice, face."""
+    rows, seen = [], set()
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{lineno}: expected 'key voice_path face_path', found {line!r}")
+        if parts[0] in seen:
+            raise ValueError(f"{path}:{lineno}: key {parts[0]!r} appears twice")
+        seen.add(parts[0])
+        rows.append(parts)
+    if not rows:
+        raise ValueError(f"{path}: no trial in the list")
+    return pd.DataFrame(rows, columns=["key", "voice", "face"])
+
+
+def list_language(path: str | Path) -> str:
+    """The test language of a list named ``<Language>_test.txt``."""
+    name = Path(path).name
+    if not name.endswith("_test.txt") or name == "_test.txt":
+        raise ValueError(f"{path}: a challenge test list is named <Language>_test.txt")
+    return name[: -len("_test.txt")]
+
+
+def official_lists(section: dict[str, Any]) -> dict[str, Path]:
+    """Language -> its ``<Language>_test.txt`` in ``fame.official.lists`` (sorted by language)."""
+    folder = _require(section.get("lists"), "fame.official.lists", "the folder of the official test lists")
+    found = {list_language(p): p for p in sorted(folder.glob("*_test.txt")) if p.name != "_test.txt"}
+    if not found:
+        raise InputError(f"fame.official.lists '{folder}' holds no <Language>_test.txt; expected {OFFICIAL_SHAPE}")
+    for language in found:
+        if not NAME_RE.match(language):
+            raise InputError(f"fame.official.lists: {found[language]} names language {language!r}, outside "
+                             f"[A-Za-z0-9_-]; expected {OFFICIAL_SHAPE}")
+    return found
+
+
+def _official_rows(root: Path, language: str, path: Path) -> list[tuple[str, str, str]]:
+    """(clip key, face file, voice file) of one official list, each path checked."""
+    try:
+        listed = read_test_list(path)
+    except ValueError as exc:
+        raise InputError(f"fame.official.lists: {exc}; expected {OFFICIAL_SHAPE}") from None
+    rows = []
+    for lineno, (key, voice, face) in enumerate(listed.itertuples(index=False), 1):
+        if not NAME_RE.match(key):
+            raise InputError(f"{path}:{lineno}: key {key!r} has characters outside [A-Za-z0-9_-]")
+        for what, rel in (("voice", voice), ("face", face)):
+            if not (root / rel).is_file():
+                raise InputError(f"{path}:{lineno}: the {what} '{rel}' is not a file under fame.official.root "
+                                 f"'{root}'; expected {OFFICIAL_SHAPE}")
+        rows.append((f"{language}/{OFFICIAL_VIDEO}/{key}", str(root / face), str(root / voice)))
+    return rows
+
+
+def official_clips(source: dict[str, Any], language: str) -> list[tuple[str, str, str]]:
+    """(clip key, frames source, speech source) of one language's official list, sorted by key:
+    a clip per line (``<Language>/test/<key>``), its face the line's image, its voice the line's wav.
+    ``source`` holds config ``fame.official``'s ``root`` and ``lists``."""
+    root = _require(source.get("root"), "fame.official.root", "the release root of the official test set")
+    path = official_lists(source).get(language)
+    return [] if path is None else sorted(_official_rows(root, language, path))
+
+
+def official_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The official test set as clip table rows (without ``part``): a clip per list line, its
+    "identity" the list's language (the identities are hidden), split test."""
+    section = config["fame"]["official"]
+    records = []
+    for language in official_lists(section):
+        for key, frames_src, speech_src in official_clips(section, language):
+            records.append({"clip": key, "identity": language, "video": OFFICIAL_VIDEO,
+                            "clip_name": key.rsplit("/", 1)[1], "name": language, "split": "test",
+                            "gender": None, "nationality": None, "age": None, "language": language,
+                            "frames_source": frames_src, "speech_source": speech_src})
+    return records
+
+
+def official_item(language: str, key: str, modality: str) -> str:
+    """The manifest item (an embedding's id) of a list line's voice, or the prefix of its face
+    items (``<clip>/face/``; one per detected face, ``0000`` for the given image)."""
+    clip = f"{language}/{OFFICIAL_VIDEO}/{key}"
+    return f"{clip}/voice" if modality == "voice" else f"{clip}/face/"

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from facevoice.common.config import ConfigError
 from facevoice.common.config import defaults as config_defaults
 from facevoice.common.config import load as load_config
+from facevoice.common.lock import exclusive
 from facevoice.demo.base import DemoError, log
 from facevoice.demo.control import ControlIdentity, plan_control
 from facevoice.demo.export import corpus_up_to_date, read_corpus, write_corpus_json, write_tables
@@ -116,14 +117,22 @@ def build_demo(
     :class:`DemoError` when too few identities can be made and
     :class:`~facevoice.demo.base.VerificationError` when a file does not match the catalog.
     """
-    t0 = time.monotonic()
     _check_settings(settings)
     # Absolute: the package clients run in temporary folders, so relative paths would land there.
     out, cache = Path(settings["out"]).resolve(), Path(settings["cache"]).resolve()
     if not isinstance(catalog, Mapping):
         catalog = load_catalog(catalog)
     clients = set(available_clients() if clients is None else clients)
-    params = _params(catalog, settings)
+    # Two builds at once (two test sessions, `facevoice demo` beside one) would each find the
+    # other's half-written corpus out of date and rewrite it: one at a time per corpus and cache.
+    with exclusive(out.parent / f".{out.name}.lock", f"the demo corpus {out}"), \
+            exclusive(cache.parent / f".{cache.name}.lock", f"the demo download cache {cache}"):
+        return _build(out, cache, catalog, _params(catalog, settings), clients, force, progress)
+
+
+def _build(out: Path, cache: Path, catalog: Mapping[str, Any], params: Mapping[str, Any], clients: set[str],
+           force: bool, progress: bool) -> Path:
+    t0 = time.monotonic()
     if not force and _up_to_date(out, catalog, params, clients):
         return out
     cache.mkdir(parents=True, exist_ok=True)

@@ -2,39 +2,49 @@
 
 ``facevoice compare [--protocol NAME] --results a.json b.json ... [--roc a.parquet b.parquet ...] --out DIR``
 
-Writes into DIR (fixed names, see :data:`OUTPUTS`) the tables and plots of one protocol
+Writes into DIR (the names of :data:`OUTPUTS`, from :mod:`facevoice.data.paths`) the tables and plots of one protocol
 (:mod:`facevoice.evaluation.protocols`; default unseen-unheard, test identities never seen in
 training; a declared one is read from ``evaluation.declare`` of --config/--params):
 
-* ``verification.{md,csv,tex}``: AUC, EER and minDCF by stratum (U, G, N, A, GNA);
-* ``matching_1v2.{md,csv,tex}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
-* ``matching_1vN.{md,csv,tex}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
-* ``retrieval.{md,csv,tex}``: mAP and its chance level per direction;
-* ``tables.md``: the four tables with their notes, for the report;
-* ``roc_<S>.png``: the ROC curves of all methods overlaid, one plot per stratum;
+* ``verification.{md,csv,tex,html}``: AUC, EER, minDCF and min Cllr by stratum (U, G, N, A, GNA);
+* ``matching_1v2.{md,csv,tex,html}``: 1:2 accuracy by direction (F-V, V-F) and stratum (U, G, N, GN);
+* ``matching_1vN.{md,csv,tex,html}``: 1:N accuracy (stratum U) at N = 2, 4, 6, 8, 10;
+* ``retrieval.{md,csv,tex,html}``: mAP and its chance level per direction;
+* ``<table>.tex`` is for a paper (booktabs; intervals in small type), ``<table>.compact.tex``
+  the same without intervals;
+* ``tables.{md,html}``: the four tables with their notes on one page, and the sources of the
+  reported rows;
+* ``roc.png``: the ROC curves of all methods overlaid, one panel per stratum that some
+  method has a figure for (the verification notes say why a stratum has none);
 * ``matching_1vN_F-V.png``, ``matching_1vN_V-F.png``: 1:N accuracy against N.
 
-Every figure is in percent but minDCF (a normalised cost in [0, 1]). Rows come in three kinds, named in the ``Figures`` column:
+Every figure is in percent but minDCF and min Cllr (costs in [0, 1], shown as costs; minDCF's
+heading names its P_target, the results' ``meta.dcf``). Rows come in three kinds, named in the ``Figures`` column:
 ``ours`` (computed from the results JSON, with the 95% bootstrap interval in brackets in
 Markdown and LaTeX and in ``*_lo``/``*_hi`` columns of the CSV), ``reported`` (the
-papers' own figures from ``facevoice/evaluation/reference_results.yaml``, with paper and
-table; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
+papers' own figures from ``facevoice/evaluation/reference_results.yaml``, each row named by
+its method, paper and table, e.g. "DJE, Wang et al. 2020 (Table 2)"; a baseline's also by the
+paper that reports it; they are VoxCeleb1 figures but voice2face's (a news article's, see its note), never
 recomputed, each shown under its protocol alone, in tables and plots: ``test_set`` in that
-file, unseen-unheard unless it names another; an entry's ``note`` is listed under the table) and ``chance`` (AUC 50,
-EER 50, minDCF 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
+file, unseen-unheard unless it names another; an entry's ``note`` is listed under the table) and ``chance``
+(row "chance level", apart from the ``chance`` baseline method's own results: AUC 50,
+EER 50, minDCF 1, min Cllr 1, 1:N 100/N, retrieval: the exact expected mAP of a random ranking of our
 gallery). The papers' ablation tables (``ablations`` in that file) are shown when one of
 their variants (``dje-rank_only``, ...) is among the results: each ablation row directly
 under the result of its variant (the full-model row under the method), the table's other
 rows after the other reported rows. A
 figure that does not exist is "—" (empty in the CSV): for ours only where the results say so
 (a stratum or N marked ``available: false`` with its reason, or one the trial lists did not
-hold), and the notes under each table say why; for the papers, a figure they do not report.
+hold), and the notes under each table say why, each text once (numbered, with the rows it is
+about; the empty cell names its note's number in Markdown, "— [1]"); for the papers, a figure they do not report. Every row has its own name.
 Results are read through :mod:`facevoice.evaluation.results`: a file with a missing, renamed
 or unknown key is refused with the key and the file, never shown as a dash.
 
-``facevoice compare --table protocols.md protocols.csv --protocol A --results a1.json ... --protocol B
---results b1.json ...`` writes the protocols side by side instead (AUC, EER, minDCF and 1:2
-matching of stratum U, one row per method), into exactly those two files.
+``facevoice compare --table protocols.md protocols.csv [protocols.html] --protocol A --results a1.json ... --protocol B
+--results b1.json ...`` writes the protocols side by side instead (AUC, EER, minDCF, min Cllr and 1:2
+matching of stratum U, one row per method), into exactly those files. Each ``.html`` is the
+table as a page a browser shows (:mod:`facevoice.common.tables`): the Snakemake report shows
+those.
 
 ROC curves come from ``facevoice evaluate --roc-out`` files, matched to results by the
 method name in their metadata.
@@ -54,26 +64,27 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
 from facevoice.common.config import check_section
-from facevoice.common.io import atomic_path, read_parquet, write_text
+from facevoice.common.io import read_parquet, write_text
+from facevoice.common.tables import Section, write_html
+from facevoice.data import paths
+from facevoice.evaluation.metrics import dcf_name
+from facevoice.evaluation.plots import (  # noqa: F401 (figure_*, roc_strata: compare's API)
+    figure_1vN, figure_roc, plot_1vN, plot_roc, roc_strata)
+from facevoice.evaluation.plots import protocol_of as _protocol_of
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config
 from facevoice.evaluation.protocols import PROTOCOLS, UNSEEN_UNHEARD, Protocol, figure_test_set, resolve
 from facevoice.evaluation.results import MatchingResult, Results, ResultsError
 from facevoice.evaluation.results import load as load_result
 
-#: The usual names of the protocols side by side (the workflow's comparison/protocols.*)
-PROTOCOLS_TABLE = ("protocols.md", "protocols.csv")
 TABLES = ("verification", "matching_1v2", "matching_1vN", "retrieval")
 
 
-def outputs(strata: tuple[str, ...] = VERIFICATION_STRATA) -> list[str]:
-    """File names ``compare`` writes into its folder (for the workflow's rule)."""
-    files = [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "tex")] + ["tables.md"]
-    files += [f"roc_{s}.png" for s in strata]
-    files += [f"matching_1vN_{d}.png" for d in DIRECTIONS]
-    return files
+def outputs() -> list[str]:
+    """File names ``compare`` writes into its folder (:func:`facevoice.data.paths.comparison_names`)."""
+    return paths.comparison_names(TABLES, DIRECTIONS)
 
 
 OUTPUTS = outputs()
@@ -107,7 +118,7 @@ def _reference_data(path: str | os.PathLike | None = None) -> dict:
 
 
 def load_reference(path: str | os.PathLike | None = None, baselines: bool = False) -> list[dict]:
-    """The seeds' figures for their own methods (``papers``), then, with ``baselines``, the
+    """The source papers' figures for their own methods (``papers``), then, with ``baselines``, the
     figures they report for the older methods they compare against (``baselines``)."""
     data = _reference_data(path)
     entries = (data.get("papers") or []) + ((data.get("baselines") or []) if baselines else [])
@@ -118,7 +129,7 @@ def load_reference(path: str | os.PathLike | None = None, baselines: bool = Fals
 
 
 def load_ablations(path: str | os.PathLike | None = None) -> list[dict]:
-    """The seeds' ablation tables (``ablations``): one entry per table, each row tied to
+    """The source papers' ablation tables (``ablations``): one entry per table, each row tied to
     the project's variant it corresponds to (``variant``; null where there is none)."""
     return _reference_data(path).get("ablations") or []
 
@@ -149,11 +160,11 @@ def _pct(x) -> float | None:
     return None if x is None else 100.0 * float(x)
 
 
-DCF_DECIMALS = 3  # minDCF is shown as it is (a cost in [0, 1]), not in percent
+DCF_DECIMALS = 3  # minDCF and min Cllr are shown as they are (costs in [0, 1]), not in percent
 
 
 def _from_result(value, ci, percent: bool = True) -> Cell:
-    """A result's figure and interval, in percent, or as it is (a cost: minDCF)."""
+    """A result's figure and interval, in percent, or as it is (a cost: minDCF, min Cllr)."""
     if value is None:
         return Cell()
     lo, hi = (ci if ci else (None, None))
@@ -177,12 +188,19 @@ def _accuracy(entry: MatchingResult | None, n: int) -> Cell:
     return _from_result(entry.accuracy[n], entry.ci95[n])
 
 
+def dcf_heading(results: list[Results]) -> str:
+    """minDCF's heading, naming P_target (the results' ``meta.dcf``) when all share it
+    (:func:`facevoice.evaluation.metrics.dcf_name`); the footer says where each result's is."""
+    return dcf_name(r.meta.dcf for r in results)
+
+
 def _columns(table: str, cfg: dict) -> list[tuple[str, str, str]]:
     """(csv name, group header, sub header) per column; Markdown joins group and sub."""
     if table == "verification":
         return ([(f"auc_{s}", "AUC (%)", s) for s in VERIFICATION_STRATA]
                 + [(f"eer_{s}", "EER (%)", s) for s in VERIFICATION_STRATA]
-                + [(f"mindcf_{s}", "minDCF", s) for s in VERIFICATION_STRATA])
+                + [(f"mindcf_{s}", cfg.get("dcf_heading", "minDCF"), s) for s in VERIFICATION_STRATA]
+                + [(f"mincllr_{s}", "min Cllr", s) for s in VERIFICATION_STRATA])
     if table == "matching_1v2":
         return [(f"{d}_{s}", f"{d} (%)", s) for d in DIRECTIONS for s in MATCHING_STRATA]
     if table == "matching_1vN":
@@ -201,6 +219,7 @@ def _ours(res: Results, table: str, cfg: dict) -> dict[str, Cell]:
             cells[f"auc_{s}"] = _figure(e, "auc")
             cells[f"eer_{s}"] = _figure(e, "eer")
             cells[f"mindcf_{s}"] = _figure(e, "min_dcf", percent=False)
+            cells[f"mincllr_{s}"] = _figure(e, "min_cllr", percent=False)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
@@ -214,13 +233,6 @@ def _ours(res: Results, table: str, cfg: dict) -> dict[str, Cell]:
             cells[f"map_{d}"] = _figure(res.retrieval_at(d), "map")
             cells[f"chance_{d}"] = _figure(res.retrieval_at(d), "chance")
     return cells
-
-
-def _protocol_of(cfg: dict) -> Protocol:
-    """The protocol a table or plot shows (``cfg["protocol"]``: a :class:`Protocol` or its
-    name; unseen-unheard when none is named)."""
-    p = cfg.get("protocol", UNSEEN_UNHEARD)
-    return PROTOCOLS[p] if isinstance(p, str) else p
 
 
 def _reference(paper: dict, table: str, cfg: dict) -> tuple[dict[str, Cell], list[str]]:
@@ -266,6 +278,7 @@ def _chance(results: list[Results], table: str, cfg: dict) -> dict[str, Cell]:
             cells[f"auc_{s}"] = Cell(50.0)
             cells[f"eer_{s}"] = Cell(50.0)
             cells[f"mindcf_{s}"] = Cell(1.0, decimals=DCF_DECIMALS)
+            cells[f"mincllr_{s}"] = Cell(1.0, decimals=DCF_DECIMALS)
     elif table == "matching_1v2":
         for d in DIRECTIONS:
             for s in MATCHING_STRATA:
@@ -303,9 +316,8 @@ def _ablation_rows(results: list[Results], ablations: list[dict], table: str,
             cells, tabs = _reference(r, table, cfg)
             if not cells:
                 continue
-            row = {"method": f"{a.get('label', a['method'])}, {r['label']} [{r.get('variant') or 'no variant'}]",
-                   "kind": "reported", "figures": f"reported: {a['short']}, {', '.join(tabs)} (ablation)",
-                   "cells": cells}
+            row = {"method": f"{a.get('label', a['method'])}, {r['label']}, {a['short']} ({_tables(tabs)})",
+                   "kind": "reported", "figures": "reported (ablation)", "cells": cells}
             if r.get("variant") in names:
                 beside.setdefault(r["variant"], []).append({**row, "group": "ours"})
             else:
@@ -322,32 +334,56 @@ def build_rows(results: list[Results], papers: list[dict], table: str, cfg: dict
     for res in results:
         rows.append({"method": res.name, "kind": "ours", "figures": "ours", "cells": _ours(res, table, cfg)})
         rows += beside.get(res.name, [])
-    rows.append({"method": "chance", "kind": "chance",
-                 "figures": "chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
+    rows.append({"method": CHANCE_ROW, "kind": "chance",
+                 "figures": "expected at chance" + (" (exact E[AP], our gallery)" if table == "retrieval" else ""),
                  "cells": _chance(results, table, cfg)})
     if cfg["reference"]:
         for p in papers:
             cells, tabs = _reference(p, table, cfg)
-            if not cells:
-                continue
-            label = p.get("label") or p["key"]
-            rows.append({"method": f"{label} [{p['key']}]", "kind": "reported",
-                         "figures": f"reported: {p.get('short', p['key'])}, {', '.join(tabs)}",
-                         "cells": cells})
-    return rows + rest
+            if cells:
+                rows.append({"method": reported_name(p, tabs), "kind": "reported", "figures": "reported",
+                             "cells": cells})
+    rows += rest
+    named = [r["method"] for r in rows]
+    twice = sorted({n for n in named if named.count(n) > 1})
+    if twice:
+        raise ValueError(f"two rows of the {table} table are named {twice[0]!r}: rename the results "
+                         "(meta.method) or the reference entry (label) so that each row has its own name")
+    return rows
 
 
-def _reference_notes(papers: list[dict], ablations: list[dict], table: str, cfg: dict) -> list[str]:
+#: The row of the figures expected at chance (the ``chance`` method is a results row of its own)
+CHANCE_ROW = "chance level"
+
+
+def reported_name(paper: dict, tables: list[str]) -> str:
+    """A reported row's name: the method and its paper, with the table(s) the figures are
+    from; a baseline's figures also name the paper that reports them (``reported_in``)."""
+    label = paper.get("label") or paper["key"]
+    short = paper.get("short") or paper["key"]
+    source = f"{short}, in {paper['reported_in']}" if paper.get("reported_in") else short
+    return f"{label}, {source}" + (f" ({_tables(tables)})" if tables else "")
+
+
+def _tables(names: list[str]) -> str:
+    """``["Table 2", "Table 4"]`` -> ``Tables 2, 4``; other names as they are."""
+    if len(names) > 1 and all(n.startswith("Table ") for n in names):
+        return "Tables " + ", ".join(n.removeprefix("Table ") for n in names)
+    return ", ".join(names)
+
+
+def _reference_notes(papers: list[dict], ablations: list[dict], table: str, cfg: dict) -> list[Note]:
     """The ``note`` of each reported entry (paper, baseline, ablation table in play) with a
-    figure in this table."""
+    figure in this table, on the row(s) it explains."""
     notes = []
     for p in papers:
-        if p.get("note") and _reference(p, table, cfg)[0]:
-            notes.append(f"{p.get('label') or p['key']} [{p['key']}], reported: {' '.join(p['note'].split())}")
+        cells, tabs = _reference(p, table, cfg)
+        if p.get("note") and cells:
+            notes.append((reported_name(p, tabs), "", " ".join(p["note"].split())))
     for a in ablations:
         if a.get("note") and any(_reference(r, table, cfg)[0] for r in a["rows"]):
-            notes.append(f"{a.get('label', a['method'])}, {a['short']}, {a['table']} (ablation), reported: "
-                         f"{' '.join(a['note'].split())}")
+            notes.append((f"{a.get('label', a['method'])}, {a['short']} ({a['table']}, ablation)", "",
+                          " ".join(a["note"].split())))
     return notes
 
 
@@ -365,9 +401,16 @@ def _fmt(c: Cell, cfg: dict, latex: bool = False) -> str:
     return s
 
 
-def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
-    notes = []
+#: A note under a table: (the row it is about, the column(s) it is about or "", what it says);
+#: the notes of one text are one note
+Note = tuple[str, str, str]
+
+
+def _notes(results: list[Results], table: str, cfg: dict) -> list[Note]:
+    notes: list[Note] = []
     for res in results:
+        if res.meta.embeddings.get("note"):  # which form of the method the row trained (embed's note)
+            notes.append((res.name, "", res.meta.embeddings["note"]))
         if table == "verification":
             notes += _verification_notes(res)
         elif table.startswith("matching"):
@@ -376,38 +419,85 @@ def _notes(results: list[Results], table: str, cfg: dict) -> list[str]:
             for d in DIRECTIONS:
                 e = res.retrieval_at(d)
                 if e is None:
-                    notes.append(f"{res.name}, {d}: not in the results")
+                    notes.append((res.name, d, "not in the results"))
                 elif not e.available:
-                    notes.append(f"{res.name}, {d}: unavailable ({e.reason})")
+                    notes.append((res.name, d, f"unavailable ({e.reason})"))
                 else:
-                    notes.append(f"{res.name}, {d}: {e.n_probes} probes against a gallery of {e.gallery_size}")
+                    notes.append((res.name, d, f"{e.n_probes} probes against a gallery of {e.gallery_size}"))
     return notes
 
 
-def _verification_notes(res: Results) -> list[str]:
+def _verification_notes(res: Results) -> list[Note]:
     notes = []
     for s in VERIFICATION_STRATA:
         e = res.verification_at(s)
         if e is None:
-            notes.append(f"{res.name}, {s}: not in the results")
+            notes.append((res.name, s, "not in the results"))
         elif not e.available:
-            notes.append(f"{res.name}, {s}: unavailable ({e.reason})")
+            notes.append((res.name, s, f"unavailable ({e.reason})"))
     n = {s: getattr(res.verification_at(s), "n_trials", None) for s in VERIFICATION_STRATA}
-    notes.append(f"{res.name}: trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items()))
+    notes.append((res.name, "", "trials per stratum " + ", ".join(f"{k} {v}" for k, v in n.items())))
+    crossed = {s: c for s, c in res.meta.trials.get("verification", {}).get("cross_gender_negatives", {}).items()
+               if c and s in ("G", "GNA")}
+    if crossed:  # the official lists' own: a few identities' genders differ from the metadata's
+        notes.append((res.name, ", ".join(crossed), "the imported official lists' negatives of different genders "
+                      "(metadata): " + ", ".join(f"{s} {c}" for s, c in crossed.items())))
     return notes
 
 
-def _matching_notes(res: Results, table: str) -> list[str]:
+def _matching_notes(res: Results, table: str) -> list[Note]:
     notes = []
     for d in DIRECTIONS:
         for s, e in ((res.matching or {}).get(d) or {}).items():
             if (table != "matching_1vN" or s == "U") and e.reason:
-                notes.append(f"{res.name}, {d} {s}: {e.reason}")
+                notes.append((res.name, f"{d} {s}", e.reason))
         nt = getattr(res.matching_at(d, "U"), "n_trials", {})
         if nt:
-            notes.append(f"{res.name}, {d}: trials per list " + ", ".join(
-                f"1:{k} {v}" for k, v in sorted(nt.items()) if table == "matching_1vN" or k == 2))
+            notes.append((res.name, d, "trials per list " + ", ".join(
+                f"1:{k} {v}" for k, v in sorted(nt.items()) if table == "matching_1vN" or k == 2)))
     return notes
+
+
+def numbered_notes(notes: list[Note], methods: list[str]) -> list[str]:
+    """Each note's text once, numbered, with the rows and columns it is about ("every method"
+    when it is about every one of several ``methods``), in order of first appearance."""
+    about: dict[str, tuple[list[str], list[str]]] = {}
+    for who, where, text in notes:
+        rows, cols = about.setdefault(text, ([], []))
+        rows += [who] if who not in rows else []
+        cols += [where] if where and where not in cols else []
+    out = []
+    for i, (text, (rows, cols)) in enumerate(about.items(), 1):
+        every = len(methods) > 1 and sorted(rows) == sorted(methods)
+        scope = ("every method" if every else "; ".join(rows)) + (f", {' and '.join(cols)}" if cols else "")
+        out.append(f"{i}. {scope}: {text}")
+    return out
+
+
+def note_refs(notes: list[Note], rows: list[dict], cols, table: str) -> dict[tuple[str, str], int]:
+    """{(row, column key): number of the note that says why the cell has no figure}, for the
+    empty cells of our rows that a note is about (numbers as :func:`numbered_notes` gives them)."""
+    numbers = {text: i for i, text in enumerate(dict.fromkeys(text for _, _, text in notes), 1)}
+    about = {(who, where): numbers[text] for who, where, text in reversed(notes) if where}
+    refs = {}
+    for r in rows:
+        for k, _, _ in cols:
+            n = about.get((r["method"], _column_where(table, k)))
+            if r["kind"] == "ours" and n and r["cells"].get(k, Cell()).value is None:
+                refs[r["method"], k] = n
+    return refs
+
+
+def _column_where(table: str, key: str) -> str:
+    """What the notes call a column's place: its stratum (verification), direction and stratum
+    (matching), direction (retrieval)."""
+    if table == "verification":
+        return key.rsplit("_", 1)[1]
+    if table == "matching_1v2":
+        return key.replace("_", " ")
+    if table == "matching_1vN":
+        return f"{key.split('_')[0]} U"
+    return key.split("_", 1)[1]
 
 
 FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in brackets. Reported: each "
@@ -416,30 +506,54 @@ FOOTER = ("Ours: 95% bootstrap interval over the protocol's identities in bracke
           "Ties count as wrong in matching and rank against the probe in retrieval; "
           "EER is the crossing of the linearly interpolated FPR and FNR curves; minDCF is the "
           "normalised minimum detection cost (P_target, C_miss, C_fa of each result's "
-          "meta.dcf; 0.01, 1, 1 by default), 1 for a system no better than deciding without "
-          "looking.")
+          "meta.dcf; VoxSRC's 0.05, 1, 1 by default), 1 for a system no better than deciding without "
+          "looking; min Cllr is the log-likelihood-ratio cost after PAV calibration (BOSARIS), 1 for "
+          "scores that say nothing. Both are costs, not percentages. Verification intervals resample "
+          "face and voice identities independently (a trial weighs the product of their draws).")
+
+PROVENANCE = ("Provenance: every reported figure is transcribed from its paper's text, as printed "
+              "(facevoice/evaluation/reference_results.yaml: each entry's citation, table and source text).")
 
 TITLES = {
-    "verification": "Cross-modal verification: AUC, EER and minDCF by stratum",
+    "verification": "Cross-modal verification: AUC, EER, minDCF and min Cllr by stratum",
     "matching_1v2": "1:2 matching accuracy by direction and stratum",
     "matching_1vN": "1:N matching accuracy (stratum U)",
     "retrieval": "Cross-modal retrieval: mAP and chance",
 }
 
 
-def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict) -> str:
-    head = ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
+def _head(cols) -> list[str]:
+    return ["Method", "Figures"] + [f"{g.replace(' (%)', '')} {s}".strip() + (" (%)" if "(%)" in g else "")
                                     for _, g, s in cols]
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
+
+
+def _cells(r: dict, cols, cfg: dict, refs: dict[tuple[str, str], int] | None = None) -> list[str]:
+    """A row's formatted cells; an empty one in ``refs`` (:func:`note_refs`) names its note's number."""
+    refs = refs or {}
+    return [_fmt(r["cells"].get(k, Cell()), cfg) + (f" [{refs[r['method'], k]}]" if (r["method"], k) in refs else "")
+            for k, _, _ in cols]
+
+
+def render_markdown(rows: list[dict], cols, title: str, notes: list[str], cfg: dict,
+                    refs: dict[tuple[str, str], int] | None = None) -> str:
+    """The table in Markdown, with the footer and ``notes`` (lines, e.g. :func:`numbered_notes`);
+    an empty cell in ``refs`` (:func:`note_refs`) names its note's number."""
+    lines = [f"### {title}", "", "| " + " | ".join(_head(cols)) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
     for r in rows:
         name = f"*{r['method']}*" if r["kind"] != "ours" else f"**{r['method']}**"
-        cells = [_fmt(r["cells"].get(k, Cell()), cfg) for k, _, _ in cols]
-        lines.append("| " + " | ".join([name, r["figures"]] + cells) + " |")
+        lines.append("| " + " | ".join([name, r["figures"]] + _cells(r, cols, cfg, refs)) + " |")
     lines += ["", FOOTER]
     if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+        lines += [""] + list(notes)
     return "\n".join(lines) + "\n"
+
+
+def html_section(rows: list[dict], cols, title: str, notes: list[str], cfg: dict,
+                 refs: dict[tuple[str, str], int] | None = None) -> Section:
+    """The table of :func:`render_markdown` as a section of an HTML page (same cells, title, notes)."""
+    body = [[r["method"], r["figures"]] + _cells(r, cols, cfg, refs) for r in rows]
+    return Section(title, pd.DataFrame(body, columns=_head(cols)), [FOOTER] + list(notes))
 
 
 def render_csv(rows: list[dict], cols) -> str:
@@ -462,157 +576,90 @@ def render_csv(rows: list[dict], cols) -> str:
     return buf.getvalue()
 
 
-def _tex(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                 ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
-                 ("^", r"\^{}")):
-        s = s.replace(a, b)
-    return s.replace(r"\textbackslash\{\}", r"\textbackslash{}")
-
-
 def render_latex(rows: list[dict], cols, title: str, cfg: dict) -> str:
-    groups: list[tuple[str, int]] = []
-    for _, g, _ in cols:
-        if groups and groups[-1][0] == g:
-            groups[-1] = (g, groups[-1][1] + 1)
-        else:
-            groups.append((g, 1))
-    out = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
-           f"\\caption{{{_tex(title)}}}",
-           "\\begin{tabular}{ll" + "r" * len(cols) + "}", "\\toprule"]
-    top, rules, c0 = [" & "], [], 3
-    for g, n in groups:
-        top.append(f"\\multicolumn{{{n}}}{{c}}{{{_tex(g)}}}")
-        rules.append(f"\\cmidrule(lr){{{c0}-{c0 + n - 1}}}")
-        c0 += n
-    out.append(top[0] + " & ".join(top[1:]) + " \\\\")
-    out.append(" ".join(rules))
-    out.append("Method & Figures & " + " & ".join(_tex(s) for _, _, s in cols) + " \\\\")
-    out.append("\\midrule")
+    """The table for a paper (booktabs, through pandas' Styler): one column per figure under its
+    group's header, the rows' kinds in blocks split by rules, reported and chance rows in
+    italics (their names say what they are). Intervals as ``cfg["show_ci"]`` says."""
+    import pandas as pd
+
+    header = pd.MultiIndex.from_tuples([(g, s) for _, g, s in cols], names=["", "Method"])  # names: the corner
+    frame = pd.DataFrame([[_fmt(r["cells"].get(k, Cell()), cfg, latex=True) for k, _, _ in cols] for r in rows],
+                         columns=header, index=[r["method"] for r in rows])
+    styler = frame.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    styler = styler.apply_index(lambda names: ["" if r["kind"] == "ours" else "textit: --rwrap;" for r in rows])
+    styler = styler.set_table_styles([{"selector": "small", "props": ":;"}])  # \small, as papers' wide tables
+    tex = styler.to_latex(caption=_escape(title),
+                          hrules=True, multicol_align="c", position="t", position_float="centering",
+                          column_format="l" + "r" * len(cols), environment="table")
+    return "% requires \\usepackage{booktabs}\n" + _block_rules(tex, rows)
+
+
+def _escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (pandas' own escaping, through a Styler)."""
+    import pandas as pd
+
+    return pd.DataFrame([[text]]).style.format(escape="latex").hide(axis=0).hide(axis=1) \
+        .to_latex().splitlines()[1].rstrip(" \\")
+
+
+def _block_rules(tex: str, rows: list[dict]) -> str:
+    """A ``\\midrule`` between the blocks of rows (ours, chance, reported): the body's lines are
+    the rows, in order, after the header's ``\\midrule``."""
+    lines = tex.splitlines()
+    first = lines.index("\\midrule") + 1
+    out = lines[:first]
     prev = None
-    for r in rows:
+    for r, line in zip(rows, lines[first:first + len(rows)]):
         group = r.get("group", r["kind"])  # an ablation row under its variant stays in ours' block
         if prev is not None and group != prev:
             out.append("\\midrule")
+        out.append(line)
         prev = group
-        name = _tex(r["method"])
-        name = f"\\textit{{{name}}}" if r["kind"] != "ours" else name
-        cells = [_fmt(r["cells"].get(k, Cell()), cfg, latex=True) for k, _, _ in cols]
-        out.append(" & ".join([name, _tex(r["figures"])] + cells) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(out) + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def _savefig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_roc(results: list[Results], rocs: dict, stratum: str, path: Path,
-             protocol: Protocol = UNSEEN_UNHEARD) -> None:
-    """Write :func:`figure_roc`'s figure to ``path`` (PNG)."""
-    _savefig(figure_roc(results, rocs, stratum, protocol), path)
-
-
-def figure_roc(results: list[Results], rocs: dict, stratum: str, protocol: Protocol = UNSEEN_UNHEARD):
-    """The ROC curves of one stratum of ``protocol``, every method overlaid (a matplotlib figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1, label="chance")
-    ax.plot([0, 1], [1, 0], ls="--", c="lightgrey", lw=0.8, label="FPR = FNR")
-    drawn, missing = 0, []
-    for res in results:
-        e = res.verification_at(stratum)
-        roc = rocs.get(res.name)
-        if e is None or not e.available:
-            missing.append(f"{res.name}: {(e.reason if e else None) or 'unavailable'}")
-            continue
-        if roc is None:
-            missing.append(f"{res.name}: no ROC file")
-            continue
-        sub = roc[roc["stratum"] == stratum]
-        if sub.empty:
-            missing.append(f"{res.name}: no ROC points")
-            continue
-        ax.plot(sub["fpr"], sub["tpr"], lw=1.5,
-                label=f"{res.name} (AUC {100 * e.auc:.1f}, EER {100 * e.eer:.1f})")
-        ax.plot([e.eer], [1 - e.eer], "o", ms=3, c=ax.lines[-1].get_color())
-        drawn += 1
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false accept rate (FPR)",
-           ylabel="true accept rate (TPR)")
-    ax.set_title(f"Verification ROC, stratum {stratum}\n{protocol.heading}", fontsize=9)
-    ax.set_aspect("equal")
-    if missing:
-        import textwrap
-
-        text = "\n".join(textwrap.fill(m, 60) for m in missing[:8])
-        if drawn:
-            ax.text(0.98, 0.02, text, ha="right", va="bottom", fontsize=6,
-                    transform=ax.transAxes, color="dimgrey")
-        else:
-            ax.text(0.5, 0.62, f"stratum {stratum} unavailable\n\n{text}", ha="center",
-                    va="center", fontsize=8, transform=ax.transAxes,
-                    bbox={"fc": "white", "ec": "lightgrey"})
-    ax.legend(loc="lower right" if not (missing and drawn) else "center right", fontsize=7)
-    return fig
-
-
-def plot_1vN(results: list[Results], papers: list[dict], direction: str, path: Path, cfg: dict) -> None:
-    """Write :func:`figure_1vN`'s figure to ``path`` (PNG)."""
-    _savefig(figure_1vN(results, papers, direction, cfg), path)
-
-
-def figure_1vN(results: list[Results], papers: list[dict], direction: str, cfg: dict):
-    """1:N accuracy against N in one direction (stratum U) of the protocol ``cfg`` names, with
-    the papers' curves measured under that protocol only (a matplotlib figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    top = 10
-    for res in results:
-        e = res.matching_at(direction, "U")
-        ns = sorted(n for n, ok in e.available.items() if ok) if e is not None else []
-        if not ns:
-            continue
-        top = max(top, ns[-1])
-        acc = [100 * e.accuracy[n] for n in ns]
-        line, = ax.plot(ns, acc, "o-", ms=3, lw=1.5, label=res.name)
-        if all(e.ci95.get(n) for n in ns):
-            ax.fill_between(ns, [100 * e.ci95[n][0] for n in ns], [100 * e.ci95[n][1] for n in ns],
-                            color=line.get_color(), alpha=0.15, lw=0)
-    protocol = _protocol_of(cfg)
-    if cfg["reference"]:
-        for p in papers:
-            for f in p.get("figures") or []:
-                if protocol.owns(f) and f.get("protocol") == "matching" and f.get("direction") == direction \
-                        and f.get("stratum") == "U" and len(f.get("n") or {}) > 1:
-                    pts = sorted((int(k), float(v)) for k, v in f["n"].items())
-                    ax.plot([a for a, _ in pts], [b for _, b in pts], "s--", ms=4, lw=1,
-                            mfc="none", label=f"{p.get('label', p['key'])} (reported, {f.get('table')})")
-    xs = np.arange(2, top + 1)
-    ax.plot(xs, 100 / xs, ":", c="grey", label="chance (1/N)")
-    ax.set(xlabel="N (candidates)", ylabel="accuracy (%)", ylim=(0, 100))
-    ax.set_title(f"1:N matching, {direction} (stratum U)\n{protocol.heading}", fontsize=9)
-    ax.set_xticks(xs)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return fig
+    return "\n".join(out + lines[first + len(rows):]) + "\n"
 
 
 # --------------------------------------------------------------------------- driver
+
+
+def _write_tables(results: list[Results], papers: list[dict], ablations: list[dict], out: Path,
+                  cfg: dict) -> list[Path]:
+    """The protocol's tables, each as Markdown, CSV, LaTeX (full and compact) and an HTML page, then
+    all of them on one page (Markdown and HTML, :data:`facevoice.data.paths.ALL_TABLES`)."""
+    proto, written, sections = cfg["protocol"], [], []
+    name = proto.title
+    intro = ["Methods: " + (", ".join(r.name for r in results) or "none")]
+    if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
+        intro.append(f"No {name.lower()} figure of the source papers or the baselines is transcribed "
+                     f"(facevoice/evaluation/reference_results.yaml): the tables hold ours and chance.")
+    combined = [f"# Face-voice association: comparison, {proto.heading}", ""] + [x for i in intro for x in (i, "")]
+    for table in TABLES:
+        cols = _columns(table, cfg)
+        rows = build_rows(results, papers, table, cfg, ablations)
+        notes = _notes(results, table, cfg)
+        if cfg["reference"]:
+            notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
+        refs = note_refs(notes, rows, cols, table)
+        notes = numbered_notes(notes, [r.name for r in results])
+        title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
+        md = render_markdown(rows, cols, title, notes, cfg, refs)
+        sections.append(html_section(rows, cols, title, notes, cfg, refs))
+        write_html(out / f"{table}.html", proto.heading, sections[-1:])
+        for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
+                          ("tex", render_latex(rows, cols, title, cfg)),
+                          ("compact.tex", render_latex(rows, cols, title, {**cfg, "show_ci": False}))):
+            write_text(out / f"{table}.{ext}", text)
+        written += [out / f"{table}.{ext}" for ext in paths.TABLE_FORMATS]
+        combined += [md, ""]
+    sources = [p for p in papers if any(proto.owns(f) for f in p.get("figures") or [])]
+    cited = [f"{reported_name(p, [])}: {' '.join(str(p.get('citation', '')).split())}" for p in sources]
+    if cfg["reference"] and sources:
+        combined += [f"### {name}: sources of the reported rows", "", PROVENANCE, ""] + [f"- {c}" for c in cited]
+        sections.append(Section(f"{name}: sources of the reported rows", pd.DataFrame({"Source": cited}),
+                                [PROVENANCE]))
+    all_md, all_html = (out / f for f in paths.ALL_TABLES)
+    write_text(all_md, "\n".join(combined) + "\n")
+    write_html(all_html, f"Face-voice association: comparison, {proto.heading}", sections, intro)
+    return written + [all_md, all_html]
 
 
 def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths: list | None = None,
@@ -626,40 +673,15 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
     cfg = {**check_section("evaluation.compare", config), "protocol": proto}
     cfg["n_values"] = [int(n) for n in cfg["n_values"]]
     results = load_results(results_paths)
+    cfg["dcf_heading"] = dcf_heading(results)
     papers = load_reference(reference_path, baselines=True) if cfg["reference"] else []
     ablations = load_ablations(reference_path) if cfg["reference"] else []
     rocs = load_rocs(roc_paths or [])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    name = proto.title
-    combined = [f"# Face-voice association: comparison, {proto.heading}", "",
-                "Methods: " + (", ".join(r.name for r in results) or "none"), ""]
-    if cfg["reference"] and not any(_reference(p, t, cfg)[0] for p in papers for t in TABLES):
-        combined += [f"No {name.lower()} figure of the seeds or the baselines is transcribed "
-                     f"(facevoice/evaluation/reference_results.yaml): the tables hold ours and chance.", ""]
-    for table in TABLES:
-        cols = _columns(table, cfg)
-        rows = build_rows(results, papers, table, cfg, ablations)
-        notes = _notes(results, table, cfg)
-        if cfg["reference"]:
-            notes += _reference_notes(papers, ablations_in_play(results, ablations), table, cfg)
-        title = f"{name}: {TITLES[table][0].lower()}{TITLES[table][1:]}"
-        md = render_markdown(rows, cols, title, notes, cfg)
-        for ext, text in (("md", md), ("csv", render_csv(rows, cols)),
-                          ("tex", render_latex(rows, cols, title, cfg))):
-            write_text(out / f"{table}.{ext}", text)
-            written.append(out / f"{table}.{ext}")
-        combined += [md, ""]
-    sources = [p for p in papers if any(proto.owns(f) for f in p.get("figures") or [])]
-    if cfg["reference"] and sources:
-        combined += [f"### {name}: sources of the reported rows", ""]
-        combined += [f"- [{p['key']}] {' '.join(str(p.get('citation', '')).split())}" for p in sources]
-    write_text(out / "tables.md", "\n".join(combined) + "\n")
-    written.append(out / "tables.md")
-    for s in VERIFICATION_STRATA:
-        plot_roc(results, rocs, s, out / f"roc_{s}.png", proto)
-        written.append(out / f"roc_{s}.png")
+    written = _write_tables(results, papers, ablations, out, cfg)
+    plot_roc(results, rocs, out / "roc.png", proto)
+    written.append(out / "roc.png")
     for d in DIRECTIONS:
         plot_1vN(results, papers, d, out / f"matching_1vN_{d}.png", cfg)
         written.append(out / f"matching_1vN_{d}.png")
@@ -667,13 +689,14 @@ def compare(results_paths: list, out: str | os.PathLike, config: dict, roc_paths
 
 
 PROTOCOL_COLUMNS = (("verification", "auc_U", "AUC U (%)"), ("verification", "eer_U", "EER U (%)"),
-                    ("verification", "mindcf_U", "minDCF U"), ("matching_1v2", "V-F_U", "1:2 V-F U (%)"),
-                    ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
+                    ("verification", "mindcf_U", "{dcf} U"), ("verification", "mincllr_U", "min Cllr U"),
+                    ("matching_1v2", "V-F_U", "1:2 V-F U (%)"), ("matching_1v2", "F-V_U", "1:2 F-V U (%)"))
 
 
 def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLike, csv_path: str | os.PathLike,
-                    config: dict) -> list[Path]:
-    """The protocols side by side, one row per method, into the files ``md`` and ``csv_path``.
+                    config: dict, html_path: str | os.PathLike | None = None) -> list[Path]:
+    """The protocols side by side, one row per method, into the files ``md`` and ``csv_path`` (and
+    ``html_path``, the same table as an HTML page, when given).
 
     ``by_protocol`` maps a protocol (a :data:`PROTOCOLS` name or a declaration) to its results
     files, in column order; ``config``: the complete ``evaluation.compare`` section.
@@ -681,23 +704,30 @@ def protocols_table(by_protocol: dict[str | Protocol, list], md: str | os.PathLi
     cfg = check_section("evaluation.compare", config)
     protos = {(PROTOCOLS[k] if isinstance(k, str) else k).name: (PROTOCOLS[k] if isinstance(k, str) else k)
               for k in by_protocol}
-    results = {name: {r.name: r for r in load_results(paths)} for name, paths in zip(protos, by_protocol.values())}
+    results = {name: {r.name: r for r in load_results(files)} for name, files in zip(protos, by_protocol.values())}
     methods = list(dict.fromkeys(m for res in results.values() for m in res))
-    cols = [(p, table, key, f"{protos[p].title} {head}") for p in results for table, key, head in PROTOCOL_COLUMNS]
-    lines = ["### The protocols side by side: verification and 1:2 matching, stratum U", "",
-             "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-    table_rows = []
+    dcf = dcf_heading([r for res in results.values() for r in res.values()])
+    cols = [(p, table, key, f"{protos[p].title} {head.format(dcf=dcf)}") for p in results
+            for table, key, head in PROTOCOL_COLUMNS]
+    title = "The protocols side by side: verification and 1:2 matching, stratum U"
+    lines = [f"### {title}", "", "| Method | " + " | ".join(c[3] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    table_rows, body = [], []
     for m in methods:
         cells = {f"{p}_{key}": _ours(results[p][m], table, cfg)[key] if m in results[p] else Cell()
                  for p, table, key, _ in cols}
-        lines.append(f"| **{m}** | " + " | ".join(_fmt(c, cfg) for c in cells.values()) + " |")
+        body.append([m] + [_fmt(c, cfg) for c in cells.values()])
+        lines.append(f"| **{m}** | " + " | ".join(body[-1][1:]) + " |")
         table_rows.append({"method": m, "kind": "ours", "figures": "ours", "cells": cells})
-    lines += ["", " ".join(f"{protos[p].title}: {protos[p].description}." for p in results)
-              + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
-              "EER 50, minDCF 1, 1:2 50."]
-    write_text(md, "\n".join(lines) + "\n")
+    note = (" ".join(f"{protos[p].title}: {protos[p].description}." for p in results)
+            + " 95% bootstrap intervals over each protocol's identities in brackets; chance is AUC 50, "
+            "EER 50, minDCF 1, min Cllr 1, 1:2 50 (minDCF and min Cllr are costs, not percentages).")
+    write_text(md, "\n".join(lines + ["", note]) + "\n")
     write_text(csv_path, render_csv(table_rows, [(f"{p}_{key}", "", "") for p, _, key, _ in cols]))
-    return [Path(md), Path(csv_path)]
+    if html_path is None:
+        return [Path(md), Path(csv_path)]
+    table = pd.DataFrame(body, columns=["Method"] + [c[3] for c in cols])
+    write_html(html_path, ", ".join(p.title for p in protos.values()), [Section(title, table, [note])])
+    return [Path(md), Path(csv_path), Path(html_path)]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -710,8 +740,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="results JSON of each method (none: chance and reported rows only)")
     p.add_argument("--roc", nargs="*", default=[], help="ROC Parquet of each method (any order)")
     p.add_argument("--out", default=None, help="output folder (the protocol's tables and plots)")
-    p.add_argument("--table", nargs=2, default=None, metavar=("MD", "CSV"),
-                   help="write the protocols side by side into these two files instead")
+    p.add_argument("--table", nargs="+", default=None, metavar="FILE",
+                   help="MD CSV [HTML]: write the protocols side by side into these files instead")
     p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
     p.add_argument("--params", default=None,
                    help='JSON mapping over --config, e.g. \'{"compare": {"decimals": 1}}\'')
@@ -726,13 +756,15 @@ def main(argv: list[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
     if (a.out is None) == (a.table is None):
-        p.error("give --out DIR (one protocol's tables) or --table MD CSV (the protocols side by side)")
+        p.error("give --out DIR (one protocol's tables) or --table MD CSV [HTML] (the protocols side by side)")
     names = a.protocol or [UNSEEN_UNHEARD.name]
+    if a.table and len(a.table) not in (2, 3):
+        p.error(f"--table takes MD CSV [HTML]: {len(a.table)} files given")
     if a.table and len(a.results) != len(names):
         p.error(f"--table: give one --results list after each --protocol ({len(names)} protocols, "
                 f"{len(a.results)} --results)")
     if a.out and len(names) > 1:
-        p.error("--out writes one protocol's tables: give one --protocol (or --table MD CSV)")
+        p.error("--out writes one protocol's tables: give one --protocol (or --table MD CSV [HTML])")
     evaluation = load_config(a.config, a.params)  # completed from the schema
     cfg = evaluation["compare"]
     if a.decimals is not None:
@@ -744,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         protos = [resolve(n, evaluation) for n in names]
         if a.table:
-            written = protocols_table(dict(zip(protos, a.results)), a.table[0], a.table[1], cfg)
+            written = protocols_table(dict(zip(protos, a.results)), *a.table[:2], cfg, *a.table[2:])
         else:
             results = [f for group in a.results for f in group]
             written = compare(results, a.out, cfg, a.roc, a.reference, protocol=protos[0])

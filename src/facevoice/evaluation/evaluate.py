@@ -21,12 +21,14 @@ always receives the face first.
 Output: the results JSON, whose format (:data:`RESULTS_FORMAT`) is written once, in
 :mod:`facevoice.evaluation.results`; every document is checked against it before it is
 written. In short: ``verification`` per stratum (AUC, EER and its threshold, minDCF and
-its threshold, counts), ``matching`` per direction, stratum and N (accuracy), ``retrieval``
+its threshold, min Cllr, counts), ``matching`` per direction, stratum and N (accuracy), ``retrieval``
 per direction (mAP and its chance level), each with ``ci95``, and ``meta`` (method,
 code_version, embeddings, scorer, trials, bootstrap, dcf, definitions).
 
 ``min_dcf`` is the normalised minimum detection cost with ``meta.dcf``'s P_target, C_miss
-and C_fa (config ``evaluation.dcf``; NIST SRE and VoxSRC's 0.01, 1, 1 by default).
+and C_fa (config ``evaluation.dcf``; VoxSRC's 0.05, 1, 1 by default). ``min_cllr`` is the
+minimum log-likelihood-ratio cost (the Cllr of the scores after PAV calibration, as in the
+BOSARIS toolkit). Both are costs (0 is perfect, 1 no better than deciding without looking).
 
 ``accuracy_at_threshold`` is there only for a method with its own decision threshold (named
 as ``score_threshold`` in its embeddings' metadata; avgatn's |cos| > 0.5).
@@ -34,10 +36,12 @@ as ``score_threshold`` in its embeddings' metadata; avgatn's |cos| > 0.5).
 A stratum the lists hold but cannot fill (no age metadata, fewer identities than N) is
 written ``available: false`` with the ``reason``; its figures are null. ``ci95`` holds 95%
 percentile bootstrap intervals over identities (B replicates, fixed seed;
-``meta.bootstrap``): each replicate redraws the split's identities with replacement and
-weighs every trial by its owner's multiplicity
-(verification: the face's identity; matching and retrieval: the probe's identity; the
-retrieval gallery stays whole). The same replicates serve every protocol and, with the
+``meta.bootstrap``): each replicate redraws the split's identities with replacement.
+Verification resamples both sides of each trial (a two-way, crossed bootstrap): face
+identities and voice identities are drawn independently and a trial weighs the product of
+its face identity's and its voice identity's multiplicities. Matching and retrieval weigh a
+trial by its probe identity's multiplicity (the face-side draw; the retrieval gallery stays
+whole). The same replicates serve every protocol and, with the
 same seed and lists, every method, so intervals of different methods are comparable.
 ``--roc-out`` writes each stratum's ROC (``stratum``, ``fpr``, ``tpr``, ``threshold``;
 scikit-learn's ``drop_intermediate=True`` points, which trace the same curve) for the
@@ -59,8 +63,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facevoice.common.config import check_section
-from facevoice.common.io import write_json, write_parquet
+from facevoice.common.io import read_parquet_meta, write_json, write_parquet
 from facevoice.common.version import code_version, file_sha256
+from facevoice.data.paths import trial_files
 from facevoice.evaluation import metrics, results
 from facevoice.evaluation.protocol import DIRECTIONS, MATCHING_STRATA, VERIFICATION_STRATA, load_config, read_trials
 from facevoice.evaluation.results import RESULTS_FORMAT, MatchingResult, RetrievalResult, VerificationResult
@@ -89,12 +94,16 @@ DEFINITIONS = {
             "interpolated on the same segment (the first finite threshold on the first segment)"),
     "min_dcf": ("min over ROC points of (C_miss P_miss P_target + C_fa P_fa (1 - P_target)) / "
                 "min(C_miss P_target, C_fa (1 - P_target)); settings in meta.dcf"),
+    "min_cllr": ("Cllr = (mean_tar log(1 + 1/LR) + mean_non log(1 + LR)) / (2 log 2) of the LLRs of the "
+                 "PAV (isotonic) fit of the labels on the scores, less the log prior odds of the trials "
+                 "(BOSARIS min_cllr)"),
     "matching": "correct when the true candidate scores strictly highest (ties are wrong)",
     "map": ("mean over probes of AP over the whole ranked gallery; ties ranked against "
             "the probe (irrelevant before relevant)"),
     "chance": "mean over the same probes of E[AP] of a uniform random ranking: "
               "(H_N + (R-1)/(N-1) (N - H_N)) / N",
-    "ci95": "95% percentile bootstrap over identities (see meta.bootstrap)",
+    "ci95": ("95% percentile bootstrap over identities (see meta.bootstrap); verification: face and "
+             "voice identities drawn independently, a trial weighing the product of their multiplicities"),
 }
 
 
@@ -208,7 +217,8 @@ def bootstrap_identities(lists: dict[str, tuple[pd.DataFrame, dict]]) -> list[st
 @dataclass
 class _Scoring:
     """What every protocol scores with: the scorer and the prepared embeddings (face ``F``,
-    voice ``V``), the bootstrap (identity codes and replicate weights ``W``) and the options."""
+    voice ``V``), the bootstrap (identity codes, replicate weights ``W`` of the face side or
+    the probe, ``W_voice`` of the voice side) and the options."""
 
     emb: Embeddings
     scorer: Any
@@ -216,6 +226,7 @@ class _Scoring:
     V: np.ndarray
     code: dict[str, int]
     W: np.ndarray
+    W_voice: np.ndarray
     n_boot: int
     block_size: int
     say: Callable[[str], None]
@@ -265,8 +276,9 @@ def _verification_stratum(ctx: _Scoring, sub: pd.DataFrame) -> tuple[Verificatio
     scores = ctx.pair_scores(fi, vi)
     ci95 = accuracy = None
     if ctx.n_boot:
-        a, e, d = metrics.bootstrap_auc_eer(labels, scores, ctx.owners(sub["face_identity"]), ctx.W, dcf=ctx.dcf)
-        ci95 = {"auc": ctx.ci(a), "eer": ctx.ci(e), "min_dcf": ctx.ci(d)}
+        owners = (ctx.owners(sub["face_identity"]), ctx.owners(sub["voice_identity"]))
+        replicates = metrics.bootstrap_verification(labels, scores, owners, (ctx.W, ctx.W_voice), dcf=ctx.dcf)
+        ci95 = {k: ctx.ci(v) for k, v in replicates.items()}
     if ctx.threshold is not None:  # the method's own decision rule (avgatn: |cos| > 0.5)
         accuracy = {"threshold": float(ctx.threshold),
                     "accuracy": float(np.mean((scores > ctx.threshold) == (labels == 1)))}
@@ -379,7 +391,7 @@ def evaluate(emb: Embeddings, lists: dict[str, tuple[pd.DataFrame, dict]], score
     scorer = as_scorer(scorer)
     ids = bootstrap_identities(lists)
     ctx = _Scoring(emb, scorer, prepare(scorer, "face", emb.face), prepare(scorer, "voice", emb.voice),
-                   {k: i for i, k in enumerate(ids)}, metrics.identity_bootstrap_weights(len(ids), n_boot, boot_seed),
+                   {k: i for i, k in enumerate(ids)}, *metrics.crossed_bootstrap_weights(len(ids), n_boot, boot_seed),
                    n_boot, block_size, progress or (lambda s: None), threshold, dcf)
     sections: dict[str, Any] = {}
     roc_frames: list[pd.DataFrame] = []
@@ -419,6 +431,22 @@ def run(embeddings: str, trials: str, out: str, roc_out: str | None = None,
     return result
 
 
+def _embeddings_note(embeddings: str) -> dict:
+    """``{"note": ...}`` when the embeddings' metadata has the model's note (what the
+    comparison tables say about its row), else nothing."""
+    note = read_parquet_meta(embeddings).get("note")
+    return {"note": note} if note else {}
+
+
+def _cross_gender(trials_meta: dict) -> dict:
+    """``{"cross_gender_negatives": {stratum: n}}`` for imported official lists (their count of
+    negatives whose identities' genders differ, :func:`facevoice.evaluation.trials.import_pins`),
+    else nothing."""
+    files = (trials_meta.get("pins") or {}).get("files") or {}
+    counts = {s: f["cross_gender_negatives"] for s, f in files.items() if "cross_gender_negatives" in f}
+    return {"cross_gender_negatives": counts} if counts else {}
+
+
 def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: str, scorer: str,
           n_boot: int, boot_seed: int, dcf: dict) -> dict:
     """The results' ``meta``: the method, its inputs and every setting the figures depend on."""
@@ -429,17 +457,19 @@ def _meta(emb: Embeddings, lists: dict, embeddings: str, trials: str, method: st
         "embeddings": {"path": str(embeddings), "sha256": file_sha256(embeddings),
                        "n_face": int(emb.face.shape[0]), "n_voice": int(emb.voice.shape[0]),
                        "dim_face": int(emb.face.shape[1]) if emb.face.ndim == 2 else 0,
-                       "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0},
+                       "dim_voice": int(emb.voice.shape[1]) if emb.voice.ndim == 2 else 0,
+                       **_embeddings_note(embeddings)},
         "scorer": scorer,
-        "trials": {k: {"path": str(Path(trials) / f"{k}.parquet"), "split": m.get("split"),
+        "trials": {k: {"path": str(Path(trial_files(trials)[k])), "split": m.get("split"),
                        "seed": m.get("seed"), "source": m.get("source"),
                        "manifest_sha256": (m.get("manifest") or {}).get("sha256"),
-                       "code_version": m.get("code_version"), "strata": list(m["strata"])}
+                       "code_version": m.get("code_version"), "strata": list(m["strata"]),
+                       **_cross_gender(m)}
                    for k, (_, m) in lists.items()},
         "bootstrap": {"n": int(n_boot), "seed": int(boot_seed), "level": CI_LEVEL,
                       "method": "percentile", "unit": "identity", "n_identities": len(bootstrap_identities(lists)),
-                      "owner": {"verification": "face identity", "matching": "probe identity",
-                                "retrieval": "probe identity (gallery fixed)"}},
+                      "owner": {"verification": "face identity x voice identity (independent draws, two-way)",
+                                "matching": "probe identity", "retrieval": "probe identity (gallery fixed)"}},
         "dcf": dcf,
         "definitions": DEFINITIONS,
     }
@@ -457,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="config.yaml (its evaluation: section)")
     p.add_argument("--params", default=None,
                    help='JSON mapping over --config, e.g. \'{"bootstrap": {"n": 1000, "seed": 0}, '
-                        '"dcf": {"p_target": 0.01, "c_miss": 1, "c_fa": 1}}\'')
+                        '"dcf": {"p_target": 0.05, "c_miss": 1, "c_fa": 1}}\'')
     p.add_argument("--bootstrap", type=int, default=None, help="replicates (0: no intervals)")
     p.add_argument("--bootstrap-seed", type=int, default=None)
     p.add_argument("--block-size", type=int, default=None,

@@ -11,9 +11,9 @@ Here:
 
 - per test language, trial lists of the test identities' items in that language
   (``facevoice trials --language L``, :func:`facevoice.evaluation.trials.language_rows`),
-  scored by ``facevoice evaluate`` like any other list (EER, AUC, minDCF);
+  scored by ``facevoice evaluate`` like any other list (EER, AUC, minDCF, min Cllr);
 - :func:`results_table`: those results as rows (method, training language, test language,
-  heard / unheard, EER, AUC, minDCF in percent), with :func:`overall` (the mean EER) and
+  heard / unheard, EER and AUC in percent, minDCF and min Cllr as costs), with :func:`overall` (the mean EER) and
   :data:`REFERENCE`, the baseline's published EERs, each with its corpus version, challenge
   edition and the commit of the baseline's README it was read from;
 - the challenge's score files (:func:`write_submission`, :func:`zip_submission`): for a
@@ -36,7 +36,10 @@ the order of the ``<Language>_test.txt`` list (``%s %f``: six decimals). Its REA
 ``sub_scores_<Language>_heard.txt`` is an older spelling (:func:`submission_name`).
 
 The official test lists carry no labels (the challenge keeps them); our own test identities'
-lists do, and the tables are computed on those.
+lists do, and the tables are computed on those. The official lists are scored line by line
+(:func:`official_scores`, ``submit --official``): each line is a clip ``<Language>/test/<key>``
+of the official test set (config ``fame.official``), run through the same stages as every clip
+and embedded by each FAME model; a line left without an embedding gets the median score.
 
 The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is set) runs
 ``facevoice fame``:
@@ -47,7 +50,7 @@ The stage (``workflow/rules/fame.smk``, active when ``fame.train_language`` is s
 - ``facevoice fame lists --trials DIR --language L --out DIR``: a language's verification
   trials (stratum U) as the challenge's ``<L>_test.txt`` and its labels ``<L>_labels.csv``;
 - ``facevoice fame submit --version V --model L E [--model L2 E2] --list X_test.txt ... --out DIR
-  --zip Z [--summary S.json]``: a method's score file per list and the zip of them; with
+  --zip Z [--summary S.json] [--official]``: a method's score file per list and the zip of them; with
   ``--summary``, each file scored back against the labels beside its list
   (:func:`score_submission`: the EER ``facevoice evaluate`` gives on the same trials).
 """
@@ -68,14 +71,19 @@ import numpy as np
 import pandas as pd
 
 from facevoice.common.io import write_json, write_text
-from facevoice.data.mavceleb import FAME_VERSIONS
+from facevoice.common.tables import Section, write_html
+from facevoice.data.mavceleb import FAME_VERSIONS, list_language, official_item, read_test_list
+from facevoice.data.paths import fame_list_files
 from facevoice.evaluation import metrics
 from facevoice.evaluation.protocol import load_config, read_trials
+from facevoice.evaluation.results import Results, VerificationResult, load
 from facevoice.evaluation.scoring import method_scorer
 
 HEARD, UNHEARD = "heard", "unheard"
 TABLE_COLUMNS = ["method", "train_language", "test_language", "condition", "eer", "auc", "min_dcf",
-                 "n_trials", "source"]
+                 "min_cllr", "n_trials", "source"]
+#: Figures shown as costs (in [0, 1], three decimals), never in percent
+COSTS = ("min_dcf", "min_cllr")
 
 # The FOP baseline's EERs (percent) as the baseline's README (github.com/mavceleb/mavceleb_baseline)
 # prints them, in its table of training language x test language. Each row: corpus version,
@@ -99,7 +107,7 @@ def condition(train_language: str, test_language: str) -> str:
 
 
 def reference_rows() -> pd.DataFrame:
-    """:data:`_BASELINE` as table rows (EER only: the README gives no AUC or minDCF)."""
+    """:data:`_BASELINE` as table rows (EER only: the README gives no AUC, minDCF or min Cllr)."""
     rows = []
     for corpus, langs, editions, commit, cells in _BASELINE:
         for train, tests in cells.items():
@@ -107,25 +115,23 @@ def reference_rows() -> pd.DataFrame:
                 rows.append({"method": "FOP (baseline)", "corpus": corpus, "languages": langs,
                              "editions": editions, "train_language": train, "test_language": test,
                              "condition": condition(train, test), "eer": eer, "auc": None, "min_dcf": None,
-                             "n_trials": None,
+                             "min_cllr": None, "n_trials": None,
                              "source": f"mavceleb/mavceleb_baseline README, commit {commit}"})
     return pd.DataFrame(rows)
 
 
-def results_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], stratum: str = "U") -> pd.DataFrame:
-    """One row per (method, training language, test language) of ``facevoice evaluate`` results
-    (fractions), in percent.
-
-    ``results`` maps (method, training language, test language) to an evaluate JSON;
-    ``stratum`` is the verification stratum read (U: every pair of the language's test identities).
-    """
+def results_table(results: Mapping[tuple[str, str, str], VerificationResult | None]) -> pd.DataFrame:
+    """One row per (method, training language, test language) of verification results (one
+    stratum of ``facevoice evaluate``'s results, :meth:`Results.verification_at`; None: the lists
+    held no such stratum): EER and AUC in percent, minDCF and min Cllr as they are (costs)."""
     rows = []
-    for (method, train_language, test_language), res in sorted(results.items()):
-        v = (res.get("verification") or {}).get(stratum) or {}
-        pct = {k: (None if v.get(k) is None else 100.0 * float(v[k])) for k in ("eer", "auc", "min_dcf")}
+    for (method, train_language, test_language), v in sorted(results.items()):
+        v = v or VerificationResult.unavailable("no such stratum")
+        pct = {k: (None if getattr(v, k) is None else 100.0 * float(getattr(v, k))) for k in ("eer", "auc")}
+        costs = {k: (None if getattr(v, k) is None else float(getattr(v, k))) for k in COSTS}
         rows.append({"method": method, "train_language": train_language, "test_language": test_language,
-                     "condition": condition(train_language, test_language), **pct,
-                     "n_trials": v.get("n_trials"), "source": "this run"})
+                     "condition": condition(train_language, test_language), **pct, **costs,
+                     "n_trials": v.n_trials, "source": "this run"})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -143,32 +149,6 @@ def overall(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- submission files
-
-
-def read_test_list(path: str | os.PathLike) -> pd.DataFrame:
-    """A challenge test list (``key voice_path face_path`` per line) as key, voice, face."""
-    rows, seen = [], set()
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 3:
-            raise ValueError(f"{path}:{lineno}: expected 'key voice_path face_path', found {line!r}")
-        if parts[0] in seen:
-            raise ValueError(f"{path}:{lineno}: key {parts[0]!r} appears twice")
-        seen.add(parts[0])
-        rows.append(parts)
-    if not rows:
-        raise ValueError(f"{path}: no trial in the list")
-    return pd.DataFrame(rows, columns=["key", "voice", "face"])
-
-
-def list_language(path: str | os.PathLike) -> str:
-    """The test language of a list named ``<Language>_test.txt``."""
-    name = Path(path).name
-    if not name.endswith("_test.txt") or name == "_test.txt":
-        raise ValueError(f"{path}: a challenge test list is named <Language>_test.txt")
-    return name[: -len("_test.txt")]
 
 
 def submission_name(version: str, train_language: str, test_language: str) -> str:
@@ -211,6 +191,29 @@ def submission_scores(trials: pd.DataFrame, embeddings: pd.DataFrame, scorer: An
     if not np.all(np.isfinite(scores)):
         raise ValueError("the scorer gave non-finite scores")
     return pd.DataFrame({"key": trials["key"].to_numpy(), "score": to_distance(scores)})
+
+
+def official_scores(trials: pd.DataFrame, language: str, embeddings: pd.DataFrame,
+                    scorer: Any) -> tuple[pd.DataFrame, int]:
+    """key, score of an official list (:func:`submission_scores`), and how many lines were imputed.
+
+    Each line is a clip of the official test set (:func:`facevoice.data.mavceleb.official_item`):
+    its voice item, and its first face item (the given image's face). A line whose voice kept no
+    speech or whose image gave no face has no embedding: the challenge wants a score for every
+    key, so it gets the median of the list's other scores (neither same nor different)."""
+    voices = set(embeddings.loc[embeddings["modality"] == "voice", "id"])
+    faces: dict[str, str] = {}
+    for item in sorted(embeddings.loc[embeddings["modality"] == "face", "id"]):
+        faces.setdefault(item.rsplit("/", 1)[0] + "/", item)
+    ids = pd.DataFrame({"key": trials["key"].to_numpy(),
+                        "voice": [official_item(language, k, "voice") for k in trials["key"]],
+                        "face": [faces.get(official_item(language, k, "face")) for k in trials["key"]]})
+    usable = ids["voice"].isin(voices) & ids["face"].notna()
+    if not usable.any():
+        raise ValueError(f"no line of the {language} list has both a voice and a face embedding")
+    scored = submission_scores(ids[usable], embeddings, scorer).set_index("key")["score"]
+    out = pd.DataFrame({"key": ids["key"], "score": scored.reindex(ids["key"]).fillna(scored.median()).to_numpy()})
+    return out, int((~usable).sum())
 
 
 def write_submission(scores: pd.DataFrame, out_dir: str | os.PathLike, version: str, train_language: str,
@@ -296,7 +299,7 @@ def write_test_list(listed: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict) -> dict:
-    """EER, AUC, minDCF (fractions) of a score file against labels, as the challenge ranks it:
+    """EER, AUC, minDCF, min Cllr (fractions and costs) of a score file against labels, as the challenge ranks it:
     the distance negated (lower = same person). Every labelled key must be scored once.
     ``dcf``: minDCF's settings, config ``evaluation.dcf``."""
     merged = labels.merge(submission, on="key", how="left", validate="one_to_one")
@@ -309,7 +312,7 @@ def score_submission(submission: pd.DataFrame, labels: pd.DataFrame, dcf: dict) 
 # --------------------------------------------------------------------------- the stage: tables, lists, score files
 
 CSV_COLUMNS = ["method", "corpus", "languages", "editions", "train_language", "test_language", "condition",
-               "eer", "auc", "min_dcf", "n_trials", "source"]
+               "eer", "auc", "min_dcf", "min_cllr", "n_trials", "source"]
 
 
 def _cell(value: Any, digits: int = 1) -> str:
@@ -318,46 +321,82 @@ def _cell(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
 
 
+def _cells(table: pd.DataFrame, columns: list[tuple[str, str]]) -> pd.DataFrame:
+    """``columns`` ((column, heading) pairs) of ``table`` as the printed cells, under their headings."""
+    return pd.DataFrame({h: [_cell(v, 3 if c in COSTS else 1) for v in table[c]] for c, h in columns},
+                        columns=[h for _, h in columns])
+
+
 def _markdown(table: pd.DataFrame, columns: list[tuple[str, str]]) -> list[str]:
     """A markdown table of ``columns`` ((column, heading) pairs)."""
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    for row in table.to_dict("records"):
-        lines.append("| " + " | ".join(_cell(row[c]) for c, _ in columns) + " |")
-    return lines
+    cells = _cells(table, columns)
+    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
 
 
-def table_markdown(table: pd.DataFrame, dataset: str, train_languages: list[str]) -> str:
-    """This run's rows and their mean EER per method, then the baseline's published rows."""
+def _columns(dcf: str) -> dict[str, list[tuple[str, str]]]:
+    """The table's three parts and their (column, heading) pairs: this run's rows, the mean EER
+    per method, the baseline's published rows."""
+    return {"ours": [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
+                     ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", dcf),
+                     ("min_cllr", "min Cllr"), ("n_trials", "trials")],
+            "overall": [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells"),
+                        ("challenge", "challenge's overall score")],
+            "baseline": [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
+                         ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")]}
+
+
+def _texts(table: pd.DataFrame, dataset: str, train_languages: list[str]) -> dict[str, str]:
+    ref = table[table["source"] != "this run"]
+    return {"title": f"FAME: heard / unheard ({dataset})",
+            "intro": f"Trained on {' and on '.join(train_languages)} (a model each); verified on the test identities' "
+                     f"items in each test language (heard: the training language; unheard: any other). EER and AUC "
+                     f"in percent, minDCF and min Cllr as costs (0 perfect, 1 no better than chance), stratum U "
+                     f"(every pair of the language's test identities).",
+            "overall": "Mean EER per method (the challenge's overall score when its cells are "
+                       "the challenge's four: two training languages x heard / unheard):",
+            "baseline": "FOP baseline, published (EER %; the README gives no AUC, minDCF or min Cllr)",
+            "published": "Published overall: " + ", ".join(f"{k} {v}" for k, v in BASELINE_OVERALL.items()) + ".",
+            "sources": "Sources: " + "; ".join(sorted(set(ref["source"]))) + "."}
+
+
+def table_markdown(table: pd.DataFrame, dataset: str, train_languages: list[str], dcf: str = "minDCF") -> str:
+    """This run's rows and their mean EER per method, then the baseline's published rows;
+    ``dcf``: minDCF's heading (:func:`facevoice.evaluation.metrics.dcf_name`)."""
     ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
-    cols = [("method", "method"), ("train_language", "train language"), ("test_language", "test language"),
-            ("condition", "condition"), ("eer", "EER %"), ("auc", "AUC %"), ("min_dcf", "minDCF %"),
-            ("n_trials", "trials")]
-    lines = [f"# FAME: heard / unheard ({dataset})", "",
-             f"Trained on {' and on '.join(train_languages)} (a model each); verified on the test identities' "
-             f"items in each test language (heard: the training language; unheard: any other). EER, AUC and "
-             f"minDCF in percent, stratum U "
-             f"(every pair of the language's test identities).", ""]
-    lines += _markdown(ours, cols) + ["", "Mean EER per method (the challenge's overall score when its cells are "
-                                          "the challenge's four: two training languages x heard / unheard):", ""]
-    lines += _markdown(overall(ours), [("method", "method"), ("overall_eer", "mean EER %"), ("n_cells", "cells"),
-                                       ("challenge", "challenge's overall score")])
-    lines += ["", "## FOP baseline, published (EER %; the README gives no AUC or minDCF)", ""]
-    lines += _markdown(ref, [("corpus", "corpus"), ("editions", "editions"), ("train_language", "train language"),
-                             ("test_language", "test language"), ("condition", "condition"), ("eer", "EER %")])
-    lines += ["", "Published overall: " + ", ".join(f"{k} {v}" for k, v in BASELINE_OVERALL.items()) + ".",
-              "Sources: " + "; ".join(sorted(set(ref["source"]))) + ".", ""]
-    return "\n".join(lines)
+    cols, text = _columns(dcf), _texts(table, dataset, train_languages)
+    lines = [f"# {text['title']}", "", text["intro"], ""]
+    lines += _markdown(ours, cols["ours"]) + ["", text["overall"], ""]
+    lines += _markdown(overall(ours), cols["overall"])
+    lines += ["", f"## {text['baseline']}", ""] + _markdown(ref, cols["baseline"])
+    return "\n".join(lines + ["", text["published"], text["sources"], ""])
 
 
-def write_table(results: Mapping[tuple[str, str, str], Mapping[str, Any]], dataset: str,
-                md: str | os.PathLike, csv: str | os.PathLike) -> pd.DataFrame:
-    """The FAME table (:func:`results_table` rows of this run, then :func:`reference_rows`) as
-    markdown and CSV; returns it."""
-    ours = results_table(results).assign(
+def table_sections(table: pd.DataFrame, dataset: str, train_languages: list[str],
+                   dcf: str = "minDCF") -> tuple[str, list[str], list[Section]]:
+    """:func:`table_markdown`'s title, introduction and tables, as the report's HTML page shows them."""
+    ours, ref = table[table["source"] == "this run"], table[table["source"] != "this run"]
+    cols, text = _columns(dcf), _texts(table, dataset, train_languages)
+    return text["title"], [text["intro"]], [
+        Section("This run", _cells(ours, cols["ours"])),
+        Section("Mean EER per method", _cells(overall(ours), cols["overall"]), [text["overall"]]),
+        Section(text["baseline"], _cells(ref, cols["baseline"]), [text["published"], text["sources"]])]
+
+
+def write_table(results: Mapping[tuple[str, str, str], Results], dataset: str,
+                md: str | os.PathLike, csv: str | os.PathLike, html: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The FAME table (:func:`results_table` rows of this run, stratum U, then
+    :func:`reference_rows`) as markdown, CSV and (``html``) the report's page; returns it."""
+    ours = results_table({k: r.verification_at("U") for k, r in results.items()}).assign(
         corpus=dataset, languages="-".join(sorted({lang for *_, lang in results})), editions=None)
     table = pd.concat([ours, reference_rows()], ignore_index=True)[CSV_COLUMNS]
-    write_text(md, table_markdown(table, dataset, sorted({train for _, train, _ in results})))
+    dcf = metrics.dcf_name(r.meta.dcf for r in results.values())
+    trains = sorted({train for _, train, _ in results})
+    write_text(md, table_markdown(table, dataset, trains, dcf))
     write_text(csv, table.to_csv(index=False))
+    if html is not None:
+        title, intro, sections = table_sections(table, dataset, trains, dcf)
+        write_html(html, title, sections, intro)
     return table
 
 
@@ -370,21 +409,23 @@ def write_lists(trials_dir: str | os.PathLike, language: str, out: str | os.Path
     listed, labels = challenge_list(lists["verification"][0], language)
     if listed.empty:
         raise ValueError(f"{trials_dir}: no verification trial in stratum U")
-    path = write_test_list(listed, Path(out) / f"{language}_test.txt")
-    label_path = Path(out) / f"{language}_labels.csv"
-    write_text(label_path, labels.to_csv(index=False))
-    return path, label_path
+    files = fame_list_files(out, language)
+    path = write_test_list(listed, files["test"])
+    write_text(files["labels"], labels.to_csv(index=False))
+    return path, Path(files["labels"])
 
 
 def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[str], out: str | os.PathLike,
            zip_path: str | os.PathLike, summary: str | os.PathLike | None = None,
-           dcf: dict | None = None) -> dict:
+           dcf: dict | None = None, official: bool = False) -> dict:
     """A method's score file per training language and test list, and their zip.
 
     ``models`` maps each training language to the embeddings of the method trained on it (its
     own scorer: :func:`method_scorer`). With ``summary``, each file is scored back against
     ``<Language>_labels.csv`` beside its list and the figures (fractions) are written there as
-    JSON; ``dcf`` (config ``evaluation.dcf``, required with ``summary``) sets minDCF."""
+    JSON; ``dcf`` (config ``evaluation.dcf``, required with ``summary``) sets minDCF. ``official``:
+    the lists are the challenge's, their lines the official test set's clips
+    (:func:`official_scores`; the summary counts the imputed lines)."""
     if summary and dcf is None:
         raise ValueError("submit: a summary scores the files, so it needs dcf (config evaluation.dcf)")
     for train in models:
@@ -398,11 +439,12 @@ def submit(version: str, models: Mapping[str, str | os.PathLike], lists: list[st
         emb = pd.read_parquet(embeddings, columns=["id", "modality", "embedding"])
         for path in lists:
             language, listed = list_language(path), read_test_list(path)
-            scores = submission_scores(listed, emb, scorer)
+            scores, imputed = official_scores(listed, language, emb, scorer) if official else \
+                (submission_scores(listed, emb, scorer), 0)
             files.append(write_submission(scores, out, version, train, language))
             entry = {"list": str(path), "train_language": train, "test_language": language,
-                     "scorer": getattr(scorer, "name", "custom"), "n_keys": int(len(scores))}
-            labels = Path(path).with_name(f"{language}_labels.csv")
+                     "scorer": getattr(scorer, "name", "custom"), "n_keys": int(len(scores)), "n_imputed": imputed}
+            labels = Path(fame_list_files(Path(path).parent, language)["labels"])
             if summary and labels.exists():
                 entry.update(score_submission(read_submission(files[-1]), pd.read_csv(labels, dtype={"key": str}),
                                               dcf))
@@ -425,6 +467,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default="this run", help="the corpus column of this run's rows")
     t.add_argument("--md", required=True, help="markdown table")
     t.add_argument("--csv", required=True, help="CSV table")
+    t.add_argument("--html", default=None, help="the table as an HTML page (the Snakemake report shows it)")
     li = sub.add_parser("lists", help="a language's verification trials as the challenge's test list")
     li.add_argument("--trials", required=True, help="folder of facevoice trials --language LANGUAGE")
     li.add_argument("--language", required=True)
@@ -438,9 +481,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--list", dest="lists", action="append", required=True, help="<Language>_test.txt; repeatable")
     s.add_argument("--out", required=True, help="folder for the score files")
     s.add_argument("--zip", required=True, help="the zip of the score files")
+    s.add_argument("--official", action="store_true",
+                   help="the challenge's official lists: each line is a clip of the official test set (config "
+                        "fame.official), embedded as <Language>/test/<key>/voice and .../face/NNNN")
     s.add_argument("--summary", default=None, help="JSON: keys per file, and figures against labels beside the lists")
     s.add_argument("--config", default=None, help="config.yaml (its evaluation.dcf section sets the summary's minDCF)")
-    s.add_argument("--params", default=None, help='JSON mapping over --config, e.g. \'{"dcf": {"p_target": 0.01}}\'')
+    s.add_argument("--params", default=None, help='JSON mapping over --config, e.g. \'{"dcf": {"p_target": 0.05}}\'')
     return p
 
 
@@ -448,18 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         if a.command == "table":
-            results = {}
-            for method, train, language, path in a.result:
-                results[(method, train, language)] = json.loads(Path(path).read_text(encoding="utf-8"))
-            write_table(results, a.dataset, a.md, a.csv)
+            results = {(method, train, language): load(path) for method, train, language, path in a.result}
+            write_table(results, a.dataset, a.md, a.csv, a.html)
         elif a.command == "lists":
             write_lists(a.trials, a.language, a.out)
         else:
             dcf = load_config(a.config, a.params)["dcf"]  # completed from the schema
-            report = submit(a.version, dict(a.model), a.lists, a.out, a.zip, a.summary, dcf)
+            report = submit(a.version, dict(a.model), a.lists, a.out, a.zip, a.summary, dcf, a.official)
             for name, entry in report["files"].items():
                 eer = f", EER {100 * entry['eer']:.2f}%" if entry.get("eer") is not None else ""
-                print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}", file=sys.stderr)
+                imputed = f", {entry['n_imputed']} without an embedding (median score)" if entry["n_imputed"] else ""
+                print(f"{name}: {entry['n_keys']} keys ({entry['test_language']}){eer}{imputed}", file=sys.stderr)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

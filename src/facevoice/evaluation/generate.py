@@ -1,4 +1,4 @@
-"""Faces generated from voices: a picture and the article's evaluation (seed 004).
+"""Faces generated from voices: a picture and the evaluation of a news article on Wen et al. 2019.
 
 ``facevoice generate --checkpoint model.pt --manifest M --shards-root DIR --split test
 --train-split train --out-dir DIR [--n-speakers 8] [--seed 0] [--device auto] [--threads N]``
@@ -33,8 +33,8 @@ identities). Only identities of ``--split`` with at least one face and one voice
     stratum) draw the speaker uniformly, then a voice, a true face, the impostor identity
     and its face uniformly, from ``numpy.random.default_rng([seed, stratum])``; ``ci95`` is
     the 95% percentile bootstrap interval over the speakers (1,000 replicates redrawing
-    them with replacement, as the evaluation's intervals). With ``--split seenheard`` the
-    speakers are training identities and their voices held-out videos never trained on:
+    them with replacement, as the evaluation's intervals). With the held-out split
+    (:data:`facevoice.data.inputs.SEENHEARD`) the speakers are training identities and their voices held-out videos never trained on:
     the seen-speaker figure that shows whether different voices give different faces.
     Also counts, the seed, the checkpoint and ``code_version``.
 

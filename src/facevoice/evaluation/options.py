@@ -16,7 +16,7 @@ AMP = ["auto", "bf16", "fp16", "off"]
 def generate_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="facevoice generate",
-        description="Faces generated from voices: a picture and the article's evaluation (seed 004).")
+        description="Faces generated from voices: a picture and the evaluation of a news article on Wen et al. 2019.")
     ap.add_argument("--checkpoint", required=True, help="a training checkpoint of a generative method (voice2face)")
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--shards-root", required=True, help="the shards folder (manifest paths are relative to it)")

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from facevoice.common.io import read_parquet, write_json, write_parquet
+from facevoice.data.paths import TRIAL_KINDS, trial_files
 
 FORMAT = "facevoice-trials/1"
 
@@ -26,7 +27,7 @@ MATCHING_STRATA = ("U", "G", "N", "GN")
 DIRECTIONS = ("F-V", "V-F")
 
 
-KINDS = ("verification", "matching", "retrieval")
+KINDS = TRIAL_KINDS
 
 
 def _merge(base: dict, over: dict | None) -> dict:
@@ -84,22 +85,23 @@ SCHEMAS = {"verification": VERIFICATION_SCHEMA, "matching": MATCHING_SCHEMA,
 
 
 def write_trials(lists: dict[str, tuple[pd.DataFrame, dict]], out: str | os.PathLike) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """The lists and their summary into the folder ``out`` (:func:`facevoice.data.paths.trial_files`)."""
+    files = trial_files(out)
     summary = {}
     for kind, (df, meta) in lists.items():
         table = pa.Table.from_pandas(df, schema=SCHEMAS[kind], preserve_index=False)
-        write_parquet(table, out / f"{kind}.parquet", meta=meta, compression="zstd")
+        write_parquet(table, files[kind], meta=meta, compression="zstd")
         summary[kind] = {k: meta[k] for k in ("source", "split", "seed", "code_version", "strata")}
         summary[kind]["manifest_sha256"] = meta["manifest"]["sha256"]
-    write_json(out / "summary.json", summary)
+    write_json(files["summary"], summary)
 
 
 def read_trials(trials_dir: str | os.PathLike) -> dict[str, tuple[pd.DataFrame, dict]]:
     """{kind: (DataFrame, metadata)} for the lists present in ``trials_dir``."""
     out = {}
+    files = trial_files(trials_dir)
     for kind in KINDS:
-        path = Path(trials_dir) / f"{kind}.parquet"
+        path = Path(files[kind])
         if path.exists():
             table, meta = read_parquet(path)
             if meta.get("format") != FORMAT:

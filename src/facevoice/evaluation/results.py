@@ -6,12 +6,12 @@ checks the whole document with :func:`validate` before writing it; ``compare`` r
 with :func:`load`. A key that is missing, renamed or unknown, or a value of the wrong kind,
 is refused with the key's dotted path and the file; it never becomes a "—" in a table.
 
-Format :data:`RESULTS_FORMAT` (fractions in [0, 1]; metric definitions in ``meta.definitions``
+Format :data:`RESULTS_FORMAT` (fractions in [0, 1], minDCF and min Cllr costs in [0, 1]; metric definitions in ``meta.definitions``
 and :mod:`facevoice.evaluation.metrics`)::
 
-    {"verification": {S: {"available", "reason", "auc", "eer", "eer_threshold", "min_dcf",
-                          "min_dcf_threshold", "n_trials", "n_positive", "n_negative",
-                          "n_identities", "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi]},
+    {"verification": {S: {"available", "reason", "auc", "eer", "min_dcf", "min_cllr", "eer_threshold",
+                          "min_dcf_threshold", "n_trials", "n_positive", "n_negative", "n_identities",
+                          "ci95": {"auc": [lo, hi], "eer": [lo, hi], "min_dcf": [lo, hi], "min_cllr": [lo, hi]},
                           "accuracy_at_threshold": {"threshold", "accuracy"}}},   # optional
      "matching": {D: {S: {"2": acc, ..., "10": acc, "available": {"2": bool, ...},
                           "n_trials": {"2": n, ...}, "ci95": {"2": [lo, hi], ...}, "reason"}}},
@@ -19,6 +19,10 @@ and :mod:`facevoice.evaluation.metrics`)::
                        "n_identities", "ci95": {"map": [lo, hi]}}},
      "meta": {"format", "method", "code_version", "embeddings", "scorer", "trials", "bootstrap",
               "dcf", "definitions"}}
+
+``meta.trials.<kind>``: ``path``, ``split``, ``seed``, ``source``, ``manifest_sha256``,
+``code_version``, ``strata``, and for imported official lists ``cross_gender_negatives``
+(stratum -> the list's negatives whose identities' genders differ in the metadata).
 
 What is there is what the trial lists held, and ``meta.trials`` says what they held: a
 protocol's section exists exactly when ``meta.trials`` has its list, and its keys are exactly
@@ -47,7 +51,7 @@ from typing import Any, NoReturn
 from facevoice.common.io import strict
 from facevoice.evaluation.protocol import DIRECTIONS, KINDS
 
-RESULTS_FORMAT = "facevoice-results/2"
+RESULTS_FORMAT = "facevoice-results/3"
 CI_KEY = "ci95"
 
 Interval = tuple[float, float]
@@ -168,7 +172,7 @@ def _interval_json(ci: dict | None) -> dict | None:
 # --------------------------------------------------------------------------- entries
 
 
-VERIFICATION_FIGURES = ("auc", "eer", "min_dcf")
+VERIFICATION_FIGURES = ("auc", "eer", "min_dcf", "min_cllr")
 VERIFICATION_THRESHOLDS = ("eer_threshold", "min_dcf_threshold")
 VERIFICATION_COUNTS = ("n_trials", "n_positive", "n_negative", "n_identities")
 
@@ -184,6 +188,7 @@ class VerificationResult:
     eer_threshold: float | None = None
     min_dcf: float | None = None
     min_dcf_threshold: float | None = None
+    min_cllr: float | None = None
     n_trials: int = 0
     n_positive: int = 0
     n_negative: int = 0
@@ -308,6 +313,8 @@ class RetrievalResult:
 META_KEYS = ("format", "method", "code_version", "embeddings", "scorer", "trials", "bootstrap", "dcf",
              "definitions")
 TRIALS_KEYS = ("path", "split", "seed", "source", "manifest_sha256", "code_version", "strata")
+#: imported official lists only: stratum -> negatives whose identities' genders differ
+TRIALS_OPTIONAL = ("cross_gender_negatives",)
 DCF_KEYS = ("p_target", "c_miss", "c_fa")
 
 
@@ -336,7 +343,7 @@ class Meta:
         obj = r.object(value, "meta", META_KEYS)
         trials = r.object(obj["trials"], "meta.trials", optional=KINDS)
         for kind, entry in trials.items():
-            r.object(entry, f"meta.trials.{kind}", TRIALS_KEYS)
+            r.object(entry, f"meta.trials.{kind}", TRIALS_KEYS, TRIALS_OPTIONAL)
             r.strings(entry["strata"], f"meta.trials.{kind}.strata")
         dcf = r.object(obj["dcf"], "meta.dcf", DCF_KEYS)
         return cls(method=r.text(obj["method"], "meta.method"), scorer=r.text(obj["scorer"], "meta.scorer"),

@@ -51,7 +51,7 @@ class CosineScorer:
 
 
 class AbsCosineScorer(CosineScorer):
-    """|cosine|: the score of a method trained on the absolute cosine (avgatn, seed 001 eq. 10-11)."""
+    """|cosine|: the score of a method trained on the absolute cosine (avgatn, Chen et al., eq. 10-11)."""
 
     name = "abs_cosine"
 

@@ -3,10 +3,10 @@
 ``facevoice trials --manifest M --split test --out DIR --seed N [--config config.yaml]``
 writes three Parquet files (plus a readable ``summary.json``) into DIR, using only the
 manifest rows of the requested split. The workflow runs it once per test protocol
-(``--protocol``: ``unseenunheard``, the ``test`` split, identities never seen in training;
-``seenheard``, held-out videos of training identities; or a declared one); ``val`` lists are made on request (the trainer selects models on its own
-subset of the validation identities).
-``--import-pins PINDIR --pins-set {unseenunheard,seenheard}`` takes the verification trials
+(``--protocol``: a built-in one of :mod:`facevoice.evaluation.protocols`, unseen-unheard or
+seen-heard, or a declared one); ``val`` lists are made on request (the trainer selects models
+on its own subset of the validation identities).
+``--import-pins PINDIR --pins-set SET`` (a built-in protocol's name) takes the verification trials
 from the official Learnable PINs lists instead (matching and retrieval are still generated).
 ``--language L`` (the MAV-Celeb layout, the FAME protocol) keeps only the split's items in
 language L (the manifest's ``language`` column): every list is drawn within the split's
@@ -590,8 +590,9 @@ def _resolve_pins_rows(src: pd.DataFrame, index: tuple) -> tuple[list[tuple], di
 
 
 def _import_pins_list(pins_dir: str | os.PathLike, stratum: str, pins_set: str, split: str,
-                      index: tuple) -> tuple[pd.DataFrame, dict, dict]:
-    """One stratum's list: its trials, its status and its file entry of the metadata."""
+                      index: tuple, genders: dict[str, str | None]) -> tuple[pd.DataFrame, dict, dict]:
+    """One stratum's list: its trials, its status and its file entry of the metadata (with the
+    count of its negatives whose identities' ``genders`` differ)."""
     fname = pins_file(PINS_FILES[stratum], pins_set)
     path = Path(pins_dir) / fname
     if not path.exists():
@@ -618,8 +619,21 @@ def _import_pins_list(pins_dir: str | os.PathLike, stratum: str, pins_set: str, 
         "label": np.asarray(lab, np.int8), "face": face, "voice": voice,
         "face_identity": fid, "voice_identity": vid,
     })
-    note = f"{sum(dropped.values())} of {len(src)} trials dropped: {dropped}" if dropped else None
+    file["cross_gender_negatives"] = cross_gender_negatives(frame, genders)
+    notes = [f"{sum(dropped.values())} of {len(src)} trials dropped: {dropped}"] if dropped else []
+    if file["cross_gender_negatives"] and "gender" in STRATUM_ATTRIBUTES[stratum]:
+        notes.append(f"{file['cross_gender_negatives']} of the list's negatives pair identities of different "
+                     f"genders in the metadata (the official list's own)")
+    note = "; ".join(notes) or None
     return frame, _status(True, None, len(out), len(src), len(set(fid) | set(vid)), note=note), file
+
+
+def cross_gender_negatives(frame: pd.DataFrame, genders: dict[str, str | None]) -> int:
+    """The negatives of ``frame`` whose face and voice identities both have a gender in
+    ``genders`` (identity -> gender), and different ones."""
+    neg = frame[frame["label"] == 0]
+    fg, vg = neg["face_identity"].map(genders), neg["voice_identity"].map(genders)
+    return int((fg.notna() & vg.notna() & (fg != vg)).sum())
 
 
 def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
@@ -638,6 +652,10 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
     split, a clip or video the manifest lacks) are dropped and counted per reason, and each
     list prints "imported N of M rows". A list that is missing, or of which no row resolves,
     raises ValueError with the reason: a wrong folder or set never yields an empty protocol.
+    The trials are the lists' own: the G and GNA lists hold some negatives of identities whose
+    genders differ in VoxCeleb1's metadata (a few identities' genders changed between the
+    lists and vox1_meta.csv); each list's count of them is ``pins.files[S].cross_gender_negatives``
+    in the metadata, and the G and GNA strata's ``note`` says so when it is not 0.
     """
     strata = list(strata or VERIFICATION_STRATA)
     rows = split_rows(manifest, split)
@@ -645,9 +663,12 @@ def import_pins(pins_dir: str | os.PathLike, manifest: pd.DataFrame, split: str,
         raise ValueError("importing Learnable PINs lists needs the manifest's name column")
     pool = _Pool(rows, [])  # the lists name their strata: age bands play no part here
     index = _pins_index(rows)
+    genders = {str(i): _none(g) for i, g in rows[["identity", "gender"]].drop_duplicates("identity").itertuples(
+        index=False)} if "gender" in rows.columns else {}
     frames, status, files = [], {}, {}
     for stratum in strata:
-        frame, status[stratum], files[stratum] = _import_pins_list(pins_dir, stratum, pins_set, split, index)
+        frame, status[stratum], files[stratum] = _import_pins_list(pins_dir, stratum, pins_set, split, index,
+                                                                   genders)
         frames.append(frame)
     meta = {**_base_meta(rows, split, seed, {"pins_set": pins_set}, manifest_path, pool), "kind": "verification",
             "source": "learnable-pins", "pins": {"dir": str(pins_dir), "set": pins_set,

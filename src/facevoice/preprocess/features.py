@@ -15,10 +15,10 @@ sides; frame ``t`` is ``y_pad[t*hop : t*hop + n_fft]`` times a *periodic* Hann w
 ``win`` samples (``0.5 - 0.5 cos(2 pi n / win)``) zero-padded to ``n_fft`` in the centre;
 ``rfft`` gives ``n_fft // 2 + 1`` bins.  Frames: ``1 + len(y) // hop``.
 
-``spectrogram`` (seed 000): magnitude ``|X|`` (power 1); with ``log: true`` it is
+``spectrogram`` (Zhong et al. 2025): magnitude ``|X|`` (power 1); with ``log: true`` it is
 ``log1p(|X|)`` = natural ``log(1 + |X|)`` (no epsilon needed).  ``n_fft // 2 + 1`` bins.
 
-``logmel`` (seeds 002, 003, 004): power spectrogram ``|X|**2`` times librosa's mel
+``logmel`` (Wang et al. 2020, Liu et al., Wen et al. 2019): power spectrogram ``|X|**2`` times librosa's mel
 filterbank ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax, htk=False,
 norm="slaney")`` (Slaney mel scale: linear below 1 kHz, logarithmic above; triangles
 area-normalised), i.e. ``librosa.feature.melspectrogram(S=|X|**2, ...)``; then
@@ -26,7 +26,7 @@ area-normalised), i.e. ``librosa.feature.melspectrogram(S=|X|**2, ...)``; then
 amin 1e-10, dB, base 10), then clipped from below at ``max - 80 dB`` (``top_db=80``).
 ``fmax: null`` means ``sr / 2``.  ``n_mels`` bins.
 
-``mfcc`` (seed 001): ``librosa.feature.mfcc(S=logmel_db, n_mfcc)`` on the log-mel above
+``mfcc`` (Chen et al.): ``librosa.feature.mfcc(S=logmel_db, n_mfcc)`` on the log-mel above
 (``n_mels`` bands, ``fmin`` 0, ``fmax`` sr / 2, same STFT settings): DCT-II with
 orthonormal scaling (``scipy.fft.dct(type=2, norm="ortho")``) along the mel axis, the
 first ``n_mfcc`` coefficients, no liftering.  ``n_mfcc`` bins.

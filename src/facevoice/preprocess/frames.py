@@ -6,7 +6,8 @@ A job decodes one batch of clips (:mod:`facevoice.data.batch`): ``facevoice fram
 Input is a video file (decoded with the ffmpeg binary of imageio-ffmpeg, through its
 ``read_frames`` reader and ffmpeg's ``fps`` filter) or, for the VoxCeleb1 layout, a folder of
 face-track JPEGs (VoxCeleb1 ships them at 1 frame per second; they are taken as they are,
-sub-sampled only when ``frames.fps`` is below 1).
+sub-sampled only when ``frames.fps`` is below 1), or one image file (``.jpg``, ``.jpeg``,
+``.png``: the FAME challenge's official test faces, one frame each, frame index 0).
 
 When more frames than the cap are available, the kept ones are spread evenly over the clip
 (indices ``round(linspace(0, n - 1, cap))``), so the cap never favours the clip's start.
@@ -114,6 +115,21 @@ def _folder_frames(path: Path, fps: float, cap: int) -> Iterator[tuple[int, floa
             yield i, i * step / 1.0, np.asarray(im.convert("RGB"))
 
 
+def _image_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
+    """A single face image (the FAME challenge's official test items) as one frame."""
+    with Image.open(path) as im:
+        yield 0, 0.0, np.asarray(im.convert("RGB"))
+
+
+def _frames(src: Path, fps: float, cap: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """The frames of a source: a folder of face-track images, one image file, or a video."""
+    if src.is_dir():
+        return _folder_frames(src, fps, cap)
+    if src.suffix.lower() in IMAGE_EXTENSIONS:
+        return _image_frames(src)
+    return _video_frames(str(src), fps, cap)
+
+
 def check(params: dict[str, Any]) -> dict[str, Any]:
     """Config's complete ``frames:`` section, checked against the schema (a key left out is an
     error naming it, never a default); returns a copy."""
@@ -121,7 +137,7 @@ def check(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_clip(source: str, params: dict[str, Any]) -> Result:
-    """One clip's frames (a video file, or a folder of face-track images) as a Result."""
+    """One clip's frames (a video file, a folder of face-track images, or one image) as a Result."""
     fps = float(params["fps"])
     cap = int(params["max_per_clip"])
     src = Path(source)
@@ -130,8 +146,7 @@ def decode_clip(source: str, params: dict[str, Any]) -> Result:
         return Result.rejected(f"no face frames at {src}")
     rows: dict[str, list] = {k: [] for k in SCHEMA.names}
     try:
-        frames = _folder_frames(src, fps, cap) if src.is_dir() else _video_frames(str(src), fps, cap)
-        for idx, t, rgb in frames:
+        for idx, t, rgb in _frames(src, fps, cap):
             rows["frame_index"].append(idx)
             rows["time_s"].append(t)
             rows["height"].append(rgb.shape[0])

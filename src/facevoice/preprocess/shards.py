@@ -6,7 +6,7 @@ identity therefore rewrites the one shard it joins and no other. A shard is writ
 clip at a time from the identities' batch files (one Parquet row group per clip), so a
 writer's memory never grows with the corpus. Rejected clips are left out of the shards;
 the data report lists them. The held-out videos of training identities (the seen-heard
-protocol, :func:`facevoice.data.inputs.heldout_videos`) go to ``shards/seenheard/`` and never
+protocol, :func:`facevoice.data.inputs.heldout_videos`) go to their own split's shards and never
 into a training shard: the shard job is told which of its identities' videos they are.
 
 Face shard ``shards/<split>/face-NNNNN.parquet`` (NNNNN the bucket), one row per aligned face:
@@ -21,7 +21,7 @@ Manifest ``shards/manifest.parquet``, one row per item:
     other layouts), shard (path relative to the shards folder), row (row number inside the shard).
 
 The shards folder holds exactly the planned shards. Only non-empty buckets are planned, so
-when a bucket empties (its identities removed, its held-out videos gone from ``seenheard``, a
+when a bucket empties (its identities removed, its held-out videos no longer held out, a
 split gone, ``shards.buckets`` changed) its old shards are no longer any job's output. The
 manifest job, which runs whenever the plan changes (its inputs are every planned shard and
 the clip table), then removes every ``<split>/{face,voice}-NNNNN.parquet`` that is not among

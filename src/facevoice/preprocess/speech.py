@@ -23,7 +23,7 @@ What is computed
      frames is widened by ``padding_ms`` on both sides (clipped to the signal) and
      overlapping or touching runs are merged.  webrtcvad accepts 8, 16, 32 and 48 kHz, so
      ``sample_rate`` must be one of those.
-   * ``energy`` (seed 000): frames of ``window_ms`` every ``hop_ms``
+   * ``energy`` (Zhong et al. 2025): frames of ``window_ms`` every ``hop_ms``
      (``numpy.lib.stride_tricks.sliding_window_view``; no padding, so
      ``1 + (n - win) // hop`` frames); energy = sum of squares of the frame's samples.
      Rule ``relative_db``: a frame is kept when ``10*log10(E) >= 10*log10(max E) +

@@ -6,7 +6,8 @@ Output Parquet (the evaluation's input): one row per manifest item of the split,
 manifest order: ``id`` (the manifest ``item``), ``identity``, ``modality`` (``face`` |
 ``voice``), ``embedding`` (list<float32>, L2-normalised, one length for both modalities).
 The ``facevoice`` metadata names the method, checkpoint (sha256, epoch, validation AUC),
-split, device and the face weights the run started from.
+split, device and the face weights the run started from, and ``note``: the model's line for
+the comparison tables (which form of the method it trained; null for most).
 
 Items are read from the shards a Parquet row group at a time (one clip per row group, see
 :mod:`facevoice.preprocess.shards`) through a small LRU cache (:class:`ShardReader`): shards are
@@ -71,7 +72,8 @@ def embed(checkpoint: str, manifest: str, shards_root: str, split: str, out: str
             "face_weights": ckpt.get("face_weights"), "device": str(dev), "dim": int(vectors.shape[1]),
             "score": getattr(get_method(ckpt["method"]), "SCORE", "cosine"),
             "score_threshold": getattr(get_method(ckpt["method"]), "SCORE_THRESHOLD", None),
-            "n_face": int((items["modality"] == "face").sum()), "n_voice": int((items["modality"] == "voice").sum())}
+            "n_face": int((items["modality"] == "face").sum()), "n_voice": int((items["modality"] == "voice").sum()),
+            "note": model.note()}
     write_embeddings(out, items, vectors, meta)
     return meta
 

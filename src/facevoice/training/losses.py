@@ -1,4 +1,4 @@
-"""Losses of the metric-learning methods (seeds 000, 002, 003), on plain tensors.
+"""Losses of the metric-learning methods (Zhong et al. 2025, Wang et al. 2020, Liu et al.), on plain tensors.
 
 Every function takes a batch of embeddings and integer identity labels and returns a
 scalar (plus, where a loss has several terms, a dict of the terms, detached). Reductions
@@ -8,22 +8,22 @@ independent of the batch size, and we use it for every method alike).
 Distances are Euclidean, ``sqrt(max(|x - y|^2, EPS))``: the clamp keeps the gradient
 finite at zero distance (a sample against itself).
 
-Cross-modal center loss (seed 000, eq. 1-2)
+Cross-modal center loss (Zhong et al. 2025, eq. 1-2)
     ``batch_center_loss``: the center of identity c is the mean of *all* face and voice
     features of c in the mini-batch; the loss is ``mean_i |f_i - c_{y_i}|^2``. The method
     multiplies it by lambda / 2.
-Orthogonal projection loss (FOP, seed 000, eq. 10)
+Orthogonal projection loss (FOP, Zhong et al. 2025, eq. 10)
     ``orthogonal_projection_loss``: ``1 - mean cos(same identity, i != j) + w * |mean
     cos(different identities)|`` on L2-normalised embeddings; the diagonal (a sample with
     itself, cosine 1) is excluded.
-Bi-directional ranking loss (seed 002, eq. 1)
+Bi-directional ranking loss (Wang et al. 2020, eq. 1)
     ``bidirectional_ranking_loss``: pairs (face a_i, voice o_i) of the same identity; for
     each pair the hardest negative voice o' (closest to a_i among voices of *other*
     identities) and the hardest negative face a' (closest to o_i among faces of other
     identities).
-Center loss with learned centers (seed 002, eq. 4; Wen et al. 2016)
+Center loss with learned centers (Wang et al. 2020, eq. 4; Wen et al. 2016)
     ``center_loss`` and ``update_centers``.
-TriHard and the bi-quintuple loss (seed 003, eq. 5-17)
+TriHard and the bi-quintuple loss (Liu et al., eq. 5-17)
     ``trihard`` (hardest positive, hardest negative per anchor) and
     ``bi_quintuple_loss`` (cross-modal + mixed-modal TriHard, both directions).
 """
@@ -45,7 +45,7 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def batch_center_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Seed 000 eq. 1: mean over the batch of |f_i - c_{y_i}|^2, c_y the batch mean of class y.
+    """Zhong et al. 2025, eq. 1: mean over the batch of |f_i - c_{y_i}|^2, c_y the batch mean of class y.
 
     ``features`` hold faces and voices together (the center mixes both modalities).
     """
@@ -61,7 +61,7 @@ def batch_center_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 def orthogonal_projection_loss(
     embeddings: torch.Tensor, labels: torch.Tensor, neg_weight: float = 1.0, absolute: bool = True
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Seed 000 eq. 10 on L2-normalised ``embeddings``; returns (loss, {pos, neg})."""
+    """Zhong et al. 2025, eq. 10 on L2-normalised ``embeddings``; returns (loss, {pos, neg})."""
     e = F.normalize(embeddings.float(), dim=1)
     cos = e @ e.t()
     same = labels[:, None] == labels[None, :]
@@ -86,7 +86,7 @@ def bidirectional_ranking_loss(
     alpha1: float = 0.6, alpha2: float = 0.6, beta1: float = 0.2, beta2: float = 0.2,
     lambda3: float = 0.1, lambda4: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Seed 002 eq. 1 with online hardest negatives, averaged over the pairs.
+    """Wang et al. 2020, eq. 1 with online hardest negatives, averaged over the pairs.
 
     ``face[i]`` and ``voice[i]`` are a positive pair of identity ``labels[i]``. Face to
     voice: o' = argmin over voices j of another identity of d(a_i, o_j); the term is
@@ -117,7 +117,7 @@ def bidirectional_ranking_loss(
 
 
 def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Seed 002 eq. 4 as a batch mean: mean_k 1/2 |x_k - c_{y_k}|^2 (centers are constants)."""
+    """Wang et al. 2020, eq. 4 as a batch mean: mean_k 1/2 |x_k - c_{y_k}|^2 (centers are constants)."""
     diff = features.float() - centers[labels].detach().float()
     return 0.5 * (diff * diff).sum(1).mean()
 
@@ -141,7 +141,7 @@ def trihard(
     anchors: torch.Tensor, anchor_labels: torch.Tensor, candidates: torch.Tensor, candidate_labels: torch.Tensor,
     margin: float, self_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-anchor TriHard (seed 003 eq. 5): [max_p d(a, p) - min_n d(a, n) + m]_+, shape (n,).
+    """Per-anchor TriHard (Liu et al., eq. 5): [max_p d(a, p) - min_n d(a, n) + m]_+, shape (n,).
 
     ``self_index[i]`` is the column of anchor i among the candidates when the anchors are
     themselves candidates (mixed-modal): that column is never a positive. An anchor with no
@@ -164,7 +164,7 @@ def bi_quintuple_loss(
     face: torch.Tensor, face_labels: torch.Tensor, voice: torch.Tensor, voice_labels: torch.Tensor,
     margin: float = 0.6,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Seed 003 eq. 17 on L2-normalised features: for face anchors, cross-modal TriHard
+    """Liu et al., eq. 17 on L2-normalised features: for face anchors, cross-modal TriHard
     (candidates: the batch's voices) + mixed-modal TriHard (candidates: faces and voices,
     the anchor itself excluded); the same with voice anchors. Each direction is a mean
     over its anchors; the loss is their sum."""

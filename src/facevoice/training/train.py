@@ -41,8 +41,9 @@ Checkpoints and resume
     before it. ``<out>/model.pt`` is the best checkpoint of the last stage.
 Outputs (``<out>/``)
     ``model.pt``; ``log.csv`` (one row per epoch: stage, every loss term, val_auc, lr,
-    seconds, ...); ``curve.png`` (loss terms and validation AUC; redrawn at the end of each
-    stage and at most once a minute); ``run.json`` (method,
+    seconds, ...); ``curve.png`` (panels of losses, accuracies, adversarial terms and validation
+    AUC, :mod:`facevoice.training.curve`; redrawn at the end of each stage and at most once a
+    minute); ``run.json`` (method,
     hyperparameters, seed, device, precision, face weights: ``scratch`` or
     ``vggface2:<path>``, data counts, best epoch with its mean training loss terms, e.g.
     avgatn's identity accuracy ``id_acc``, code version); ``state/``.
@@ -71,10 +72,12 @@ from tqdm import tqdm
 from facevoice.common.config import section as config_section
 from facevoice.common.io import atomic_path, write_json, write_text
 from facevoice.common.version import code_version
+from facevoice.data import paths
 from facevoice.data.manifest import SplitItems, split_items
 from facevoice.data.mavceleb import training_manifest
 from facevoice.data.shard_reader import ShardReader
 from facevoice.training.batches import BatchDataset, plan_epoch, val_subset
+from facevoice.training.curve import plot_curve
 from facevoice.training.inference import autocast_dtype, choose_device, embed_items
 from facevoice.training.methods import (  # noqa: F401
     FaceVoiceModel,
@@ -289,44 +292,7 @@ def write_log(history: list[dict], out: Path) -> None:
     tail = ["val_auc", "best", "lr", "seconds", "data_s", "skipped"]
     terms = [c for c in df.columns if c not in fixed + tail]
     df = df.reindex(columns=[c for c in fixed + terms + tail if c in df.columns])
-    write_text(out / "log.csv", df.to_csv(index=False))
-
-
-def plot_curve(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.DataFrame(history)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    if len(df):
-        skip = {"epoch", "stage", "steps", "samples", "val_auc", "best", "lr", "seconds", "data_s", "skipped"}
-        for c in [c for c in df.columns if c not in skip]:
-            if df[c].notna().any():
-                a1.plot(df["epoch"], df[c], marker=".", label=c, lw=2 if c == "loss" else 1)
-        a2.plot(df["epoch"], df["val_auc"], marker="o", color="C0", label="val AUC")
-        best = df[df["best"] == True]  # noqa: E712
-        if len(best):
-            a2.scatter(best["epoch"], best["val_auc"], s=80, facecolors="none", edgecolors="C3", label="stage best")
-        starts = df.groupby("stage", sort=False)["epoch"].min().iloc[1:]
-        for ax in (a1, a2):
-            for s, e in starts.items():
-                ax.axvline(e - 0.5, color="0.6", ls="--", lw=1)
-                ax.text(e - 0.4, ax.get_ylim()[1], s, va="top", fontsize=8, color="0.4")
-    a1.set_xlabel("epoch")
-    a1.set_title("training loss terms (epoch means)")
-    if a1.get_legend_handles_labels()[0]:  # a method with nothing to train has no loss terms
-        a1.legend(fontsize=7)
-    a2.axhline(0.5, color="0.7", lw=1)
-    a2.set_xlabel("epoch")
-    a2.set_title("verification AUC, validation identities")
-    a2.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    write_text(paths.train_files(out)["log"], df.to_csv(index=False))
 
 
 class WaitTimer:
@@ -679,12 +645,18 @@ def _epoch(r: _Run, st: _StageRun, epoch: int, callbacks) -> None:
     _checkpoint(r, st, epoch, auc)
     write_log(r.history, r.out)
     if epoch == int(r.starts[st.index + 1]) or time.time() - r.last_plot > PLOT_EVERY_S:  # a stage's end, or a while
-        plot_curve(r.history, r.out / "curve.png", f"{r.name} ({r.run.get('profile')})")
+        _plot(r)
         r.last_plot = time.time()
     r.log(f"epoch {epoch}/{r.total} [{st.spec.name}] loss {row.get('loss', float('nan')):.4f} val AUC {auc:.4f} "
           f"lr {row['lr']:.2e} {row['seconds']:.1f} s" + (" *" if row["best"] else ""))
     for cb in callbacks:
         cb("epoch", {"epoch": epoch, "row": row, "model": r.model})
+
+
+def _plot(r: _Run) -> None:
+    """``curve.png``: the log so far, with the method's stages that select and its adversarial ones."""
+    plot_curve(r.history, paths.train_files(r.out)["curve"], f"{r.name} ({r.run.get('profile')})", r.model.select_last,
+               r.model.adversarial_stages)
 
 
 def _finish(r: _Run) -> dict[str, Any]:
@@ -693,9 +665,10 @@ def _finish(r: _Run) -> dict[str, Any]:
     if not final:
         raise SystemExit(f"{r.name}: no epoch was trained (every stage has 0 epochs)")
     best = torch.load(r.work / f"best-{final[-1]}.pt", map_location="cpu", weights_only=False)
-    _save(best, r.out / "model.pt")
+    files = paths.train_files(r.out)
+    _save(best, files["model"])
     write_log(r.history, r.out)
-    plot_curve(r.history, r.out / "curve.png", f"{r.name} ({r.run.get('profile')})")
+    _plot(r)
     best_row = next((h for h in r.history if h["epoch"] == best["epoch"]), {})
     terms = {k: v for k, v in best_row.items() if k not in ("epoch", "stage", "best", "lr", "seconds", "data_s")}
     summary = {**r.run_info, "best": {"stage": best["stage"], "epoch": best["epoch"], "val_auc": best["val_auc"],
@@ -703,9 +676,8 @@ def _finish(r: _Run) -> dict[str, Any]:
                "stage_best": r.stage_best, "epochs": r.total,
                "val_auc_undefined": {str(k): v for k, v in sorted(r.undefined.items())},
                "seconds": round(float(sum(h["seconds"] for h in r.history)), 2)}
-    write_json(r.out / "run.json", summary)
-    r.log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> "
-          f"{r.out / 'model.pt'}")
+    write_json(files["run"], summary)
+    r.log(f"done: best epoch {best['epoch']} ({best['stage']}), val AUC {best['val_auc']:.4f} -> {files['model']}")
     return summary
 
 
@@ -763,7 +735,11 @@ def main(argv: list[str] | None = None) -> int:
     run = {"seed": a.seed, "device": a.device, "amp": a.amp, "face_weights": a.face_weights,
            "num_workers": a.num_workers, "threads": a.threads, "progress": False if a.no_progress else None,
            "language": a.language}
-    hp, run = settings(a.method, section, a.profile, parse_sets(a.sets), run)
+    try:  # the workflow's planning leaves variants and overrides to this check (facevoice.check)
+        hp, run = settings(a.method, section, a.profile, parse_sets(a.sets), run)
+    except MethodError as exc:
+        print(f"train: {a.method}: {exc}", file=sys.stderr)
+        return 2
     train(a.method, a.manifest, a.shards_root, a.out, hp, run)
     return 0
 

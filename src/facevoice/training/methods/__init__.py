@@ -11,6 +11,10 @@ A method module defines
     ``{variant: {"description": str, "overrides": {...}}}``: the paper's ablations, run on
     request as ``<method>-<variant>`` (e.g. ``dje-rank_only``, ``biq_mwrn-sfc``);
 ``build(hp, n_classes, face_weights=None) -> FaceVoiceModel``.
+``NETWORK`` (optional, default True)
+    False for a scorer without a network (``chance``): its train, embed and generate jobs ask
+    for no GPU. A literal, read from the file without importing it
+    (:func:`facevoice.common.config.has_network`).
 
 Hyperparameters (``hp``) are one nested dict. Keys every method has:
 
@@ -53,13 +57,13 @@ import torch.nn.functional as F
 from facevoice.training.nets import build_image_encoder, build_voice_encoder, standardize_images
 
 
-# the methods of the source papers (seeds 000-004), in paper order; CITATION.cff names each one's paper
+# the methods of the five source papers, in paper order; CITATION.cff names each one's paper
 SEED_METHODS = ("ssnet_fop", "avgatn", "dje", "biq_mwrn", "voice2face")
 
 
 def _discover() -> dict[str, str]:
     """Every module of this package not starting with ``_`` is a method plug-in, found by its
-    name; the seeds' methods first (in paper order), then the rest alphabetically."""
+    name; the source papers' methods first (in paper order), then the rest alphabetically."""
     import pkgutil
 
     names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
@@ -289,12 +293,18 @@ class FaceVoiceModel(nn.Module):
     cacheable: tuple[str, ...] = ()  # stages that may train on cached encoder features
     custom_steps: tuple[str, ...] = ()  # stages whose updates the model makes itself (train_step)
     select_last: tuple[str, ...] = ()  # stages kept at their last epoch, not their best validation AUC
+    adversarial_stages: tuple[str, ...] = ()  # stages of an adversarial game: their terms on a curve panel of their own
 
     def __init__(self, hp: dict, n_classes: int):
         super().__init__()
         self.hp = copy.deepcopy(hp)
         self.n_classes = int(n_classes)
         self.stage_index = 0
+
+    def note(self) -> str | None:
+        """A line the comparison tables print under this model's row (through the embeddings'
+        metadata): which form of the method it trained, where a variant changes it."""
+        return None
 
     # --- stages
     def stages(self) -> list[Stage]:

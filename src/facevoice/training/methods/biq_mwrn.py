@@ -1,4 +1,4 @@
-"""``biq_mwrn``: double-stream network, MWRN and bi-quintuple loss (seed 003, Liu et al.).
+"""``biq_mwrn``: double-stream network, MWRN and bi-quintuple loss (Liu et al.).
 
 Face stream (Inception-ResNet-V1) and voice stream (DIMNet-voice), both to 256-D, topped by
 one network shared by both modalities: the multi-modal weighted residual network (MWRN,

@@ -27,6 +27,7 @@ import torch
 from facevoice.training.methods import COMMON_DEFAULTS, FaceVoiceModel, optimizer, stage
 
 NAME = "chance"
+NETWORK = False  # no network: its jobs ask for no GPU (facevoice.common.config.has_network)
 
 PAPER = {
     **COMMON_DEFAULTS,

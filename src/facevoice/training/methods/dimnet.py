@@ -1,8 +1,8 @@
 """``dimnet``: disjoint mapping network, a multi-task identity classifier baseline (Wen et al., ICLR 2019).
 
 Wen, Al Ismail, Liu, Raj, Singh, *Disjoint mapping network for cross-modal matching of
-voices and faces* (cited by seeds 000, 002, 003, which report its DIMNet-I and DIMNet-IG
-rows). DIMNet never compares a face with a voice in training: each modality is mapped
+voices and faces* (cited by Zhong et al. 2025, Wang et al. 2020 and Liu et al., which
+report its DIMNet-I and DIMNet-IG rows). DIMNet never compares a face with a voice in training: each modality is mapped
 *separately* into one embedding space, and that space is supervised only by classifiers of
 covariates both modalities share; the classifiers are shared by the modalities, which is
 what puts faces and voices of one person in the same place.
@@ -19,12 +19,12 @@ Choices (named in the hyperparameters):
   and nothing else (the manifest's gender is not passed to the model), so DIMNet-IG and the
   gender / nationality heads of the paper are not offered; ``covariates`` lists what is
   used so that a later trainer can add ``gender`` without changing the model's state;
-- encoders: Inception-ResNet-V1 (faces) and DIMNet-voice (64 log-mel) as in seeds 002 /
-  003; their last layer (linear + batch norm) *is* the embedding (``embedding_dim`` 128);
+- encoders: Inception-ResNet-V1 (faces) and DIMNet-voice (64 log-mel) as in Wang et al. 2020 /
+  Liu et al.; their last layer (linear + batch norm) *is* the embedding (``embedding_dim`` 128);
 - the paper samples faces and voices independently; our P x K batches pair face i with
   voice i, which the loss ignores (each modality's items are classified on their own);
 - SGD momentum 0.9, weight decay 5e-4, lr 1e-3 -> 1e-8 log-linearly over 50 epochs,
-  batches of 16 identities x 4 faces x 4 voices: seeds 002 / 003's schedule, kept the same
+  batches of 16 identities x 4 faces x 4 voices: Wang et al. 2020 and Liu et al.'s schedule, kept the same
   across the metric-learning methods and this baseline.
 
 Variants: ``separate_classifiers`` (one identity classifier per modality: the embeddings are

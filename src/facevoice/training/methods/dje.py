@@ -1,4 +1,4 @@
-"""``dje``: discriminative joint embeddings (seed 002, Wang et al., SIGIR 2020).
+"""``dje``: discriminative joint embeddings (Wang et al., SIGIR 2020).
 
 Face stream (Inception-ResNet-V1 -> 512) and voice stream (DIMNet-voice -> 512), a fully
 connected layer shared by both streams to a 256-D space, L2-normalised. Loss (eq. 5)::
@@ -27,7 +27,7 @@ Choices where the paper is silent (named in the hyperparameters):
 - centers move by Wen et al.'s update with rate ``center_alpha`` = 0.5;
 - the hardest negative o' (a') is used in both terms of its direction (eq. 1 defines it once);
 - negatives are samples of *other identities* (a P x K batch holds several pairs per person);
-- epochs 50 and batches of 16 identities x 4 faces x 4 voices (seed 003's, same authors);
+- epochs 50 and batches of 16 identities x 4 faces x 4 voices (Liu et al.'s, same authors);
 - lr decays log-linearly from 1e-3 to 1e-8 over the epochs, per epoch;
 - voice crops of 3-6 s (300-600 frames) in training; whole utterances (<= 10 s) to embed;
 - the voice pre-training (paper: task, data and schedule not given): speaker identification
@@ -67,7 +67,7 @@ NAME = "dje"
 PAPER = {
     **COMMON_DEFAULTS,
     # speaker pre-training of the voice stream (schedule: choice), then the joint training;
-    # epochs and P x K of main: paper silent -> seed 003's (same group): 50 epochs, 16 x 4 x 4
+    # epochs and P x K of main: paper silent -> Liu et al.'s (same group): 50 epochs, 16 x 4 x 4
     "stages": with_speaker_pretrain(
         {"main": stage(50, 16, 4, optimizer("sgd", lr=1e-3, lr_end=1e-8, schedule="log",
                                             momentum=0.9, weight_decay=5e-4))}, SPEAKER_PRETRAIN),

@@ -1,8 +1,8 @@
 """``fop``: two-stream fusion and orthogonal projection, a baseline (Saeed et al., ICASSP 2022).
 
 Saeed, Khan, Nawaz, Yousaf, Del Bue, *Fusion and orthogonal projection for improved
-face-voice association* (cited by seed 000 as its ref. 19). Seed 000 (``ssnet_fop``) puts
-the same fusion and loss on top of *one* shared network; this baseline keeps the original
+face-voice association* (cited by Zhong et al. 2025 as its ref. 19). Zhong et al. 2025
+(``ssnet_fop``) puts the same fusion and loss on top of *one* shared network; this baseline keeps the original
 two streams: a face encoder on images and a voice encoder on log-mel frames, each with its
 own projection, trained end to end in one stage.
 
@@ -21,7 +21,7 @@ u (faces) and v (voices); the fusion exists only in training.
 Choices (named in the hyperparameters):
 
 - encoders: Inception-ResNet-V1 (faces) and DIMNet-voice (64 log-mel), both 512-D, as in
-  seeds 002 / 003. The FOP paper trains only its heads on features precomputed by VGGFace
+  Wang et al. 2020 and Liu et al. The FOP paper trains only its heads on features precomputed by VGGFace
   and an utterance-level speaker network; neither is in the project's dependencies, and the
   baseline here trains the encoders too (``face_weights`` may still start the face stream
   from VGGFace2);

@@ -1,9 +1,9 @@
 """``pins``: Learnable PINs-style contrastive two-stream model, a baseline (Nagrani et al., ECCV 2018).
 
 Nagrani, Albanie, Zisserman, *Learnable PINs: cross-modal embeddings for person identity*
-(cited by seeds 000, 002, 003, which report its figures). Two streams, a face network and a
-voice network, each ending in an embedding that is L2-normalised; a contrastive loss on
-face-voice pairs pulls the pairs of one person together and pushes mined negative pairs
+(cited by Zhong et al. 2025, Wang et al. 2020 and Liu et al., which report its figures).
+Two streams, a face network and a voice network, each ending in an embedding that is
+L2-normalised; a contrastive loss on face-voice pairs pulls the pairs of one person together and pushes mined negative pairs
 apart by a margin; negatives are mined in the batch with a curriculum that makes them
 harder as training goes on.
 
@@ -33,7 +33,7 @@ Choices (named in the hyperparameters):
   spectrograms (257 bins; the paper's VGG-M streams on spectrograms are not in the
   project's dependencies), both ending in a 256-D embedding (the paper's embedding size);
 - SGD momentum 0.9, weight decay 5e-4, lr 1e-3 -> 1e-8 log-linearly over 50 epochs,
-  batches of 16 identities x 4 pairs: the schedule of seeds 002 / 003, kept the same
+  batches of 16 identities x 4 pairs: the schedule of Wang et al. 2020 and Liu et al., kept the same
   across the metric-learning methods.
 
 Variants: ``no_hard_mining`` (tau fixed at 0: random negatives throughout), ``hardest``

@@ -1,10 +1,12 @@
-"""``ssnet_fop``: single-stream network, then gated fusion and FOP loss (seed 000, Zhong et al. 2025).
+"""``ssnet_fop``: single-stream network, then gated fusion and FOP loss (Zhong et al. 2025).
 
 Stage ``center`` (eq. 1-2): one network (Inception-ResNet-V1, 512-D) embeds faces *and*
 spectrograms; loss = softmax cross-entropy over the training identities (a linear layer
-with bias on the 512-D features) + lambda/2 x cross-modal center loss, lambda = 1, the
-center of identity c being the mean of all face and voice features of c in the batch
-(:func:`facevoice.training.losses.batch_center_loss`).
+with bias on the 512-D features) + lambda/2 x cross-modal center loss, lambda = 1 (the
+paper's value, section 3), the center of identity c being the mean of all face and voice
+features of c in the batch (:func:`facevoice.training.losses.batch_center_loss`). As in
+Wen et al.'s center loss, which eq. 2 is, the center term is on the network's raw
+features (``center_normalize: false``, every profile).
 
 Stage ``fop`` (eq. 3-11): the stage-1 network is frozen (the best stage-1 checkpoint on
 the validation identities); face features b and voice features e are projected by their
@@ -25,12 +27,12 @@ evaluation alike. Training crops are fixed-length (``crop_frames`` [300, 300], 3
 embed, an utterance is cut into windows of ``crop_frames[1]`` frames (tiled when shorter)
 and the window features are averaged.
 
-Scale of the center loss (``center_normalize``, the paper is silent on the features' scale):
-on the raw 512-D features of the paper profile the center term starts about 60 times the
-cross-entropy (18 times in the demo profile), so stage 1 would first only shrink the
-features; it is computed on the L2-normalised features instead (at most 4, under the
-cross-entropy at initialisation), so lambda = 1 weighs the two terms as the paper's
-equation reads. ``center_normalize: false`` restores the raw features.
+Variant ``center_l2`` (not in the paper; ``center_normalize: true``): the center loss on the
+L2-normalised features instead. On the raw 512-D features of the paper profile the center
+term starts about 60 times the cross-entropy (18 times in the demo profile), so stage 1
+first mostly shrinks the features; on unit features it is at most 4, under the
+cross-entropy at initialisation. Its results are named ``ssnet_fop-center_l2`` and the
+comparison tables' notes say which form a row trained (:meth:`SSNetFOP.note`).
 
 Other choices (named below): "batch 45" (stage 1) and "batch 128" (stage 2) are read as
 face-voice pairs: 15 identities x 3 and 32 identities x 4; stage 1 runs 50 epochs, stage 2
@@ -65,7 +67,7 @@ PAPER = {
     "face_size": 160,              # choice: the shards' 160 px (paper: 256 px); spectrograms resized to it
     "encoder": {"type": "inception_resnet_v1", "dim": 512, "dropout": 0.6},
     "lambda_center": 1.0,
-    "center_normalize": True,      # choice: the center loss on L2-normalised features (scale below)
+    "center_normalize": False,     # eq. 1-2: center loss on the raw features (variant center_l2: normalised)
     "fusion": True,
     "fop_dim": 128,                # choice: d of eq. 3-4
     "fop_tied_init": True,         # choice: W_v starts as a copy of W_u (one feature space after stage 1)
@@ -107,6 +109,8 @@ DEBUG = {
 PROFILES = {"paper": PAPER, "demo": DEMO, "debug": DEBUG}
 
 VARIANTS = {
+    "center_l2": {"description": "not in the paper: the stage-1 center loss on L2-normalised features",
+                  "overrides": {"center_normalize": True}},
     "no_fusion": {"description": "table 6: single stream + FOP loss, no fusion", "overrides": {"fusion": False}},
     "fusion_ce": {"description": "table 6: fusion + CE loss only", "overrides": {"opl_weight": 0.0}},
     "fusion_cos": {"description": "table 6: fusion + cosine (orthogonal projection) loss only",
@@ -135,6 +139,11 @@ class SSNetFOP(FaceVoiceModel):
 
     def weights_source(self) -> str:
         return self.encoder.weights_source
+
+    def note(self) -> str:
+        if self.hp["center_normalize"]:
+            return "stage-1 center loss on L2-normalised features (variant center_l2, not the paper's)"
+        return "stage-1 center loss on raw features (the paper's eq. 1-2: Wen et al.'s center loss)"
 
     # --- stages
     def set_stage(self, index: int) -> None:

@@ -1,4 +1,4 @@
-"""``voice2face``: reconstructing faces from voices (seed 004, Wen et al., NeurIPS 2019).
+"""``voice2face``: reconstructing faces from voices (Wen et al., NeurIPS 2019, as a news article reports it).
 
 Four networks (the article's figure and table):
 
@@ -257,6 +257,7 @@ class Voice2Face(FaceVoiceModel):
     # could choose; on the demo, whose validation identities' faces and voices are of different
     # people, the AUC picked an early, untrained generator)
     select_last = ("pretrain", "gan")
+    adversarial_stages = ("gan",)  # its discriminator and generator terms: curve.png draws them apart
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
         super().__init__(hp, n_classes)
