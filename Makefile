@@ -4,7 +4,7 @@ CONFIG ?= config.yaml
 VENV ?= .venv
 export FACEVOICE_VENV := $(VENV)
 
-.PHONY: demo test venv bench bench-smoke clean-demo readme-results
+.PHONY: demo control test venv bench bench-smoke clean-demo readme-results
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -13,6 +13,12 @@ venv:
 demo: venv
 	$(VENV)/bin/facevoice demo --config $(CONFIG)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+## control: the positive control (README, Positive control): 200 identities sharing a planted
+## attribute across people, built from the demo's cached sources, then the pipeline -> results/control/
+control: venv
+	$(VENV)/bin/facevoice demo --config config/control.yaml
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/control.yaml
 
 ## test: run the test suite, a test file per worker process (TEST_WORKERS=0: in this process alone)
 TEST_WORKERS ?= 2

@@ -171,3 +171,19 @@ def test_gpu_check_names_an_unknown_method():
                          cwd=REPO, capture_output=True, text=True, timeout=HANG_S,
                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert res.returncode == 2 and "unknown nosuch" in res.stderr and "ssnet_fop" in res.stderr, res.stderr
+
+
+@pytest.mark.slow  # builds the 8-identity control corpus (cached), then Snakemake up to its comparison
+def test_bench_control_smoke():
+    found = tables(bench("bench_control.py", "--cores", "2"))
+    header, rows = table(found, "Positive control: unseen-unheard verification AUC")
+    assert header == ["method", "AUC U", "95% CI U", "AUC G", "95% CI G", "U interval above 50"]
+    assert sorted(names(rows)) == ["chance", "dje"]
+    for r in rows:
+        number(r[1])  # stratum U always has trials; G may have none among 2 test identities
+        assert re.fullmatch(r"\[\d+\.\d\d, \d+\.\d\d\]", r[2]), r
+        assert r[3] == "n/a" or re.fullmatch(r"\[\d+\.\d\d, \d+\.\d\d\]", r[4]), r
+        assert r[5] in ("yes", "no"), r
+    _, rows = table(found, "Positive control: time")
+    assert names(rows)[:2] == ["build the corpus (facevoice demo)", "pipeline (Snakemake)"]
+    numbers(rows[:2], [1])

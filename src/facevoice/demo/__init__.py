@@ -42,6 +42,9 @@ The parts, each importing only those above it:
   downloads into the cache (``fetch_package``), archive members (``extract_files``), licences;
 * :mod:`.plan`: pairing faces and voices, identities and splits (``plan_identities``), the
   videos of an identity and the clips of each (``video_id``, ``clip_videos``);
+* :mod:`.control`: the positive control (``demo.control``): identities pairing sources at
+  random within split pools (``plan_control``) and the attribute planted in both
+  (``tint_frames``, ``shift_voice``; README, Positive control);
 * :mod:`.audio`: decoding voices, ``estimate_f0``, each clip's speech (``voice_clips``);
 * :mod:`.render`: frames, MTCNN checks, encoding, one identity's clips (``render_identity``);
 * :mod:`.export`: the tables and ``corpus.json`` (``corpus_up_to_date``, ``read_corpus``),

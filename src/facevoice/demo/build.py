@@ -15,15 +15,17 @@ import os
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import yaml
 
-from facevoice.common.config import ConfigError, find_schema
+from facevoice.common.config import ConfigError
+from facevoice.common.config import defaults as config_defaults
 from facevoice.common.config import load as load_config
 from facevoice.common.lock import exclusive
 from facevoice.demo.base import DemoError, log
+from facevoice.demo.control import ControlIdentity, plan_control
 from facevoice.demo.export import corpus_up_to_date, read_corpus, write_corpus_json, write_tables
 from facevoice.demo.plan import Plan, PlannedIdentity, plan_identities
 from facevoice.demo.render import FaceRejected, Rendered, VoiceRejected, render_identity, torch_threads, warm_up
@@ -39,7 +41,7 @@ from facevoice.demo.sources import (
 )
 
 #: the keys of the ``demo:`` section the builder reads (their defaults are in the config schema)
-SETTINGS = ("out", "cache", "clips_per_identity", "videos_per_identity", "seed")
+SETTINGS = ("out", "cache", "clips_per_identity", "videos_per_identity", "seed", "control")
 
 
 # --------------------------------------------------------------------------------------
@@ -56,10 +58,8 @@ def demo_settings(config: str | os.PathLike | None = None) -> dict[str, Any]:
 
 
 def schema_defaults() -> dict[str, Any]:
-    """The defaults of the ``demo:`` keys, as the config schema states them."""
-    schema = yaml.safe_load(find_schema().read_text(encoding="utf-8"))
-    keys = schema["properties"]["demo"]["properties"]
-    return {k: p["default"] for k, p in keys.items() if "default" in p}
+    """The defaults of the ``demo:`` keys (``control`` complete), as the config schema states them."""
+    return config_defaults("demo")
 
 
 def _check_settings(settings: Mapping[str, Any]) -> None:
@@ -73,11 +73,27 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
 
 
 def _params(catalog: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What corpus.json records of the settings and the catalog (the up-to-date check compares it)."""
-    return {"clips_per_identity": int(settings["clips_per_identity"]),
-            "videos_per_identity": int(settings["videos_per_identity"]),
-            "seed": int(settings["seed"]),
-            "render": catalog.get("render", {}), "limits": catalog.get("limits", {})}
+    """What corpus.json records of the settings and the catalog (the up-to-date check compares it).
+    The positive control (``demo.control.enabled``) records its section, its own clip count
+    and its clip lengths in ``render``."""
+    control = dict((settings.get("control") or {}))
+    if not control.get("enabled"):
+        return {"clips_per_identity": int(settings["clips_per_identity"]),
+                "videos_per_identity": int(settings["videos_per_identity"]),
+                "seed": int(settings["seed"]),
+                "render": catalog.get("render", {}), "limits": catalog.get("limits", {})}
+    lo, hi = (float(x) for x in control["clip_s"])
+    return {"clips_per_identity": int(control["clips_per_identity"]), "videos_per_identity": 1,
+            "seed": int(settings["seed"]), "control": control,
+            "render": {**catalog.get("render", {}), "min_clip_s": lo, "max_clip_s": hi,
+                       "face_shift": float(control["face_shift"]),
+                       "pitch_semitones": float(control["pitch_semitones"])},
+            "limits": catalog.get("limits", {})}
+
+
+def _planner(params: Mapping[str, Any]):
+    """plan_identities, or the positive control's planner with its section."""
+    return partial(plan_control, control=params["control"]) if "control" in params else plan_identities
 
 
 # --------------------------------------------------------------------------------------
@@ -122,7 +138,7 @@ def _build(out: Path, cache: Path, catalog: Mapping[str, Any], params: Mapping[s
     cache.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    plan = plan_identities(catalog, clients, seed=params["seed"], cached_packages=cached_packages(catalog, cache))
+    plan = _planner(params)(catalog, clients, seed=params["seed"], cached_packages=cached_packages(catalog, cache))
     for msg in plan.skipped:
         log(msg)
     src, failed = prepare_sources(catalog, plan.usable_packages, cache, clients, progress)
@@ -135,7 +151,7 @@ def _build(out: Path, cache: Path, catalog: Mapping[str, Any], params: Mapping[s
     missing = sorted({c for k, p in catalog["packages"].items()
                       for c in missing_clients(p, clients, k in usable) if k not in usable})
     info = write_corpus_json(out, catalog, params, plan, final, files, missing)
-    log(f"demo corpus: {info['counts']['identities']} identities "
+    log(f"{'control' if 'control' in params else 'demo'} corpus: {info['counts']['identities']} identities "
         f"({plan.count('train')} train, {plan.count('val')} val, {plan.count('test')} test; "
         f"{plan.count(gender='m')} m, {plan.count(gender='f')} f), {info['counts']['clips']} clips "
         f"in {time.monotonic() - t0:.0f} s -> {out}")
@@ -163,31 +179,38 @@ def _render_all(catalog: Mapping[str, Any], params: Mapping[str, Any], clients: 
     if building.exists():
         shutil.rmtree(building)
     building.mkdir(parents=True)
-    done: dict[tuple[str, str], Rendered] = {}
+    done: dict[tuple, Rendered] = {}
     # identities are rendered two at a time (each ffmpeg and MTCNN call uses one thread)
     warm_up()
     workers = max(1, min(2, os.cpu_count() or 1))
     with torch_threads(1), cf.ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
-            plan = plan_identities(catalog, clients, seed=params["seed"], cached_packages=usable,
-                                   rejected_faces=rejected_faces, rejected_voices=rejected_voices)
-            todo = [i for i in plan.identities if (i.face, i.voice) not in done]
+            plan = _planner(params)(catalog, clients, seed=params["seed"], cached_packages=usable,
+                                    rejected_faces=rejected_faces, rejected_voices=rejected_voices)
+            todo = [i for i in plan.identities if _done_key(i) not in done]
             futures = {pool.submit(_render_one, catalog, params, src, ident, building): ident for ident in todo}
             if not _collect(futures, done, rejected_faces, rejected_voices, progress):
                 break
     return plan, _keep_final(plan, done, building)
 
 
+def _done_key(ident: PlannedIdentity) -> tuple:
+    """What makes an identity's clips: its sources (a demo identity's id follows its face), and a
+    control identity's id and attribute."""
+    return (ident.face, ident.voice, ident.id, ident.attribute) if isinstance(ident, ControlIdentity) \
+        else (ident.face, ident.voice)
+
+
 def _render_one(catalog: Mapping[str, Any], params: Mapping[str, Any], src: Sources, ident: PlannedIdentity,
                 videos_dir: Path, verify: bool = True) -> Rendered:
     faces = {f["key"]: f for f in catalog["faces"]}
     voices = {v["key"]: v for v in catalog["voices"]}
-    return render_identity(ident, faces[ident.face], voices[ident.voice], src, catalog["render"],
+    return render_identity(ident, faces[ident.face], voices[ident.voice], src, params["render"],
                            n_clips=params["clips_per_identity"], n_videos=params["videos_per_identity"],
                            seed=params["seed"], videos_dir=videos_dir, verify=verify)
 
 
-def _collect(futures: Mapping[cf.Future, PlannedIdentity], done: dict[tuple[str, str], Rendered],
+def _collect(futures: Mapping[cf.Future, PlannedIdentity], done: dict[tuple, Rendered],
              rejected_faces: dict[str, str], rejected_voices: dict[str, str], progress: bool) -> bool:
     """Wait for the identities being rendered; record the rendered ones in ``done`` and the
     sources that failed in ``rejected_*``. Returns whether a source failed."""
@@ -198,7 +221,7 @@ def _collect(futures: Mapping[cf.Future, PlannedIdentity], done: dict[tuple[str,
                     file=sys.stderr, disable=not progress):
         ident = futures[fut]
         try:
-            done[(ident.face, ident.voice)] = fut.result()
+            done[_done_key(ident)] = fut.result()
         except FaceRejected as exc:
             log(f"dropping face source {ident.face}: {exc}")
             rejected_faces[ident.face] = str(exc)
@@ -210,12 +233,12 @@ def _collect(futures: Mapping[cf.Future, PlannedIdentity], done: dict[tuple[str,
     return changed
 
 
-def _keep_final(plan: Plan, done: Mapping[tuple[str, str], Rendered], building: Path) -> list[Rendered]:
+def _keep_final(plan: Plan, done: Mapping[tuple, Rendered], building: Path) -> list[Rendered]:
     """The final plan's identities (earlier pairings may have changed); other videos removed."""
     final: list[Rendered] = []
     keep_dirs: set[Path] = set()
     for ident in plan.identities:
-        r = done[(ident.face, ident.voice)]
+        r = done[_done_key(ident)]
         r.identity = ident
         for c in r.clips:
             c["identity"] = ident.id
@@ -264,7 +287,8 @@ def reproduce_clips(corpus_dir: str | os.PathLike, cache: str | os.PathLike, out
     for rec in info["identities"]:
         if rec["id"] not in identities:
             continue
-        ident = PlannedIdentity(**{k: rec[k] for k in PlannedIdentity.__dataclass_fields__})
+        kind = ControlIdentity if "attribute" in rec else PlannedIdentity
+        ident = kind(**{k: rec[k] for k in kind.__dataclass_fields__})
         for role, item in (("face", faces[ident.face]), ("voice", voices[ident.voice])):
             key = item["package"]
             archive = archive_path(cache, catalog["packages"][key])

@@ -19,6 +19,7 @@ from facevoice.common.io import atomic_path
 from facevoice.common.version import file_sha256
 from facevoice.demo.audio import ClipAudio, voice_clips
 from facevoice.demo.base import DemoError, ffmpeg_exe, seeded_rng
+from facevoice.demo.control import ControlIdentity, identity_seed, shift_voice, tint_frames
 from facevoice.demo.plan import PlannedIdentity, clip_videos, video_id
 from facevoice.demo.sources import Sources
 
@@ -274,7 +275,11 @@ def render_identity(ident: PlannedIdentity, face: Mapping[str, Any], voice: Mapp
 
     ``render`` is the catalog's ``render`` section. With ``verify``, MTCNN checks every
     clip. Raises :class:`FaceRejected` / :class:`VoiceRejected` when a source cannot be used.
+    A :class:`~facevoice.demo.control.ControlIdentity` has its own seed and its attribute
+    planted in its frames and speech (``render`` then holds ``face_shift`` and ``pitch_semitones``).
     """
+    if isinstance(ident, ControlIdentity):
+        seed = identity_seed(seed, ident)
     try:
         audio = voice_clips(voice, src.files[voice["package"]], n_clips, seed, render)
     except DemoError as exc:
@@ -285,10 +290,21 @@ def render_identity(ident: PlannedIdentity, face: Mapping[str, Any], voice: Mapp
         frames = [fsrc.frames(k, n_clips, audio[k].frames, looks[k]) for k in range(n_clips)]
     except (DemoError, subprocess.CalledProcessError) as exc:
         raise FaceRejected(str(exc).splitlines()[0]) from None
+    if isinstance(ident, ControlIdentity):
+        _plant(ident, frames, audio, render)
     checks = _check_clips(frames, render) if verify else []
     vids = [video_id(face, voice, j) for j in range(n_videos)]
     clips = _encode_clips(ident, vids, frames, audio, looks, checks, render, n_clips, videos_dir)
     return Rendered(identity=ident, videos=vids, clips=clips)
+
+
+def _plant(ident: ControlIdentity, frames: list[np.ndarray], audio: list[ClipAudio], render: Mapping[str, Any]) -> None:
+    """The control's attribute: a colour balance in every frame, a pitch shift in every clip's speech."""
+    for fr in frames:
+        tint_frames(fr, ident.attribute, float(render["face_shift"]))
+    for clip in audio:
+        clip.samples = shift_voice(clip.samples, int(render["sample_rate"]), ident.attribute,
+                                   float(render["pitch_semitones"]))
 
 
 def _check_clips(frames: list[np.ndarray], render: Mapping[str, Any]) -> list[list[dict]]:
