@@ -23,7 +23,7 @@ control: venv
 ## test: run the test suite, a test file per worker process (TEST_WORKERS=0: in this process alone)
 TEST_WORKERS ?= 2
 test: venv
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## bench: print the benchmarks (scale: planning, CPU per clip, incremental work; stages; training; evaluation)
 ## (the scale and preprocessing benchmarks read the demo corpus: built first, or found up to date)

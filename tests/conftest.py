@@ -43,3 +43,11 @@ def corpus(tmp_path_factory):
     manifest = synthetic_shards(root, identities={"train": 32, "val": 8, "test": 8}, clips=2, faces_per_clip=4,
                                 image_size=32, frames=(60, 120), seed=0)
     return manifest, root / "shards"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files holding slow tests (Snakemake end to end, minutes) first, every file's tests in
+    their order: `make test`'s two workers (pytest-xdist, a file per worker, in this order) start
+    the long files first and finish together instead of one waiting for the other's last file."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort: the order within is kept
