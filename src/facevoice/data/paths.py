@@ -73,10 +73,13 @@ def train(out: str, method: str) -> dict[str, str]:
     return train_files(f"{out}/train/{method}")
 
 
+def _results(folder: str, method: str) -> dict[str, str]:
+    return {"json": f"{folder}/{method}.json", "roc": f"{folder}/{method}_roc.parquet"}
+
+
 def evaluation(out: str, protocol: str, method: str) -> dict[str, str]:
     """One method's results under one protocol (``json``) and its ROC points (``roc``)."""
-    folder = f"{out}/evaluation/{protocol}"
-    return {"json": f"{folder}/{method}.json", "roc": f"{folder}/{method}_roc.parquet"}
+    return _results(f"{out}/evaluation/{protocol}", method)
 
 
 def comparison_names(tables: tuple[str, ...], directions: tuple[str, ...]) -> list[str]:
@@ -126,8 +129,7 @@ def fame_trials(out: str, language: str) -> dict[str, str]:
 
 def fame_evaluation(out: str, train: str, language: str, method: str) -> dict[str, str]:
     """A method trained on ``train``, evaluated on ``language``'s trials (as :func:`evaluation`)."""
-    folder = f"{fame(out)}/evaluation/{train}/{language}"
-    return {"json": f"{folder}/{method}.json", "roc": f"{folder}/{method}_roc.parquet"}
+    return _results(f"{fame(out)}/evaluation/{train}/{language}", method)
 
 
 def fame_list_files(folder: str | os.PathLike, language: str) -> dict[str, str]:
