@@ -133,8 +133,14 @@ def test_provenance_covers_every_identity(demo_corpus):
 def test_rebuild_is_a_noop_and_the_build_is_deterministic(demo_corpus, tmp_path, capsys):
     info = json.loads((demo_corpus / "corpus.json").read_text())
     before = {c["path"]: (demo_corpus / c["path"]).stat().st_mtime_ns for c in info["clips"]}
+    # a killed build's temporary clip beside the complete corpus: swept, nothing else touched
+    first = demo_corpus / info["clips"][0]["path"]
+    leftover = first.parent / f".{first.name}.x1y2.tmp.mp4"
+    leftover.write_bytes(b"half a clip")
     build.build_demo({**DEMO, "out": demo_corpus}, progress=False)
-    assert "demo corpus up to date" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "demo corpus up to date" in err and "leftover" in err
+    assert not leftover.exists()
     assert before == {p: (demo_corpus / p).stat().st_mtime_ns for p in before}
     # the same inputs give byte-identical clips: render three identities again (one from a
     # video source) and compare with the hashes of the corpus

@@ -162,9 +162,19 @@ def _up_to_date(out: Path, catalog: Mapping[str, Any], params: Mapping[str, Any]
     ok, why = corpus_up_to_date(out, catalog, params, clients)
     if ok:
         log(f"demo corpus up to date: {out}")
+        _sweep_leftovers(out)
     elif (out / "corpus.json").exists():
         log(f"rebuilding the demo corpus: {why}")
     return ok
+
+
+def _sweep_leftovers(out: Path) -> None:
+    """Remove the temporary files a killed build left in an otherwise complete corpus (a clip
+    written atomically, ``.<name>.<random>.tmp.mp4``), which a folder listing would take for clips."""
+    for stale in sorted(out.rglob(".*.tmp*")):
+        if stale.is_file():
+            log(f"removing a killed build's leftover: {stale}")
+            stale.unlink(missing_ok=True)
 
 
 def _render_all(catalog: Mapping[str, Any], params: Mapping[str, Any], clients: set[str], usable: set[str],
