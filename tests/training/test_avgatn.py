@@ -217,6 +217,22 @@ def test_paper_networks_get_gradients_in_every_stage():
         assert not missing, f"stage {st.name}: no gradient at {missing[:5]}"
 
 
+def test_the_face_generator_takes_the_face_features_as_channels_of_one_time_step():
+    # the paper's face sample is features x frames (53 x 49), convolved along time as MFCC x
+    # frames; with one frame the features are the channels of a one-step sequence (the version
+    # before ran the convolutions along the feature vector as a 1-channel sequence)
+    model = model_at("gan")
+    model.eval()
+    assert model.gen_f.conv[0].in_channels == model.face_net.dim
+    seen = []
+    hook = model.gen_f.conv.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].shape, out.shape)))
+    h, s = model.face_hs(torch.randn(8, model.face_net.dim))
+    hook.remove()
+    (inp, out), = seen
+    assert tuple(inp) == (8, model.face_net.dim, 1) and out[2] == 1
+    assert h.shape == (8, model.hp["hidden_dim"]) and s.shape == (8, model.hp["common_dim"])
+
+
 # --------------------------------------------------------------------------- learning, resume, evaluation
 
 
