@@ -15,7 +15,7 @@ from facevoice.data.manifest import split_items
 from facevoice.data.shard_reader import ShardReader
 from facevoice.training import embed as embed_mod
 from facevoice.training import train as tr
-from facevoice.training.methods import MethodError, get_method, resolve, run_names
+from facevoice.training.methods import MethodError, get_method, method_names, resolve, run_names
 from facevoice.training.nets import InceptionResnetEncoder
 
 METHODS = ["ssnet_fop", "dje", "biq_mwrn"]
@@ -529,3 +529,12 @@ def test_speaker_pretraining_learns_and_the_main_stage_starts_from_it(method, co
     assert not all(torch.equal(main[k], init[k]) for k in voice)  # the voice stream was trained
     untouched = [k for k in init if not k.startswith(("voice_net.", "speaker_classifier."))]
     assert all(torch.equal(main[k], init[k]) for k in untouched)  # face stream, heads (and their buffers)
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_a_stage_without_a_score_keeps_its_last_epoch(method):
+    # the trainer validates nothing in an unscored stage, so nothing there could choose an epoch
+    model = get_method(method).build(resolve(method, "debug"), 4, 64)
+    names = [s.name for s in model.stages()]
+    assert set(model.unscored_stages) <= set(model.select_last) & set(names)
+    assert names[-1] not in model.unscored_stages  # the model is scored after its last stage

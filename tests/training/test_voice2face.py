@@ -269,6 +269,10 @@ def test_voice2face_learns_gender_on_the_synthetic_task(corpus, tmp_path):
     table = log[["epoch", "stage", "loss", "voice_acc", "face_acc", "g_id", "val_auc"]].to_string()
     pre = log[log["stage"] == "pretrain"]
     assert pre["val_auc"].isna().all() and pre["best"].iloc[-1]  # no score yet: the last epoch carries on
+    # the trainer does not validate the pre-training (no generator) and says why, not "diverged"
+    undefined = json.loads((out / "run.json").read_text())["val_auc_undefined"]
+    assert {int(k) for k in undefined} == set(pre["epoch"]), undefined
+    assert all("makes no cross-modal score yet" in why for why in undefined.values()), undefined
     assert pre["voice_acc"].iloc[-1] > 0.3 and pre["face_acc"].iloc[-1] > 0.8, table
     assert {"d_real", "d_fake", "c_real", "g_adv", "g_id"} <= set(log.columns)
     assert summary["best"]["stage"] == "gan" and summary["best"]["val_auc"] > 0.6, table

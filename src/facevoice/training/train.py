@@ -603,6 +603,13 @@ def _run_epoch(r: _Run, st: _StageRun, epoch: int, callbacks) -> tuple[dict, flo
 def _validate(r: _Run, epoch: int) -> float:
     """The validation identities' verification AUC (model selection; never a test split)."""
     d = r.data
+    stage_name = r.model.stage_name
+    if stage_name in r.model.unscored_stages:
+        reason = f"stage {stage_name!r} makes no cross-modal score yet (the method's design)"
+        if r.undefined.get(epoch - 1) != reason:
+            r.log(f"epoch {epoch}: no validation in stage {stage_name!r}: it makes no cross-modal score yet")
+        r.undefined[epoch] = reason
+        return float("nan")
     emb = embed_items(r.model, d.reader, d.val_items, r.hp, r.device, int(r.run["embed_batch_size"]), r.run["amp"],
                       r.run["progress"], desc="val") if len(d.val_items) else None
     auc = verification_auc(emb, d.val_items, getattr(r.mod, "SCORE", "cosine")) if emb is not None else float("nan")

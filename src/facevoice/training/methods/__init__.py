@@ -294,6 +294,9 @@ class FaceVoiceModel(nn.Module):
     custom_steps: tuple[str, ...] = ()  # stages whose updates the model makes itself (train_step)
     select_last: tuple[str, ...] = ()  # stages kept at their last epoch, not their best validation AUC
     adversarial_stages: tuple[str, ...] = ()  # stages of an adversarial game: their terms on a curve panel of their own
+    # stages with no cross-modal score yet (voice2face's pre-training: no generator): the trainer
+    # validates nothing there (undefined AUC, its reason recorded); each must be in select_last
+    unscored_stages: tuple[str, ...] = ()
 
     def __init__(self, hp: dict, n_classes: int):
         super().__init__()

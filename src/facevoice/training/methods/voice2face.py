@@ -257,6 +257,7 @@ class Voice2Face(FaceVoiceModel):
     # could choose; on the demo, whose validation identities' faces and voices are of different
     # people, the AUC picked an early, untrained generator)
     select_last = ("pretrain", "gan")
+    unscored_stages = ("pretrain",)  # the trainer does not validate it (embed_voice would give NaN)
     adversarial_stages = ("gan",)  # its discriminator and generator terms: curve.png draws them apart
 
     def __init__(self, hp: dict, n_classes: int, n_bins: int, face_weights: str | None = None):
