@@ -138,7 +138,8 @@ def test_profiles_build_the_papers_networks(profile):
     with torch.no_grad():
         img = model.generate_faces(torch.randn(2, 64, int(hp["crop_frames"][0])))
     assert img.shape == (2, 3, side, side) and img.min() >= 0 and img.max() <= 1
-    assert {"voice2face-no_classifier", "voice2face-no_adversarial", "voice2face-no_noise"} <= set(run_names())
+    assert {"voice2face-no_classifier", "voice2face-no_adversarial", "voice2face-no_noise", "voice2face-uncentred",
+            "voice2face-no_average"} <= set(run_names())
 
 
 def test_face_size_must_fit_the_generator():
@@ -253,6 +254,38 @@ def test_different_voices_give_different_faces():
     e = model.embed_voice(a)
     assert torch.allclose(e.norm(dim=1), torch.ones(1), atol=1e-5)
     assert torch.allclose(e, model.embed_face(fa), atol=1e-6)  # a voice's embedding: the judge's, of its face
+
+
+def test_scored_faces_come_from_the_average_of_g_and_the_embeddings_are_centred():
+    model, hp = build("debug")
+    assert hp["generator_average"] == 0.995 and hp["centre_embeddings"] and v2f.PAPER["generator_average"] == 0.0
+    model.set_stage(1)
+    model.train()
+    opts = model.stage_optimizers(hp["stages"]["gan"]["optimizer"])
+    g0 = state_of(model.generator)[0]
+    f, v, y = n_bins_batch(frames=int(hp["crop_frames"][0]))
+    model.train_step(f, v, y, opts, contextlib.nullcontext())
+    g1, avg = state_of(model.generator)[0], state_of(model.generator_avg)[0]
+    assert not same_state([g0], [g1])
+    for k in g0:  # one step of the moving average: 0.995 old + 0.005 new
+        assert torch.allclose(avg[k], 0.995 * g0[k] + 0.005 * g1[k], atol=1e-6), k
+    assert not any(p.requires_grad for p in model.generator_avg.parameters())
+    assert not any(p is q for q in model.generator_avg.parameters() for o in opts.values()
+                   for grp in o.param_groups for p in grp["params"])
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.generate(v), model.generator_avg(model.voice_embedding(v)))
+        # the first update sets each running mean to its batch's mean: the batch's centred embeddings sum to 0
+        zf = torch.nn.functional.normalize(model._judge(f), dim=1) - model.real_centre
+        zv = torch.nn.functional.normalize(model._judge(model.generate_faces(v)), dim=1) - model.fake_centre
+        assert zf.sum(0).abs().max() < 1e-4 and zv.sum(0).abs().max() < 1e-4
+        assert torch.allclose(model.embed_face(f), torch.nn.functional.normalize(zf, dim=1), atol=1e-5)
+        assert torch.allclose(model.embed_voice(v), torch.nn.functional.normalize(zv, dim=1), atol=1e-5)
+    assert int(model.centre_updates) == 1
+    plain, _ = build("debug", generator_average=0.0, centre_embeddings=False)
+    assert plain.generator_avg is None and plain.scored_generator() is plain.generator
+    with pytest.raises(ValueError, match="generator_average must be in"):
+        build("debug", generator_average=1.0)
 
 
 # --------------------------------------------------------------------------- learning

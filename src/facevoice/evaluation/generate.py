@@ -303,7 +303,7 @@ def _embed_split(judge: _Judge, te: SplitItems, split: str, rng: np.random.Gener
     f_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(f_rows)])
     model = judge.model
     gen_emb = judge.embed(te.items.iloc[v_pos], f"generate {split}",
-                          voice_fn=lambda v: model.embed_face(model.generate_faces(v)))
+                          voice_fn=model.embed_voice)  # the method's own embedding of a voice: its generated face, judged
     face_emb = judge.embed(te.items.iloc[f_pos], f"judge {split} faces")
     return _SplitEmbeddings(v_rows, f_rows, v_owner, f_owner, gen_emb, face_emb)
 
