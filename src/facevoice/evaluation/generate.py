@@ -301,9 +301,7 @@ def _embed_split(judge: _Judge, te: SplitItems, split: str, rng: np.random.Gener
     v_pos, f_pos = np.concatenate(v_rows), np.concatenate(f_rows)
     v_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(v_rows)])
     f_owner = np.concatenate([np.full(len(r), k) for k, r in enumerate(f_rows)])
-    model = judge.model
-    gen_emb = judge.embed(te.items.iloc[v_pos], f"generate {split}",
-                          voice_fn=model.embed_voice)  # the method's own embedding of a voice: its generated face, judged
+    gen_emb = judge.embed(te.items.iloc[v_pos], f"generate {split}")  # the model's embed_voice: its generated face, judged
     face_emb = judge.embed(te.items.iloc[f_pos], f"judge {split} faces")
     return _SplitEmbeddings(v_rows, f_rows, v_owner, f_owner, gen_emb, face_emb)
 

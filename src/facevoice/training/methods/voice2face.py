@@ -380,10 +380,17 @@ class Voice2Face(FaceVoiceModel):
     # --- voices and faces
     def voice_embedding(self, voices: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
         """The generator's input: l2(l2(e) + noise n), n ~ N(0, I) (noise only when asked)."""
-        e = F.normalize(self.voice_net(voices).float(), dim=1)
-        if noise:
-            e = F.normalize(e + noise * torch.randn_like(e), dim=1)
-        return e
+        return self._perturbed(F.normalize(self.voice_net(voices).float(), dim=1), noise)
+
+    @staticmethod
+    def _perturbed(e: torch.Tensor, noise: float) -> torch.Tensor:
+        """l2(e + noise n), n ~ N(0, I); ``e`` itself when ``noise`` is 0."""
+        return F.normalize(e + noise * torch.randn_like(e), dim=1) if noise else e
+
+    @staticmethod
+    def _image(faces: torch.Tensor) -> torch.Tensor:
+        """The GAN's faces in [-1, 1] as images in [0, 1]."""
+        return ((faces.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
     def scored_generator(self) -> nn.Module:
         """The generator whose faces are scored and drawn: the average of G's weights, or G."""
@@ -395,7 +402,7 @@ class Voice2Face(FaceVoiceModel):
 
     def generate_faces(self, voices: torch.Tensor) -> torch.Tensor:
         """Faces generated from voices (B, bins, T) -> (B, 3, face_size, face_size) in [0, 1]."""
-        return ((self.generate(voices).float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        return self._image(self.generate(voices))
 
     def _judge(self, faces01: torch.Tensor) -> torch.Tensor:
         return self.judge(standardize_images(faces01))
@@ -420,7 +427,8 @@ class Voice2Face(FaceVoiceModel):
         if self.stage_index != 1:
             raise RuntimeError("voice2face: train_step is the gan stage's")
         with torch.no_grad():
-            e = self.voice_embedding(voices, float(self.hp["embedding_noise"]))
+            e_clean = self.voice_embedding(voices)
+            e = self._perturbed(e_clean, float(self.hp["embedding_noise"]))
         real = faces * 2.0 - 1.0
         with autocast:
             fake = self.generator(e)
@@ -450,13 +458,14 @@ class Voice2Face(FaceVoiceModel):
             return {"loss": (l_d + l_g).detach(), **terms}
         l_g.backward(inputs=list(self.generator.parameters()))  # D and C keep the gradients of their own step
         opts["g"].step()
-        self._track(faces, voices)
+        self._track(faces, e_clean)
         return {"loss": (l_d + l_g).detach(), **terms}
 
     @torch.no_grad()
-    def _track(self, faces: torch.Tensor, voices: torch.Tensor) -> None:
+    def _track(self, faces: torch.Tensor, e: torch.Tensor) -> None:
         """After a G step: move the average generator, then the running means of the judge's
-        embeddings (real faces; faces the scored generator makes from the voices, no noise)."""
+        embeddings (real faces; faces the scored generator makes from the batch's voice
+        embeddings ``e``, without noise)."""
         if self.generator_avg is not None:
             for a, p in zip(self.generator_avg.parameters(), self.generator.parameters()):
                 a.lerp_(p.detach(), 1.0 - self.avg_decay)
@@ -464,7 +473,7 @@ class Voice2Face(FaceVoiceModel):
             return
         rate = max(self.centre_momentum, 1.0 / (int(self.centre_updates) + 1))  # the plain mean at first
         real = F.normalize(self._judge(faces).float(), dim=1).mean(0)
-        fake = F.normalize(self._judge(self.generate_faces(voices)).float(), dim=1).mean(0)
+        fake = F.normalize(self._judge(self._image(self.scored_generator()(e))).float(), dim=1).mean(0)
         self.real_centre.lerp_(real, rate)
         self.fake_centre.lerp_(fake, rate)
         self.centre_updates += 1
